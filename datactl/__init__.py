@@ -1,0 +1,30 @@
+"""datactl: git for datasets and models.
+
+Files are cut into content-defined chunks, stored once in packs, and every
+version is an immutable, parent-linked commit that can be restored bit for bit.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from datactl.errors import DatactlError
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from datactl.dataset import Dataset, DatasetDraft, log_model
+    from datactl.validation import ValidationReport, validate
+    from datactl.workspace import Workspace
+
+_LAZY = {"Dataset": "datactl.dataset", "DatasetDraft": "datactl.dataset", "log_model": "datactl.dataset", "Workspace": "datactl.workspace"}
+_LAZY.update({"validate": "datactl.validation", "ValidationReport": "datactl.validation"})
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so the command line starts without the training-code API.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'datactl' has no attribute {name!r}")
+
+__all__ = ["Dataset", "DatasetDraft", "DatactlError", "ValidationReport", "Workspace", "log_model", "validate", "__version__"]

@@ -1,0 +1,3 @@
+from datactl.cli.app import run
+
+run()

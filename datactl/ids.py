@@ -1,0 +1,38 @@
+"""Object ids: xxh3-128 of the content, as 32 lowercase hex characters."""
+
+from __future__ import annotations
+
+import re
+
+import xxhash
+
+ID_HEX_LEN = 32
+ID_BYTES = 16
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def object_id(data: bytes | memoryview) -> str:
+    """The id of ``data``."""
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def new_hasher() -> "xxhash.xxh3_128":
+    """A streaming hasher whose ``hexdigest()`` equals ``object_id`` of all fed bytes."""
+    return xxhash.xxh3_128()
+
+
+def is_hex(text: str) -> bool:
+    return bool(_HEX.match(text))
+
+
+def is_object_id(text: str) -> bool:
+    return len(text) == ID_HEX_LEN and is_hex(text)
+
+
+def hash_file(path: str, block_size: int = 1 << 20) -> str:
+    """The id of a file's whole content, read in blocks."""
+    h = new_hasher()
+    with open(path, "rb", buffering=0) as f:
+        while block := f.read(block_size):
+            h.update(block)
+    return h.hexdigest()
