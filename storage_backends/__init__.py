@@ -1,0 +1,78 @@
+"""Storage backends: where a datactl store's blobs live.
+
+``open_backend(url, options)`` picks the implementation from the URL: a plain
+path or ``file://`` for a local folder, ``s3://bucket/prefix`` for S3 (boto3),
+``gs://bucket/prefix`` for Google Cloud Storage. The cloud backends come wrapped
+in ``RetryingBackend``; their SDKs are optional extras, imported only when such
+a URL is opened. Other schemes are registered through the ``datactl.backends``
+entry-point group (a callable taking the URL and the options as keywords).
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from urllib.parse import urlparse
+
+from storage_backends.base import (
+    Backend,
+    BackendError,
+    KeyNotFound,
+    ObjectInfo,
+    TransientError,
+    Versioned,
+    validate_key,
+)
+from storage_backends.local import LocalBackend
+from storage_backends.retry import RetryingBackend
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "KeyNotFound",
+    "LocalBackend",
+    "ObjectInfo",
+    "RetryingBackend",
+    "TransientError",
+    "Versioned",
+    "open_backend",
+    "validate_key",
+]
+
+
+# scheme -> (module, class, the options its constructor takes, pip extra, SDK name)
+CLOUD_BACKENDS = {
+    "s3": ("storage_backends.s3", "S3Backend", {"endpoint_url", "region", "profile"}, "s3", "boto3"),
+    "gs": ("storage_backends.gcs", "GCSBackend", {"endpoint_url", "project", "client"}, "gcs", "google-cloud-storage"),
+}
+
+
+def _open_cloud(scheme: str, url: str, options: dict) -> Backend:
+    module_name, class_name, accepted, extra, sdk = CLOUD_BACKENDS[scheme]
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise BackendError(f"option(s) {', '.join(unknown)} do not apply to {scheme}:// remotes (in {url!r})")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendError(f"{scheme}:// needs {sdk}: pip install 'datactl[{extra}]'") from exc
+    return RetryingBackend(getattr(module, class_name)(url, **options))
+
+
+def open_backend(url: str, options: dict | None = None) -> Backend:
+    """Return the backend for ``url``: a path, ``file://``, ``s3://``, ``gs://`` or a registered scheme.
+
+    ``options`` are backend keywords, e.g. ``endpoint_url``/``region``/``profile``
+    for S3 or ``endpoint_url``/``project``/``client`` for GCS; options set to None
+    are ignored.
+    """
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and url[1:3] in (":\\", ":/")):
+        return LocalBackend(parsed.path if parsed.scheme == "file" else url)
+    if parsed.scheme in CLOUD_BACKENDS:
+        return _open_cloud(parsed.scheme, url, options)
+    for ep in entry_points(group="datactl.backends"):
+        if ep.name == parsed.scheme:
+            return ep.load()(url, **options)
+    raise BackendError(f"no storage backend for {parsed.scheme}:// URLs (in {url!r})")
