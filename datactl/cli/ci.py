@@ -1,0 +1,264 @@
+"""CI commands: ``verify`` (local or remote, --deep, --sample), ``validate``, and the diff drift gate.
+
+Exit codes: 0 pass, 1 a check or rule failed, 2 usage or configuration
+error, 3 the data could not be read.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from datactl.cli.output import RichProgress, err, human_bytes, out
+from datactl.errors import UsageError
+from datactl.source import DataUnreadable
+from storage_backends import BackendError
+
+FORMAT_HELP = "table (default, for people), json, junit (JUnit XML: one test case per check) or github (workflow annotations)."
+FORMATS = ("table", "json", "junit", "github")
+STATUS_STYLE = {"passed": ("PASS", "green"), "failed": ("FAIL", "red"), "warning": ("WARN", "yellow"), "error": ("ERROR", "magenta")}
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    return fmt
+
+
+def _remote_options(endpoint_url: str | None, region: str | None) -> dict:
+    return {k: v for k, v in {"endpoint_url": endpoint_url, "region": region}.items() if v}
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        import sys
+
+        sys.stdout.write(text)
+
+
+def _suite_output(fmt: str, suite, data: dict, output: str | None) -> bool:
+    """Write a machine format; return True when the human table should still be printed (on stdout)."""
+    from datactl.validation import formats
+
+    if fmt == "json":
+        _emit(formats.to_json(data), output)
+    elif fmt == "junit":
+        _emit(formats.to_junit(suite), output)
+    elif fmt == "github":
+        _emit(formats.to_github(suite), output)
+        formats.write_step_summary(suite)
+    return fmt == "table" or output is not None
+
+
+# -- verify ----------------------------------------------------------------------------
+
+
+def verify(
+    ref: str = typer.Argument("HEAD", help="The version to check (its history included); NAME or NAME@VERSION outside a workspace."),
+    remote: Optional[str] = typer.Option(None, "--remote", "-r", help="Check the copy on this remote (name or URL), reading only metadata and pack footers unless --deep/--sample."),
+    deep: bool = typer.Option(False, "--deep", help="Re-read and re-hash every byte."),
+    sample: Optional[float] = typer.Option(None, "--sample", help="Re-read and re-hash a random fraction of the files (0 < F <= 1)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for --sample (same seed, same files)."),
+    fmt: str = typer.Option("table", "--format", help=FORMAT_HELP),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the --format report to this file (the table still goes to stdout)."),
+    json_: bool = typer.Option(False, "--json", help="Same as --format json."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint for a remote given as a URL."),
+    region: Optional[str] = typer.Option(None, "--region", help="S3 region for a remote given as a URL."),
+) -> None:
+    """Check that every object of a version is present (and, with --deep or --sample, intact), locally or on a remote."""
+    from datactl.remote import RemoteStore
+    from datactl.validation import formats
+    from datactl.validation.api import _workspace_root, remote_context
+    from datactl.verify_store import verify_local, verify_remote
+    from datactl.workspace import Workspace
+
+    fmt = _check_format("json" if json_ else fmt)
+    if sample is not None and not 0 < sample <= 1:
+        raise UsageError(f"--sample must be a fraction in (0, 1], not {sample}")
+    progress = RichProgress() if fmt == "table" else None
+    kwargs = {"deep": deep, "sample": sample, "seed": seed, "progress": progress}
+    root = _workspace_root(None)
+    try:
+        if remote is None:
+            if root is None:
+                raise UsageError("not in a datactl workspace", "run it inside a workspace, or check a store with --remote URL")
+            with Workspace(root) as ws:
+                report = verify_local(ws.repo, ws.resolve(ref), **kwargs)
+        else:
+            spec, name, kind, cache_dir = remote_context(remote, None, _remote_options(endpoint_url, region))
+            if ref == "HEAD" and name is None:
+                raise UsageError("name the version: NAME or NAME@VERSION", "outside a workspace there is no HEAD")
+            with RemoteStore(spec, cache_dir) as rs:
+                report = verify_remote(rs, ref, name=name, kind=kind, **kwargs)
+    except BackendError as exc:
+        raise DataUnreadable(f"cannot read the store: {exc}", "check the URL, credentials and network") from None
+    suite = formats.verify_suite(report)
+    if _suite_output(fmt, suite, report.to_dict(), output):
+        _print_suite(suite)
+        read = ""
+        if deep or sample:
+            read = f", {report.files_rehashed} file(s) re-hashed ({human_bytes(report.bytes_read)})"
+        verdict = "ok" if report.ok else f"{len(report.details)} problem(s)"
+        out.print(
+            f"{verdict}: {report.commits} version(s), {report.trees} trees, {report.files} files, {report.chunks} chunks "
+            f"in {report.packs} pack(s) checked{read}"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_suite(suite) -> None:
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("", no_wrap=True)
+    table.add_column("check")
+    table.add_column("result", overflow="fold")
+    for c in suite.cases:
+        label, style = STATUS_STYLE.get(c.status, (c.status, ""))
+        table.add_row(Text(label, style=style), Text(c.name), Text(c.message or ""))
+    out.print(table)
+    for c in suite.cases:
+        if c.status in ("failed", "error", "warning") and c.details:
+            err.print(Text(f"{c.name}:", style="bold"))
+            for d in c.details[:20]:
+                err.print(f"  {d}", style="red" if c.status != "warning" else "yellow")
+            if len(c.details) > 20:
+                err.print(f"  ... and {len(c.details) - 20} more")
+
+
+# -- validate --------------------------------------------------------------------------
+
+
+def validate(
+    ref: Optional[str] = typer.Argument(None, help="The version to check (default HEAD; NAME or NAME@VERSION with a remote URL outside a workspace)."),
+    rules: Optional[str] = typer.Option(None, "--rules", help="A TOML rules file (default: [validate] in datactl.toml)."),
+    remote: Optional[str] = typer.Option(None, "--remote", "-r", help="Validate the version on this remote (name or URL) in place, without a checkout."),
+    fmt: str = typer.Option("table", "--format", help=FORMAT_HELP),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the --format report to this file (the table still goes to stdout)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Files read in parallel (default: [validate] workers, or 8)."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint for a remote given as a URL."),
+    region: Optional[str] = typer.Option(None, "--region", help="S3 region for a remote given as a URL."),
+) -> None:
+    """Check a version against the rules in datactl.toml ([validate]) or a rules file."""
+    from datactl.validation import formats
+    from datactl.validation.api import load_rules, open_source
+    from datactl.validation.engine import run_rules
+
+    fmt = _check_format(fmt)
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be at least 1")
+    built, config = load_rules(None, rules)
+    if not built:
+        raise UsageError(f"no rules in {config.origin}", "add [[validate.rules]] tables (see docs/validate.md)")
+    n = workers or config.workers
+    try:
+        with open_source(ref, remote=remote, options=_remote_options(endpoint_url, region), jobs=n) as src:
+            report = run_rules(src, built, workers=n, progress=RichProgress() if fmt == "table" else None)
+    except BackendError as exc:
+        raise DataUnreadable(f"cannot read the store: {exc}", "check the URL, credentials and network") from None
+    suite = formats.validation_suite(report)
+    if _suite_output(fmt, suite, report.to_dict(), output):
+        _print_validation(report)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+def _print_validation(report) -> None:
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for col in ("", "rule", "files", "read", "result"):
+        table.add_column(col, overflow="fold")
+    for r in report.results:
+        label, style = STATUS_STYLE.get(r.status, (r.status, ""))
+        if r.status == "error":
+            result = r.error or ""
+        elif r.total_findings:
+            first = r.findings[0]
+            result = f"{r.total_findings} finding(s); " + (f"{first.path}: " if first.path else "") + first.message
+        else:
+            result = "ok"
+        table.add_row(Text(label, style=style), Text(r.name), str(r.files), str(r.files_read) if r.files_read else "-", Text(result))
+    out.print(table)
+    for r in report.results:
+        if r.status in ("failed", "warning") and r.total_findings > 1:
+            out.print(Text(f"{r.name}:", style="bold"))
+            for f in r.findings[:20]:
+                out.print(f"  {f.path + ': ' if f.path else ''}{f.message}")
+            if r.total_findings > 20:
+                out.print(f"  ... and {r.total_findings - 20} more")
+    counts = {s: sum(1 for r in report.results if r.status == s) for s in ("passed", "failed", "warning", "error")}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    rd = report.read
+    out.print(
+        f"{summary}: {report.files} files ({human_bytes(report.bytes)}) in {report.source}; "
+        f"read {human_bytes(rd.get('bytes_read', 0))} in {rd.get('requests', 0)} request(s), {rd.get('files_opened', 0)} file(s) opened"
+    )
+
+
+# -- the diff gate (used by the diff command in app.py) -------------------------------
+
+
+def drift_limits(**given: Optional[str]) -> list:
+    from datactl.validation.drift import parse_limit
+
+    return [parse_limit(metric, text) for metric, text in given.items() if text is not None]
+
+
+def remote_diff(remote: str, ref_a: Optional[str], ref_b: Optional[str]):
+    """(DiffResult, (files, bytes) of the old version) for two versions on a remote, reading trees only."""
+    from datactl.diff import diff_trees
+    from datactl.remote import RemoteStore
+    from datactl.source import RemoteView, remote_reader, resolve_on_remote
+    from datactl.validation.api import remote_context
+
+    if ref_a is None or ref_b is None:
+        raise UsageError("with --remote, give both versions: datactl diff A B --remote R")
+    spec, name, kind, cache_dir = remote_context(remote)
+    rs = RemoteStore(spec, cache_dir)
+    reader = remote_reader(rs)
+    try:
+        rs.sync_index()
+        view = RemoteView(rs, reader)
+        a = reader.read_commit(resolve_on_remote(rs, reader, ref_a, name, kind)).tree
+        b = reader.read_commit(resolve_on_remote(rs, reader, ref_b, name, kind)).tree
+        result = diff_trees(view, a, b)  # type: ignore[arg-type]
+        from datactl.validation.drift import tree_totals
+
+        base = tree_totals(view, a)
+    except BackendError as exc:
+        raise DataUnreadable(f"cannot read {rs.url}: {exc}") from None
+    finally:
+        reader.close()
+        rs.close()
+    return result, base
+
+
+def gate_drift(result, limits: list, base: tuple[int, int], fmt: str, output: Optional[str], label: str, print_diff) -> bool:
+    """Check the drift limits and report them in ``fmt``; return whether every limit held."""
+    from datactl.cli.output import emit_json
+    from datactl.validation.drift import check_drift, drift_suite
+
+    results = check_drift(result, limits, base[0], base[1])
+    if fmt == "json":
+        emit_json({**result.to_dict(), "limits": [r.to_dict() for r in results]})
+        return all(r.ok for r in results)
+    suite = drift_suite(results, label)
+    machine_on_stdout = fmt in ("junit", "github") and output is None
+    if fmt in ("junit", "github"):
+        _suite_output(fmt, suite, {}, output)
+    if not machine_on_stdout:
+        print_diff()
+    for r in results:
+        line = Text("PASS " if r.ok else "FAIL ", style="green" if r.ok else "red") + Text(r.describe())
+        (err if machine_on_stdout or not r.ok else out).print(line)
+    return all(r.ok for r in results)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``verify`` and ``validate`` to the datactl app."""
+    app.command("verify")(verify)
+    app.command("validate")(validate)
