@@ -43,6 +43,10 @@ class NothingToCommit(DatactlError):
     """The staged files equal the current version."""
 
 
+class NotAtLatest(DatactlError):
+    """The workspace holds an older version; committing on it would undo the later ones."""
+
+
 class ObjectMissing(DatactlError):
     """An object that a tree or commit references is not in the store."""
 

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from datactl.chunker import Chunker
-from datactl.errors import DatactlError, LocalChanges, NotAWorkspace, NothingToCommit, UsageError
+from datactl.errors import DatactlError, LocalChanges, NotAWorkspace, NothingToCommit, NotAtLatest, UsageError
 from datactl.filedata import restore_file, store_file
 from datactl.ids import hash_file, object_id
 from datactl.ignore import IgnoreRules
@@ -69,6 +69,7 @@ class PathChange:
 @dataclass
 class Status:
     head: str | None
+    latest: str | None = None  # the dataset's latest version, when HEAD is an older one
     staged: list[PathChange] = field(default_factory=list)
     unstaged: list[PathChange] = field(default_factory=list)
     untracked: list[str] = field(default_factory=list)
@@ -357,7 +358,8 @@ class Workspace:
 
     def status(self) -> Status:
         """Stage versus HEAD, and disk versus stage."""
-        result = Status(head=self.head)
+        latest = self.repo.refs.get(self.head_ref)
+        result = Status(head=self.head, latest=latest if latest != self.head else None)
         for row in self.stage.staged_changes():
             if row.entry is None:
                 result.staged.append(PathChange(row.path, "deleted", row.head.size if row.head else 0))
@@ -514,8 +516,14 @@ class Workspace:
         author: str | None = None,
         allow_empty: bool = False,
         verify: bool = True,
+        from_old: bool = False,
     ) -> str:
         """Record the staged files as a new version; return its commit id.
+
+        The new version follows the dataset's latest one. When an older
+        version is checked out this is refused (``NotAtLatest``), since the
+        commit would silently undo what the later versions changed, unless
+        ``from_old`` says that is the intent.
 
         With ``[validate] on_commit = true`` in datactl.toml the rules run on
         the staged files first and a failure refuses the commit
@@ -535,6 +543,13 @@ class Workspace:
             try:
                 tree_id = build_tree(self.repo, self.stage.iter_staged())
                 current = self.repo.refs.get(self.head_ref)
+                if current is not None and self.head is not None and current != self.head and merge_head is None and not from_old:
+                    raise NotAtLatest(
+                        f"HEAD {self.head[:12]} is an older version of {self.name}, whose latest is {current[:12]}: "
+                        "a commit would undo what the later versions changed",
+                        f"run `datactl checkout {self.name}` and redo your changes there, or commit with --from-old "
+                        "to make this old version plus your changes the latest",
+                    )
                 if not allow_empty and merge_head is None and self.head is not None and self.repo.read_commit(self.head).tree == tree_id:
                     raise NothingToCommit("nothing to commit: the staged files equal HEAD", "`datactl add` your changes first")
                 if verify:

@@ -169,3 +169,36 @@ def test_ignore_rules_apply_only_to_untracked_files(cli: Cli, ws_dir: Path) -> N
     cli("commit", "-m", "v2")
     names = cli("ls", "--json").out
     assert "keep.log" in names and "other.log" not in names
+
+
+def test_commit_on_an_older_version_is_refused_unless_asked_for(cli: Cli, ws_dir: Path) -> None:
+    write(ws_dir / "a.txt", "a\n")
+    cli("init", "--name", "demo")
+    cli("add", ".")
+    cli("commit", "-m", "v1", "--tag", "v1")
+    write(ws_dir / "b.txt", "b\n")
+    cli("add", ".")
+    v2 = cli("commit", "-m", "v2").out.split()[1].rstrip("]")
+    cli("checkout", "v1")
+    assert "older version" in cli("status").out
+    write(ws_dir / "c.txt", "c\n")
+    cli("add", "c.txt")
+    r = cli("commit", "-m", "v3 on v1", ok=False)
+    assert r.code == 1 and "older version" in r.err and "--from-old" in r.err
+    assert cli("log", "demo", "-n", "1", "--json", ok=True).out.count(v2) >= 1, "the latest version did not move"
+    assert "c.txt" in cli("status").out, "the staged change is kept"
+
+    cli("checkout", "--force", "demo")  # back to the latest, discarding the staged change
+    assert (ws_dir / "b.txt").read_text() == "b\n"
+    write(ws_dir / "c.txt", "c\n")
+    cli("add", "c.txt")
+    cli("commit", "-m", "v3")
+    assert [line.split()[-1] for line in cli("ls").out.splitlines()] == ["a.txt", "b.txt", "c.txt"]
+
+    cli("checkout", "v1")
+    write(ws_dir / "d.txt", "d\n")
+    cli("add", "d.txt")
+    cli("commit", "-m", "back to v1 plus d", "--from-old")
+    files = cli("ls").out
+    assert "d.txt" in files and "b.txt" not in files
+    assert "older version" not in cli("status").out

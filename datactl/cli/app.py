@@ -116,10 +116,11 @@ def commit(
     input_: list[str] = typer.Option([], "--input", help="REF of a dataset or model this version derives from (repeatable; NAME@VERSION for another one)."),
     allow_empty: bool = typer.Option(False, "--allow-empty", help="Commit even if nothing changed."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the [validate] rules that on_commit = true runs first."),
+    from_old: bool = typer.Option(False, "--from-old", help="With an older version checked out: make it, plus the staged changes, the latest version (undoing what later versions changed)."),
 ) -> None:
     """Record the staged files as a new version."""
     with _open() as ws:
-        cid = ws.commit(message, tags=tag, metadata=_parse_meta(meta), inputs=input_, allow_empty=allow_empty, verify=not no_verify)
+        cid = ws.commit(message, tags=tag, metadata=_parse_meta(meta), inputs=input_, allow_empty=allow_empty, verify=not no_verify, from_old=from_old)
         name = ws.name
     out.print(f"[{name} {cid[:12]}] {message}")
 
@@ -129,6 +130,8 @@ def commit(
 
 def _print_status(st: Status) -> None:
     out.print(f"HEAD: {st.head[:12] if st.head else '(no commits yet)'}")
+    if st.latest:
+        out.print(f"HEAD is an older version; the latest is {st.latest[:12]} (commits need --from-old)")
     if st.clean and not st.untracked:
         out.print("nothing to commit, workspace clean")
     sections = (("Changes to be committed", st.staged, "green"), ("Changes not staged", st.unstaged, "red"))
@@ -156,6 +159,7 @@ def status(json_: bool = JSON_OPT) -> None:
         emit_json(
             {
                 "head": st.head,
+                "latest": st.latest,
                 "clean": st.clean,
                 "staged": [c.__dict__ for c in st.staged],
                 "unstaged": [c.__dict__ for c in st.unstaged],
