@@ -29,6 +29,8 @@ from datactl.errors import DatactlError, NotAWorkspace, StoreFormatError, RefCon
 from datactl.filedata import chunk_ids_of, iter_file_bytes, store_file
 from datactl.ids import is_hex, is_object_id
 from datactl.index import ObjectIndex
+from datactl.lineage import LineageGraph, LineageStore, lineage
+from datactl.lineage_index import record_local_commit
 from datactl.objects import DIR, FILE, KINDS, SYMLINK, Commit, TreeEntry
 from datactl.pack import ObjectType
 from datactl.readthrough import ReadThroughStore, prefetch_trees
@@ -456,28 +458,19 @@ class Dataset:
         prefetch_trees(self._loc.store, other_commit.tree)
         return diff_trees(self._loc.store, other_commit.tree, self._tree())  # type: ignore[arg-type]
 
-    def lineage(self, direction: str = "up", depth: int | None = None) -> list[dict[str, Any]]:
-        """Versions this one derives from (``up``, through parents and inputs), nearest first."""
-        if direction != "up":
-            raise UsageError("only direction='up' can be read from commits alone here")
-        out: list[dict[str, Any]] = []
-        seen = {self.id}
-        level = [self.id]
-        d = 0
-        while level and (depth is None or d < depth):
-            nxt = []
-            for cid in level:
-                c = self._loc.store.read_commit(cid)
-                for rel, targets in (("parent", c.parents), ("input", c.inputs)):
-                    for t in targets:
-                        if t not in seen:
-                            seen.add(t)
-                            tc = self._loc.store.read_commit(t)
-                            out.append({"id": t, "name": tc.name, "kind": tc.kind, "time": tc.time, "edge": rel, "of": cid})
-                            nxt.append(t)
-            level = nxt
-            d += 1
-        return out
+    def lineage(self, direction: str = "up", depth: int | None = None) -> LineageGraph:
+        """Versions this one derives from (``up``), that derive from it (``down``), or ``both``.
+
+        Answered from the store's lineage index, across every dataset and
+        model in it; ``depth`` limits the number of edges followed.
+        """
+        if self._loc.remote is not None:
+            store = LineageStore.for_remote(self._loc.remote)
+        elif self._loc.refs is not None:
+            store = LineageStore.for_repository(self._loc.store.cache)
+        else:
+            raise DatactlError(f"{self._loc.url} is unreachable: lineage needs the store's index", "connect to the remote and try again")
+        return lineage(self.id, direction, depth, stores=[store])
 
     # -- creating versions ------------------------------------------------------------------
 
@@ -603,6 +596,7 @@ class DatasetDraft:
             self._loc.refs.update(ref, self.commit_id, expected=self._loc.refs.get(ref) if not self.parents else self.parents[0])
             for t in tags:
                 self._loc.refs.update(tag_ref(self.name, t), self.commit_id, expected=None)
+            record_local_commit(self._repo, self.commit_id)
         return self.commit_id
 
     def push(self) -> PushResult:

@@ -229,7 +229,10 @@ def test_draft_from_a_parent_and_log_model(cache_dir: str, published, tmp_path: 
         model = log_model(str(tmp_path / "model"), "clf", inputs=[v2], metadata={"acc": 0.91}, remote=remote)
         assert model.kind == "model" and model.inputs == [v2.id]
         up = model.lineage()
-        assert {(e["id"], e["edge"]) for e in up} >= {(v2.id, "input"), (v1, "parent")}
+        assert up.ids("up") >= {v2.id, v1}
+        assert {(e.source, e.target, e.type) for e in up.edges} >= {(v2.id, model.id, "input"), (v1, v2.id, "parent")}
+        assert model.id in v2.lineage("down").ids("down")
+        assert v2.lineage("up", depth=1).ids("up") == {v1}
         model.close()
     with Dataset.get("clf", kind="model", remote=remote) as m:
         assert m.read_bytes("weights.bin") == (tmp_path / "model" / "weights.bin").read_bytes()
