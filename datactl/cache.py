@@ -21,7 +21,6 @@ import errno
 import fcntl
 import os
 import shutil
-import stat
 import time
 from dataclasses import dataclass
 from typing import Iterable

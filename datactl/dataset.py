@@ -12,7 +12,6 @@ everything local, and an already-cached version keeps working offline.
 
 from __future__ import annotations
 
-import bisect
 import fcntl
 import fnmatch
 import io
@@ -23,6 +22,7 @@ from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from datactl.cache import Cache
+from datactl.chunkedfile import ChunkedFile
 from datactl.chunker import Chunker
 from datactl.diff import DiffResult, diff_trees
 from datactl.errors import DatactlError, NotAWorkspace, StoreFormatError, RefConflict, UnknownRef, UsageError
@@ -44,7 +44,6 @@ from datactl.trees import build_tree, lookup_path, walk_tree
 from datactl.workspace import default_author, find_root, now_iso, symlink_entry
 from storage_backends import BackendError, LocalBackend
 
-READAHEAD_CHUNKS = 32
 
 
 @dataclass(frozen=True)
@@ -154,56 +153,6 @@ def _plain(text: str) -> bool:
         return True
     except UsageError:
         return False
-
-
-class VersionFile(io.RawIOBase):
-    """A seekable, read-only stream over one file of a version, fetching only the chunks read."""
-
-    def __init__(self, store: ReadThroughStore, entry: TreeEntry, path: str) -> None:
-        super().__init__()
-        self.name = path
-        self._store = store
-        self._chunks = list(chunk_ids_of(store, entry))  # type: ignore[arg-type]
-        self._offsets = [0]
-        for c in self._chunks:
-            self._offsets.append(self._offsets[-1] + store.raw_size(c))
-        self._size = entry.size
-        self._pos = 0
-        self._current: tuple[int, bytes] | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
-
-    def _chunk(self, i: int) -> bytes:
-        if self._current is None or self._current[0] != i:
-            if self._current is not None and self._current[0] == i - 1:
-                self._store.ensure(self._chunks[i : i + READAHEAD_CHUNKS])  # sequential: read ahead
-            self._current = (i, self._store.read(self._chunks[i]))
-        return self._current[1]
-
-    def readinto(self, buffer: Any) -> int:
-        if self._pos >= self._size:
-            return 0
-        i = bisect.bisect_right(self._offsets, self._pos) - 1
-        data = self._chunk(i)
-        start = self._pos - self._offsets[i]
-        n = min(len(buffer), len(data) - start)
-        buffer[:n] = data[start : start + n]
-        self._pos += n
-        return n
 
 
 class Dataset:
@@ -336,7 +285,7 @@ class Dataset:
             raise FileNotFoundError(f"{path} is a symlink to {entry.target}")
         if self._cache.file_ok(entry.digest, entry.size):
             return open(self._cache.file_path(entry.digest), "rb")
-        return io.BufferedReader(VersionFile(self._loc.store, entry, path), buffer_size=1 << 16)
+        return io.BufferedReader(ChunkedFile(self._loc.store, entry, path), buffer_size=1 << 16)
 
     def read_bytes(self, path: str) -> bytes:
         with self.open(path) as f:

@@ -56,7 +56,7 @@ from datactl.ids import is_object_id, object_id
 from datactl.objects import KINDS, Commit, decode_commit
 from datactl.pack import ObjectType
 from datactl.refs import RefStore
-from storage_backends import Backend, BackendError, KeyNotFound, Versioned
+from storage_backends import Backend, KeyNotFound, Versioned
 
 HEAD_KEY = "lineage/HEAD"
 SEG_PREFIX = "lineage/seg/"

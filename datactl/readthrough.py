@@ -9,10 +9,11 @@ already cached can be read.
 from __future__ import annotations
 
 import collections
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from datactl.errors import ObjectMissing
-from datactl.objects import Commit, Tree, decode_commit, decode_tree
+from datactl.filedata import chunk_ids_of
+from datactl.objects import Commit, Tree, TreeEntry, decode_commit, decode_tree
 from datactl.remote import RemoteStore
 from datactl.repository import Repository
 from datactl.transfer import DEFAULT_JOBS, Downloader
@@ -78,6 +79,19 @@ class ReadThroughStore:
 
     def read_tree(self, oid: str) -> Tree:
         return decode_tree(oid, self.read(oid))
+
+    # -- ChunkSource, for Dataset.open -----------------------------------------------
+
+    def chunk_ids(self, entry: TreeEntry) -> Sequence[str]:
+        return chunk_ids_of(self, entry)  # type: ignore[arg-type]
+
+    def cached(self, oid: str) -> bytes | None:
+        return self._recent.get(oid)
+
+    def fetch(self, oids: Sequence[str]) -> Mapping[str, bytes]:
+        """Download the misses among ``oids`` in one batch; return the first one's bytes."""
+        self.ensure(oids)
+        return {oids[0]: self.read(oids[0])}
 
     def raw_size(self, oid: str) -> int:
         """An object's size without downloading it."""

@@ -32,7 +32,8 @@ from datactl.pack import TRAILER_SIZE, PackEntry, pack_key, parse_footer, parse_
 from datactl.progress import NullProgress, ProgressReporter
 from datactl.remote import RemoteStore
 from datactl.repository import Repository
-from datactl.source import META_GAP, ChunkedFile, DataUnreadable, PackReader, remote_reader, resolve_on_remote
+from datactl.chunkedfile import ChunkedFile
+from datactl.source import META_GAP, DataUnreadable, PackReader, remote_reader, resolve_on_remote
 from storage_backends import BackendError, KeyNotFound
 
 # Small files re-hashed together: their chunks come in one or a few ranged reads.
