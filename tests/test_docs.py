@@ -74,7 +74,7 @@ def test_docs_links_resolve() -> None:
     """Relative links between the docs pages point at pages and headings that exist."""
     import re
 
-    pages = ("index.md", "quickstart.md", "concepts.md", "format.md", "cli.md", "ci.md", "validate.md", "lineage.md", "gc.md")
+    pages = ("index.md", "quickstart.md", "concepts.md", "format.md", "cli.md", "ci.md", "validate.md", "lineage.md", "gc.md", "remotes.md", "training.md")
     texts = {}
     for page in pages:
         with open(os.path.join(DOCS, page), encoding="utf-8") as f:
