@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from datactl.errors import LocalChanges, RefConflict, UnknownRef, UsageError
 from datactl.filedata import chunk_ids_of
@@ -18,7 +19,7 @@ from datactl.pack import ObjectType
 from datactl.progress import NullProgress, ProgressReporter
 from datactl.refs import HEAD_PREFIX, RefStore, check_name, head_ref
 from datactl.safepath import check_rel_path
-from datactl.remote import RemoteSpec, RemoteStore, add_remote, resolve_remote
+from datactl.remote import RemoteSpec, RemoteStore, add_remote, list_remotes, resolve_remote
 from datactl.settings import read_settings
 from datactl.storeconfig import StoreConfig, read_store_config
 from datactl.transfer import DEFAULT_JOBS, Downloader, Uploader, commit_closure, fetch_metadata, local_objects_to_push
@@ -219,9 +220,21 @@ def fetch(ws: Workspace, remote: str | None = None, progress: ProgressReporter |
         return _fetch_into(ws, rs, progress or NullProgress())
 
 
+def _missing_file_data(ws: Workspace, commit_id: str) -> Iterator[tuple[str, bool]]:
+    """(id, is_chunklist) of what the in-scope files of ``commit_id`` need and the store lacks."""
+    for path, entry in walk_tree(ws.repo, ws.repo.read_commit(commit_id).tree):
+        if entry.kind != FILE or not ws.in_scope(path):
+            continue
+        if entry.chunklist is not None and not ws.repo.has(entry.chunklist):
+            yield entry.chunklist, True
+            continue
+        for c in chunk_ids_of(ws.repo, entry):
+            if not ws.repo.has(c):
+                yield c, False
+
+
 def download_files(ws: Workspace, dl: Downloader, commit_id: str) -> None:
     """Make every chunk of the files in scope of version ``commit_id`` local."""
-    tree = ws.repo.read_commit(commit_id).tree
     batch: list[str] = []
     lists: list[str] = []
 
@@ -229,13 +242,8 @@ def download_files(ws: Workspace, dl: Downloader, commit_id: str) -> None:
         dl.download(batch)
         batch.clear()
 
-    for path, entry in walk_tree(ws.repo, tree):
-        if entry.kind != FILE or not ws.in_scope(path):
-            continue
-        if entry.chunklist is not None and not ws.repo.has(entry.chunklist):
-            lists.append(entry.chunklist)
-            continue
-        batch.extend(c for c in chunk_ids_of(ws.repo, entry) if not ws.repo.has(c))
+    for oid, is_list in _missing_file_data(ws, commit_id):
+        (lists if is_list else batch).append(oid)
         if len(batch) >= CHUNK_BATCH:
             flush_chunks()
     for i in range(0, len(lists), 1000):
@@ -247,15 +255,37 @@ def download_files(ws: Workspace, dl: Downloader, commit_id: str) -> None:
     flush_chunks()
 
 
+def checkout(ws: Workspace, ref: str, *, force: bool = False, progress: ProgressReporter | None = None) -> CheckoutResult:
+    """Check out ``ref``, first downloading from the default remote the file data it needs that the store lacks.
+
+    ``fetch`` brings history without file data, so an older version may have
+    files whose chunks were never downloaded; without a remote this is
+    ``Workspace.checkout``, which names the missing object.
+    """
+    progress = progress or NullProgress()
+    commit_id = ws.resolve(ref)
+    if next(_missing_file_data(ws, commit_id), None) is not None and list_remotes(ws.root):
+        with open_remote(ws, None) as rs:
+            dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
+            progress.start(f"download from {rs.spec.label}", None)
+            try:
+                download_files(ws, dl, commit_id)
+            finally:
+                progress.stop()
+    return ws.checkout(commit_id, force=force, progress=progress)
+
+
 def pull(
     ws: Workspace,
     remote: str | None = None,
     paths: list[str] | tuple[str, ...] = (),
     progress: ProgressReporter | None = None,
+    version: str | None = None,
 ) -> PullResult:
     """Fetch, fast-forward this dataset to the remote's head, and check it out.
 
-    With ``paths`` (inside the dataset, like ``ls`` takes them), only those
+    With ``version`` (a tag or commit id), that version is downloaded and
+    checked out instead of the head. With ``paths`` (inside the dataset, like ``ls`` takes them), only those
     files and folders are downloaded and written (the workspace becomes
     sparse: other paths are tracked but not present).
     """
@@ -282,16 +312,17 @@ def pull(
             )
         if paths:
             ws.set_sparse([check_rel_path(p.strip("/")) for p in paths])
+        wanted = ws.resolve(version) if version else target
         dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
         progress.start(f"pull from {rs.spec.label}", None)
         try:
-            download_files(ws, dl, target)
+            download_files(ws, dl, wanted)
         finally:
             progress.stop()
         if target != local_head:
             ws.repo.refs.update(ref, target, expected=local_head)
         result = PullResult(fetched, local_head, target, dl.bytes_downloaded + fetched.bytes_downloaded)
-    result.checkout = ws.checkout(target, progress=progress)
+    result.checkout = ws.checkout(wanted, progress=progress)
     return result
 
 
@@ -321,9 +352,7 @@ def clone(
     ws = Workspace.init(root, name=name, kind=kind, store_config=config)
     try:
         add_remote(ws.root, "origin", spec.url, spec.options)
-        pull(ws, "origin", paths=paths, progress=progress)
-        if version:
-            ws.checkout(version, progress=progress)
+        pull(ws, "origin", paths=paths, progress=progress, version=version or None)
     except BaseException:
         ws.close()
         raise

@@ -167,6 +167,37 @@ def test_partial_pull_downloads_only_what_the_paths_need(tmp_path: Path, store_u
     ws.close()
 
 
+def test_clone_and_checkout_of_an_older_version_download_just_its_files(tmp_path: Path, store_url: tuple[str, dict]) -> None:
+    url, options = store_url
+    src = tmp_path / "src"
+    rng = random.Random(5)
+    write(src / "common.bin", rng.randbytes(200_000))
+    write(src / "old_only.bin", rng.randbytes(300_000))
+    a = new_workspace(src, url, options)
+    a.add([str(src)])
+    a.commit("v1", tags=["v1"])
+    v1 = snapshot(src)
+    (src / "old_only.bin").unlink()
+    write(src / "new_only.bin", rng.randbytes(400_000))
+    a.add([str(src)])
+    a.commit("v2")
+    v2 = snapshot(src)
+    sync.push(a, tags=True)
+    a.close()
+
+    ws = sync.clone(url, "ds@v1", str(tmp_path / "old"), options=options)
+    assert snapshot(tmp_path / "old") == v1, "the version asked for, with a file its successor deleted"
+    stored = sum(ws.repo.index.packs().values())
+    assert stored < 500_000 * 1.2 + 100_000, f"cloning v1 stored {stored} bytes: the head's files came too"
+    ws.close()
+
+    ws = sync.clone(url, "ds", str(tmp_path / "latest"), options=options)
+    assert snapshot(tmp_path / "latest") == v2
+    sync.checkout(ws, "v1")  # old_only.bin was never downloaded here
+    assert snapshot(tmp_path / "latest") == v1
+    ws.close()
+
+
 def test_corrupted_remote_pack_is_named_on_pull(tmp_path: Path, store_url: tuple[str, dict]) -> None:
     url, options = store_url
     src = tmp_path / "src"

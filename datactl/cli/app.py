@@ -358,9 +358,9 @@ def checkout(
     ref: str = typer.Argument(..., help="The version to restore (a tag, id, HEAD~N, or the dataset name for its latest)."),
     force: bool = typer.Option(False, "--force", "-f", help="Discard local changes and overwrite untracked files in the way."),
 ) -> None:
-    """Make the workspace hold exactly the files of a version."""
+    """Make the workspace hold exactly the files of a version (file data it lacks comes from the default remote)."""
     with _open() as ws:
-        result = ws.checkout(ref, force=force, progress=RichProgress())
+        result = sync.checkout(ws, ref, force=force, progress=RichProgress())
     out.print(
         f"HEAD is now {result.commit[:12]}: {result.written} written ({human_bytes(result.bytes_written)}), "
         f"{result.deleted} deleted, {result.kept} unchanged"
