@@ -11,6 +11,7 @@ and writes an ``index/`` file; only after that may a ref point at them.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -247,8 +248,15 @@ class Repository:
 
     def read_many(self, oids: Iterable[str], prefetch: int = 16) -> Iterator[bytes]:
         """Verified bytes of each id, in order, fetched and decompressed ahead in threads."""
+        it = iter(oids)
+        first, second = next(it, None), next(it, None)
+        if first is None:
+            return
+        if second is None:  # one object (most small files): a thread hop costs more than it saves
+            yield self._fetch(first, self.locate(first))
+            return
         window: collections.deque[Future] = collections.deque()
-        for oid in oids:
+        for oid in itertools.chain((first, second), it):
             window.append(self._pool.submit(self._fetch, oid, self.locate(oid)))
             if len(window) >= prefetch:
                 yield window.popleft().result()
