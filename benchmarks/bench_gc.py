@@ -35,14 +35,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from datactl import sync  # noqa: E402
-from datactl.gc import Retention, collect_garbage, delete_dataset, url_target  # noqa: E402
-from datactl.pack import ObjectType  # noqa: E402
-from datactl.remote import RemoteSpec, RemoteStore, add_remote  # noqa: E402
-from datactl.repository import read_footer  # noqa: E402
-from datactl.storeconfig import StoreConfig  # noqa: E402
-from datactl.transfer import local_objects_to_push  # noqa: E402
-from datactl.workspace import Workspace  # noqa: E402
+from datactl.workspace import sync  # noqa: E402
+from datactl.upkeep.gc import Retention, collect_garbage, delete_dataset, url_target  # noqa: E402
+from datactl.format.pack import ObjectType  # noqa: E402
+from datactl.remote.remotestore import RemoteSpec, RemoteStore, add_remote  # noqa: E402
+from datactl.store.repository import read_footer  # noqa: E402
+from datactl.format.storeconfig import StoreConfig  # noqa: E402
+from datactl.remote.transfer import local_objects_to_push  # noqa: E402
+from datactl.workspace.workspace import Workspace  # noqa: E402
 from storage_backends import open_backend  # noqa: E402
 
 

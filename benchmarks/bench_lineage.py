@@ -45,13 +45,13 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from datactl import lineage_index as li  # noqa: E402
-from datactl.index import ObjectIndex  # noqa: E402
-from datactl.lineage import LineageStore, lineage  # noqa: E402
-from datactl.objects import Commit, Tree  # noqa: E402
-from datactl.pack import ObjectType  # noqa: E402
-from datactl.repository import Repository  # noqa: E402
-from datactl.storeconfig import StoreConfig, write_store_config  # noqa: E402
+from datactl.lineage import index as li  # noqa: E402
+from datactl.store.index import ObjectIndex  # noqa: E402
+from datactl.lineage.query import LineageStore, lineage  # noqa: E402
+from datactl.format.objects import Commit, Tree  # noqa: E402
+from datactl.format.pack import ObjectType  # noqa: E402
+from datactl.store.repository import Repository  # noqa: E402
+from datactl.format.storeconfig import StoreConfig, write_store_config  # noqa: E402
 from storage_backends import Backend, LocalBackend  # noqa: E402
 
 N = 10_000
@@ -166,7 +166,7 @@ def brute_force_down(repo: Repository, root: str) -> tuple[int, int]:
     n = 0
     ids = list(repo.index.iter_ids(ObjectType.COMMIT))
     for cid, raw in zip(ids, repo.read_many(ids)):
-        from datactl.objects import decode_commit
+        from datactl.format.objects import decode_commit
 
         c = decode_commit(cid, raw)
         n += 1

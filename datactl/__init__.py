@@ -6,16 +6,16 @@ version is an immutable, parent-linked commit that can be restored bit for bit.
 
 from typing import TYPE_CHECKING, Any
 
-from datactl.errors import DatactlError
+from datactl.core.errors import DatactlError
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from datactl.dataset import Dataset, DatasetDraft, log_model
+    from datactl.api.dataset import Dataset, DatasetDraft, log_model
     from datactl.validation import ValidationReport, validate
-    from datactl.workspace import Workspace
+    from datactl.workspace.workspace import Workspace
 
-_LAZY = {"Dataset": "datactl.dataset", "DatasetDraft": "datactl.dataset", "log_model": "datactl.dataset", "Workspace": "datactl.workspace"}
+_LAZY = {"Dataset": "datactl.api.dataset", "DatasetDraft": "datactl.api.dataset", "log_model": "datactl.api.dataset", "Workspace": "datactl.workspace.workspace"}
 _LAZY.update({"validate": "datactl.validation", "ValidationReport": "datactl.validation"})
 
 

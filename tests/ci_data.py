@@ -12,9 +12,9 @@ from typing import BinaryIO, Iterator
 
 from conftest import write
 
-from datactl import sync
-from datactl.remote import RemoteSpec, RemoteStore
-from datactl.workspace import Workspace
+from datactl.workspace import sync
+from datactl.remote.remotestore import RemoteSpec, RemoteStore
+from datactl.workspace.workspace import Workspace
 from storage_backends import Backend, ObjectInfo, Versioned, open_backend
 
 

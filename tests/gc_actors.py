@@ -31,11 +31,11 @@ def _say(doc: dict) -> None:
 
 
 def writer(url: str, options: dict, workdir: str, prefix: str, seed: int) -> None:
-    from datactl import sync
-    from datactl.gc import delete_dataset
-    from datactl.remote import RemoteSpec, RemoteStore, add_remote
-    from datactl.storeconfig import StoreConfig
-    from datactl.workspace import Workspace
+    from datactl.workspace import sync
+    from datactl.upkeep.gc import delete_dataset
+    from datactl.remote.remotestore import RemoteSpec, RemoteStore, add_remote
+    from datactl.format.storeconfig import StoreConfig
+    from datactl.workspace.workspace import Workspace
     from storage_backends import open_backend
 
     rng = random.Random(seed)
@@ -91,8 +91,8 @@ def writer(url: str, options: dict, workdir: str, prefix: str, seed: int) -> Non
 
 
 def collector(url: str, options: dict, tmp_dir: str, grace: float, threshold: float) -> None:
-    from datactl.errors import StoreFormatError
-    from datactl.gc import collect_garbage, url_target
+    from datactl.core.errors import StoreFormatError
+    from datactl.upkeep.gc import collect_garbage, url_target
     from storage_backends import open_backend
 
     backend = open_backend(url, options)

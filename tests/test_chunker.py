@@ -8,8 +8,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datactl.chunker import Chunker, ChunkerParams
-from datactl.ids import object_id
+from datactl.store.chunker import Chunker, ChunkerParams
+from datactl.core.ids import object_id
 
 DEFAULT = ChunkerParams()
 

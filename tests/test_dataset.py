@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 from conftest import snapshot, write
 
-from datactl import Dataset, log_model, sync
-from datactl.readers import FileReader
-from datactl.remote import add_remote
-from datactl.workspace import Workspace
+from datactl import Dataset, log_model
+
+from datactl.workspace import sync
+from datactl.api.readers import FileReader
+from datactl.remote.remotestore import add_remote
+from datactl.workspace.workspace import Workspace
 
 MiB = 1024 * 1024
 
@@ -41,7 +43,7 @@ def publish_dataset(root: Path, url: str, options: dict, name: str = "ds", tag: 
 
 
 def remote_arg(url: str, options: dict):
-    from datactl.remote import RemoteSpec
+    from datactl.remote.remotestore import RemoteSpec
 
     return RemoteSpec(None, url, options) if options else url
 
@@ -115,7 +117,7 @@ def test_local_copy_is_exact_read_only_and_reused(cache_dir: str, published) -> 
 COPY_SCRIPT = """
 import sys
 from datactl import Dataset
-from datactl.remote import RemoteSpec
+from datactl.remote.remotestore import RemoteSpec
 import json
 url, options = sys.argv[1], json.loads(sys.argv[2])
 remote = RemoteSpec(None, url, options) if options else url
@@ -165,7 +167,7 @@ def test_cache_eviction_keeps_what_is_held(cache_dir: str, tmp_path: Path, store
     a_path = held.get_local_copy()
     with Dataset.get("b", remote=remote, cache_dir=cache_dir) as b:
         b_path = b.get_local_copy()
-    from datactl.cache import Cache
+    from datactl.remote.cache import Cache
 
     cache = Cache(cache_dir)
     freed = cache.prune(1 * MiB)

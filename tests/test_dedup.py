@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import Cli
 
-from datactl.workspace import Workspace
+from datactl.workspace.workspace import Workspace
 
 MiB = 1024 * 1024
 

@@ -10,11 +10,11 @@ from pathlib import Path
 from conftest import Cli, snapshot
 from test_gc import backend_of, kind_of, objects_of, push, shared_scenario, store_objects, verify_deep
 
-from datactl import sync
-from datactl.fsck import fsck
-from datactl.gc import collect_garbage, url_target
-from datactl.pack import ObjectType, PackWriter, pack_key
-from datactl.repository import read_footer
+from datactl.workspace import sync
+from datactl.upkeep.fsck import fsck
+from datactl.upkeep.gc import collect_garbage, url_target
+from datactl.format.pack import ObjectType, PackWriter, pack_key
+from datactl.store.repository import read_footer
 
 
 def _endpoint(options: dict) -> list[str]:

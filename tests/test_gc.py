@@ -21,19 +21,21 @@ from pathlib import Path
 import pytest
 from conftest import Cli, snapshot, write
 
-from datactl import gc, sync
-from datactl.errors import UsageError
-from datactl.fsck import fsck
-from datactl.gc import GcLocked, Retention, StoreDamaged, collect_garbage, url_target
-from datactl.compression import RAW
-from datactl.ids import object_id
-from datactl.pack import ObjectType, PackWriter, pack_key
-from datactl.remote import RemoteSpec, RemoteStore, add_remote
-from datactl.repository import read_footer
-from datactl.storeconfig import StoreConfig
-from datactl.transfer import local_objects_to_push
-from datactl.verify_store import verify_remote
-from datactl.workspace import Workspace
+from datactl.upkeep import gc
+
+from datactl.workspace import sync
+from datactl.core.errors import UsageError
+from datactl.upkeep.fsck import fsck
+from datactl.upkeep.gc import GcLocked, Retention, StoreDamaged, collect_garbage, url_target
+from datactl.core.compression import RAW
+from datactl.core.ids import object_id
+from datactl.format.pack import ObjectType, PackWriter, pack_key
+from datactl.remote.remotestore import RemoteSpec, RemoteStore, add_remote
+from datactl.store.repository import read_footer
+from datactl.format.storeconfig import StoreConfig
+from datactl.remote.transfer import local_objects_to_push
+from datactl.upkeep.verify import verify_remote
+from datactl.workspace.workspace import Workspace
 from storage_backends import open_backend
 
 HERE = Path(__file__).parent
@@ -379,7 +381,7 @@ def kind_of(url: str) -> str:
 
 
 GC_SCRIPT = (
-    "import json, sys; from datactl.gc import collect_garbage, url_target; from storage_backends import open_backend;"
+    "import json, sys; from datactl.upkeep.gc import collect_garbage, url_target; from storage_backends import open_backend;"
     "collect_garbage(url_target(open_backend(sys.argv[1], json.loads(sys.argv[2])), sys.argv[3]), grace=0, repack_threshold=0)"
 )
 

@@ -20,17 +20,17 @@ from conftest import Cli, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datactl import lineage_index as li
-from datactl import sync
-from datactl.errors import CorruptObject
-from datactl.index import ObjectIndex
-from datactl.lineage import LineageStore, lineage, query
-from datactl.objects import Commit, Tree
-from datactl.pack import ObjectType
-from datactl.remote import RemoteSpec, RemoteStore, add_remote
-from datactl.repository import Repository
-from datactl.storeconfig import StoreConfig, write_store_config
-from datactl.workspace import Workspace
+from datactl.lineage import index as li
+from datactl.workspace import sync
+from datactl.core.errors import CorruptObject
+from datactl.store.index import ObjectIndex
+from datactl.lineage.query import LineageStore, lineage, query
+from datactl.format.objects import Commit, Tree
+from datactl.format.pack import ObjectType
+from datactl.remote.remotestore import RemoteSpec, RemoteStore, add_remote
+from datactl.store.repository import Repository
+from datactl.format.storeconfig import StoreConfig, write_store_config
+from datactl.workspace.workspace import Workspace
 from storage_backends import LocalBackend, open_backend
 
 # -- helpers ---------------------------------------------------------------------------------------

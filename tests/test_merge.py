@@ -16,17 +16,17 @@ from conftest import Cli, snapshot, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datactl import sync
-from datactl.errors import RefConflict
-from datactl.ids import object_id
-from datactl.index import ObjectIndex
-from datactl.merge import MERGED, merge_base, merge_state, merge_trees
-from datactl.objects import FILE, TreeEntry
-from datactl.remote import add_remote
-from datactl.repository import Repository
-from datactl.storeconfig import StoreConfig, write_store_config
-from datactl.trees import build_tree, walk_tree
-from datactl.workspace import Workspace
+from datactl.workspace import sync
+from datactl.core.errors import RefConflict
+from datactl.core.ids import object_id
+from datactl.store.index import ObjectIndex
+from datactl.workspace.merge import MERGED, merge_base, merge_state, merge_trees
+from datactl.format.objects import FILE, TreeEntry
+from datactl.remote.remotestore import add_remote
+from datactl.store.repository import Repository
+from datactl.format.storeconfig import StoreConfig, write_store_config
+from datactl.store.trees import build_tree, walk_tree
+from datactl.workspace.workspace import Workspace
 from storage_backends import LocalBackend
 
 # -- the three-way rule, on trees --------------------------------------------------------------------

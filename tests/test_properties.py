@@ -10,8 +10,8 @@ from conftest import snapshot, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datactl.objects import Tree, TreeEntry, decode_tree
-from datactl.workspace import Workspace
+from datactl.format.objects import Tree, TreeEntry, decode_tree
+from datactl.workspace.workspace import Workspace
 
 names = st.text(alphabet="abcdeé日_-.0", min_size=1, max_size=6).filter(lambda s: s not in (".", "..") and not s.startswith("."))
 paths = st.lists(names, min_size=1, max_size=3).map(lambda parts: "/".join(parts))

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import Cli, snapshot, write
 
-from datactl import sync
-from datactl.errors import LocalChanges, RefConflict
-from datactl.storeconfig import StoreConfig
-from datactl.workspace import Workspace
+from datactl.workspace import sync
+from datactl.core.errors import LocalChanges, RefConflict
+from datactl.format.storeconfig import StoreConfig
+from datactl.workspace.workspace import Workspace
 from storage_backends import open_backend
 
 
@@ -38,7 +38,7 @@ def make_files(root: Path, n: int = 60, seed: int = 1) -> None:
 def new_workspace(path: Path, url: str, options: dict, name: str = "ds", pack_size: int | None = None) -> Workspace:
     config = StoreConfig(pack_size=pack_size) if pack_size else None
     ws = Workspace.init(str(path), name=name, store_config=config)
-    from datactl.remote import add_remote
+    from datactl.remote.remotestore import add_remote
 
     add_remote(ws.root, "origin", url, options)
     return ws
@@ -214,7 +214,7 @@ def test_corrupted_remote_pack_is_named_on_pull(tmp_path: Path, store_url: tuple
     data[5000] ^= 0xFF
     backend.put_bytes(biggest.key, bytes(data))
     pack_id = biggest.key.rsplit("/", 1)[-1]
-    from datactl.errors import CorruptObject
+    from datactl.core.errors import CorruptObject
 
     with pytest.raises(CorruptObject) as info:
         sync.clone(url, "ds", str(tmp_path / "c"), options=options)
@@ -224,8 +224,8 @@ def test_corrupted_remote_pack_is_named_on_pull(tmp_path: Path, store_url: tuple
 
 PUSH_SCRIPT = """
 import sys
-from datactl import sync
-from datactl.workspace import Workspace
+from datactl.workspace import sync
+from datactl.workspace.workspace import Workspace
 ws = Workspace.open(sys.argv[1])
 r = sync.push(ws)
 print(r.bytes_uploaded)

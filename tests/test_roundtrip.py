@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import Cli, age_files, snapshot, write
 
-from datactl.workspace import Workspace
+from datactl.workspace.workspace import Workspace
 
 
 def make_v1(root: Path) -> None:

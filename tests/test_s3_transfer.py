@@ -8,9 +8,9 @@ from pathlib import Path
 from conftest import snapshot, write
 from servers import FaultyProxy, new_s3_bucket
 
-from datactl import sync
-from datactl.remote import add_remote
-from datactl.workspace import Workspace
+from datactl.workspace import sync
+from datactl.remote.remotestore import add_remote
+from datactl.workspace.workspace import Workspace
 
 
 def small_files(root: Path, n: int, seed: int = 5) -> None:

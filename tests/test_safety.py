@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import Cli, snapshot, write
 
-from datactl.ids import object_id
-from datactl.objects import FILE, SYMLINK, Commit, TreeEntry
-from datactl.pack import ObjectType, pack_key
-from datactl.workspace import Workspace
+from datactl.core.ids import object_id
+from datactl.format.objects import FILE, SYMLINK, Commit, TreeEntry
+from datactl.format.pack import ObjectType, pack_key
+from datactl.workspace.workspace import Workspace
 
 
 def committed(cli: Cli, ws_dir: Path) -> None:

@@ -13,11 +13,11 @@ from ci_data import GOOD_RULES, build_versions, counting_remote, publish_all
 from conftest import Cli, write
 
 import datactl
-from datactl.errors import UsageError
-from datactl.source import RemoteSource, RepositorySource
+from datactl.core.errors import UsageError
+from datactl.store.source import RemoteSource, RepositorySource
 from datactl.validation import Rule, ValidationReport, run_rules
 from datactl.validation.config import RulesConfig, build_rules
-from datactl.workspace import Workspace
+from datactl.workspace.workspace import Workspace
 
 SCHEMA = Path(__file__).parent / "data" / "junit-10.xsd"
 
@@ -115,7 +115,7 @@ def test_parquet_schema_reads_the_footer_only(tmp_path: Path) -> None:
 
 
 def test_missing_data_is_an_error_with_exit_code_3(tmp_path: Path, store_url: tuple[str, dict]) -> None:
-    from datactl.pack import pack_key
+    from datactl.format.pack import pack_key
     from storage_backends import open_backend
 
     url, options = store_url

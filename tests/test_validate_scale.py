@@ -9,16 +9,16 @@ from pathlib import Path
 
 from ci_data import counting_remote, pack_keys
 
-from datactl.chunker import Chunker
-from datactl.filedata import store_stream
-from datactl.index import ObjectIndex
-from datactl.objects import FILE, Commit, TreeEntry
-from datactl.pack import ObjectType, pack_key
-from datactl.refs import RefStore
-from datactl.repository import Repository
-from datactl.source import RemoteSource
-from datactl.storeconfig import StoreConfig, write_store_config
-from datactl.trees import build_tree
+from datactl.store.chunker import Chunker
+from datactl.store.filedata import store_stream
+from datactl.store.index import ObjectIndex
+from datactl.format.objects import FILE, Commit, TreeEntry
+from datactl.format.pack import ObjectType, pack_key
+from datactl.store.refs import RefStore
+from datactl.store.repository import Repository
+from datactl.store.source import RemoteSource
+from datactl.format.storeconfig import StoreConfig, write_store_config
+from datactl.store.trees import build_tree
 from datactl.validation import run_rules
 from datactl.validation.config import RulesConfig, build_rules
 from storage_backends import open_backend

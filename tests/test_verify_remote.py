@@ -9,11 +9,11 @@ import pytest
 from ci_data import build_versions, counting_remote, pack_keys, publish_all
 from conftest import Cli
 
-from datactl.pack import ENTRY_SIZE, TRAILER_SIZE, pack_key
-from datactl.remote import RemoteSpec, RemoteStore
-from datactl.source import DataUnreadable
-from datactl.verify_store import verify_local, verify_remote
-from datactl.workspace import Workspace
+from datactl.format.pack import ENTRY_SIZE, TRAILER_SIZE, pack_key
+from datactl.remote.remotestore import RemoteSpec, RemoteStore
+from datactl.store.source import DataUnreadable
+from datactl.upkeep.verify import verify_local, verify_remote
+from datactl.workspace.workspace import Workspace
 from storage_backends import BackendError, open_backend
 
 
@@ -24,7 +24,7 @@ def pushed(tmp_path: Path, store_url: tuple[str, dict]):
     ws = build_versions(tmp_path / "data-ws")
     try:
         publish_all(ws, url, options, str(tmp_path / "push-cache"))
-        from datactl.remote import add_remote
+        from datactl.remote.remotestore import add_remote
 
         add_remote(ws.root, "origin", url, options)
         huge = ws.repo.read_tree(ws.repo.read_commit(ws.resolve("bad")).tree).get("data")

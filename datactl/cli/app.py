@@ -13,16 +13,16 @@ from rich.text import Text
 
 from datactl import __version__
 from datactl.cli.output import RichProgress, emit_json, err, human_bytes, out
-from datactl import sync
-from datactl.diff import DiffResult, diff_tree_and_entries, diff_trees
-from datactl.errors import DatactlError, UsageError
-from datactl.history import iter_history
-from datactl.objects import DIR, FILE, SYMLINK
-from datactl.remote import RemoteSpec, add_remote, list_remotes, remove_remote, resolve_remote
-from datactl.quickstart import edit_sample_files, make_sample_files
-from datactl.stats import store_stats, version_stats
-from datactl.trees import lookup_path, walk_tree
-from datactl.workspace import Status, Workspace
+from datactl.workspace import sync
+from datactl.store.diff import DiffResult, diff_tree_and_entries, diff_trees
+from datactl.core.errors import DatactlError, UsageError
+from datactl.store.history import iter_history
+from datactl.format.objects import DIR, FILE, SYMLINK
+from datactl.remote.remotestore import RemoteSpec, add_remote, list_remotes, remove_remote, resolve_remote
+from datactl.cli.quickstart import edit_sample_files, make_sample_files
+from datactl.store.stats import store_stats, version_stats
+from datactl.store.trees import lookup_path, walk_tree
+from datactl.workspace.workspace import Status, Workspace
 
 app = typer.Typer(
     name="datactl",

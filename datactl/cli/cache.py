@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from datactl.cache import Cache, parse_size
+from datactl.remote.cache import Cache, parse_size
 from datactl.cli.output import emit_json, human_bytes, out
 
 cache_app = typer.Typer(help="Inspect and trim the shared cache (DATACTL_CACHE_DIR).", no_args_is_help=True)

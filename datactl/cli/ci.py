@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from datactl.cli.output import RichProgress, err, human_bytes, out
-from datactl.errors import UsageError
-from datactl.source import DataUnreadable
+from datactl.core.errors import UsageError
+from datactl.store.source import DataUnreadable
 from storage_backends import BackendError
 
 FORMAT_HELP = "table (default, for people), json, junit (JUnit XML: one test case per check) or github (workflow annotations)."
@@ -72,11 +72,11 @@ def verify(
     region: Optional[str] = typer.Option(None, "--region", help="S3 region for a remote given as a URL."),
 ) -> None:
     """Check that every object of a version is present (and, with --deep or --sample, intact), locally or on a remote."""
-    from datactl.remote import RemoteStore
+    from datactl.remote.remotestore import RemoteStore
     from datactl.validation import formats
     from datactl.validation.api import _workspace_root, remote_context
-    from datactl.verify_store import verify_local, verify_remote
-    from datactl.workspace import Workspace
+    from datactl.upkeep.verify import verify_local, verify_remote
+    from datactl.workspace.workspace import Workspace
 
     fmt = _check_format("json" if json_ else fmt)
     if sample is not None and not 0 < sample <= 1:
@@ -210,9 +210,9 @@ def drift_limits(**given: Optional[str]) -> list:
 
 def remote_diff(remote: str, ref_a: Optional[str], ref_b: Optional[str]):
     """(DiffResult, (files, bytes) of the old version) for two versions on a remote, reading trees only."""
-    from datactl.diff import diff_trees
-    from datactl.remote import RemoteStore
-    from datactl.source import RemoteView, remote_reader, resolve_on_remote
+    from datactl.store.diff import diff_trees
+    from datactl.remote.remotestore import RemoteStore
+    from datactl.store.source import RemoteView, remote_reader, resolve_on_remote
     from datactl.validation.api import remote_context
 
     if ref_a is None or ref_b is None:

@@ -9,14 +9,14 @@ from typing import Optional
 import typer
 
 from datactl.cli.output import RichProgress, emit_json, err, out
-from datactl.errors import DatactlError, NotAWorkspace, UsageError
-from datactl.lineage import BOTH, DOWN, FORMATS, UP, default_remotes, lineage, open_stores
-from datactl.remote import RemoteSpec, resolve_remote
+from datactl.core.errors import DatactlError, NotAWorkspace, UsageError
+from datactl.lineage.query import BOTH, DOWN, FORMATS, UP, default_remotes, lineage, open_stores
+from datactl.remote.remotestore import RemoteSpec, resolve_remote
 from storage_backends import BackendError
 
 
 def _workspace_or_none():
-    from datactl.workspace import Workspace
+    from datactl.workspace.workspace import Workspace
 
     try:
         return Workspace.open()
@@ -122,8 +122,8 @@ def register(app: typer.Typer) -> None:
         json_: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """Join another line of this dataset's history: changes to different files merge, a file changed on both sides is a conflict."""
-        from datactl import merge as m
-        from datactl.workspace import Workspace
+        from datactl.workspace import merge as m
+        from datactl.workspace.workspace import Workspace
 
         if continue_ and abort:
             raise UsageError("give only one of --continue and --abort")
@@ -176,7 +176,7 @@ def register(app: typer.Typer) -> None:
         json_: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """List the models in a store, with their latest versions and tags."""
-        from datactl.sync import list_datasets
+        from datactl.workspace.sync import list_datasets
 
         if remote is not None and ("://" in remote or os.sep in remote or remote.startswith(".")):
             spec = _spec(None, remote, endpoint_url, region)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Optional
 import typer
 
 from datactl.cli.output import emit_json, err, human_bytes, out
-from datactl.errors import DatactlError, UsageError
+from datactl.core.errors import DatactlError, UsageError
 from storage_backends import BackendError
 
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON.")
@@ -42,8 +42,8 @@ def _backend_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _workspace_root() -> str | None:
-    from datactl.errors import NotAWorkspace
-    from datactl.workspace import find_root
+    from datactl.core.errors import NotAWorkspace
+    from datactl.workspace.workspace import find_root
 
     try:
         return find_root()
@@ -54,7 +54,7 @@ def _workspace_root() -> str | None:
 def _settings(root: str | None) -> dict:
     if root is None:
         return {}
-    from datactl.settings import read_settings
+    from datactl.core.settings import read_settings
 
     section = read_settings(root).get("gc", {})
     return section if isinstance(section, dict) else {}
@@ -63,9 +63,9 @@ def _settings(root: str | None) -> dict:
 @contextmanager
 def open_store(remote: str | None, endpoint_url: str | None = None, region: str | None = None, *, lock_workspace: bool = True) -> Iterator[tuple[Any, Any, Any]]:
     """Yield (target, workspace or None, RemoteStore or None) for REMOTE, or the workspace's own store."""
-    from datactl.gc import remote_target, workspace_target
-    from datactl.remote import RemoteSpec, RemoteStore, resolve_remote
-    from datactl.workspace import Workspace
+    from datactl.upkeep.gc import remote_target, workspace_target
+    from datactl.remote.remotestore import RemoteSpec, RemoteStore, resolve_remote
+    from datactl.workspace.workspace import Workspace
 
     root = _workspace_root()
     if remote is None:
@@ -86,7 +86,7 @@ def open_store(remote: str | None, endpoint_url: str | None = None, region: str 
         cache_dir = os.path.join(root, ".datactl", "remotes")
         tmp_dir = os.path.join(root, ".datactl", "store", "tmp")
     else:
-        from datactl.cache import default_cache_dir
+        from datactl.remote.cache import default_cache_dir
 
         cache_dir = os.path.join(default_cache_dir(), "remotes")
         tmp_dir = tempfile.mkdtemp(prefix="datactl-upkeep-")
@@ -121,7 +121,7 @@ def gc_cmd(
     period is never touched, and garbage is first condemned, then deleted by a
     gc run at least a grace period later. See docs/gc.md.
     """
-    from datactl.gc import DEFAULT_GRACE, DEFAULT_REPACK_THRESHOLD, Retention, collect_garbage, format_duration, parse_duration
+    from datactl.upkeep.gc import DEFAULT_GRACE, DEFAULT_REPACK_THRESHOLD, Retention, collect_garbage, format_duration, parse_duration
 
     settings = _settings(_workspace_root())
     retention = Retention(
@@ -186,7 +186,7 @@ def fsck_cmd(
     Exits 1 when it finds an error. With --repair, the index is rebuilt from
     the packs' own footers and the store checked again.
     """
-    from datactl.fsck import fsck
+    from datactl.upkeep.fsck import fsck
 
     with open_store(remote, endpoint_url, region, lock_workspace=repair) as (target, _ws, _rs):
         report = fsck(target, repair=repair, read_data=read_data)
@@ -216,8 +216,8 @@ def fsck_cmd(
 @contextmanager
 def _store_repo(remote: str | None, endpoint_url: str | None, region: str | None) -> Iterator[tuple[Any, Any]]:
     """A Repository over the store (the workspace's own, or a remote's backend with its index cache)."""
-    from datactl.index import ObjectIndex
-    from datactl.repository import Repository
+    from datactl.store.index import ObjectIndex
+    from datactl.store.repository import Repository
 
     with open_store(remote, endpoint_url, region) as (target, ws, rs):
         if ws is not None:
@@ -251,7 +251,7 @@ def squash_cmd(
     other datasets or models name as inputs keep their files (gc keeps them).
     Other clones must fetch the new history (`datactl fetch`, then check out NAME).
     """
-    from datactl.squash import squash
+    from datactl.upkeep.squash import squash
 
     if kind is not None and kind not in ("dataset", "model"):
         raise UsageError(f"--kind must be dataset or model, not {kind!r}")
@@ -294,7 +294,7 @@ def dataset_delete(
 
     Until gc runs, a deleted dataset can be restored by pushing it again.
     """
-    from datactl.gc import delete_dataset
+    from datactl.upkeep.gc import delete_dataset
 
     if kind is not None and kind not in ("dataset", "model"):
         raise UsageError(f"--kind must be dataset or model, not {kind!r}")
@@ -314,8 +314,8 @@ def dataset_delete(
 
 def delete_tag_cmd(name: str, remote: str | None) -> None:
     """``datactl tag --delete NAME [--remote R]``: remove a tag of the workspace's dataset."""
-    from datactl.gc import delete_tag
-    from datactl.workspace import Workspace, find_root
+    from datactl.upkeep.gc import delete_tag
+    from datactl.workspace.workspace import Workspace, find_root
 
     root = find_root()
     with Workspace(root) as ws:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from datactl.errors import DatactlError, NotAWorkspace, UsageError
-from datactl.progress import ProgressReporter
-from datactl.source import RemoteSource, RepositorySource, VersionSource
+from datactl.core.errors import DatactlError, NotAWorkspace, UsageError
+from datactl.core.progress import ProgressReporter
+from datactl.store.source import RemoteSource, RepositorySource, VersionSource
 from datactl.validation.config import RulesConfig, build_rules, parse_config, read_rules_file, read_workspace_rules
 from datactl.validation.engine import ValidationReport, run_rules
 from datactl.validation.rules import Rule
@@ -23,7 +23,7 @@ class ValidationFailed(DatactlError):
 
 
 def _workspace_root(root: str | None) -> str | None:
-    from datactl.workspace import find_root
+    from datactl.workspace.workspace import find_root
 
     try:
         return find_root(root)
@@ -47,8 +47,8 @@ def remote_context(remote: str, root: str | None = None, options: dict[str, Any]
     remote's head of its dataset. Outside one (a CI job), a datactl.toml in
     the current folder still supplies ``[remotes.NAME]`` and ``[dataset]``.
     """
-    from datactl.remote import RemoteSpec, resolve_remote
-    from datactl.workspace import read_workspace_config
+    from datactl.remote.remotestore import RemoteSpec, resolve_remote
+    from datactl.workspace.workspace import read_workspace_config
 
     ws_root = _workspace_root(root)
     settings_root = ws_root or config_root(root)
@@ -63,7 +63,7 @@ def remote_context(remote: str, root: str | None = None, options: dict[str, Any]
     if ws_root is not None:
         cache_dir = os.path.join(ws_root, ".datactl", "remotes")
     else:
-        from datactl.cache import default_cache_dir
+        from datactl.remote.cache import default_cache_dir
 
         cache_dir = os.path.join(default_cache_dir(), "remotes")
     if options:
@@ -85,8 +85,8 @@ def open_source(
     ./datactl.toml, and ``ref`` is ``NAME`` or ``NAME@VERSION`` (or HEAD when
     ./datactl.toml names the dataset).
     """
-    from datactl.remote import RemoteStore
-    from datactl.workspace import Workspace
+    from datactl.remote.remotestore import RemoteStore
+    from datactl.workspace.workspace import Workspace
 
     if remote is None:
         ws_root = _workspace_root(root)

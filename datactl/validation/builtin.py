@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import date, datetime
 from typing import BinaryIO
 
-from datactl.source import SourceEntry
+from datactl.store.source import SourceEntry
 from datactl.validation.rules import Finding, Options, Rule, bounds_findings, path_matches, register_rule
 
 # Findings a content rule reports per file before it moves on.

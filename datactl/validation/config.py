@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
-from datactl.errors import UsageError
+from datactl.core.errors import UsageError
 from datactl.validation import builtin  # noqa: F401  (registers the built-in rules)
 from datactl.validation.rules import RULES, Options, Rule, RuleConfigError, register_rule
 

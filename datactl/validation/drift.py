@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datactl.cache import parse_size
-from datactl.diff import ADDED, MODIFIED, REMOVED, RENAMED, DiffResult
-from datactl.errors import UsageError
-from datactl.objects import FILE
+from datactl.remote.cache import parse_size
+from datactl.store.diff import ADDED, MODIFIED, REMOVED, RENAMED, DiffResult
+from datactl.core.errors import UsageError
+from datactl.format.objects import FILE
 from datactl.validation.engine import FAILED, PASSED
 from datactl.validation.formats import Case, Suite
 
@@ -99,7 +99,7 @@ def tree_totals(repo, tree_id: str | None) -> tuple[int, int]:
     """(files, bytes) of a tree; ``repo`` needs only ``read_tree`` (a Repository or a RemoteView)."""
     if tree_id is None:
         return 0, 0
-    from datactl.trees import walk_tree
+    from datactl.store.trees import walk_tree
 
     files = size = 0
     for _, e in walk_tree(repo, tree_id):
@@ -118,7 +118,7 @@ def check_drift(result: DiffResult, limits: list[Limit], base_files: int, base_b
 
 def drift_suite(results: list[LimitResult], label: str) -> Suite:
     cases = [
-        Case(f"max {r.limit.metric} {r.limit.text}", "datactl.diff", PASSED if r.ok else FAILED, "" if r.ok else r.describe(), [] if r.ok else [r.describe()])
+        Case(f"max {r.limit.metric} {r.limit.text}", "datactl.store.diff", PASSED if r.ok else FAILED, "" if r.ok else r.describe(), [] if r.ok else [r.describe()])
         for r in results
     ]
     return Suite(f"datactl diff {label}", cases, "diff")

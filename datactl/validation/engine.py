@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable
 
-from datactl.errors import CorruptObject, DatactlError, ObjectMissing
-from datactl.objects import FILE
-from datactl.progress import NullProgress, ProgressReporter
-from datactl.source import DataUnreadable, SourceEntry, VersionSource
+from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing
+from datactl.format.objects import FILE
+from datactl.core.progress import NullProgress, ProgressReporter
+from datactl.store.source import DataUnreadable, SourceEntry, VersionSource
 from datactl.validation.rules import Finding, Rule
 from storage_backends import BackendError
 

@@ -18,9 +18,9 @@ from typing import Any, BinaryIO, ClassVar, Iterable
 
 import pathspec
 
-from datactl.cache import parse_size
-from datactl.errors import UsageError
-from datactl.source import SourceEntry
+from datactl.remote.cache import parse_size
+from datactl.core.errors import UsageError
+from datactl.store.source import SourceEntry
 
 MISSING = object()
 

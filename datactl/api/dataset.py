@@ -1,0 +1,594 @@
+"""The Python API for training code: get a version, list, stream, copy, derive.
+
+    from datactl import Dataset
+    ds = Dataset.get("imagenet-mini", version="v3")
+    root = ds.get_local_copy()             # read-only, verified, shared cache
+    with ds.open("labels.csv") as f: ...   # streams only the chunks it reads
+
+Versions are read from a remote store through a local cache of the same
+format (``DATACTL_CACHE_DIR``), so a second process or a second call finds
+everything local, and an already-cached version keeps working offline.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+import io
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from datactl.remote.cache import Cache
+from datactl.store.chunkedfile import ChunkedFile
+from datactl.store.chunker import Chunker
+from datactl.store.diff import DiffResult, diff_trees
+from datactl.core.errors import DatactlError, NotAWorkspace, StoreFormatError, RefConflict, UnknownRef, UsageError
+from datactl.store.filedata import chunk_ids_of, iter_file_bytes, store_file
+from datactl.core.ids import is_hex, is_object_id
+from datactl.store.index import ObjectIndex
+from datactl.lineage.query import LineageGraph, LineageStore, lineage
+from datactl.lineage.index import record_local_commit
+from datactl.format.objects import DIR, FILE, KINDS, SYMLINK, Commit, TreeEntry
+from datactl.format.pack import ObjectType
+from datactl.remote.readthrough import ReadThroughStore, prefetch_trees
+from datactl.store.refs import HEAD_PREFIX, RefStore, check_name, head_ref, tag_ref
+from datactl.remote.remotestore import RemoteSpec, RemoteStore, resolve_remote
+from datactl.store.repository import Repository
+from datactl.core.safepath import check_rel_path, safe_join
+from datactl.format.storeconfig import StoreConfig, read_store_config
+from datactl.workspace.sync import PushResult, publish
+from datactl.store.trees import build_tree, lookup_path, walk_tree
+from datactl.workspace.workspace import default_author, find_root, now_iso, symlink_entry
+from storage_backends import BackendError, LocalBackend
+
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a version."""
+
+    path: str
+    size: int
+    digest: str
+
+
+@dataclass
+class _Location:
+    """Where versions are read from: a cache store, the remote behind it (if reachable) and its refs."""
+
+    url: str
+    store: ReadThroughStore
+    refs: RefStore | None  # None when offline
+    remote: RemoteStore | None
+    tmp_dir: str
+
+
+def _default_spec(remote: str | RemoteSpec | None) -> tuple[RemoteSpec | None, str | None]:
+    """The remote to use and the workspace we are in (if any)."""
+    if isinstance(remote, RemoteSpec):
+        return remote, None
+    try:
+        root = find_root()
+    except NotAWorkspace:
+        root = None
+    text = remote or os.environ.get("DATACTL_REMOTE")
+    if text is None and root is not None:
+        try:
+            return resolve_remote(root, None), root
+        except UsageError:
+            return None, root  # a workspace without remotes: read its own store
+    if text is None:
+        raise UsageError("no remote given", "pass remote=URL, or set DATACTL_REMOTE")
+    return resolve_remote(root, text), root
+
+
+def _open_location(remote: str | RemoteSpec | None, cache: Cache) -> _Location:
+    spec, root = _default_spec(remote)
+    if spec is None:
+        assert root is not None
+        store_dir = os.path.join(root, ".datactl", "store")
+        backend = LocalBackend(store_dir)
+        repo = Repository(backend, ObjectIndex(os.path.join(root, ".datactl", "index.db")), read_store_config(backend), os.path.join(store_dir, "tmp"))
+        return _Location(backend.url, ReadThroughStore(repo, None), RefStore(backend), None, os.path.join(store_dir, "tmp"))
+    rs: RemoteStore | None = RemoteStore(spec, cache.remotes_dir)
+    try:
+        config = rs.config()  # type: ignore[union-attr]
+        rs.sync_index()  # type: ignore[union-attr]
+    except (BackendError, StoreFormatError):
+        rs.close()  # type: ignore[union-attr]
+        rs = None  # offline: only what is cached can be read
+        config = None
+    url = spec.url
+    if config is None:
+        root_dir = os.path.join(cache.root, "stores")
+        cached = [d for d in os.listdir(root_dir)] if os.path.isdir(root_dir) else []
+        config = StoreConfig()
+        for d in cached:
+            try:
+                config = read_store_config(LocalBackend(os.path.join(root_dir, d)))
+                break
+            except DatactlError:
+                continue
+    repo = cache.store_for(url, config)
+    return _Location(url, ReadThroughStore(repo, rs), rs.refs if rs else None, rs, os.path.join(cache.root, "stores", "tmp"))
+
+
+def _resolve(loc: _Location, cache: Cache, name: str, version: str | None, kind: str) -> str:
+    key = version or ""
+    if loc.refs is None:
+        if version and is_object_id(version) and loc.store.cache.has(version):
+            return version
+        remembered = cache.recall(loc.url, kind, name, key)
+        if remembered is None:
+            raise DatactlError(
+                f"{loc.url} is unreachable and {name}@{version or 'latest'} was never fetched on this machine",
+                "connect to the remote, or use a version that is cached",
+            )
+        return remembered
+    cid: str | None = None
+    if version is None:
+        cid = loc.refs.get(head_ref(kind, name))
+        if cid is None:
+            raise UnknownRef(f"no {kind} named {name} in {loc.url}", "`datactl datasets URL` lists them")
+    else:
+        cid = loc.refs.get(tag_ref(name, version)) if _plain(version) else None
+        if cid is None and is_hex(version) and len(version) >= 6:
+            index = loc.remote.index if loc.remote else loc.store.cache.index
+            matches = index.ids_with_prefix(version, ObjectType.COMMIT, 3)
+            if len(matches) > 1:
+                raise UnknownRef(f"{version} is ambiguous in {loc.url}", "give more hex digits")
+            cid = matches[0] if matches else None
+        if cid is None:
+            raise UnknownRef(f"{name} has no version {version!r} in {loc.url}", "use a tag or a commit id (6+ hex digits)")
+    cache.remember(loc.url, kind, name, key, cid)
+    return cid
+
+
+def _plain(text: str) -> bool:
+    try:
+        check_name(text)
+        return True
+    except UsageError:
+        return False
+
+
+class Dataset:
+    """One version of a dataset or model, read-only. Get one with ``Dataset.get``."""
+
+    def __init__(self, location: _Location, cache: Cache, commit_id: str) -> None:
+        self._loc = location
+        self._cache = cache
+        self.id = commit_id
+        self._commit: Commit = location.store.read_commit(commit_id)
+        self._leases: list[int] = []
+
+    # -- getting one -----------------------------------------------------------
+
+    @classmethod
+    def get(
+        cls,
+        name: str,
+        version: str | None = None,
+        *,
+        remote: str | RemoteSpec | None = None,
+        kind: str = "dataset",
+        cache_dir: str | None = None,
+    ) -> "Dataset":
+        """The version of ``name`` tagged or identified by ``version`` (default: the latest).
+
+        ``remote`` is a remote name or URL; it defaults to ``DATACTL_REMOTE``,
+        then the workspace's remote, then the workspace's own store.
+        """
+        if kind not in KINDS:
+            raise UsageError(f"kind must be one of {', '.join(KINDS)}")
+        cache = Cache(cache_dir)
+        loc = _open_location(remote, cache)
+        try:
+            return cls(loc, cache, _resolve(loc, cache, check_name(name), version, kind))
+        except BaseException:
+            loc.store.close()
+            cache.close()
+            raise
+
+    def close(self) -> None:
+        """Release cache leases and open files."""
+        for fd in self._leases:
+            os.close(fd)
+        self._leases.clear()
+        self._loc.store.close()
+        self._cache.close()
+
+    def __enter__(self) -> "Dataset":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name!r}, id={self.id[:12]!r}, kind={self.kind!r})"
+
+    # -- properties --------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._commit.name
+
+    @property
+    def kind(self) -> str:
+        return self._commit.kind
+
+    @property
+    def version(self) -> list[str]:
+        """The tags that name this version."""
+        if self._loc.refs is None:
+            return list(self._commit.tags)
+        prefix = f"tags/{self.name}/"
+        return [r.ref[len(prefix):] for r in self._loc.refs.list(prefix) if r.commit == self.id]
+
+    @property
+    def message(self) -> str:
+        return self._commit.message
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.fromisoformat(self._commit.time)
+
+    @property
+    def author(self) -> str:
+        return self._commit.author
+
+    @property
+    def parents(self) -> list[str]:
+        return list(self._commit.parents)
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(self._commit.inputs)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self._commit.metadata)
+
+    @property
+    def bytes_downloaded(self) -> int:
+        """Bytes this object has fetched from the remote (compressed sizes)."""
+        return self._loc.store.bytes_downloaded
+
+    # -- reading -------------------------------------------------------------------
+
+    def _tree(self) -> str:
+        prefetch_trees(self._loc.store, self._commit.tree)
+        return self._commit.tree
+
+    def _walk(self) -> Iterator[tuple[str, TreeEntry]]:
+        return walk_tree(self._loc.store, self._tree())  # type: ignore[arg-type]
+
+    def files(self, pattern: str | None = None) -> Iterator[FileEntry]:
+        """Every file (path, size, digest), optionally those matching a glob like ``train/*.jpg``."""
+        for path, e in self._walk():
+            if e.kind == FILE and (pattern is None or fnmatch.fnmatchcase(path, pattern)):
+                yield FileEntry(path, e.size, e.digest)
+
+    def _entry(self, path: str) -> TreeEntry:
+        entry = lookup_path(self._loc.store, self._commit.tree, path.strip("/"))  # type: ignore[arg-type]
+        if entry is None or entry.kind == DIR:
+            raise FileNotFoundError(f"{path} is not a file in {self.name} {self.id[:12]}")
+        return entry
+
+    def open(self, path: str) -> io.BufferedReader:
+        """A seekable binary file that streams ``path``, fetching only the chunks it reads."""
+        entry = self._entry(path)
+        if entry.kind == SYMLINK:
+            raise FileNotFoundError(f"{path} is a symlink to {entry.target}")
+        if self._cache.file_ok(entry.digest, entry.size):
+            return open(self._cache.file_path(entry.digest), "rb")
+        return io.BufferedReader(ChunkedFile(self._loc.store, entry, path), buffer_size=1 << 16)
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.open(path) as f:
+            return f.read()
+
+    # -- local copies ----------------------------------------------------------------
+
+    def get_local_copy(self, verify: bool = False) -> str:
+        """A read-only, fully verified copy of this version in the shared cache; returns its folder.
+
+        A second call, in this or another process, returns at once. The copy is
+        held (never evicted) while this object is open.
+        """
+        cache, cid = self._cache, self.id
+        path = cache.copy_path(cid)
+        lease = cache.lock_copy(cid, exclusive=False)
+        assert lease is not None
+        if not os.path.isdir(path):
+            os.close(lease)
+            build = cache.lock_copy(cid, exclusive=True)
+            assert build is not None
+            if not os.path.isdir(path):  # nobody built it while we waited
+                self._build_copy(path)
+            fcntl.flock(build, fcntl.LOCK_SH)  # keep it as our lease
+            lease = build
+        self._repair_copy(path, deep=verify)
+        self._leases.append(lease)
+        cache.touch_copy(cid)
+        if cache.max_size is not None:
+            cache.prune()
+        return path
+
+    def _ensure_contents(self, entries: Sequence[tuple[str, TreeEntry]], deep: bool) -> None:
+        """Put verified contents of ``entries`` in the cache, downloading missing chunks in batches."""
+        todo = [(p, e) for p, e in entries if e.kind == FILE and not self._cache.file_ok(e.digest, e.size, deep)]
+        for i in range(0, len(todo), 256):
+            batch = todo[i : i + 256]
+            self._loc.store.ensure(c for _, e in batch for c in chunk_ids_of(self._loc.store, e))  # type: ignore[arg-type]
+            for p, e in batch:
+                if not self._cache.file_ok(e.digest, e.size):
+                    self._cache.put_file(e.digest, iter_file_bytes(self._loc.store, e, p))  # type: ignore[arg-type]
+
+    def _materialize(self, target: str, place: Callable[[str, str, TreeEntry], None]) -> None:
+        """Write every entry under ``target``: links as links, files through ``place(src, dest, entry)``."""
+        entries = list(self._walk())
+        self._ensure_contents(entries, deep=False)
+        for p, e in entries:
+            dest = safe_join(target, p)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            if e.kind == SYMLINK:
+                os.symlink(e.target or "", dest)
+            else:
+                place(self._cache.file_path(e.digest), dest, e)
+
+    def _build_copy(self, path: str) -> None:
+        tmp = os.path.join(os.path.dirname(path), f".tmp-{self.id}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        try:
+            self._materialize(tmp, lambda src, dest, _e: self._cache.link_or_copy(src, dest))
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _repair_copy(self, path: str, deep: bool) -> None:
+        """Re-fetch any file of the copy whose cached content was damaged (atomic per file)."""
+        bad = []
+        for p, e in self._walk():
+            if e.kind != FILE:
+                continue
+            dest = os.path.join(path, *p.split("/"))
+            try:
+                st = os.stat(dest)
+                cached = os.stat(self._cache.file_path(e.digest))
+            except FileNotFoundError:
+                bad.append((p, e))
+                continue
+            if st.st_ino != cached.st_ino and st.st_size == e.size and not deep:
+                continue  # a plain copy (no hard links here); size checked
+            if st.st_ino != cached.st_ino or not self._cache.file_ok(e.digest, e.size, deep):
+                bad.append((p, e))
+        if not bad:
+            return
+        for _, e in bad:
+            try:
+                os.unlink(self._cache.file_path(e.digest))
+            except FileNotFoundError:
+                pass
+        self._ensure_contents(bad, deep=False)
+        for p, e in bad:
+            dest = os.path.join(path, *p.split("/"))
+            tmp = f"{dest}.repair-{os.getpid()}"
+            self._cache.link_or_copy(self._cache.file_path(e.digest), tmp)
+            os.replace(tmp, dest)
+
+    def get_mutable_local_copy(self, target: str, overwrite: bool = False) -> str:
+        """Write a writable copy of this version into ``target``; returns its path."""
+        target = os.path.abspath(target)
+        if os.path.exists(target) and os.listdir(target):
+            if not overwrite:
+                raise UsageError(f"{target} is not empty", "pass overwrite=True to replace its contents")
+            shutil.rmtree(target)
+        os.makedirs(target, exist_ok=True)
+
+        def place(src: str, dest: str, e: TreeEntry) -> None:
+            shutil.copyfile(src, dest)
+            os.chmod(dest, e.mode | 0o200)
+
+        self._materialize(target, place)
+        return target
+
+    # -- relations ----------------------------------------------------------------------
+
+    def diff(self, other: "Dataset | str") -> DiffResult:
+        """Changes from ``other`` (a Dataset or commit id in the same store) to this version."""
+        other_id = other.id if isinstance(other, Dataset) else other
+        other_commit = self._loc.store.read_commit(other_id)
+        prefetch_trees(self._loc.store, other_commit.tree)
+        return diff_trees(self._loc.store, other_commit.tree, self._tree())  # type: ignore[arg-type]
+
+    def lineage(self, direction: str = "up", depth: int | None = None) -> LineageGraph:
+        """Versions this one derives from (``up``), that derive from it (``down``), or ``both``.
+
+        Answered from the store's lineage index, across every dataset and
+        model in it; ``depth`` limits the number of edges followed.
+        """
+        if self._loc.remote is not None:
+            store = LineageStore.for_remote(self._loc.remote)
+        elif self._loc.refs is not None:
+            store = LineageStore.for_repository(self._loc.store.cache)
+        else:
+            raise DatactlError(f"{self._loc.url} is unreachable: lineage needs the store's index", "connect to the remote and try again")
+        return lineage(self.id, direction, depth, stores=[store])
+
+    # -- creating versions ------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        *,
+        parents: Iterable["Dataset | str"] = (),
+        inputs: Iterable["Dataset | str"] = (),
+        remote: str | RemoteSpec | None = None,
+        kind: str = "dataset",
+        cache_dir: str | None = None,
+    ) -> "DatasetDraft":
+        """Start a new version of ``name``. With one parent, the draft starts from its files.
+
+        Without parents, the draft starts empty, and the new version still
+        follows the dataset's current head in history (so it can be pushed).
+        """
+        if kind not in KINDS:
+            raise UsageError(f"kind must be one of {', '.join(KINDS)}")
+        cache = Cache(cache_dir)
+        loc = _open_location(remote, cache)
+        return DatasetDraft(loc, cache, check_name(name), kind, list(parents), list(inputs))
+
+
+def _commit_id(loc: _Location, cache: Cache, ref: "Dataset | str") -> str:
+    if isinstance(ref, Dataset):
+        return ref.id
+    if is_object_id(ref):
+        return ref
+    name, _, version = ref.partition("@")
+    for kind in HEAD_PREFIX:
+        try:
+            return _resolve(loc, cache, name, version or None, kind)
+        except UnknownRef:
+            continue
+    raise UnknownRef(f"unknown dataset or model {ref!r}")
+
+
+class DatasetDraft:
+    """A version being assembled: add and remove files, set metadata, commit, push."""
+
+    def __init__(self, loc: _Location, cache: Cache, name: str, kind: str, parents: list, inputs: list) -> None:
+        self._loc = loc
+        self._cache = cache
+        self.name = name
+        self.kind = kind
+        self._repo = loc.store.cache
+        self.parents = [_commit_id(loc, cache, p) for p in parents]
+        self.inputs = [_commit_id(loc, cache, i) for i in inputs]
+        self.metadata: dict[str, Any] = {}
+        self._files: dict[str, TreeEntry] = {}
+        self._chunker = Chunker(self._repo.config.chunker)
+        self.commit_id: str | None = None
+        self._tags: list[str] = []
+        if len(self.parents) == 1:
+            base = loc.store.read_commit(self.parents[0])
+            prefetch_trees(loc.store, base.tree)
+            self._files = dict(walk_tree(loc.store, base.tree))  # type: ignore[arg-type]
+        if not self.parents and loc.refs is not None:
+            head = loc.refs.get(head_ref(kind, name))
+            if head is not None:
+                self.parents = [head]
+
+    def add_files(self, path: str, pattern: str | None = None, dest: str | None = None) -> int:
+        """Add a file, or a folder's files (matching ``pattern``), under ``dest``; returns how many."""
+        path = os.path.abspath(path)
+        if not os.path.exists(path):
+            raise UsageError(f"{path} does not exist")
+        dest = (dest or "").strip("/")
+        if os.path.isfile(path):
+            items = [(os.path.basename(path), path)]
+        else:
+            items = []
+            for dirpath, dirs, files in os.walk(path):
+                dirs.sort()
+                for f in sorted(files):
+                    rel = os.path.relpath(os.path.join(dirpath, f), path).replace(os.sep, "/")
+                    if pattern is None or fnmatch.fnmatchcase(rel, pattern) or fnmatch.fnmatchcase(f, pattern):
+                        items.append((rel, os.path.join(dirpath, f)))
+        for rel, full in items:
+            target = check_rel_path(f"{dest}/{rel}" if dest else rel)
+            for existing in [p for p in self._files if p.startswith(target + "/")]:
+                del self._files[existing]
+            parts = target.split("/")
+            for i in range(1, len(parts)):
+                self._files.pop("/".join(parts[:i]), None)
+            if os.path.islink(full):
+                self._files[target] = symlink_entry(parts[-1], os.readlink(full))
+                continue
+            content = store_file(self._repo, self._chunker, full)
+            mode = os.stat(full).st_mode & 0o777
+            self._files[target] = TreeEntry(parts[-1], FILE, mode, content.size, content.digest, content.chunks, content.chunklist)
+        return len(items)
+
+    def remove_files(self, pattern: str) -> int:
+        """Remove files whose path matches the glob ``pattern`` (or lie under a folder of that name)."""
+        doomed = [p for p in self._files if fnmatch.fnmatchcase(p, pattern) or p.startswith(pattern.rstrip("/") + "/")]
+        for p in doomed:
+            del self._files[p]
+        return len(doomed)
+
+    def set_metadata(self, metadata: dict[str, Any]) -> None:
+        self.metadata.update(metadata)
+
+    def list_files(self) -> list[str]:
+        return sorted(self._files)
+
+    def commit(self, message: str, tags: Sequence[str] = ()) -> str:
+        """Record the draft as a version in the local cache store; returns its id. ``push`` publishes it."""
+        for t in tags:
+            check_name(t, "tag")
+        tree = build_tree(self._repo, sorted(self._files.items(), key=lambda kv: kv[0]))
+        commit = Commit(tree, tuple(self.parents), self.kind, self.name, message, default_author(), now_iso(),
+                        tuple(tags), dict(self.metadata), tuple(self.inputs))
+        self.commit_id = self._repo.put(ObjectType.COMMIT, commit.encode())
+        self._repo.flush()
+        self._tags = list(tags)
+        if self._loc.remote is None and self._loc.refs is not None:
+            # Reading a workspace's own store: the version lands there directly.
+            ref = head_ref(self.kind, self.name)
+            self._loc.refs.update(ref, self.commit_id, expected=self._loc.refs.get(ref) if not self.parents else self.parents[0])
+            for t in tags:
+                self._loc.refs.update(tag_ref(self.name, t), self.commit_id, expected=None)
+            record_local_commit(self._repo, self.commit_id)
+        return self.commit_id
+
+    def push(self) -> PushResult:
+        """Publish the committed version to the remote (objects first, then its head by compare-and-swap)."""
+        if self.commit_id is None:
+            raise UsageError("commit the draft before pushing it")
+        if self._loc.remote is None:
+            raise UsageError("no remote to push to (offline, or reading a workspace's own store)")
+        ref = head_ref(self.kind, self.name)
+        try:
+            return publish(
+                self._repo, self._loc.remote, ref, self.commit_id,
+                tags={tag_ref(self.name, t): self.commit_id for t in self._tags}, tmp_dir=self._loc.tmp_dir,
+            )
+        except RefConflict as exc:
+            raise RefConflict(exc.message, "another version was pushed since this draft's parent; create the draft again from the latest") from None
+
+    def get(self) -> Dataset:
+        """The committed version as a Dataset."""
+        if self.commit_id is None:
+            raise UsageError("commit the draft first")
+        return Dataset(self._loc, self._cache, self.commit_id)
+
+
+def log_model(
+    path: str,
+    name: str,
+    *,
+    inputs: Iterable["Dataset | str"] = (),
+    metadata: dict[str, Any] | None = None,
+    message: str | None = None,
+    tags: Sequence[str] = (),
+    remote: str | RemoteSpec | None = None,
+) -> Dataset:
+    """Commit the model file or folder at ``path`` as a new version of model ``name`` and push it.
+
+    ``inputs`` are the datasets (or models) it was trained on: the Dataset
+    objects training code got from ``Dataset.get`` can be passed straight in.
+    """
+    draft = Dataset.create(name, kind="model", inputs=inputs, remote=remote)
+    draft.add_files(path)
+    draft.set_metadata(metadata or {})
+    draft.commit(message or f"model {name} from {os.path.basename(os.path.abspath(path))}", tags=tags)
+    if draft._loc.remote is not None:
+        draft.push()
+    return draft.get()

@@ -1,0 +1,1 @@
+"""The lowest layer: errors, ids, compression, units, progress, safe paths, settings."""

@@ -1,0 +1,1 @@
+"""The lineage index of a store, queries over it, and drawing the graph."""

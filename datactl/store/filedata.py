@@ -1,0 +1,117 @@
+"""File contents <-> chunks: storing a file and streaming it back verified."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from datactl.store.chunker import Chunker
+from datactl.core.errors import CorruptObject, DatactlError
+from datactl.core.ids import ID_BYTES, new_hasher, object_id
+from datactl.format.objects import FILE, TreeEntry, decode_chunklist, encode_chunklist
+from datactl.format.pack import ObjectType
+from datactl.store.repository import Repository
+from datactl.core.safepath import TEMP_SUFFIX
+
+# Files with more chunks than this list them in a CHUNKLIST object, so a tree
+# stays small however large its files are.
+INLINE_CHUNKS = 256
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class FileContent:
+    """What a tree entry needs to know about one file's bytes."""
+
+    size: int
+    digest: str
+    chunks: tuple[str, ...]
+    chunklist: str | None
+
+
+def store_stream(repo: Repository, chunker: Chunker, stream, progress: ProgressFn | None = None) -> FileContent:
+    """Chunk ``stream``, store new chunks, return its content description."""
+    whole = new_hasher()
+    ids = bytearray()
+    size = 0
+    for data in chunker.chunks(stream):
+        whole.update(data)
+        raw = bytes(data)  # the chunker reuses its buffer
+        oid = object_id(raw)
+        repo.put(ObjectType.CHUNK, raw, oid)
+        ids += bytes.fromhex(oid)
+        size += len(raw)
+        if progress:
+            progress(len(raw))
+    count = len(ids) // ID_BYTES
+    if count > INLINE_CHUNKS:
+        listing = encode_chunklist(bytes(ids))
+        return FileContent(size, whole.hexdigest(), (), repo.put(ObjectType.CHUNKLIST, listing))
+    chunk_ids = tuple(ids[i : i + ID_BYTES].hex() for i in range(0, len(ids), ID_BYTES))
+    return FileContent(size, whole.hexdigest(), chunk_ids, None)
+
+
+def store_file(repo: Repository, chunker: Chunker, path: str, progress: ProgressFn | None = None) -> FileContent:
+    """Store the regular file at ``path``; unreadable files raise a clear error."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return store_stream(repo, chunker, f, progress)
+    except PermissionError:
+        raise DatactlError(f"cannot read {path}: permission denied", "fix its permissions or add it to .datactlignore") from None
+    except OSError as exc:
+        raise DatactlError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def chunk_ids_of(repo: Repository, entry: TreeEntry) -> list[str] | tuple[str, ...]:
+    if entry.chunklist is not None:
+        return decode_chunklist(entry.chunklist, repo.read(entry.chunklist))
+    return entry.chunks
+
+
+def iter_file_bytes(repo: Repository, entry: TreeEntry, where: str) -> Iterator[bytes]:
+    """Yield a file's verified bytes chunk by chunk; the whole-file digest is checked at the end.
+
+    A mismatch raises CorruptObject before the last piece is handed out, so a
+    caller that writes to a temp file and renames on success never publishes
+    bad data.
+    """
+    assert entry.kind == FILE
+    whole = new_hasher()
+    size = 0
+    pending: bytes | None = None
+    for data in repo.read_many(chunk_ids_of(repo, entry)):
+        if pending is not None:
+            yield pending
+        whole.update(data)
+        size += len(data)
+        pending = data
+    if size != entry.size or whole.hexdigest() != entry.digest:
+        raise CorruptObject(
+            f"{where}: restored bytes do not match the recorded digest {entry.digest}",
+            "run `datactl verify --deep` on this version",
+        )
+    if pending is not None:
+        yield pending
+
+
+def restore_file(repo: Repository, entry: TreeEntry, dest: str, where: str, progress: ProgressFn | None = None) -> None:
+    """Write ``entry``'s bytes to ``dest`` through a temp file renamed on success."""
+    tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}{TEMP_SUFFIX}")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    try:
+        # O_EXCL|O_NOFOLLOW: never write through a link planted at the temp name.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with open(fd, "wb") as f:
+            for data in iter_file_bytes(repo, entry, where):
+                f.write(data)
+                if progress:
+                    progress(len(data))
+        os.chmod(tmp, entry.mode & 0o7777)
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,131 @@
+"""The object index: which object is in which pack at which offset.
+
+Kept in SQLite on the local side; the store itself holds the same facts in
+its packs' footers (and ``index/`` files), so this database is a cache that
+``rebuild`` can always recreate.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from datactl.format.pack import ObjectType, PackEntry
+
+
+@dataclass(frozen=True)
+class ObjectLocation:
+    """An object's pack and its place in it."""
+
+    pack: str
+    entry: PackEntry
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    id TEXT PRIMARY KEY,
+    type INTEGER NOT NULL,
+    pack TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    stored_len INTEGER NOT NULL,
+    raw_len INTEGER NOT NULL,
+    codec INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS objects_pack ON objects(pack);
+CREATE TABLE IF NOT EXISTS packs (id TEXT PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS index_files (id TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open a SQLite database the way every datactl table wants it."""
+    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a crash never corrupts; at most the last transaction is lost.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+class ObjectIndex:
+    """Lookups and inserts over the ``objects`` and ``packs`` tables."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db = connect(path)
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def lookup(self, object_id: str) -> ObjectLocation | None:
+        row = self._db.execute(
+            "SELECT type, pack, offset, stored_len, raw_len, codec FROM objects WHERE id=?", (object_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return ObjectLocation(row[1], PackEntry(object_id, ObjectType(row[0]), row[5], row[2], row[3], row[4]))
+
+    def has(self, object_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM objects WHERE id=?", (object_id,)).fetchone() is not None
+
+    def add_pack(self, pack_id: str, size: int, entries: Iterable[PackEntry]) -> None:
+        """Record a sealed pack; an object already indexed elsewhere keeps its first home."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT OR REPLACE INTO packs(id, size) VALUES (?, ?)", (pack_id, size))
+            self._db.executemany(
+                "INSERT OR IGNORE INTO objects(id, type, pack, offset, stored_len, raw_len, codec)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((e.id, int(e.type), pack_id, e.offset, e.stored_len, e.raw_len, e.codec) for e in entries),
+            )
+
+    def ids_with_prefix(self, prefix: str, obj_type: ObjectType, limit: int = 2) -> list[str]:
+        upper = prefix + "g"  # 'g' sorts after every hex digit
+        rows = self._db.execute(
+            "SELECT id FROM objects WHERE id >= ? AND id < ? AND type = ? LIMIT ?",
+            (prefix, upper, int(obj_type), limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def packs(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT id, size FROM packs").fetchall())
+
+    def entries_of_pack(self, pack_id: str) -> list[PackEntry]:
+        rows = self._db.execute(
+            "SELECT id, type, offset, stored_len, raw_len, codec FROM objects WHERE pack=? ORDER BY offset",
+            (pack_id,),
+        ).fetchall()
+        return [PackEntry(r[0], ObjectType(r[1]), r[5], r[2], r[3], r[4]) for r in rows]
+
+    def iter_ids(self, obj_type: ObjectType | None = None) -> Iterator[str]:
+        if obj_type is None:
+            cur = self._db.execute("SELECT id FROM objects")
+        else:
+            cur = self._db.execute("SELECT id FROM objects WHERE type=?", (int(obj_type),))
+        for (oid,) in cur:
+            yield oid
+
+    def stored_bytes(self) -> tuple[int, int, int]:
+        """(object count, stored bytes, raw bytes) over every indexed object."""
+        row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(stored_len),0), COALESCE(SUM(raw_len),0) FROM objects").fetchone()
+        return row[0], row[1], row[2]
+
+    def known_index_files(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT id FROM index_files")}
+
+    def mark_index_file(self, index_id: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO index_files(id) VALUES (?)", (index_id,))
+
+    def remove_pack(self, pack_id: str) -> None:
+        """Forget a pack and every object located in it."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM objects WHERE pack=?", (pack_id,))
+            self._db.execute("DELETE FROM packs WHERE id=?", (pack_id,))
+
+    def clear(self) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM objects")
+            self._db.execute("DELETE FROM packs")
+            self._db.execute("DELETE FROM index_files")

@@ -1,0 +1,1 @@
+"""Store upkeep: gc (plan, then execute), fsck, squash, verify."""

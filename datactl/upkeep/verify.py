@@ -1,0 +1,442 @@
+"""Verifying a version in any store, local or remote, without downloading its data unless asked.
+
+``verify_version`` checks every object reachable from a commit (its history
+included):
+
+1. history: every commit reads and hashes right;
+2. trees: every tree and chunk list reads and hashes right;
+3. objects indexed: every chunk is listed in the store's index;
+4. packs present: every pack holding a needed object exists, at its indexed size;
+5. pack footers: each such pack's footer (read by two small ranged requests)
+   lists every needed object at the place the index says;
+6. bytes re-hashed: with ``deep`` every file (with ``sample`` a random
+   fraction of them) is read back, each chunk hashed against its id and each
+   file against its digest, like restic's ``check --read-data-subset``.
+
+Only commits, trees, chunk lists and footers are read unless 6 is asked for.
+Every problem names the object (and the file it belongs to).
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing
+from datactl.format.objects import DIR, FILE, Commit, TreeEntry, decode_chunklist, decode_commit, decode_tree
+from datactl.format.pack import TRAILER_SIZE, PackEntry, pack_key, parse_footer, parse_trailer
+from datactl.core.progress import NullProgress, ProgressReporter
+from datactl.remote.remotestore import RemoteStore
+from datactl.store.repository import Repository
+from datactl.store.chunkedfile import ChunkedFile
+from datactl.store.source import META_GAP, DataUnreadable, PackReader, remote_reader, resolve_on_remote
+from storage_backends import BackendError, KeyNotFound
+
+# Small files re-hashed together: their chunks come in one or a few ranged reads.
+BATCH_BYTES = 2 * 1024 * 1024
+BATCH_FILES = 512
+CHECKS = ("history", "trees", "objects indexed", "packs present", "pack footers", "bytes re-hashed")
+# Objects named per missing pack in its problem message (all are in ``details``).
+NAMED_PER_PACK = 5
+
+
+@dataclass
+class VerifyProblem:
+    check: str
+    message: str
+    object: str | None = None
+    path: str | None = None
+    commit: str | None = None
+
+
+@dataclass
+class StoreVerifyReport:
+    """What ``verify_version`` found; ``problems`` are plain strings, ``details`` structured."""
+
+    commit: str
+    store: str
+    deep: bool
+    sample: float | None = None
+    commits: int = 0
+    trees: int = 0
+    files: int = 0
+    chunks: int = 0
+    packs: int = 0
+    files_rehashed: int = 0
+    pruned: int = 0  # older versions whose files gc pruned: history and trees checked, not files
+    bytes_read: int = 0
+    requests: int = 0
+    details: list[VerifyProblem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.details
+
+    @property
+    def problems(self) -> list[str]:
+        return [p.message for p in self.details]
+
+    def checks(self) -> dict[str, list[VerifyProblem]]:
+        """Each check with its problems ('bytes re-hashed' only when it ran)."""
+        out: dict[str, list[VerifyProblem]] = {c: [] for c in CHECKS if c != "bytes re-hashed" or self.deep or self.sample}
+        for p in self.details:
+            out.setdefault(p.check, []).append(p)
+        return out
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["details"] = [asdict(p) for p in self.details]
+        return {**d, "problems": self.problems, "ok": self.ok}
+
+
+class _Verifier:
+    def __init__(self, reader: PackReader, report: StoreVerifyReport, progress: ProgressReporter, seed: int | None, jobs: int) -> None:
+        self.reader = reader
+        self.report = report
+        self.progress = progress
+        self.rng = random.Random(seed)
+        self.jobs = jobs
+        self.lock = threading.Lock()
+        self.chunk_owner: dict[str, tuple[str, str]] = {}  # chunk -> (path, commit) where first seen
+        self.needed: dict[str, list[PackEntry]] = collections.defaultdict(list)
+
+    def problem(self, check: str, message: str, obj: str | None = None, path: str | None = None, commit: str | None = None) -> None:
+        with self.lock:
+            self.report.details.append(VerifyProblem(check, message, obj, path, commit))
+
+    # -- 1. history ------------------------------------------------------------
+
+    def commits(self, start: str) -> list[tuple[str, Commit]]:
+        out: list[tuple[str, Commit]] = []
+        seen = {start}
+        level = [start]
+        while level:
+            got: dict[str, bytes] = {}
+            try:
+                got = self.reader.fetch(level, max_gap=META_GAP, remember=False)
+            except (ObjectMissing, CorruptObject):
+                for cid in level:  # find which one
+                    try:
+                        got.update(self.reader.fetch([cid], remember=False))
+                    except (ObjectMissing, CorruptObject) as exc:
+                        self.problem("history", f"commit {cid}: {exc.message}", cid, commit=cid)
+            nxt = []
+            for cid in level:
+                if cid not in got:
+                    continue
+                try:
+                    c = decode_commit(cid, got[cid])
+                except DatactlError as exc:
+                    self.problem("history", exc.message, cid, commit=cid)
+                    continue
+                out.append((cid, c))
+                for p in c.parents:
+                    if p not in seen:
+                        seen.add(p)
+                        nxt.append(p)
+            level = nxt
+        self.report.commits = len(out)
+        return out
+
+    # -- 2, 3. trees and their files -----------------------------------------
+
+    def _fetch_each(self, ids: list[str], what: str, where: dict[str, tuple[str, str]]) -> dict[str, bytes]:
+        try:
+            return self.reader.fetch(ids, max_gap=META_GAP, remember=False)
+        except (ObjectMissing, CorruptObject):
+            pass
+        got: dict[str, bytes] = {}
+        for oid in ids:
+            try:
+                got.update(self.reader.fetch([oid], remember=False))
+            except (ObjectMissing, CorruptObject) as exc:
+                path, cid = where[oid]
+                self.problem("trees", f"{what} of {path or '/'} in commit {cid[:12]}: {exc.message}", oid, path or "/", cid)
+        return got
+
+    def trees(self, commits: list[tuple[str, Commit]], on_file) -> None:
+        seen: set[str] = set()
+        level: list[tuple[str, str, str]] = []  # (tree id, prefix, commit)
+        for cid, c in commits:
+            if c.tree not in seen:
+                seen.add(c.tree)
+                level.append((c.tree, "", cid))
+        while level:
+            nxt: list[tuple[str, str, str]] = []
+            for i in range(0, len(level), 1000):
+                batch = level[i : i + 1000]
+                where = {tid: (prefix, cid) for tid, prefix, cid in batch}
+                got = self._fetch_each([t for t, _, _ in batch], "tree", where)
+                lists: dict[str, tuple[str, str]] = {}
+                files = []
+                for tid, prefix, cid in batch:
+                    if tid not in got:
+                        continue
+                    try:
+                        tree = decode_tree(tid, got[tid])
+                    except DatactlError as exc:
+                        self.problem("trees", f"tree of {prefix or '/'} in commit {cid[:12]}: {exc.message}", tid, prefix or "/", cid)
+                        continue
+                    self.report.trees += 1
+                    for e in tree.entries:
+                        path = prefix + e.name
+                        if e.kind == DIR:
+                            if e.digest not in seen:
+                                seen.add(e.digest)
+                                nxt.append((e.digest, path + "/", cid))
+                        elif e.kind == FILE:
+                            if e.chunklist is not None:
+                                lists.setdefault(e.chunklist, (path, cid))
+                            files.append((e, path, cid))
+                listed = self._fetch_each(list(lists), "chunk list", lists) if lists else {}
+                for e, path, cid in files:
+                    on_file(e, path, cid, listed)
+            level = nxt
+
+    def file(self, e, path: str, cid: str, listed: dict[str, bytes]) -> list[str] | None:
+        """Record a file's chunks as needed; return its chunk ids (None if unreadable)."""
+        if e.chunklist is not None:
+            if e.chunklist not in listed:
+                return None
+            try:
+                chunks = decode_chunklist(e.chunklist, listed[e.chunklist])
+            except DatactlError as exc:
+                self.problem("trees", f"{path} in commit {cid[:12]}: {exc.message}", e.chunklist, path, cid)
+                return None
+            self._need(e.chunklist, path, cid, record_owner=False)
+        else:
+            chunks = list(e.chunks)
+        for chunk in chunks:
+            if chunk in self.chunk_owner:
+                continue
+            self.chunk_owner[chunk] = (path, cid)
+            self._need(chunk, path, cid)
+        return chunks
+
+    def _need(self, oid: str, path: str, cid: str, record_owner: bool = True) -> None:
+        loc = self.reader.lookup(oid)
+        if loc is None:
+            self.problem("objects indexed", f"{path} in commit {cid[:12]}: chunk {oid} is missing (no pack of {self.reader.label} holds it)", oid, path, cid)
+            return
+        self.needed[loc.pack].append(loc.entry)
+
+    # -- 4, 5. packs and footers -----------------------------------------------
+
+    def _owner(self, oid: str) -> tuple[str | None, str | None]:
+        path, cid = self.chunk_owner.get(oid, (None, None))
+        return path, cid
+
+    def _lost(self, check: str, pack: str, entries: list[PackEntry], why: str) -> None:
+        named = []
+        for e in entries[:NAMED_PER_PACK]:
+            path, cid = self._owner(e.id)
+            named.append(f"{e.type.name.lower()} {e.id}" + (f" ({path} in commit {cid[:12]})" if path and cid else ""))
+        more = f" and {len(entries) - NAMED_PER_PACK} more" if len(entries) > NAMED_PER_PACK else ""
+        path, cid = self._owner(entries[0].id)
+        self.problem(check, f"pack {pack} {why}: {len(entries)} needed object(s) lost: {', '.join(named)}{more}", entries[0].id, path, cid)
+
+    def packs(self) -> None:
+        backend = self.reader.backend
+        self.report.packs = len(self.needed)
+        if not self.needed:
+            return
+        try:
+            listed = {info.key: info.size for info in backend.list("packs/")}
+        except BackendError as exc:
+            raise DataUnreadable(f"cannot list the packs of {self.reader.label}: {exc}", "check the store's URL, credentials and network") from None
+        with self.reader._index_lock:
+            indexed_sizes = self.reader.index.packs()
+        present = []
+        for pack in sorted(self.needed):
+            entries = sorted(self.needed[pack], key=lambda e: e.offset)
+            size = listed.get(pack_key(pack))
+            if size is None:
+                self._lost("packs present", pack, entries, f"is missing from {self.reader.label}")
+            elif pack in indexed_sizes and indexed_sizes[pack] != size:
+                self._lost("packs present", pack, entries, f"is {size} bytes, the index says {indexed_sizes[pack]} (truncated or replaced)")
+            else:
+                present.append((pack, size, entries))
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="datactl-footer") as pool:
+            for fut in [pool.submit(self._footer, *p) for p in present]:
+                fut.result()
+
+    def _footer(self, pack: str, size: int, entries: list[PackEntry]) -> None:
+        backend = self.reader.backend
+        key = pack_key(pack)
+        try:
+            if size < TRAILER_SIZE:
+                raise CorruptObject(f"pack {pack} is truncated ({size} bytes)")
+            trailer = backend.get_range(key, size - TRAILER_SIZE, TRAILER_SIZE)
+            footer_offset, count, footer_hash = parse_trailer(pack, trailer, size)
+            footer = backend.get_range(key, footer_offset, size - TRAILER_SIZE - footer_offset)
+            listed = {e.id: e for e in parse_footer(pack, footer, count, footer_hash)}
+        except KeyNotFound:
+            self._lost("packs present", pack, entries, f"is missing from {self.reader.label}")
+            return
+        except CorruptObject as exc:
+            self._lost("pack footers", pack, entries, f"has an unreadable footer ({exc.message})")
+            return
+        except BackendError as exc:
+            raise DataUnreadable(f"cannot read pack {pack} of {self.reader.label}: {exc}") from None
+        with self.reader._lock:
+            self.reader.stats.requests += 2
+            self.reader.stats.bytes_read += TRAILER_SIZE + len(footer)
+            self.reader.stats.metadata_bytes += TRAILER_SIZE + len(footer)
+        wrong = [e for e in entries if listed.get(e.id) != e]
+        if wrong:
+            self._lost("pack footers", pack, wrong, "does not hold what the index says (its footer lists them elsewhere or not at all)")
+
+    # -- 6. re-hashing ---------------------------------------------------------
+
+    def rehash_batch(self, files: list[tuple[TreeEntry, str, str]]) -> list[tuple[TreeEntry, str, str, int | DatactlError]]:
+        """Re-hash several small files, their chunks fetched together in a few ranged reads."""
+        ids = [c for e, _, _ in files for c in e.chunks]
+        if len(files) > 1 and ids:
+            try:
+                self.reader.fetch(ids, max_gap=META_GAP)  # verified, and kept in the reader's cache
+            except (CorruptObject, ObjectMissing):
+                pass  # file by file below, so the damaged file is the one named
+        out: list[tuple[TreeEntry, str, str, int | DatactlError]] = []
+        for e, path, cid in files:
+            try:
+                out.append((e, path, cid, self.rehash(e, path, cid)))
+            except (CorruptObject, ObjectMissing) as exc:
+                out.append((e, path, cid, exc))
+        return out
+
+    def rehash(self, e, path: str, cid: str) -> int:
+        f = ChunkedFile(self.reader, e, path)
+        n = 0
+        buf = bytearray(1 << 20)
+        while True:
+            got = f.readinto(buf)
+            if not got:
+                break
+            n += got
+            self.progress.advance(got)
+        return n
+
+
+def verify_version(
+    reader: PackReader,
+    commit_id: str,
+    *,
+    deep: bool = False,
+    sample: float | None = None,
+    seed: int | None = None,
+    progress: ProgressReporter | None = None,
+    jobs: int = 8,
+) -> StoreVerifyReport:
+    """Check every object reachable from ``commit_id`` in the store ``reader`` reads (see the module doc)."""
+    import time
+
+    if sample is not None and not 0.0 < sample <= 1.0:
+        raise ValueError("sample must be a fraction in (0, 1]")
+    started = time.monotonic()
+    progress = progress or NullProgress()
+    report = StoreVerifyReport(commit_id, reader.label, deep, sample)
+    v = _Verifier(reader, report, progress, seed, jobs)
+    seen_files: set[str] = set()
+    rehash_all = deep or sample == 1.0
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="datactl-verify") if (deep or sample) else None
+    window: collections.deque[Future] = collections.deque()
+    batch: list[tuple[TreeEntry, str, str]] = []
+    batch_bytes = 0
+
+    def settle(fut: Future) -> None:
+        for e, path, cid, result in fut.result():
+            if isinstance(result, int):
+                report.bytes_read += result
+                report.files_rehashed += 1
+                continue
+            obj = next((w for w in result.message.split() if len(w) == 32 and all(ch in "0123456789abcdef" for ch in w)), e.digest)
+            v.problem("bytes re-hashed", f"{result.message} (in commit {cid[:12]})", obj, path, cid)
+
+    def submit() -> None:
+        nonlocal batch, batch_bytes
+        if batch:
+            window.append(pool.submit(v.rehash_batch, batch))  # type: ignore[union-attr]
+            batch, batch_bytes = [], 0
+            while len(window) > 2 * jobs:
+                settle(window.popleft())
+
+    def on_file(e, path: str, cid: str, listed: dict[str, bytes]) -> None:
+        nonlocal batch_bytes
+        if e.digest in seen_files:
+            return
+        seen_files.add(e.digest)
+        report.files += 1
+        chunks = v.file(e, path, cid, listed)
+        if pool is None or chunks is None:
+            return
+        if rehash_all or v.rng.random() < (sample or 0.0):
+            if e.chunklist is not None or e.size >= BATCH_BYTES:
+                window.append(pool.submit(v.rehash_batch, [(e, path, cid)]))
+            else:
+                batch.append((e, path, cid))
+                batch_bytes += e.size
+                if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+                    submit()
+
+    progress.start("verifying", None)
+    try:
+        try:
+            commits = v.commits(commit_id)
+            # Older versions whose files gc pruned (--keep-last ...): their trees are checked, not their files.
+            from datactl.upkeep.gc import pruned_commits
+
+            pruned = pruned_commits(reader.backend) - {commit_id}
+            v.trees([c for c in commits if c[0] not in pruned], on_file)
+            if any(c[0] in pruned for c in commits):
+                report.pruned = sum(1 for c in commits if c[0] in pruned)
+                v.trees([c for c in commits if c[0] in pruned], lambda *args: None)
+            submit()
+            while window:
+                settle(window.popleft())
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        report.chunks = len(v.chunk_owner)
+        v.packs()
+    except BackendError as exc:
+        raise DataUnreadable(f"cannot read {reader.label}: {exc}", "check the store's URL, credentials and network") from None
+    finally:
+        progress.stop()
+    if not (deep or sample):
+        report.bytes_read = 0
+    report.requests = reader.stats.requests
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def verify_local(repo: Repository, commit_id: str, **kwargs) -> StoreVerifyReport:
+    """``verify_version`` on a local store (a workspace's own)."""
+    reader = PackReader(repo.backend, repo.index)
+    try:
+        return verify_version(reader, commit_id, **kwargs)
+    finally:
+        reader.close()
+
+
+def verify_remote(rs: RemoteStore, ref: str, *, name: str | None = None, kind: str = "dataset", **kwargs) -> StoreVerifyReport:
+    """``verify_version`` of REF on a remote store, reading only metadata and footers unless deep/sample."""
+    try:
+        rs.sync_index()
+    except BackendError as exc:
+        raise DataUnreadable(f"cannot read {rs.url}: {exc}", "check the remote's URL, credentials and network") from None
+    reader = remote_reader(rs)
+    try:
+        commit_id = resolve_on_remote(rs, reader, ref, name, kind)
+        return verify_version(reader, commit_id, **kwargs)
+    finally:
+        reader.close()
+
+
+def iter_problem_lines(report: StoreVerifyReport) -> Iterator[str]:
+    for p in report.details:
+        yield f"[{p.check}] {p.message}"

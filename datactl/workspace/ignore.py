@@ -1,0 +1,33 @@
+"""Which workspace paths are never tracked: ``.datactlignore`` (gitignore syntax) plus our own files."""
+
+from __future__ import annotations
+
+import os
+
+import pathspec
+
+from datactl.core.safepath import TEMP_SUFFIX
+
+IGNORE_FILE = ".datactlignore"
+CONFIG_FILE = "datactl.toml"
+ALWAYS_IGNORED = (".datactl/", CONFIG_FILE, IGNORE_FILE, f"*{TEMP_SUFFIX}")
+
+
+class IgnoreRules:
+    """Matches workspace-relative '/'-separated paths; folders are tested with a trailing '/'."""
+
+    def __init__(self, root: str) -> None:
+        lines = list(ALWAYS_IGNORED)
+        path = os.path.join(root, IGNORE_FILE)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                lines += f.read().splitlines()
+        self._fixed = pathspec.GitIgnoreSpec.from_lines(ALWAYS_IGNORED)
+        self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
+
+    def ignored(self, rel_path: str, is_dir: bool) -> bool:
+        return self._spec.match_file(rel_path + "/" if is_dir else rel_path)
+
+    def internal(self, rel_path: str, is_dir: bool) -> bool:
+        """Paths datactl itself owns; never tracked even when named explicitly."""
+        return self._fixed.match_file(rel_path + "/" if is_dir else rel_path)

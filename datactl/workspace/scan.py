@@ -1,0 +1,95 @@
+"""Walking the workspace in the byte order of full paths.
+
+Inside each folder, a sub-folder sorts as ``name + "/"``: then every path
+comes out in the same order as SQLite's ``ORDER BY path`` and a tree walk, so
+the three can be merged in one pass with constant memory.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from datactl.workspace.ignore import IgnoreRules
+
+FILE = "file"
+SYMLINK = "symlink"
+
+
+@dataclass(frozen=True)
+class DiskEntry:
+    path: str  # workspace-relative, '/'-separated
+    kind: str  # "file" or "symlink"
+    st: os.stat_result
+
+
+@dataclass(frozen=True)
+class ScanProblem:
+    path: str
+    reason: str
+
+
+def _utf8_ok(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def display_name(name: str) -> str:
+    """A printable form of a possibly non-UTF-8 name."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def walk(
+    root: str,
+    rules: IgnoreRules,
+    start: str = "",
+    on_problem: Callable[[ScanProblem], None] | None = None,
+) -> Iterator[DiskEntry]:
+    """Yield files and symlinks under ``start`` (a relative folder, '' for all), skipping ignored ones."""
+
+    def report(path: str, reason: str) -> None:
+        if on_problem is not None:
+            on_problem(ScanProblem(path, reason))
+
+    def visit(rel_dir: str) -> Iterator[DiskEntry]:
+        abs_dir = os.path.join(root, *rel_dir.split("/")) if rel_dir else root
+        try:
+            with os.scandir(abs_dir) as it:
+                items = []
+                for de in it:
+                    try:
+                        st = de.stat(follow_symlinks=False)
+                    except OSError as exc:
+                        report(f"{rel_dir}{de.name}", f"cannot stat: {exc.strerror}")
+                        continue
+                    is_dir = stat.S_ISDIR(st.st_mode)
+                    items.append((de.name + "/" if is_dir else de.name, de.name, is_dir, st))
+        except PermissionError:
+            report(rel_dir or ".", "cannot list folder: permission denied")
+            return
+        except FileNotFoundError:
+            return
+        items.sort(key=lambda t: t[0].encode("utf-8", "surrogateescape"))
+        for _key, name, is_dir, st in items:
+            rel = f"{rel_dir}{name}"
+            if not _utf8_ok(name):
+                report(display_name(rel), "name is not valid UTF-8; rename it to track it")
+                continue
+            if rules.ignored(rel, is_dir):
+                continue
+            if is_dir:
+                yield from visit(rel + "/")
+            elif stat.S_ISREG(st.st_mode):
+                yield DiskEntry(rel, FILE, st)
+            elif stat.S_ISLNK(st.st_mode):
+                yield DiskEntry(rel, SYMLINK, st)
+            else:
+                report(rel, "not a regular file, folder or symlink; skipped")
+
+    start = start.strip("/")
+    yield from visit(start + "/" if start else "")

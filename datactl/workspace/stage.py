@@ -1,0 +1,233 @@
+"""The staging table: what the next commit will hold, next to what HEAD holds.
+
+One SQLite row per tracked path, with
+- the staged entry (NULL kind: staged for removal),
+- the stat of the file on disk when it was last seen equal to the staged entry
+  (the stat cache: an unchanged file is never read again),
+- the HEAD entry's kind, mode, size and digest, so ``status`` compares stage
+  and HEAD without reading a single tree.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from datactl.store.index import connect
+from datactl.format.objects import TreeEntry
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    path TEXT PRIMARY KEY,
+    kind TEXT, mode INTEGER, size INTEGER, digest TEXT, chunks TEXT, chunklist TEXT, target TEXT,
+    st_size INTEGER, st_mtime_ns INTEGER, st_ctime_ns INTEGER, st_ino INTEGER, st_mode INTEGER,
+    st_trusted INTEGER NOT NULL DEFAULT 0,
+    head_kind TEXT, head_mode INTEGER, head_size INTEGER, head_digest TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+"""
+
+# A file whose mtime is this close to the moment we read it may be changed
+# again within the same timestamp tick without its stat changing ("racy
+# mtime"): such a stat is not trusted, and the file is re-hashed next time.
+RACY_WINDOW_NS = 100_000_000
+COARSE_RACY_WINDOW_NS = 2_000_000_000  # file systems with whole-second mtimes
+
+
+@dataclass(frozen=True)
+class StatInfo:
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    mode: int
+    trusted: bool
+
+    @classmethod
+    def of(cls, st: os.stat_result, read_at_ns: int | None = None) -> "StatInfo":
+        """The stat of a file whose content was read (or written) at ``read_at_ns``."""
+        read_at_ns = time.time_ns() if read_at_ns is None else read_at_ns
+        window = COARSE_RACY_WINDOW_NS if st.st_mtime_ns % 1_000_000_000 == 0 else RACY_WINDOW_NS
+        trusted = st.st_mtime_ns < read_at_ns - window
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, trusted)
+
+    def matches(self, st: os.stat_result) -> bool:
+        """True when ``st`` proves the file unchanged since it was hashed."""
+        return (
+            self.trusted
+            and self.size == st.st_size
+            and self.mtime_ns == st.st_mtime_ns
+            and self.ctime_ns == st.st_ctime_ns
+            and self.ino == st.st_ino
+            and self.mode == st.st_mode
+        )
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    kind: str
+    mode: int
+    size: int
+    digest: str
+
+
+def head_info(entry: TreeEntry | None) -> HeadInfo | None:
+    return None if entry is None else HeadInfo(entry.kind, entry.mode, entry.size, entry.digest)
+
+
+def same_content(entry: TreeEntry | None, head: HeadInfo | None) -> bool:
+    if entry is None or head is None:
+        return entry is None and head is None
+    return (entry.kind, entry.mode, entry.digest) == (head.kind, head.mode, head.digest)
+
+
+@dataclass(frozen=True)
+class StageRow:
+    path: str
+    entry: TreeEntry | None
+    stat: StatInfo | None
+    head: HeadInfo | None
+
+    @property
+    def staged_change(self) -> bool:
+        return not same_content(self.entry, self.head)
+
+
+_COLS = (
+    "path, kind, mode, size, digest, chunks, chunklist, target, "
+    "st_size, st_mtime_ns, st_ctime_ns, st_ino, st_mode, st_trusted, "
+    "head_kind, head_mode, head_size, head_digest"
+)
+
+
+def _row_from_sql(r: tuple) -> StageRow:
+    path = r[0]
+    name = path.rsplit("/", 1)[-1]
+    entry = None
+    if r[1] is not None:
+        chunks = tuple(r[5][i : i + 32] for i in range(0, len(r[5] or ""), 32))
+        entry = TreeEntry(name, r[1], r[2], r[3], r[4], chunks, r[6], r[7])
+    stat = None if r[8] is None else StatInfo(r[8], r[9], r[10], r[11], r[12], bool(r[13]))
+    head = None if r[14] is None else HeadInfo(r[14], r[15], r[16], r[17])
+    return StageRow(path, entry, stat, head)
+
+
+def _row_to_sql(row: StageRow) -> tuple:
+    e, s, h = row.entry, row.stat, row.head
+    return (
+        row.path,
+        *(
+            (e.kind, e.mode, e.size, e.digest, "".join(e.chunks), e.chunklist, e.target)
+            if e is not None
+            else (None,) * 7
+        ),
+        *((s.size, s.mtime_ns, s.ctime_ns, s.ino, s.mode, int(s.trusted)) if s is not None else (None,) * 5 + (0,)),
+        *((h.kind, h.mode, h.size, h.digest) if h is not None else (None,) * 4),
+    )
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    """Paths under folder ``prefix`` ('a/b') are those in ['a/b/', 'a/b0')."""
+    prefix = prefix.strip("/")
+    return prefix + "/", prefix + "0"  # '0' is the character after '/'
+
+
+class Stage:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db = connect(path)
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- meta ----------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE key=?", (key,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- rows ----------------------------------------------------------------
+
+    def get(self, path: str) -> StageRow | None:
+        r = self._db.execute(f"SELECT {_COLS} FROM entries WHERE path=?", (path,)).fetchone()
+        return None if r is None else _row_from_sql(r)
+
+    def iter_rows(self, prefix: str = "", with_chunks: bool = True) -> Iterator[StageRow]:
+        """Rows in byte order of path, read from a snapshot so writes may interleave.
+
+        ``with_chunks=False`` leaves entries' chunk lists empty (a scan needs
+        only digests); such rows must not be written back whole.
+        """
+        cols = _COLS if with_chunks else _COLS.replace("chunks,", "'' AS chunks,")
+        reader = sqlite3.connect(self.path, timeout=60)
+        try:
+            if prefix:
+                lo, hi = _prefix_range(prefix)
+                cur = reader.execute(
+                    f"SELECT {cols} FROM entries WHERE (path >= ? AND path < ?) OR path = ? ORDER BY path",
+                    (lo, hi, prefix.strip("/")),
+                )
+            else:
+                cur = reader.execute(f"SELECT {cols} FROM entries ORDER BY path")
+            for r in cur:
+                yield _row_from_sql(r)
+        finally:
+            reader.close()
+
+    def iter_staged(self) -> Iterator[tuple[str, TreeEntry]]:
+        for row in self.iter_rows():
+            if row.entry is not None:
+                yield row.path, row.entry
+
+    def write(self, rows: Iterable[StageRow], deletes: Iterable[str] = ()) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO entries({_COLS}) VALUES ({', '.join('?' * 18)})",
+                (_row_to_sql(r) for r in rows),
+            )
+            self._db.executemany("DELETE FROM entries WHERE path=?", ((p,) for p in deletes))
+
+    def update_stats(self, stats: Iterable[tuple[str, StatInfo]]) -> None:
+        """Record fresh stat-cache values for paths whose content is unchanged."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "UPDATE entries SET st_size=?, st_mtime_ns=?, st_ctime_ns=?, st_ino=?, st_mode=?, st_trusted=? WHERE path=?",
+                ((s.size, s.mtime_ns, s.ctime_ns, s.ino, s.mode, int(s.trusted), path) for path, s in stats),
+            )
+
+    def finish_commit(self, commit_id: str) -> None:
+        """After a commit: HEAD equals the stage."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM entries WHERE kind IS NULL")
+            self._db.execute(
+                "UPDATE entries SET head_kind=kind, head_mode=mode, head_size=size, head_digest=digest"
+            )
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('head', ?)", (commit_id,))
+            # A commit also ends a merge in progress (its second parent was merge_head).
+            self._db.execute("DELETE FROM meta WHERE key IN ('pending_commit', 'merge', 'merge_head')")
+
+    def staged_changes(self) -> Iterator[StageRow]:
+        cur = self._db.execute(
+            f"SELECT {_COLS} FROM entries WHERE kind IS NOT head_kind OR mode IS NOT head_mode "
+            "OR digest IS NOT head_digest ORDER BY path"
+        )
+        for r in cur.fetchall():
+            yield _row_from_sql(r)
+
+    def count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM entries WHERE kind IS NOT NULL").fetchone()[0]
+
+

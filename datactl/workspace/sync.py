@@ -1,0 +1,374 @@
+"""push, fetch, pull, clone: keeping a workspace's store and a remote store in step.
+
+Order is what keeps every invariant: objects first (packs, then their index
+files), the ref last and only by compare-and-swap. A writer that loses the
+race is told, never silently overwritten; a fast-forward is retried.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from datactl.core.errors import LocalChanges, RefConflict, UnknownRef, UsageError
+from datactl.store.filedata import chunk_ids_of
+from datactl.lineage.index import record_push
+from datactl.format.objects import FILE, decode_chunklist
+from datactl.format.pack import ObjectType
+from datactl.core.progress import NullProgress, ProgressReporter
+from datactl.store.refs import HEAD_PREFIX, RefStore, check_name, head_ref
+from datactl.core.safepath import check_rel_path
+from datactl.remote.remotestore import RemoteSpec, RemoteStore, add_remote, list_remotes, resolve_remote
+from datactl.core.settings import read_settings
+from datactl.format.storeconfig import StoreConfig, read_store_config
+from datactl.remote.transfer import DEFAULT_JOBS, Downloader, Uploader, commit_closure, fetch_metadata, local_objects_to_push
+from datactl.store.trees import walk_tree
+from datactl.store.repository import Repository
+from datactl.workspace.workspace import CheckoutResult, Workspace
+from storage_backends import open_backend
+
+# Chunk ids are downloaded in batches of this many, to bound memory on huge versions.
+CHUNK_BATCH = 50_000
+
+
+@dataclass
+class PushResult:
+    remote: str
+    ref: str
+    old: str | None
+    new: str
+    objects: int = 0
+    packs: int = 0
+    bytes_uploaded: int = 0
+    tags_pushed: list[str] = field(default_factory=list)
+    tags_skipped: list[str] = field(default_factory=list)
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.old == self.new and not self.objects
+
+
+@dataclass
+class FetchResult:
+    remote: str
+    refs: dict[str, str] = field(default_factory=dict)
+    objects: int = 0
+    bytes_downloaded: int = 0
+
+
+@dataclass
+class PullResult:
+    fetch: FetchResult
+    old: str | None
+    new: str
+    bytes_downloaded: int = 0
+    checkout: CheckoutResult | None = None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    kind: str
+    head: str
+    tags: dict[str, str]
+
+
+def transfer_jobs(ws: Workspace) -> int:
+    jobs = read_settings(ws.root).get("transfer", {}).get("jobs", DEFAULT_JOBS)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise UsageError("datactl.toml: [transfer] jobs must be a positive integer")
+    return jobs
+
+
+def open_remote(ws: Workspace, remote: str | None) -> RemoteStore:
+    return RemoteStore(resolve_remote(ws.root, remote), os.path.join(ws.dotdir, "remotes"))
+
+
+def _tracking_ref(spec: RemoteSpec, ref: str) -> str | None:
+    return f"remotes/{spec.name}/{ref}" if spec.name else None
+
+
+def _set_tracking(ws: Workspace, spec: RemoteSpec, ref: str, commit: str) -> None:
+    tracking = _tracking_ref(spec, ref)
+    if tracking is not None:
+        ws.repo.refs.update(tracking, commit, expected=ws.repo.refs.get(tracking))
+
+
+def publish(
+    repo: Repository,
+    rs: RemoteStore,
+    ref: str,
+    head: str,
+    *,
+    tags: dict[str, str] | None = None,
+    tmp_dir: str,
+    jobs: int = DEFAULT_JOBS,
+    progress: ProgressReporter | None = None,
+) -> PushResult:
+    """Make ``ref`` on the remote name ``head``: upload what it lacks, then compare-and-swap the ref.
+
+    ``tags`` maps tag refs (``tags/NAME/TAG``) to commits; each is created on
+    the remote if absent and reported as skipped if it names another commit.
+    """
+    progress = progress or NullProgress()
+    tags = tags or {}
+    rs.ensure_config(repo.config)
+    rs.sync_index()
+    rs.adopt_orphan_packs()
+    remote_head = rs.refs.get(ref)
+    history = commit_closure(repo, [head])
+    if remote_head is not None and remote_head not in history:
+        raise RefConflict(
+            f"{rs.spec.label} has {ref} at {remote_head[:12]}, which is not in your history",
+            "run `datactl pull` first, then push again",
+        )
+    result = PushResult(rs.spec.label, ref, remote_head, head)
+    complete = commit_closure(repo, [remote_head]) if remote_head else set()
+    progress.start(f"push to {rs.spec.label}", None)
+    try:
+        uploader = Uploader(rs, repo, tmp_dir, jobs, progress)
+        try:
+            for oid in local_objects_to_push(repo, [head, *tags.values()], complete, rs.has):
+                uploader.add(oid)
+        except BaseException:
+            uploader.close()
+            raise
+        uploader.finish()
+    finally:
+        progress.stop()
+    result.objects, result.packs, result.bytes_uploaded = uploader.objects, uploader.packs, uploader.bytes_uploaded
+
+    expected = remote_head
+    while expected != head:
+        try:
+            rs.refs.update(ref, head, expected=expected)
+            break
+        except RefConflict:
+            now = rs.refs.get(ref)
+            if now is not None and now in history:
+                expected = now  # the other writer's commit is already ours: fast-forward again
+                continue
+            raise RefConflict(
+                f"{rs.spec.label} moved on while pushing: {ref} is now {now[:12] if now else 'deleted'}",
+                "run `datactl pull` to take in the other writer's version, then push again; nothing was overwritten",
+            ) from None
+    for tref, cid in sorted(tags.items()):
+        tag = tref.rsplit("/", 1)[-1]
+        current = rs.refs.get(tref)
+        if current == cid:
+            continue
+        if current is None:
+            try:
+                rs.refs.update(tref, cid, expected=None)
+                result.tags_pushed.append(tag)
+                continue
+            except RefConflict:
+                pass
+        result.tags_skipped.append(tag)
+    # Only now that the ref names them: add the versions (and tags) to the remote's lineage index.
+    published_tags = {t: c for t, c in tags.items() if t.rsplit("/", 1)[-1] not in result.tags_skipped}
+    record_push(rs, repo, [head], published_tags)
+    return result
+
+
+def push(ws: Workspace, remote: str | None = None, *, tags: bool = False, progress: ProgressReporter | None = None) -> PushResult:
+    """Upload this dataset's new versions (and with ``tags`` its tags) to a remote."""
+    ref = ws.head_ref
+    head = ws.repo.refs.get(ref)
+    if head is None:
+        raise UsageError(f"nothing to push: {ws.name} has no commits yet")
+    tag_map = {f"tags/{ws.name}/{t}": c for t, c in ws.list_tags().items()} if tags else {}
+    with open_remote(ws, remote) as rs:
+        result = publish(
+            ws.repo, rs, ref, head, tags=tag_map, tmp_dir=os.path.join(ws.dotdir, "store", "tmp"),
+            jobs=transfer_jobs(ws), progress=progress,
+        )
+        _set_tracking(ws, rs.spec, ref, head)
+    return result
+
+
+def _fetch_into(ws: Workspace, rs: RemoteStore, progress: ProgressReporter) -> FetchResult:
+    config = rs.config()
+    if config.chunker != ws.repo.config.chunker:
+        raise UsageError(f"{rs.url} chunks files with other parameters than this workspace's store", "clone from it instead")
+    rs.sync_index()
+    result = FetchResult(rs.spec.label)
+    head = rs.refs.get(ws.head_ref)
+    if head is not None:
+        result.refs[ws.head_ref] = head
+    for r in rs.refs.list(f"tags/{ws.name}/"):
+        result.refs[r.ref] = r.commit
+    complete = commit_closure(ws.repo, [r.commit for r in ws.repo.refs.list("")])
+    dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
+    progress.start(f"fetch from {rs.spec.label}", None)
+    try:
+        result.objects = fetch_metadata(dl, result.refs.values(), complete)
+    finally:
+        progress.stop()
+    result.bytes_downloaded = dl.bytes_downloaded
+    for ref, cid in result.refs.items():
+        _set_tracking(ws, rs.spec, ref, cid)
+        if ref.startswith("tags/") and ws.repo.refs.get(ref) is None:
+            ws.repo.refs.update(ref, cid, expected=None)
+    return result
+
+
+def fetch(ws: Workspace, remote: str | None = None, progress: ProgressReporter | None = None) -> FetchResult:
+    """Download the remote's versions of this dataset (commits and trees, not file data)."""
+    with open_remote(ws, remote) as rs:
+        return _fetch_into(ws, rs, progress or NullProgress())
+
+
+def _missing_file_data(ws: Workspace, commit_id: str) -> Iterator[tuple[str, bool]]:
+    """(id, is_chunklist) of what the in-scope files of ``commit_id`` need and the store lacks."""
+    for path, entry in walk_tree(ws.repo, ws.repo.read_commit(commit_id).tree):
+        if entry.kind != FILE or not ws.in_scope(path):
+            continue
+        if entry.chunklist is not None and not ws.repo.has(entry.chunklist):
+            yield entry.chunklist, True
+            continue
+        for c in chunk_ids_of(ws.repo, entry):
+            if not ws.repo.has(c):
+                yield c, False
+
+
+def download_files(ws: Workspace, dl: Downloader, commit_id: str) -> None:
+    """Make every chunk of the files in scope of version ``commit_id`` local."""
+    batch: list[str] = []
+    lists: list[str] = []
+
+    def flush_chunks() -> None:
+        dl.download(batch)
+        batch.clear()
+
+    for oid, is_list in _missing_file_data(ws, commit_id):
+        (lists if is_list else batch).append(oid)
+        if len(batch) >= CHUNK_BATCH:
+            flush_chunks()
+    for i in range(0, len(lists), 1000):
+        got = dl.download(lists[i : i + 1000], keep=lambda e: e.type == ObjectType.CHUNKLIST)
+        for oid, raw in got.items():
+            batch.extend(c for c in decode_chunklist(oid, raw) if not ws.repo.has(c))
+            if len(batch) >= CHUNK_BATCH:
+                flush_chunks()
+    flush_chunks()
+
+
+def checkout(ws: Workspace, ref: str, *, force: bool = False, progress: ProgressReporter | None = None) -> CheckoutResult:
+    """Check out ``ref``, first downloading from the default remote the file data it needs that the store lacks.
+
+    ``fetch`` brings history without file data, so an older version may have
+    files whose chunks were never downloaded; without a remote this is
+    ``Workspace.checkout``, which names the missing object.
+    """
+    progress = progress or NullProgress()
+    commit_id = ws.resolve(ref)
+    if next(_missing_file_data(ws, commit_id), None) is not None and list_remotes(ws.root):
+        with open_remote(ws, None) as rs:
+            dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
+            progress.start(f"download from {rs.spec.label}", None)
+            try:
+                download_files(ws, dl, commit_id)
+            finally:
+                progress.stop()
+    return ws.checkout(commit_id, force=force, progress=progress)
+
+
+def pull(
+    ws: Workspace,
+    remote: str | None = None,
+    paths: list[str] | tuple[str, ...] = (),
+    progress: ProgressReporter | None = None,
+    version: str | None = None,
+) -> PullResult:
+    """Fetch, fast-forward this dataset to the remote's head, and check it out.
+
+    With ``version`` (a tag or commit id), that version is downloaded and
+    checked out instead of the head. With ``paths`` (inside the dataset, like ``ls`` takes them), only those
+    files and folders are downloaded and written (the workspace becomes
+    sparse: other paths are tracked but not present).
+    """
+    progress = progress or NullProgress()
+    status = ws.status()
+    if not status.clean:
+        changed = ", ".join(c.path for c in (status.staged + status.unstaged)[:10])
+        raise LocalChanges(f"pull would overwrite local changes: {changed}", "commit them first (or check out with --force to drop them)")
+    ref = ws.head_ref
+    with open_remote(ws, remote) as rs:
+        fetched = _fetch_into(ws, rs, progress)
+        remote_head = fetched.refs.get(ref)
+        if remote_head is None:
+            raise UnknownRef(f"{rs.spec.label} has no {ws.kind} named {ws.name}", "push it there first")
+        local_head = ws.repo.refs.get(ref)
+        if local_head is None or local_head == remote_head or local_head in commit_closure(ws.repo, [remote_head]):
+            target = remote_head
+        elif remote_head in commit_closure(ws.repo, [local_head]):
+            target = local_head  # we are ahead: nothing to take in
+        else:
+            raise RefConflict(
+                f"{ws.name} has diverged: your head {local_head[:12]} and {rs.spec.label}'s {remote_head[:12]} both have new versions",
+                "merge them (`datactl merge`), then push",
+            )
+        if paths:
+            ws.set_sparse([check_rel_path(p.strip("/")) for p in paths])
+        wanted = ws.resolve(version) if version else target
+        dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
+        progress.start(f"pull from {rs.spec.label}", None)
+        try:
+            download_files(ws, dl, wanted)
+        finally:
+            progress.stop()
+        if target != local_head:
+            ws.repo.refs.update(ref, target, expected=local_head)
+        result = PullResult(fetched, local_head, target, dl.bytes_downloaded + fetched.bytes_downloaded)
+    result.checkout = ws.checkout(wanted, progress=progress)
+    return result
+
+
+def clone(
+    url: str,
+    dataset: str,
+    directory: str | None = None,
+    *,
+    options: dict | None = None,
+    paths: list[str] | tuple[str, ...] = (),
+    progress: ProgressReporter | None = None,
+) -> Workspace:
+    """Make a workspace of ``dataset`` (``NAME`` or ``NAME@VERSION``) from the store at ``url``."""
+    name, _, version = dataset.partition("@")
+    check_name(name)
+    spec = RemoteSpec("origin", url if "://" in url else os.path.abspath(url), dict(options or {}))
+    backend = open_backend(spec.url, spec.options)
+    remote_config = read_store_config(backend)
+    refs = RefStore(backend)
+    kind = next((k for k in HEAD_PREFIX if refs.get(head_ref(k, name)) is not None), None)
+    if kind is None:
+        raise UnknownRef(f"{spec.url} has no dataset or model named {name}", f"`datactl datasets {url}` lists them")
+    root = os.path.abspath(directory or name)
+    if os.path.exists(root) and os.listdir(root):
+        raise UsageError(f"{root} exists and is not empty", "give another folder")
+    config = StoreConfig(chunker=remote_config.chunker, pack_size=remote_config.pack_size, compression_level=remote_config.compression_level)
+    ws = Workspace.init(root, name=name, kind=kind, store_config=config)
+    try:
+        add_remote(ws.root, "origin", spec.url, spec.options)
+        pull(ws, "origin", paths=paths, progress=progress, version=version or None)
+    except BaseException:
+        ws.close()
+        raise
+    return ws
+
+
+def list_datasets(backend_url: str, options: dict | None = None) -> list[DatasetInfo]:
+    """The datasets and models in the store at ``backend_url``, with heads and tags."""
+    refs = RefStore(open_backend(backend_url, options or {}))
+    tags: dict[str, dict[str, str]] = {}
+    for r in refs.list("tags/"):
+        _, name, tag = r.ref.split("/", 2)
+        tags.setdefault(name, {})[tag] = r.commit
+    out = []
+    for kind, prefix in HEAD_PREFIX.items():
+        for r in refs.list(prefix + "/"):
+            name = r.ref.split("/", 1)[1]
+            out.append(DatasetInfo(name, kind, r.commit, tags.get(name, {})))
+    return sorted(out, key=lambda d: (d.kind, d.name))
