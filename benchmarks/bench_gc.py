@@ -35,11 +35,15 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from datactl.workspace import sync  # noqa: E402
-from datactl.upkeep.gc import Retention, collect_garbage, delete_dataset, url_target  # noqa: E402
+from datactl.remote.publish import publish  # noqa: E402
+from datactl.upkeep.reach import Retention
+from datactl.upkeep.gc import collect_garbage
+from datactl.upkeep.refdelete import delete_dataset
+from datactl.upkeep.targets import url_target  # noqa: E402
 from datactl.format.pack import ObjectType  # noqa: E402
-from datactl.remote.remotestore import RemoteSpec, RemoteStore, add_remote  # noqa: E402
-from datactl.store.repository import read_footer  # noqa: E402
+from datactl.remote.locate import RemoteSpec, add_remote
+from datactl.remote.remotestore import RemoteStore  # noqa: E402
+from datactl.store.packread import read_footer  # noqa: E402
 from datactl.format.storeconfig import StoreConfig  # noqa: E402
 from datactl.remote.transfer import local_objects_to_push  # noqa: E402
 from datactl.workspace.workspace import Workspace  # noqa: E402
@@ -82,7 +86,7 @@ def build(work: str, url: str, datasets: int, versions: int, seed: int) -> dict[
                 os.unlink(os.path.join(ws.root, f"s{v - 10:04d}.bin"))
             ws.add([ws.root])
             heads.append(ws.commit(f"v{v}"))
-            sync.publish(ws.repo, rs[name], ws.head_ref, ws.head, tmp_dir=os.path.join(ws.dotdir, "store", "tmp"))
+            publish(ws.repo, rs[name], ws.head_ref, ws.head, tmp_dir=os.path.join(ws.dotdir, "store", "tmp"))
     for r in rs.values():
         r.close()
     return spaces

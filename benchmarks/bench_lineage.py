@@ -47,11 +47,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datactl.lineage import index as li  # noqa: E402
 from datactl.store.index import ObjectIndex  # noqa: E402
-from datactl.lineage.query import LineageStore, lineage  # noqa: E402
+from datactl.api.lineage import lineage  # noqa: E402
+from datactl.lineage.stores import LineageStore  # noqa: E402
 from datactl.format.objects import Commit, Tree  # noqa: E402
 from datactl.format.pack import ObjectType  # noqa: E402
 from datactl.store.repository import Repository  # noqa: E402
-from datactl.format.storeconfig import StoreConfig, write_store_config  # noqa: E402
+from datactl.format.storeconfig import StoreConfig
+from datactl.store.repository import write_store_config  # noqa: E402
 from storage_backends import Backend, LocalBackend  # noqa: E402
 
 N = 10_000
@@ -202,7 +204,7 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 def query_once(repo: Repository, root: str, direction: str) -> tuple[int, dict, dict]:
     counting = CountingBackend(repo.backend)
-    store = LineageStore(li.LineageIndex(counting, li.RepositorySource(repo)), "bench")
+    store = LineageStore(li.LineageIndex(counting, li.StoreCommits(repo.objects)), "bench")
     g = lineage(root, direction, stores=[store])
     commit_reads = sum(1 for k in counting.keys if k.startswith("packs/"))
     requests = dict(counting.counts)
@@ -223,7 +225,7 @@ def bench_shape(shape: str, seed: int, repeat: int) -> dict[str, Any]:
         out: dict[str, Any] = {"shape": shape, "commits": N, "refs": built["refs"], "build_commits_s": round(build_s, 2)}
 
         # 1. The index as 200 pushes of 50 versions would leave it.
-        index = li.LineageIndex(repo.backend, li.RepositorySource(repo))
+        index = li.LineageIndex(repo.backend, li.StoreCommits(repo.objects))
         t0 = time.perf_counter()
         order = built["order"]
         compactions = 0
@@ -241,7 +243,7 @@ def bench_shape(shape: str, seed: int, repeat: int) -> dict[str, Any]:
         # 2. The same index from scratch.
         shutil.rmtree(os.path.join(store_dir, "lineage"))
         t0 = time.perf_counter()
-        li.LineageIndex(repo.backend, li.RepositorySource(repo)).rebuild()
+        li.LineageIndex(repo.backend, li.StoreCommits(repo.objects)).rebuild()
         out["rebuild_s"] = round(time.perf_counter() - t0, 2)
 
         queries = {}

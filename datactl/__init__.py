@@ -12,11 +12,12 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from datactl.api.dataset import Dataset, DatasetDraft, log_model
-    from datactl.validation import ValidationReport, validate
+    from datactl.api.checks import validate
+    from datactl.validation import ValidationReport
     from datactl.workspace.workspace import Workspace
 
 _LAZY = {"Dataset": "datactl.api.dataset", "DatasetDraft": "datactl.api.dataset", "log_model": "datactl.api.dataset", "Workspace": "datactl.workspace.workspace"}
-_LAZY.update({"validate": "datactl.validation", "ValidationReport": "datactl.validation"})
+_LAZY.update({"validate": "datactl.api.checks", "ValidationReport": "datactl.validation"})
 
 
 def __getattr__(name: str) -> Any:

@@ -25,6 +25,10 @@ class TransientError(BackendError):
     """
 
 
+class ShortRead(BackendError):
+    """A ranged read got fewer bytes than asked for: the blob is shorter (truncated) or the body was cut."""
+
+
 class KeyNotFound(BackendError):
     """The key does not exist in the store."""
 
@@ -109,7 +113,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def get_range(self, key: str, offset: int, length: int) -> bytes:
-        """Return ``length`` bytes from ``offset``; raise KeyNotFound, or BackendError if short."""
+        """Return ``length`` bytes from ``offset``; raise KeyNotFound, or ShortRead if the blob is shorter."""
 
     @abc.abstractmethod
     def open_read(self, key: str) -> BinaryIO:

@@ -28,6 +28,7 @@ from storage_backends.base import (
     Backend,
     BackendError,
     KeyNotFound,
+    ShortRead,
     MappedReader,
     ObjectInfo,
     TransientError,
@@ -157,12 +158,12 @@ class GCSBackend(Backend):
             data = self._blob(key).download_as_bytes(start=offset, end=offset + length - 1, retry=None)
         except Exception as exc:
             if status_of(exc) == 416:
-                raise BackendError(
+                raise ShortRead(
                     f"{key} in {self.url} is truncated: wanted {length} bytes at offset {offset}, it is shorter"
                 ) from exc
             raise self._error(exc, key, "read") from exc
         if len(data) != length:
-            raise BackendError(
+            raise ShortRead(
                 f"{key} in {self.url} is truncated: wanted {length} bytes at offset {offset}, got {len(data)}"
             )
         return data

@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import BinaryIO, Iterator
 
-from storage_backends.base import Backend, BackendError, KeyNotFound, ObjectInfo, Versioned, validate_key
+from storage_backends.base import Backend, BackendError, KeyNotFound, ObjectInfo, ShortRead, Versioned, validate_key
 
 # A lock file older than this is taken to belong to a crashed writer.
 STALE_LOCK_SECONDS = 60.0
@@ -71,7 +71,7 @@ class LocalBackend(Backend):
         finally:
             os.close(fd)
         if len(data) != length:
-            raise BackendError(
+            raise ShortRead(
                 f"{key} in {self.url} is truncated: wanted {length} bytes at offset {offset}, got {len(data)}"
             )
         return data

@@ -27,6 +27,7 @@ from storage_backends.base import (
     Backend,
     BackendError,
     KeyNotFound,
+    ShortRead,
     MappedReader,
     ObjectInfo,
     TransientError,
@@ -205,14 +206,14 @@ class S3Backend(Backend):
             data = response["Body"].read()
         except botocore.exceptions.ClientError as exc:
             if error_code(exc)[0] == "InvalidRange" or error_code(exc)[1] == 416:
-                raise BackendError(
+                raise ShortRead(
                     f"{key} in {self.url} is truncated: wanted {length} bytes at offset {offset}, it is shorter"
                 ) from exc
             raise self._error(exc, key, "read") from exc
         except Exception as exc:
             raise self._error(exc, key, "read") from exc
         if len(data) != length:
-            raise BackendError(
+            raise ShortRead(
                 f"{key} in {self.url} is truncated: wanted {length} bytes at offset {offset}, got {len(data)}"
             )
         return data

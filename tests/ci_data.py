@@ -12,8 +12,10 @@ from typing import BinaryIO, Iterator
 
 from conftest import write
 
+from datactl.remote.publish import publish
 from datactl.workspace import sync
-from datactl.remote.remotestore import RemoteSpec, RemoteStore
+from datactl.remote.locate import RemoteSpec
+from datactl.remote.remotestore import RemoteStore
 from datactl.workspace.workspace import Workspace
 from storage_backends import Backend, ObjectInfo, Versioned, open_backend
 
@@ -108,7 +110,7 @@ def publish_all(ws: Workspace, url: str, options: dict, cache_dir: str) -> None:
     """Push the head and every tag of ``ws`` to the store at ``url``."""
     with RemoteStore(RemoteSpec(None, url, dict(options)), cache_dir) as rs:
         tags = {f"tags/{ws.name}/{t}": c for t, c in ws.list_tags().items()}
-        sync.publish(ws.repo, rs, ws.head_ref, ws.repo.refs.get(ws.head_ref), tags=tags, tmp_dir=os.path.join(ws.dotdir, "store", "tmp"))
+        publish(ws.repo, rs, ws.head_ref, ws.repo.refs.get(ws.head_ref), tags=tags, tmp_dir=os.path.join(ws.dotdir, "store", "tmp"))
 
 
 class CountingBackend(Backend):

@@ -31,9 +31,11 @@ def _say(doc: dict) -> None:
 
 
 def writer(url: str, options: dict, workdir: str, prefix: str, seed: int) -> None:
+    from datactl.remote.publish import publish
     from datactl.workspace import sync
-    from datactl.upkeep.gc import delete_dataset
-    from datactl.remote.remotestore import RemoteSpec, RemoteStore, add_remote
+    from datactl.upkeep.refdelete import delete_dataset
+    from datactl.remote.locate import RemoteSpec, add_remote
+    from datactl.remote.remotestore import RemoteStore
     from datactl.format.storeconfig import StoreConfig
     from datactl.workspace.workspace import Workspace
     from storage_backends import open_backend
@@ -57,7 +59,7 @@ def writer(url: str, options: dict, workdir: str, prefix: str, seed: int) -> Non
         nonlocal longest
         ws = spaces[suffix]
         started = time.monotonic()
-        sync.publish(ws.repo, remotes[suffix], ws.head_ref, ws.head, tmp_dir=os.path.join(ws.dotdir, "store", "tmp"))
+        publish(ws.repo, remotes[suffix], ws.head_ref, ws.head, tmp_dir=os.path.join(ws.dotdir, "store", "tmp"))
         longest = max(longest, time.monotonic() - started)
     on_remote = {"a": False, "b": False}
     for line in sys.stdin:
@@ -92,7 +94,8 @@ def writer(url: str, options: dict, workdir: str, prefix: str, seed: int) -> Non
 
 def collector(url: str, options: dict, tmp_dir: str, grace: float, threshold: float) -> None:
     from datactl.core.errors import StoreFormatError
-    from datactl.upkeep.gc import collect_garbage, url_target
+    from datactl.upkeep.gc import collect_garbage
+    from datactl.upkeep.targets import url_target
     from storage_backends import open_backend
 
     backend = open_backend(url, options)

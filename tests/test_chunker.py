@@ -8,7 +8,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datactl.store.chunker import Chunker, ChunkerParams
+from datactl.store.chunker import Chunker
+from datactl.format.storeconfig import ChunkerParams
 from datactl.core.ids import object_id
 
 DEFAULT = ChunkerParams()

@@ -18,7 +18,7 @@ from datactl import Dataset, log_model
 
 from datactl.workspace import sync
 from datactl.api.readers import FileReader
-from datactl.remote.remotestore import add_remote
+from datactl.remote.locate import add_remote
 from datactl.workspace.workspace import Workspace
 
 MiB = 1024 * 1024
@@ -43,7 +43,7 @@ def publish_dataset(root: Path, url: str, options: dict, name: str = "ds", tag: 
 
 
 def remote_arg(url: str, options: dict):
-    from datactl.remote.remotestore import RemoteSpec
+    from datactl.remote.locate import RemoteSpec
 
     return RemoteSpec(None, url, options) if options else url
 
@@ -74,7 +74,7 @@ def test_get_resolves_versions_and_exposes_metadata(cache_dir: str, published) -
         assert latest.read_bytes("labels.csv") == (src / "labels.csv").read_bytes()
     with pytest.raises(Exception, match="no version"):
         Dataset.get("ds", "v9", remote=remote)
-    with pytest.raises(Exception, match="no dataset named nope"):
+    with pytest.raises(Exception, match="no dataset or model named .nope."):
         Dataset.get("nope", remote=remote)
 
 
@@ -117,7 +117,7 @@ def test_local_copy_is_exact_read_only_and_reused(cache_dir: str, published) -> 
 COPY_SCRIPT = """
 import sys
 from datactl import Dataset
-from datactl.remote.remotestore import RemoteSpec
+from datactl.remote.locate import RemoteSpec
 import json
 url, options = sys.argv[1], json.loads(sys.argv[2])
 remote = RemoteSpec(None, url, options) if options else url

@@ -12,9 +12,11 @@ from test_gc import backend_of, kind_of, objects_of, push, shared_scenario, stor
 
 from datactl.workspace import sync
 from datactl.upkeep.fsck import fsck
-from datactl.upkeep.gc import collect_garbage, url_target
-from datactl.format.pack import ObjectType, PackWriter, pack_key
-from datactl.store.repository import read_footer
+from datactl.upkeep.gc import collect_garbage
+from datactl.upkeep.targets import url_target
+from datactl.format.pack import ObjectType, PackWriter
+from datactl.format.layout import pack_key
+from datactl.store.packread import read_footer
 
 
 def _endpoint(options: dict) -> list[str]:

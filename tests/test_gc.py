@@ -21,17 +21,28 @@ from pathlib import Path
 import pytest
 from conftest import Cli, snapshot, write
 
+from datactl.core import crashpoints
 from datactl.upkeep import gc
 
+from datactl.remote.publish import PushResult, publish
 from datactl.workspace import sync
 from datactl.core.errors import UsageError
 from datactl.upkeep.fsck import fsck
-from datactl.upkeep.gc import GcLocked, Retention, StoreDamaged, collect_garbage, url_target
+from datactl.core.errors import StoreDamaged, StoreLocked
+from datactl.format.layout import GC_LOCK_KEY
+from datactl.store.lock import StoreLock
+from datactl.store.records import read_pruned
+from datactl.upkeep.reach import Retention
+from datactl.upkeep.refdelete import delete_dataset
+from datactl.upkeep.gc import collect_garbage
+from datactl.upkeep.targets import url_target
 from datactl.core.compression import RAW
 from datactl.core.ids import object_id
-from datactl.format.pack import ObjectType, PackWriter, pack_key
-from datactl.remote.remotestore import RemoteSpec, RemoteStore, add_remote
-from datactl.store.repository import read_footer
+from datactl.format.pack import ObjectType, PackWriter
+from datactl.format.layout import pack_key
+from datactl.remote.locate import RemoteSpec, add_remote
+from datactl.remote.remotestore import RemoteStore
+from datactl.store.packread import read_footer
 from datactl.format.storeconfig import StoreConfig
 from datactl.remote.transfer import local_objects_to_push
 from datactl.upkeep.verify import verify_remote
@@ -67,11 +78,11 @@ def new_ws(path: Path, url: str, options: dict, name: str, files: dict[str, byte
     return ws
 
 
-def push(ws: Workspace, url: str, options: dict, tags: bool = False) -> sync.PushResult:
+def push(ws: Workspace, url: str, options: dict, tags: bool = False) -> PushResult:
     """``sync.push`` through the session's backend for the store."""
     tag_map = {f"tags/{ws.name}/{t}": c for t, c in ws.list_tags().items()} if tags else {}
     with RemoteStore(RemoteSpec("origin", url, options), os.path.join(ws.dotdir, "remotes"), backend=backend_of(url, options)) as rs:
-        return sync.publish(ws.repo, rs, ws.head_ref, ws.repo.refs.get(ws.head_ref), tags=tag_map, tmp_dir=os.path.join(ws.dotdir, "store", "tmp"))
+        return publish(ws.repo, rs, ws.head_ref, ws.repo.refs.get(ws.head_ref), tags=tag_map, tmp_dir=os.path.join(ws.dotdir, "store", "tmp"))
 
 
 def objects_of(ws: Workspace, heads: list[str] | None = None) -> set[str]:
@@ -185,7 +196,7 @@ def test_grace_period_protects_young_packs_and_condemned_packs_wait_a_full_grace
     url, options = str(tmp_path / "remote"), {}
     a, b = shared_scenario(tmp_path, url, options, seed=5)
     backend = backend_of(url, options)
-    gc.delete_dataset(backend, "a")
+    delete_dataset(backend, "a")
     # An in-flight push: a pack uploaded, its index file and ref not written yet.
     writer = PackWriter(str(tmp_path / "pw"))
     raw = b"an object of a push in flight"
@@ -228,7 +239,7 @@ def test_a_push_relying_on_condemned_objects_uploads_them_again_and_gc_rescues_w
     # A push that synced its view of the remote index before gc condemned a's packs, and publishes after.
     stale = RemoteStore(RemoteSpec("origin", url, options), str(tmp_path / "stale-cache"), backend=backend)
     stale.sync_index()
-    gc.delete_dataset(backend, "a")
+    delete_dataset(backend, "a")
     condemned = _condemn_only(target)
     assert condemned.packs_condemned >= 1 and condemned.packs_deleted == 0
     fresh = RemoteStore(RemoteSpec("origin", url, options), str(tmp_path / "fresh-cache"), backend=backend)
@@ -236,7 +247,7 @@ def test_a_push_relying_on_condemned_objects_uploads_them_again_and_gc_rescues_w
     a_only = objects_of(a) - objects_of(b)
     assert fresh.condemned and not any(fresh.has(o) for o in a_only), "a push that sees the condemnation sends them again"
     head = a.repo.refs.get("datasets/a")
-    result = sync.publish(a.repo, _NoSync(stale), "datasets/a", head, tmp_dir=str(tmp_path / "tmp"))
+    result = publish(a.repo, _NoSync(stale), "datasets/a", head, tmp_dir=str(tmp_path / "tmp"))
     assert result.objects == 0, "the stale push relied on the condemned objects"
     verify_deep(url, options, "a", tmp_path / "cache1")  # and its version is readable: condemned packs stay indexed
     done = collect_garbage(target, grace=0, repack_threshold=0)
@@ -267,7 +278,7 @@ class _NoSync:
 def _condemn_only(target) -> gc.GcReport:
     """One gc pass with no grace period and no second pass: garbage is condemned, nothing deleted."""
     report = gc.GcReport(target.label, False, 0.0, 0.0, Retention().to_dict())
-    lock = gc.StoreLock(target.backend).acquire()
+    lock = StoreLock(target.backend).acquire()
     try:
         gc._Collector(target, Retention(), 0.0, 0.0, False, 4, lock, report).one_pass()
     finally:
@@ -279,7 +290,7 @@ def test_gc_refuses_to_delete_anything_when_refs_reach_missing_objects(tmp_path:
     url, options = str(tmp_path / "remote"), {}
     a, b = shared_scenario(tmp_path, url, options, seed=2)
     backend = backend_of(url, options)
-    gc.delete_dataset(backend, "a")
+    delete_dataset(backend, "a")
     victim = next(o for o in objects_of(b))
     pack = next(i for i in backend.list("packs/") if victim in {e.id for e in read_footer(backend, i.key.rsplit("/", 1)[-1], i.size)})
     backend.delete(pack.key)
@@ -381,7 +392,7 @@ def kind_of(url: str) -> str:
 
 
 GC_SCRIPT = (
-    "import json, sys; from datactl.upkeep.gc import collect_garbage, url_target; from storage_backends import open_backend;"
+    "import json, sys; from datactl.upkeep.gc import collect_garbage; from datactl.upkeep.targets import url_target; from storage_backends import open_backend;"
     "collect_garbage(url_target(open_backend(sys.argv[1], json.loads(sys.argv[2])), sys.argv[3]), grace=0, repack_threshold=0)"
 )
 
@@ -391,7 +402,7 @@ def test_gc_killed_at_every_step_and_at_random_moments_leaves_a_valid_store_and_
     template = sibling(url, "-template")
     a, b = shared_scenario(tmp_path, template, options, seed=13)
     objs_b, objs_a = objects_of(b), objects_of(a)
-    gc.delete_dataset(backend_of(template, options), "a")
+    delete_dataset(backend_of(template, options), "a")
     rng = random.Random(1)
     points = CLOUD_CRASH_POINTS.get(kind_of(url), CRASH_POINTS)
     kills = 2 if kind_of(url) == "local" else 1
@@ -402,9 +413,9 @@ def test_gc_killed_at_every_step_and_at_random_moments_leaves_a_valid_store_and_
     for (point, kill_after), store in zip(runs, stores):
         env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
         if point:
-            env[gc.CRASH_ENV] = point
+            env[crashpoints.CRASH_ENV] = point
         else:
-            env[gc.STEP_DELAY_ENV] = "0.05"
+            env[crashpoints.STEP_DELAY_ENV] = "0.05"
         procs.append(subprocess.Popen([sys.executable, "-c", GC_SCRIPT, store, json.dumps(options), str(tmp_path)], env=env, stderr=subprocess.PIPE, text=True))
     started = time.monotonic()
     for (point, kill_after), p in zip(runs, procs):
@@ -441,22 +452,22 @@ def test_two_gcs_exclude_each_other_and_a_dead_gcs_lock_is_taken_over(tmp_path: 
     url = str(tmp_path / "remote")
     a, b = shared_scenario(tmp_path, url, {}, seed=4)
     backend = backend_of(url, {})
-    held = gc.StoreLock(backend, refresh_every=0).acquire()
-    with pytest.raises(GcLocked):
+    held = StoreLock(backend, refresh_every=0).acquire()
+    with pytest.raises(StoreLocked):
         collect_garbage(url_target(backend, str(tmp_path)), grace=0)
     r = cli("gc", url, "--grace", "0", ok=False, cwd=tmp_path)
     assert r.code == 1 and "locked" in r.err
     assert cli("push", ok=True, cwd=tmp_path / "b").code == 0  # pushes never take the lock
     held.release()
-    assert not backend.exists(gc.LOCK_KEY)
+    assert not backend.exists(GC_LOCK_KEY)
     # A lock left by a process that died on this host is stale at once.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    backend.put_bytes(gc.LOCK_KEY, json.dumps({"id": "x", "host": socket.gethostname(), "pid": int(dead.stdout), "command": "gc"}).encode())
+    backend.put_bytes(GC_LOCK_KEY, json.dumps({"id": "x", "host": socket.gethostname(), "pid": int(dead.stdout), "command": "gc"}).encode())
     report = collect_garbage(url_target(backend, str(tmp_path)), grace=0)
     assert report.lock_taken_over and "gone" in report.lock_taken_over
     # One from another host is respected until it is not refreshed for the stale timeout.
-    backend.put_bytes(gc.LOCK_KEY, json.dumps({"id": "y", "host": "elsewhere", "pid": 1, "command": "gc"}).encode())
-    with pytest.raises(GcLocked):
+    backend.put_bytes(GC_LOCK_KEY, json.dumps({"id": "y", "host": "elsewhere", "pid": 1, "command": "gc"}).encode())
+    with pytest.raises(StoreLocked):
         collect_garbage(url_target(backend, str(tmp_path)), grace=0)
     report = collect_garbage(url_target(backend, str(tmp_path)), grace=0, lock_stale_after=0)
     assert report.lock_taken_over and "refreshed" in report.lock_taken_over
@@ -512,7 +523,7 @@ def test_keep_tags_and_older_than_keep_more_versions(tmp_path: Path) -> None:
     target = url_target(backend_of(url, {}), str(tmp_path))
     dry = collect_garbage(target, retention=Retention(keep_last=1, keep_tags=True), grace=0, dry_run=True)
     assert dry.versions_kept == 2 and dry.versions_pruned == 2  # head and the tagged first version
-    assert not gc.read_pruned(backend_of(url, {})), "a dry run writes nothing"
+    assert not read_pruned(backend_of(url, {})), "a dry run writes nothing"
     young = collect_garbage(target, retention=Retention(keep_last=1, keep_within=3600), grace=0, dry_run=True)
     assert young.versions_pruned == 0, "every version is younger than an hour"
     collect_garbage(target, retention=Retention(keep_last=1, keep_tags=True), grace=0, repack_threshold=0)
@@ -639,7 +650,7 @@ def test_remote_cache_forgets_index_files_gc_removed(tmp_path: Path) -> None:
     rs.sync_index()
     a_only = objects_of(a) - objects_of(b)
     assert all(rs.has(o) for o in a_only)
-    gc.delete_dataset(backend_of(url, {}), "a")
+    delete_dataset(backend_of(url, {}), "a")
     collect_garbage(url_target(backend_of(url, {}), str(tmp_path)), grace=0, repack_threshold=0)
     rs.sync_index()
     assert not any(rs.index.has(o) for o in a_only), "the cache no longer lists deleted objects"

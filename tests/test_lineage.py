@@ -20,16 +20,22 @@ from conftest import Cli, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from datactl.format.layout import LINEAGE_HEAD_KEY
 from datactl.lineage import index as li
+from datactl.remote import publish as publish_module
 from datactl.workspace import sync
 from datactl.core.errors import CorruptObject
 from datactl.store.index import ObjectIndex
-from datactl.lineage.query import LineageStore, lineage, query
+from datactl.api.lineage import lineage, remote_lineage_store
+from datactl.lineage.query import query
+from datactl.lineage.stores import LineageStore
 from datactl.format.objects import Commit, Tree
 from datactl.format.pack import ObjectType
-from datactl.remote.remotestore import RemoteSpec, RemoteStore, add_remote
+from datactl.remote.locate import RemoteSpec, add_remote
+from datactl.remote.remotestore import RemoteStore
 from datactl.store.repository import Repository
-from datactl.format.storeconfig import StoreConfig, write_store_config
+from datactl.format.storeconfig import StoreConfig
+from datactl.store.repository import write_store_config
 from datactl.workspace.workspace import Workspace
 from storage_backends import LocalBackend, open_backend
 
@@ -117,7 +123,7 @@ def test_index_answers_equal_a_brute_force_walk(monkeypatch_module, data) -> Non
         repo = new_repo(tmp)
         ids: list[str] = []
         heads: dict[str, str] = {}
-        index = li.LineageIndex(repo.backend, li.RepositorySource(repo))
+        index = li.LineageIndex(repo.backend, li.StoreCommits(repo.objects))
         pos = k = 0
         while pos < len(steps):  # publish in batches, as pushes would
             b = batches[k % len(batches)]
@@ -141,7 +147,7 @@ def test_index_answers_equal_a_brute_force_walk(monkeypatch_module, data) -> Non
         both = query(view, root, "both", depth)
         assert graph_sets(both, "up") == brute_force(repo, root, "up", depth)
         assert graph_sets(both, "down") == brute_force(repo, root, "down", depth)
-        rebuilt = li.LineageIndex(repo.backend, li.RepositorySource(repo))
+        rebuilt = li.LineageIndex(repo.backend, li.StoreCommits(repo.objects))
         rebuilt.rebuild()
         again = li.LineageIndex(repo.backend).load(check_refs=False)
         assert {k: (n.parents, n.inputs) for k, n in again.nodes.items()} == {k: (n.parents, n.inputs) for k, n in view.nodes.items()}
@@ -198,7 +204,7 @@ def test_down_query_reads_the_index_not_the_commits(tmp_path: Path, monkeypatch:
     repo.refs.update("datasets/raw", chain[-1], expected=None)
     for k, m in enumerate(models):
         repo.refs.update(f"models/m{k}", m, expected=None)
-    li.LineageIndex(repo.backend, li.RepositorySource(repo)).rebuild()
+    li.LineageIndex(repo.backend, li.StoreCommits(repo.objects)).rebuild()
     # A settled store: nothing moved since the index was written.
     for dirpath, _, files in os.walk(tmp_path / "store" / "refs"):
         for f in files:
@@ -218,13 +224,13 @@ def test_a_damaged_segment_is_reported_and_a_rebuild_repairs_it(tmp_path: Path) 
     repo.flush()
     repo.refs.update("datasets/raw", a, expected=None)
     repo.refs.update("models/clf", b, expected=None)
-    idx = li.LineageIndex(repo.backend, li.RepositorySource(repo))
+    idx = li.LineageIndex(repo.backend, li.StoreCommits(repo.objects))
     idx.record([a, b])
     seg = next((tmp_path / "store" / "lineage" / "seg").iterdir())
     seg.write_bytes(seg.read_bytes()[:-3] + b"xyz")
     with pytest.raises(CorruptObject, match="rebuild-index"):
         li.LineageIndex(repo.backend).load(check_refs=False)
-    li.LineageIndex(repo.backend, li.RepositorySource(repo)).rebuild()
+    li.LineageIndex(repo.backend, li.StoreCommits(repo.objects)).rebuild()
     view = li.LineageIndex(repo.backend).load(check_refs=False)
     assert set(query(view, a, "down").ids("down")) == {b}
     repo.close()
@@ -236,13 +242,13 @@ def test_a_moved_tag_names_only_its_new_version(tmp_path: Path) -> None:
     b = put_commit(repo, "raw", "dataset", [a], n=1)
     repo.flush()
     repo.refs.update("datasets/raw", b, expected=None)
-    idx = li.LineageIndex(repo.backend, li.RepositorySource(repo))
+    idx = li.LineageIndex(repo.backend, li.StoreCommits(repo.objects))
     idx.record([b], tags=[li.TagRecord(a, "raw", "v3")])
     assert li.LineageIndex(repo.backend).load(check_refs=False).tags_of(a) == ["v3"]
     idx.record([b], tags=[li.TagRecord(b, "raw", "v3")])  # e.g. a squash moved it
     view = li.LineageIndex(repo.backend).load(check_refs=False)
     assert (view.tags_of(a), view.tags_of(b), view.tagged("raw", "v3")) == ([], ["v3"], [b])
-    li.LineageIndex(repo.backend, li.RepositorySource(repo)).compact()
+    li.LineageIndex(repo.backend, li.StoreCommits(repo.objects)).compact()
     assert li.LineageIndex(repo.backend).load(check_refs=False).tags_of(b) == ["v3"]
     repo.close()
 
@@ -368,7 +374,7 @@ def test_concurrent_pushes_of_two_derived_versions_keep_both_edges(tmp_path: Pat
     state = {"done": False}
 
     def racing_cas(self, key, data, expected):
-        if key == li.HEAD_KEY and not state["done"]:
+        if key == LINEAGE_HEAD_KEY and not state["done"]:
             state["done"] = True
             sync.push(b)
         return real_cas(self, key, data, expected)
@@ -412,7 +418,7 @@ def test_a_push_that_died_before_the_index_is_caught_up(tmp_path: Path, store_ur
     sync.push(raw, tags=True)
     a = workspace(tmp_path, "cleaned", remotes=remotes)
     a1 = version(a, "a\n", "a", inputs=["raw@v1"])
-    monkeypatch.setattr(sync, "record_push", lambda *args, **kw: None)  # the push dies right after its ref moved
+    monkeypatch.setattr(publish_module, "record_commits", lambda *args, **kw: None)  # the push dies right after its ref moved
     sync.push(a)
     monkeypatch.undo()
     backend = open_backend(url, options)
@@ -420,7 +426,7 @@ def test_a_push_that_died_before_the_index_is_caught_up(tmp_path: Path, store_ur
 
     # A query sees it anyway: the ref moved after the index did, so it is read and walked.
     rs = RemoteStore(RemoteSpec(None, url, options), str(tmp_path / "cache"))
-    store = LineageStore.for_remote(rs)
+    store = LineageStore(rs.lineage_index(), rs.spec.label)
     g = lineage(raw1, "down", stores=[store])
     assert g.ids("down") == {a1} and g.stats["commits_read"] == 1
     rs.close()
@@ -435,7 +441,7 @@ def test_a_push_that_died_before_the_index_is_caught_up(tmp_path: Path, store_ur
     for info in list(backend.list("lineage/")):
         backend.delete(info.key)
     rs = RemoteStore(RemoteSpec(None, url, options), str(tmp_path / "cache"))
-    result = li.LineageIndex(rs.backend, li.RemoteSource(rs)).rebuild()
+    result = rs.lineage_index().rebuild()
     rs.close()
     assert result.nodes == 3
     view = li.LineageIndex(backend).load(check_refs=False)
@@ -449,7 +455,7 @@ def test_library_call_local_index_and_rebuild(cli: Cli, pipeline) -> None:
     g = lineage("HEAD", "up", workspace=ws["cleaned"])  # the workspace's own store only
     assert g.root == ids["cleaned2"]
     assert ids["cleaned1"] in g.ids("up")  # parent, from the local index kept on every commit
-    with LineageStore.open(RemoteSpec(None, url, options), str(Path(ws["raw"].dotdir) / "remotes")) as store:
+    with remote_lineage_store(RemoteSpec(None, url, options), str(Path(ws["raw"].dotdir) / "remotes")) as store:
         g = lineage("raw@v1", "down", depth=2, stores=[store])
     assert g.ids("down") == {ids["raw2"], ids["cleaned1"], ids["cleaned2"], ids["features1"]}
     assert g.stats["commits_read"] == 0

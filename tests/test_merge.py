@@ -22,10 +22,12 @@ from datactl.core.ids import object_id
 from datactl.store.index import ObjectIndex
 from datactl.workspace.merge import MERGED, merge_base, merge_state, merge_trees
 from datactl.format.objects import FILE, TreeEntry
-from datactl.remote.remotestore import add_remote
+from datactl.remote.locate import add_remote
 from datactl.store.repository import Repository
-from datactl.format.storeconfig import StoreConfig, write_store_config
-from datactl.store.trees import build_tree, walk_tree
+from datactl.format.storeconfig import StoreConfig
+from datactl.store.repository import write_store_config
+from datactl.store.trees import build_tree
+from datactl.store.walk import walk_files
 from datactl.workspace.workspace import Workspace
 from storage_backends import LocalBackend
 
@@ -88,7 +90,7 @@ def test_merge_takes_each_sides_changes_and_reports_only_true_conflicts(sides) -
         repo = _repo(tmp)
         merged, found, _ = merge_trees(repo, _tree(repo, base), _tree(repo, ours), _tree(repo, theirs))
         assert {c.path for c in found} == conflicts
-        assert {p: e.digest for p, e in walk_tree(repo, merged)} == expected
+        assert {p: e.digest for p, e in walk_files(repo, merged)} == expected
         if not conflicts:
             # The same files always give the same tree: what a commit of the merged workspace would record.
             assert merged == _tree(repo, {p: v for p, v in _apply(ours, theirs, base).items()})
@@ -111,7 +113,7 @@ def test_file_turning_into_a_folder(tmp_path: Path) -> None:
     theirs = _tree(repo, {"m/inner": "now a folder", "n": "1"})
     merged, conflicts, _ = merge_trees(repo, base, _tree(repo, {"m": "file", "n": "2"}), theirs)
     assert not conflicts
-    assert sorted(p for p, _ in walk_tree(repo, merged)) == ["m/inner", "n"]
+    assert sorted(p for p, _ in walk_files(repo, merged)) == ["m/inner", "n"]
     _, conflicts, _ = merge_trees(repo, base, _tree(repo, {"m": "edited", "n": "1"}), theirs)
     assert [(c.path, c.reason) for c in conflicts] == [("m", "a file on one side, a folder on the other")]
     _, conflicts, resolved = merge_trees(repo, base, _tree(repo, {"m": "edited", "n": "1"}), theirs, strategy="theirs")

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import Cli, snapshot, write
 
+from datactl.remote.locate import RemoteSpec
+from datactl.remote.remotestore import list_datasets
 from datactl.workspace import sync
 from datactl.core.errors import LocalChanges, RefConflict
 from datactl.format.storeconfig import StoreConfig
@@ -38,7 +40,7 @@ def make_files(root: Path, n: int = 60, seed: int = 1) -> None:
 def new_workspace(path: Path, url: str, options: dict, name: str = "ds", pack_size: int | None = None) -> Workspace:
     config = StoreConfig(pack_size=pack_size) if pack_size else None
     ws = Workspace.init(str(path), name=name, store_config=config)
-    from datactl.remote.remotestore import add_remote
+    from datactl.remote.locate import add_remote
 
     add_remote(ws.root, "origin", url, options)
     return ws
@@ -119,7 +121,7 @@ def test_push_refused_when_remote_moved_on_and_nothing_is_lost(tmp_path: Path, s
     with pytest.raises(RefConflict):
         sync.pull(a)  # diverged: told to merge, nothing changed
     assert (tmp_path / "a" / "from_a.txt").exists()
-    head = sync.list_datasets(url, options)[0].head
+    head = list_datasets(RemoteSpec(None, url, options))[0].head
     assert head == b_commit, "b's pushed version is still the remote head"
     a.close()
     b.close()
@@ -294,7 +296,7 @@ def test_concurrent_pushes_each_land_or_are_told(tmp_path: Path, store_url: tupl
     for i in losers:
         code, _, err = results[i]
         assert code == 1 and ("moved on" in err or "not in your history" in err) and "pull" in err
-    head = sync.list_datasets(url, options)[0].head
+    head = list_datasets(RemoteSpec(None, url, options))[0].head
     ws = Workspace.open(str(tmp_path / f"w{winners[0]}"))
     assert ws.head == head
     ws.close()

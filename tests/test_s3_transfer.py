@@ -9,7 +9,7 @@ from conftest import snapshot, write
 from servers import FaultyProxy, new_s3_bucket
 
 from datactl.workspace import sync
-from datactl.remote.remotestore import add_remote
+from datactl.remote.locate import add_remote
 from datactl.workspace.workspace import Workspace
 
 

@@ -11,7 +11,8 @@ from conftest import Cli, snapshot, write
 
 from datactl.core.ids import object_id
 from datactl.format.objects import FILE, SYMLINK, Commit, TreeEntry
-from datactl.format.pack import ObjectType, pack_key
+from datactl.format.pack import ObjectType
+from datactl.format.layout import pack_key
 from datactl.workspace.workspace import Workspace
 
 

@@ -14,7 +14,8 @@ from conftest import Cli, write
 
 import datactl
 from datactl.core.errors import UsageError
-from datactl.store.source import RemoteSource, RepositorySource
+from datactl.remote.source import remote_source
+from datactl.store.source import local_source
 from datactl.validation import Rule, ValidationReport, run_rules
 from datactl.validation.config import RulesConfig, build_rules
 from datactl.workspace.workspace import Workspace
@@ -50,8 +51,8 @@ def _check_rule(case: str, good_source, bad_source) -> None:
 
 @pytest.mark.parametrize("case", sorted(GOOD_RULES))
 def test_rule_on_local_version(case: str, versions: Workspace) -> None:
-    good = RepositorySource(versions.repo, versions.resolve("good"))
-    bad = RepositorySource(versions.repo, versions.resolve("bad"))
+    good = local_source(versions.repo, versions.resolve("good"))
+    bad = local_source(versions.repo, versions.resolve("bad"))
     _check_rule(case, good, bad)
 
 
@@ -61,15 +62,15 @@ def test_rule_on_remote_version(case: str, versions: Workspace, tmp_path: Path, 
     publish_all(versions, url, options, str(tmp_path / "push-cache"))
     rs, backend = counting_remote(url, options, str(tmp_path / "cache"))
     with rs:
-        good = RemoteSource(rs, "ds@good")
-        bad = RemoteSource(rs, "ds@bad")
+        good = remote_source(rs, "ds@good")
+        bad = remote_source(rs, "ds@bad")
         _check_rule(case, good, bad)
     assert backend.bytes_read > 0  # it really read the remote (and the wrapper forbids any write)
 
 
 def test_metadata_rules_read_no_file_bytes(versions: Workspace) -> None:
     meta = [t for name, (t, _) in GOOD_RULES.items() if name not in ("csv", "jsonl", "parquet", "image", "class_balance_column")]
-    src = RepositorySource(versions.repo, versions.resolve("bad"))
+    src = local_source(versions.repo, versions.resolve("bad"))
     report = run_rules(src, _rules(*meta))
     assert not report.ok
     assert report.read["data_bytes"] == 0 and report.read["files_opened"] == 0
@@ -77,7 +78,7 @@ def test_metadata_rules_read_no_file_bytes(versions: Workspace) -> None:
 
 
 def test_content_rules_read_only_the_files_they_match(versions: Workspace) -> None:
-    src = RepositorySource(versions.repo, versions.resolve("good"))
+    src = local_source(versions.repo, versions.resolve("good"))
     report = run_rules(src, _rules(GOOD_RULES["csv"][0], GOOD_RULES["jsonl"][0]))
     assert report.ok
     assert report.read["files_opened"] == 2  # labels.csv and data/records.jsonl, nothing else
@@ -91,12 +92,12 @@ def test_csv_reads_the_header_and_the_first_rows_only(tmp_path: Path) -> None:
         ws.add([str(tmp_path / "ws")])
         cid = ws.commit("v1")
         size = ws.repo.read_tree(ws.repo.read_commit(cid).tree).get("big.csv").size
-        src = RepositorySource(ws.repo, cid)
+        src = local_source(ws.repo, cid)
         report = run_rules(src, _rules({"type": "csv", "header": ["id", "label", "blob"], "columns": {"id": "int"}, "rows": 100}))
         assert report.ok, report.to_dict()
         assert size > 5_000_000
         assert report.read["data_bytes"] < 300_000, report.read  # a chunk or two of a 5+ MB file
-        every_row = run_rules(RepositorySource(ws.repo, cid), _rules({"type": "csv", "columns": {"id": "int"}, "rows": 0}))
+        every_row = run_rules(local_source(ws.repo, cid), _rules({"type": "csv", "columns": {"id": "int"}, "rows": 0}))
         assert every_row.ok and every_row.read["data_bytes"] > size // 2  # rows = 0 checks every row
 
 
@@ -109,13 +110,13 @@ def test_parquet_schema_reads_the_footer_only(tmp_path: Path) -> None:
         ws.add([str(tmp_path / "ws")])
         cid = ws.commit("v1")
         size = (tmp_path / "ws" / "t.parquet").stat().st_size
-        report = run_rules(RepositorySource(ws.repo, cid), _rules({"type": "parquet", "schema": {"id": "int64", "blob": "string"}, "min_rows": 200_000}))
+        report = run_rules(local_source(ws.repo, cid), _rules({"type": "parquet", "schema": {"id": "int64", "blob": "string"}, "min_rows": 200_000}))
         assert report.ok, report.to_dict()
         assert report.read["data_bytes"] < size / 4, (report.read, size)
 
 
 def test_missing_data_is_an_error_with_exit_code_3(tmp_path: Path, store_url: tuple[str, dict]) -> None:
-    from datactl.format.pack import pack_key
+    from datactl.format.layout import pack_key
     from storage_backends import open_backend
 
     url, options = store_url
@@ -129,7 +130,7 @@ def test_missing_data_is_an_error_with_exit_code_3(tmp_path: Path, store_url: tu
     with rs:
         rs.sync_index()
         open_backend(url, options).delete(pack_key(rs.index.lookup(labels.chunks[0]).pack))
-        report = run_rules(RemoteSource(rs, "ds@good"), _rules(GOOD_RULES["csv"][0], GOOD_RULES["count"][0]))
+        report = run_rules(remote_source(rs, "ds@good"), _rules(GOOD_RULES["csv"][0], GOOD_RULES["count"][0]))
     csv_result, count_result = report.results
     assert csv_result.status == "error" and "labels.csv" in (csv_result.error or ""), csv_result
     assert labels.chunks[0] in (csv_result.error or "")  # names the object
@@ -290,7 +291,7 @@ def test_plugin_rule_from_an_entry_point(tmp_path: Path, monkeypatch: pytest.Mon
     from datactl.validation import config as config_module
 
     monkeypatch.setattr(config_module, "_entry_points_loaded", False)
-    src = RepositorySource(versions.repo, versions.resolve("good"))
+    src = local_source(versions.repo, versions.resolve("good"))
     report = run_rules(src, build_rules(RulesConfig(rules=[{"type": "max_depth", "depth": 1}])))
     assert report.results[0].status == "failed"
     assert {f.path for f in report.results[0].findings} == {f"{s}/{c}/{i}.png" for s, n in (("train", 3), ("test", 1)) for c in ("cat", "dog") for i in range(n)}
@@ -396,7 +397,7 @@ def test_tsv_types_nullable_columns_and_image_headers(tmp_path: Path) -> None:
     with Workspace.init(str(root), name="t") as ws:
         ws.add([str(root)])
         cid = ws.commit("v1")
-        src = RepositorySource(ws.repo, cid)
+        src = local_source(ws.repo, cid)
         report = run_rules(src, _rules(
             {"type": "csv", "columns": {"id": "int", "when": "date", "score": "float?", "ok": "bool"}},
             {"type": "image", "decode": False, "max_width": 256},

@@ -13,11 +13,13 @@ from datactl.store.chunker import Chunker
 from datactl.store.filedata import store_stream
 from datactl.store.index import ObjectIndex
 from datactl.format.objects import FILE, Commit, TreeEntry
-from datactl.format.pack import ObjectType, pack_key
+from datactl.format.pack import ObjectType
+from datactl.format.layout import pack_key
 from datactl.store.refs import RefStore
 from datactl.store.repository import Repository
-from datactl.store.source import RemoteSource
-from datactl.format.storeconfig import StoreConfig, write_store_config
+from datactl.remote.source import remote_source
+from datactl.format.storeconfig import StoreConfig
+from datactl.store.repository import write_store_config
 from datactl.store.trees import build_tree
 from datactl.validation import run_rules
 from datactl.validation.config import RulesConfig, build_rules
@@ -88,7 +90,7 @@ def test_validating_20000_remote_files_reads_only_what_the_rules_need(tmp_path: 
     rs, backend = counting_remote(url, options, str(tmp_path / "cache"))
     with rs:
         t0 = time.monotonic()
-        src = RemoteSource(rs, "big@HEAD")
+        src = remote_source(rs, "big@HEAD")
         report = run_rules(src, build_rules(RulesConfig(rules=RULES)), workers=8)
         seconds = time.monotonic() - t0
         labels_pack = pack_key(rs.index.lookup(built["labels"].chunks[0]).pack)

@@ -9,9 +9,11 @@ import pytest
 from ci_data import build_versions, counting_remote, pack_keys, publish_all
 from conftest import Cli
 
-from datactl.format.pack import ENTRY_SIZE, TRAILER_SIZE, pack_key
-from datactl.remote.remotestore import RemoteSpec, RemoteStore
-from datactl.store.source import DataUnreadable
+from datactl.format.pack import ENTRY_SIZE, TRAILER_SIZE
+from datactl.format.layout import pack_key
+from datactl.remote.locate import RemoteSpec
+from datactl.remote.remotestore import RemoteStore
+from datactl.core.errors import StorageError as DataUnreadable
 from datactl.upkeep.verify import verify_local, verify_remote
 from datactl.workspace.workspace import Workspace
 from storage_backends import BackendError, open_backend
@@ -24,7 +26,7 @@ def pushed(tmp_path: Path, store_url: tuple[str, dict]):
     ws = build_versions(tmp_path / "data-ws")
     try:
         publish_all(ws, url, options, str(tmp_path / "push-cache"))
-        from datactl.remote.remotestore import add_remote
+        from datactl.remote.locate import add_remote
 
         add_remote(ws.root, "origin", url, options)
         huge = ws.repo.read_tree(ws.repo.read_commit(ws.resolve("bad")).tree).get("data")

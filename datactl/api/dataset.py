@@ -21,28 +21,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from datactl.api.location import Location, open_location, resolve_any, resolve_version
 from datactl.remote.cache import Cache
 from datactl.store.chunkedfile import ChunkedFile
 from datactl.store.chunker import Chunker
 from datactl.store.diff import DiffResult, diff_trees
-from datactl.core.errors import DatactlError, NotAWorkspace, StoreFormatError, RefConflict, UnknownRef, UsageError
+from datactl.core.errors import DatactlError, RefConflict, UsageError
 from datactl.store.filedata import chunk_ids_of, iter_file_bytes, store_file
-from datactl.core.ids import is_hex, is_object_id
-from datactl.store.index import ObjectIndex
-from datactl.lineage.query import LineageGraph, LineageStore, lineage
+from datactl.lineage.graph import LineageGraph
+from datactl.lineage.stores import LineageStore, query_stores
 from datactl.lineage.index import record_local_commit
-from datactl.format.objects import DIR, FILE, KINDS, SYMLINK, Commit, TreeEntry
+from datactl.format.objects import DIR, FILE, SYMLINK, Commit, TreeEntry
+from datactl.format.layout import KINDS
 from datactl.format.pack import ObjectType
-from datactl.remote.readthrough import ReadThroughStore, prefetch_trees
-from datactl.store.refs import HEAD_PREFIX, RefStore, check_name, head_ref, tag_ref
-from datactl.remote.remotestore import RemoteSpec, RemoteStore, resolve_remote
-from datactl.store.repository import Repository
+from datactl.remote.readthrough import prefetch_trees
+from datactl.format.layout import check_name, head_ref, tag_ref
+from datactl.remote.locate import RemoteSpec
 from datactl.core.safepath import check_rel_path, safe_join
-from datactl.format.storeconfig import StoreConfig, read_store_config
-from datactl.workspace.sync import PushResult, publish
-from datactl.store.trees import build_tree, lookup_path, walk_tree
-from datactl.workspace.workspace import default_author, find_root, now_iso, symlink_entry
-from storage_backends import BackendError, LocalBackend
+from datactl.remote.publish import PushResult, publish
+from datactl.store.trees import build_tree, lookup_path
+from datactl.store.walk import walk_files
+from datactl.core.units import now_iso
+from datactl.core.author import default_author
+from datactl.format.objects import symlink_entry
 
 
 
@@ -55,110 +56,10 @@ class FileEntry:
     digest: str
 
 
-@dataclass
-class _Location:
-    """Where versions are read from: a cache store, the remote behind it (if reachable) and its refs."""
-
-    url: str
-    store: ReadThroughStore
-    refs: RefStore | None  # None when offline
-    remote: RemoteStore | None
-    tmp_dir: str
-
-
-def _default_spec(remote: str | RemoteSpec | None) -> tuple[RemoteSpec | None, str | None]:
-    """The remote to use and the workspace we are in (if any)."""
-    if isinstance(remote, RemoteSpec):
-        return remote, None
-    try:
-        root = find_root()
-    except NotAWorkspace:
-        root = None
-    text = remote or os.environ.get("DATACTL_REMOTE")
-    if text is None and root is not None:
-        try:
-            return resolve_remote(root, None), root
-        except UsageError:
-            return None, root  # a workspace without remotes: read its own store
-    if text is None:
-        raise UsageError("no remote given", "pass remote=URL, or set DATACTL_REMOTE")
-    return resolve_remote(root, text), root
-
-
-def _open_location(remote: str | RemoteSpec | None, cache: Cache) -> _Location:
-    spec, root = _default_spec(remote)
-    if spec is None:
-        assert root is not None
-        store_dir = os.path.join(root, ".datactl", "store")
-        backend = LocalBackend(store_dir)
-        repo = Repository(backend, ObjectIndex(os.path.join(root, ".datactl", "index.db")), read_store_config(backend), os.path.join(store_dir, "tmp"))
-        return _Location(backend.url, ReadThroughStore(repo, None), RefStore(backend), None, os.path.join(store_dir, "tmp"))
-    rs: RemoteStore | None = RemoteStore(spec, cache.remotes_dir)
-    try:
-        config = rs.config()  # type: ignore[union-attr]
-        rs.sync_index()  # type: ignore[union-attr]
-    except (BackendError, StoreFormatError):
-        rs.close()  # type: ignore[union-attr]
-        rs = None  # offline: only what is cached can be read
-        config = None
-    url = spec.url
-    if config is None:
-        root_dir = os.path.join(cache.root, "stores")
-        cached = [d for d in os.listdir(root_dir)] if os.path.isdir(root_dir) else []
-        config = StoreConfig()
-        for d in cached:
-            try:
-                config = read_store_config(LocalBackend(os.path.join(root_dir, d)))
-                break
-            except DatactlError:
-                continue
-    repo = cache.store_for(url, config)
-    return _Location(url, ReadThroughStore(repo, rs), rs.refs if rs else None, rs, os.path.join(cache.root, "stores", "tmp"))
-
-
-def _resolve(loc: _Location, cache: Cache, name: str, version: str | None, kind: str) -> str:
-    key = version or ""
-    if loc.refs is None:
-        if version and is_object_id(version) and loc.store.cache.has(version):
-            return version
-        remembered = cache.recall(loc.url, kind, name, key)
-        if remembered is None:
-            raise DatactlError(
-                f"{loc.url} is unreachable and {name}@{version or 'latest'} was never fetched on this machine",
-                "connect to the remote, or use a version that is cached",
-            )
-        return remembered
-    cid: str | None = None
-    if version is None:
-        cid = loc.refs.get(head_ref(kind, name))
-        if cid is None:
-            raise UnknownRef(f"no {kind} named {name} in {loc.url}", "`datactl datasets URL` lists them")
-    else:
-        cid = loc.refs.get(tag_ref(name, version)) if _plain(version) else None
-        if cid is None and is_hex(version) and len(version) >= 6:
-            index = loc.remote.index if loc.remote else loc.store.cache.index
-            matches = index.ids_with_prefix(version, ObjectType.COMMIT, 3)
-            if len(matches) > 1:
-                raise UnknownRef(f"{version} is ambiguous in {loc.url}", "give more hex digits")
-            cid = matches[0] if matches else None
-        if cid is None:
-            raise UnknownRef(f"{name} has no version {version!r} in {loc.url}", "use a tag or a commit id (6+ hex digits)")
-    cache.remember(loc.url, kind, name, key, cid)
-    return cid
-
-
-def _plain(text: str) -> bool:
-    try:
-        check_name(text)
-        return True
-    except UsageError:
-        return False
-
-
 class Dataset:
     """One version of a dataset or model, read-only. Get one with ``Dataset.get``."""
 
-    def __init__(self, location: _Location, cache: Cache, commit_id: str) -> None:
+    def __init__(self, location: Location, cache: Cache, commit_id: str) -> None:
         self._loc = location
         self._cache = cache
         self.id = commit_id
@@ -185,9 +86,9 @@ class Dataset:
         if kind not in KINDS:
             raise UsageError(f"kind must be one of {', '.join(KINDS)}")
         cache = Cache(cache_dir)
-        loc = _open_location(remote, cache)
+        loc = open_location(remote, cache)
         try:
-            return cls(loc, cache, _resolve(loc, cache, check_name(name), version, kind))
+            return cls(loc, cache, resolve_version(loc, cache, check_name(name), version, kind))
         except BaseException:
             loc.store.close()
             cache.close()
@@ -264,7 +165,7 @@ class Dataset:
         return self._commit.tree
 
     def _walk(self) -> Iterator[tuple[str, TreeEntry]]:
-        return walk_tree(self._loc.store, self._tree())  # type: ignore[arg-type]
+        return walk_files(self._loc.store, self._tree())  # type: ignore[arg-type]
 
     def files(self, pattern: str | None = None) -> Iterator[FileEntry]:
         """Every file (path, size, digest), optionally those matching a glob like ``train/*.jpg``."""
@@ -414,12 +315,12 @@ class Dataset:
         model in it; ``depth`` limits the number of edges followed.
         """
         if self._loc.remote is not None:
-            store = LineageStore.for_remote(self._loc.remote)
+            store = LineageStore(self._loc.remote.lineage_index(), self._loc.remote.spec.label)
         elif self._loc.refs is not None:
             store = LineageStore.for_repository(self._loc.store.cache)
         else:
             raise DatactlError(f"{self._loc.url} is unreachable: lineage needs the store's index", "connect to the remote and try again")
-        return lineage(self.id, direction, depth, stores=[store])
+        return query_stores([store], self.id, direction, depth)
 
     # -- creating versions ------------------------------------------------------------------
 
@@ -442,35 +343,21 @@ class Dataset:
         if kind not in KINDS:
             raise UsageError(f"kind must be one of {', '.join(KINDS)}")
         cache = Cache(cache_dir)
-        loc = _open_location(remote, cache)
+        loc = open_location(remote, cache)
         return DatasetDraft(loc, cache, check_name(name), kind, list(parents), list(inputs))
-
-
-def _commit_id(loc: _Location, cache: Cache, ref: "Dataset | str") -> str:
-    if isinstance(ref, Dataset):
-        return ref.id
-    if is_object_id(ref):
-        return ref
-    name, _, version = ref.partition("@")
-    for kind in HEAD_PREFIX:
-        try:
-            return _resolve(loc, cache, name, version or None, kind)
-        except UnknownRef:
-            continue
-    raise UnknownRef(f"unknown dataset or model {ref!r}")
 
 
 class DatasetDraft:
     """A version being assembled: add and remove files, set metadata, commit, push."""
 
-    def __init__(self, loc: _Location, cache: Cache, name: str, kind: str, parents: list, inputs: list) -> None:
+    def __init__(self, loc: Location, cache: Cache, name: str, kind: str, parents: list, inputs: list) -> None:
         self._loc = loc
         self._cache = cache
         self.name = name
         self.kind = kind
         self._repo = loc.store.cache
-        self.parents = [_commit_id(loc, cache, p) for p in parents]
-        self.inputs = [_commit_id(loc, cache, i) for i in inputs]
+        self.parents = [resolve_any(loc, cache, p) if isinstance(p, str) else p.id for p in parents]
+        self.inputs = [resolve_any(loc, cache, i) if isinstance(i, str) else i.id for i in inputs]
         self.metadata: dict[str, Any] = {}
         self._files: dict[str, TreeEntry] = {}
         self._chunker = Chunker(self._repo.config.chunker)
@@ -479,7 +366,7 @@ class DatasetDraft:
         if len(self.parents) == 1:
             base = loc.store.read_commit(self.parents[0])
             prefetch_trees(loc.store, base.tree)
-            self._files = dict(walk_tree(loc.store, base.tree))  # type: ignore[arg-type]
+            self._files = dict(walk_files(loc.store, base.tree))  # type: ignore[arg-type]
         if not self.parents and loc.refs is not None:
             head = loc.refs.get(head_ref(kind, name))
             if head is not None:

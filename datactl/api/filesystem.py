@@ -16,7 +16,7 @@ from fsspec.spec import AbstractFileSystem
 
 from datactl.api.dataset import Dataset
 from datactl.format.objects import DIR, FILE
-from datactl.remote.remotestore import RemoteSpec
+from datactl.remote.locate import RemoteSpec
 from datactl.store.trees import lookup_path
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from datactl.api.dataset import Dataset
-from datactl.remote.remotestore import RemoteSpec
+from datactl.remote.locate import RemoteSpec
 
 
 class FileReader:

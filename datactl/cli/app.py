@@ -12,16 +12,19 @@ import typer
 from rich.text import Text
 
 from datactl import __version__
-from datactl.cli.output import RichProgress, emit_json, err, human_bytes, out
+from datactl.cli.output import RichProgress, emit_json, err, out
+from datactl.core.units import human_bytes
+from datactl.remote.remotestore import list_datasets
 from datactl.workspace import sync
 from datactl.store.diff import DiffResult, diff_tree_and_entries, diff_trees
 from datactl.core.errors import DatactlError, UsageError
 from datactl.store.history import iter_history
 from datactl.format.objects import DIR, FILE, SYMLINK
-from datactl.remote.remotestore import RemoteSpec, add_remote, list_remotes, remove_remote, resolve_remote
+from datactl.remote.locate import RemoteSpec, add_remote, list_remotes, remove_remote, resolve_remote
 from datactl.cli.quickstart import edit_sample_files, make_sample_files
 from datactl.store.stats import store_stats, version_stats
-from datactl.store.trees import lookup_path, walk_tree
+from datactl.store.trees import lookup_path
+from datactl.store.walk import walk_files
 from datactl.workspace.workspace import Status, Workspace
 
 app = typer.Typer(
@@ -278,7 +281,7 @@ def ls_(
         if entry.kind != DIR:
             rows = [(path, entry)]
         elif recursive:
-            rows = list(walk_tree(ws.repo, entry.digest, path + "/" if path else ""))
+            rows = list(walk_files(ws.repo, entry.digest, path + "/" if path else ""))
         else:
             rows = [((path + "/" if path else "") + e.name, e) for e in ws.repo.read_tree(entry.digest).entries]
     if json_:
@@ -541,7 +544,7 @@ def datasets(
     else:
         with _open() as ws:
             spec = resolve_remote(ws.root, remote) if remote else RemoteSpec(None, os.path.join(ws.dotdir, "store"))
-    infos = sync.list_datasets(spec.url, spec.options)
+    infos = list_datasets(spec)
     if json_:
         emit_json([i.__dict__ for i in infos])
         return

@@ -6,8 +6,10 @@ from typing import Optional
 
 import typer
 
-from datactl.remote.cache import Cache, parse_size
-from datactl.cli.output import emit_json, human_bytes, out
+from datactl.core.units import parse_size
+from datactl.remote.cache import Cache
+from datactl.cli.output import emit_json, out
+from datactl.core.units import human_bytes
 
 cache_app = typer.Typer(help="Inspect and trim the shared cache (DATACTL_CACHE_DIR).", no_args_is_help=True)
 

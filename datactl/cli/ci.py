@@ -12,9 +12,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from datactl.cli.output import RichProgress, err, human_bytes, out
+from datactl.cli.output import RichProgress, err, out
+from datactl.core.units import human_bytes
 from datactl.core.errors import UsageError
-from datactl.store.source import DataUnreadable
+from datactl.core.errors import StorageError
 from storage_backends import BackendError
 
 FORMAT_HELP = "table (default, for people), json, junit (JUnit XML: one test case per check) or github (workflow annotations)."
@@ -72,32 +73,14 @@ def verify(
     region: Optional[str] = typer.Option(None, "--region", help="S3 region for a remote given as a URL."),
 ) -> None:
     """Check that every object of a version is present (and, with --deep or --sample, intact), locally or on a remote."""
-    from datactl.remote.remotestore import RemoteStore
+    from datactl.api.checks import verify as verify_version
     from datactl.validation import formats
-    from datactl.validation.api import _workspace_root, remote_context
-    from datactl.upkeep.verify import verify_local, verify_remote
-    from datactl.workspace.workspace import Workspace
 
     fmt = _check_format("json" if json_ else fmt)
-    if sample is not None and not 0 < sample <= 1:
-        raise UsageError(f"--sample must be a fraction in (0, 1], not {sample}")
     progress = RichProgress() if fmt == "table" else None
-    kwargs = {"deep": deep, "sample": sample, "seed": seed, "progress": progress}
-    root = _workspace_root(None)
-    try:
-        if remote is None:
-            if root is None:
-                raise UsageError("not in a datactl workspace", "run it inside a workspace, or check a store with --remote URL")
-            with Workspace(root) as ws:
-                report = verify_local(ws.repo, ws.resolve(ref), **kwargs)
-        else:
-            spec, name, kind, cache_dir = remote_context(remote, None, _remote_options(endpoint_url, region))
-            if ref == "HEAD" and name is None:
-                raise UsageError("name the version: NAME or NAME@VERSION", "outside a workspace there is no HEAD")
-            with RemoteStore(spec, cache_dir) as rs:
-                report = verify_remote(rs, ref, name=name, kind=kind, **kwargs)
-    except BackendError as exc:
-        raise DataUnreadable(f"cannot read the store: {exc}", "check the URL, credentials and network") from None
+    report = verify_version(
+        ref, remote=remote, options=_remote_options(endpoint_url, region), deep=deep, sample=sample, seed=seed, progress=progress
+    )
     suite = formats.verify_suite(report)
     if _suite_output(fmt, suite, report.to_dict(), output):
         _print_suite(suite)
@@ -146,7 +129,8 @@ def validate(
 ) -> None:
     """Check a version against the rules in datactl.toml ([validate]) or a rules file."""
     from datactl.validation import formats
-    from datactl.validation.api import load_rules, open_source
+    from datactl.api.checks import open_source
+    from datactl.validation import load_rules
     from datactl.validation.engine import run_rules
 
     fmt = _check_format(fmt)
@@ -160,7 +144,7 @@ def validate(
         with open_source(ref, remote=remote, options=_remote_options(endpoint_url, region), jobs=n) as src:
             report = run_rules(src, built, workers=n, progress=RichProgress() if fmt == "table" else None)
     except BackendError as exc:
-        raise DataUnreadable(f"cannot read the store: {exc}", "check the URL, credentials and network") from None
+        raise StorageError(f"cannot read the store: {exc}", "check the URL, credentials and network") from None
     suite = formats.validation_suite(report)
     if _suite_output(fmt, suite, report.to_dict(), output):
         _print_validation(report)
@@ -210,31 +194,11 @@ def drift_limits(**given: Optional[str]) -> list:
 
 def remote_diff(remote: str, ref_a: Optional[str], ref_b: Optional[str]):
     """(DiffResult, (files, bytes) of the old version) for two versions on a remote, reading trees only."""
-    from datactl.store.diff import diff_trees
-    from datactl.remote.remotestore import RemoteStore
-    from datactl.store.source import RemoteView, remote_reader, resolve_on_remote
-    from datactl.validation.api import remote_context
+    from datactl.api.checks import diff_on_remote
 
     if ref_a is None or ref_b is None:
         raise UsageError("with --remote, give both versions: datactl diff A B --remote R")
-    spec, name, kind, cache_dir = remote_context(remote)
-    rs = RemoteStore(spec, cache_dir)
-    reader = remote_reader(rs)
-    try:
-        rs.sync_index()
-        view = RemoteView(rs, reader)
-        a = reader.read_commit(resolve_on_remote(rs, reader, ref_a, name, kind)).tree
-        b = reader.read_commit(resolve_on_remote(rs, reader, ref_b, name, kind)).tree
-        result = diff_trees(view, a, b)  # type: ignore[arg-type]
-        from datactl.validation.drift import tree_totals
-
-        base = tree_totals(view, a)
-    except BackendError as exc:
-        raise DataUnreadable(f"cannot read {rs.url}: {exc}") from None
-    finally:
-        reader.close()
-        rs.close()
-    return result, base
+    return diff_on_remote(remote, ref_a, ref_b)
 
 
 def gate_drift(result, limits: list, base: tuple[int, int], fmt: str, output: Optional[str], label: str, print_diff) -> bool:

@@ -10,8 +10,9 @@ import typer
 
 from datactl.cli.output import RichProgress, emit_json, err, out
 from datactl.core.errors import DatactlError, NotAWorkspace, UsageError
-from datactl.lineage.query import BOTH, DOWN, FORMATS, UP, default_remotes, lineage, open_stores
-from datactl.remote.remotestore import RemoteSpec, resolve_remote
+from datactl.api.lineage import default_remotes, lineage, open_stores
+from datactl.lineage.graph import BOTH, DOWN, FORMATS, UP
+from datactl.remote.locate import RemoteSpec, resolve_remote
 from storage_backends import BackendError
 
 
@@ -176,7 +177,7 @@ def register(app: typer.Typer) -> None:
         json_: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """List the models in a store, with their latest versions and tags."""
-        from datactl.workspace.sync import list_datasets
+        from datactl.remote.remotestore import list_datasets
 
         if remote is not None and ("://" in remote or os.sep in remote or remote.startswith(".")):
             spec = _spec(None, remote, endpoint_url, region)
@@ -191,7 +192,7 @@ def register(app: typer.Typer) -> None:
             else:
                 with ws:
                     spec = resolve_remote(ws.root, remote) if remote else RemoteSpec(None, os.path.join(ws.dotdir, "store"))
-        infos = [i for i in list_datasets(spec.url, spec.options) if i.kind == "model"]
+        infos = [i for i in list_datasets(spec) if i.kind == "model"]
         if json_:
             emit_json([i.__dict__ for i in infos])
             return

@@ -14,18 +14,15 @@ from typing import Any, Callable, Iterator, Optional
 
 import typer
 
-from datactl.cli.output import emit_json, err, human_bytes, out
-from datactl.core.errors import DatactlError, UsageError
+from datactl.cli.output import emit_json, err, out
+from datactl.core.units import human_bytes
+from datactl.core.errors import StorageError, UsageError
 from storage_backends import BackendError
 
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON.")
 ENDPOINT_OPT = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint for a store given as a URL.")
 REGION_OPT = typer.Option(None, "--region", help="S3 region for a store given as a URL.")
 STORE_HELP = "Remote name, URL or path (default: this workspace's own store)."
-
-
-class StoreUnreachable(DatactlError):
-    """The store could not be read or written."""
 
 
 def _backend_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,17 +33,17 @@ def _backend_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except BackendError as exc:
-            raise StoreUnreachable(f"storage error: {exc}", "check the store's URL, credentials and network; nothing was left half-done") from None
+            raise StorageError(f"storage error: {exc}", "check the store's URL, credentials and network; nothing was left half-done") from None
 
     return wrapper
 
 
 def _workspace_root() -> str | None:
     from datactl.core.errors import NotAWorkspace
-    from datactl.workspace.workspace import find_root
+    from datactl.remote.locate import find_workspace_root
 
     try:
-        return find_root()
+        return find_workspace_root()
     except NotAWorkspace:
         return None
 
@@ -63,8 +60,10 @@ def _settings(root: str | None) -> dict:
 @contextmanager
 def open_store(remote: str | None, endpoint_url: str | None = None, region: str | None = None, *, lock_workspace: bool = True) -> Iterator[tuple[Any, Any, Any]]:
     """Yield (target, workspace or None, RemoteStore or None) for REMOTE, or the workspace's own store."""
-    from datactl.upkeep.gc import remote_target, workspace_target
-    from datactl.remote.remotestore import RemoteSpec, RemoteStore, resolve_remote
+    from datactl.upkeep.targets import remote_target
+    from datactl.workspace.upkeep import workspace_target
+    from datactl.remote.locate import RemoteSpec, resolve_remote
+    from datactl.remote.remotestore import RemoteStore
     from datactl.workspace.workspace import Workspace
 
     root = _workspace_root()
@@ -86,7 +85,7 @@ def open_store(remote: str | None, endpoint_url: str | None = None, region: str 
         cache_dir = os.path.join(root, ".datactl", "remotes")
         tmp_dir = os.path.join(root, ".datactl", "store", "tmp")
     else:
-        from datactl.remote.cache import default_cache_dir
+        from datactl.remote.locate import default_cache_dir
 
         cache_dir = os.path.join(default_cache_dir(), "remotes")
         tmp_dir = tempfile.mkdtemp(prefix="datactl-upkeep-")
@@ -121,7 +120,9 @@ def gc_cmd(
     period is never touched, and garbage is first condemned, then deleted by a
     gc run at least a grace period later. See docs/gc.md.
     """
-    from datactl.upkeep.gc import DEFAULT_GRACE, DEFAULT_REPACK_THRESHOLD, Retention, collect_garbage, format_duration, parse_duration
+    from datactl.core.units import format_duration, parse_duration
+    from datactl.upkeep.gc import DEFAULT_GRACE, DEFAULT_REPACK_THRESHOLD, collect_garbage
+    from datactl.upkeep.reach import Retention
 
     settings = _settings(_workspace_root())
     retention = Retention(
@@ -294,7 +295,7 @@ def dataset_delete(
 
     Until gc runs, a deleted dataset can be restored by pushing it again.
     """
-    from datactl.upkeep.gc import delete_dataset
+    from datactl.upkeep.refdelete import delete_dataset
 
     if kind is not None and kind not in ("dataset", "model"):
         raise UsageError(f"--kind must be dataset or model, not {kind!r}")
@@ -314,10 +315,11 @@ def dataset_delete(
 
 def delete_tag_cmd(name: str, remote: str | None) -> None:
     """``datactl tag --delete NAME [--remote R]``: remove a tag of the workspace's dataset."""
-    from datactl.upkeep.gc import delete_tag
-    from datactl.workspace.workspace import Workspace, find_root
+    from datactl.upkeep.refdelete import delete_tag
+    from datactl.workspace.workspace import Workspace
+    from datactl.remote.locate import find_workspace_root
 
-    root = find_root()
+    root = find_workspace_root()
     with Workspace(root) as ws:
         dataset = ws.name
         if remote is None:

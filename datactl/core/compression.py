@@ -8,6 +8,7 @@ import zstandard
 
 RAW = 0
 ZSTD = 1
+CODECS = (RAW, ZSTD)
 
 _local = threading.local()
 

@@ -1,12 +1,23 @@
-"""Errors a user can act on: each says what is wrong and what to do."""
+"""Every error datactl raises on purpose: one hierarchy, each says what is wrong and what to do.
+
+``DatactlError.exit_code`` is the process exit code the command line uses
+(docs/cli.md lists them): 1 a failure, 2 a usage or configuration error,
+3 a store that could not be read or written (or data that could not be read).
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_UNREADABLE = 3
 
 
 class DatactlError(Exception):
     """Base class. ``hint`` tells the user what to do next."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILURE
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -18,9 +29,9 @@ class DatactlError(Exception):
 
 
 class UsageError(DatactlError):
-    """The command was given arguments that cannot work."""
+    """The command was given arguments (or settings) that cannot work."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class NotAWorkspace(DatactlError):
@@ -65,3 +76,26 @@ class RefConflict(DatactlError):
 
 class StoreFormatError(DatactlError):
     """The store's config is missing, unreadable or of an unknown format."""
+
+
+class StoreLocked(DatactlError):
+    """Another gc (or fsck --repair) holds the store lock."""
+
+
+class StoreDamaged(DatactlError):
+    """Refs reach objects the store does not hold (or cannot read): gc deletes nothing."""
+
+
+class ValidationFailed(DatactlError):
+    """The rules failed (raised by the commit hook; ``report`` has the details)."""
+
+    def __init__(self, report: Any, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.report = report  # a datactl.validation.ValidationReport
+        self.exit_code = report.exit_code or EXIT_FAILURE
+
+
+class StorageError(DatactlError):
+    """The store could not be read or written: unreachable, access refused, or an I/O failure."""
+
+    exit_code = EXIT_UNREADABLE

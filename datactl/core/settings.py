@@ -12,8 +12,9 @@ from typing import Any
 import tomlkit
 
 from datactl.core.errors import NotAWorkspace, UsageError
-from datactl.workspace.ignore import CONFIG_FILE
 from datactl.core.safepath import TEMP_SUFFIX
+
+CONFIG_FILE = "datactl.toml"
 
 
 def settings_path(root: str) -> str:

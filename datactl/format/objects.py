@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datactl.core.errors import CorruptObject
-from datactl.core.ids import ID_BYTES, is_object_id
+from datactl.core.ids import ID_BYTES, is_object_id, object_id
 from datactl.core.safepath import check_entry_name
 
 FORMAT = 1
 FILE = "file"
 DIR = "dir"
 SYMLINK = "symlink"
-KINDS = ("dataset", "model")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -70,6 +69,12 @@ class Tree:
             if e.name == name:
                 return e
         return None
+
+
+def symlink_entry(name: str, target: str) -> TreeEntry:
+    """A symlink's entry: its digest is the hash of its target's UTF-8 bytes."""
+    raw = target.encode("utf-8")
+    return TreeEntry(name, SYMLINK, 0, len(raw), object_id(raw), target=target)
 
 
 def _bad(what: str, oid: str, why: str) -> CorruptObject:

@@ -24,8 +24,9 @@ import os
 import struct
 from dataclasses import dataclass
 
+from datactl.core import compression
 from datactl.core.errors import CorruptObject
-from datactl.core.ids import new_hasher, object_id
+from datactl.core.ids import is_object_id, new_hasher, object_id
 
 PACK_MAGIC = b"DCTLPACK"
 FOOTER_MAGIC = b"DCTLFOOT"
@@ -35,6 +36,8 @@ _ENTRY = struct.Struct("<16sBBHQQQ")
 _TRAILER = struct.Struct("<QQ16s8s")
 TRAILER_SIZE = _TRAILER.size
 ENTRY_SIZE = _ENTRY.size
+# No object is larger: the biggest are trees of folders with millions of entries.
+MAX_OBJECT_BYTES = 1 << 31
 
 
 class ObjectType(enum.IntEnum):
@@ -56,9 +59,27 @@ class PackEntry:
     raw_len: int
 
 
-def pack_key(pack_id: str) -> str:
-    """The store key of a pack."""
-    return f"packs/{pack_id[:2]}/{pack_id}"
+def checked_entry(where: str, oid: object, typ: object, codec: object, offset: object, stored_len: object, raw_len: object) -> PackEntry:
+    """A PackEntry from fields read off a store, each checked (``where`` names the pack or index file)."""
+    if not isinstance(oid, str) or not is_object_id(oid):
+        raise CorruptObject(f"{where} lists a malformed object id {str(oid)[:40]!r}", "run `datactl fsck --repair`")
+    ints = (typ, codec, offset, stored_len, raw_len)
+    if not all(type(v) is int for v in ints):
+        raise CorruptObject(f"{where} lists object {oid} with non-integer fields", "run `datactl fsck --repair`")
+    try:
+        obj_type = ObjectType(typ)
+    except ValueError:
+        raise CorruptObject(f"{where} lists object {oid} of unknown type {typ}", "run `datactl fsck --repair`") from None
+    if codec not in compression.CODECS:
+        raise CorruptObject(f"{where} lists object {oid} with unknown codec {codec}", "run `datactl fsck --repair`")
+    if (
+        offset < len(HEADER)  # type: ignore[operator]
+        or not 0 <= stored_len <= MAX_OBJECT_BYTES  # type: ignore[operator]
+        or not 0 <= raw_len <= MAX_OBJECT_BYTES  # type: ignore[operator]
+        or (codec == compression.RAW and stored_len != raw_len)
+    ):
+        raise CorruptObject(f"{where} lists object {oid} at an impossible place or size", "run `datactl fsck --repair`")
+    return PackEntry(oid, obj_type, codec, offset, stored_len, raw_len)  # type: ignore[arg-type]
 
 
 class PackWriter:
@@ -131,11 +152,9 @@ def parse_footer(pack_id: str, footer: bytes, count: int, footer_hash: str) -> l
     if object_id(footer) != footer_hash or len(footer) != count * ENTRY_SIZE:
         raise CorruptObject(f"pack {pack_id} has a corrupt footer", "run `datactl fsck --repair`")
     entries = []
+    where = f"pack {pack_id}"
     for raw_id, typ, codec, _reserved, offset, stored_len, raw_len in _ENTRY.iter_unpack(footer):
-        try:
-            obj_type = ObjectType(typ)
-        except ValueError:
-            raise CorruptObject(f"pack {pack_id} lists an object of unknown type {typ}") from None
-        entries.append(PackEntry(raw_id.hex(), obj_type, codec, offset, stored_len, raw_len))
+        entry = checked_entry(where, raw_id.hex(), typ, codec, offset, stored_len, raw_len)
+        entries.append(entry)
     return entries
 

@@ -8,15 +8,45 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
-from datactl.store.chunker import ChunkerParams
 from datactl.core.errors import StoreFormatError
-from storage_backends import Backend, KeyNotFound
 
 STORE_FORMAT = 1
-CONFIG_KEY = "config"
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
+MAX_CHUNK_SIZE = 64 * 1024 * 1024
+PACK_SIZES = range(4096, 4 * 1024**3 + 1)
+COMPRESSION_LEVELS = range(-7, 23)  # zstd
+
+
+@dataclass(frozen=True)
+class ChunkerParams:
+    """FastCDC parameters. pyfastcdc's mean chunk size is about avg_size + min_size."""
+
+    algorithm: str = "fastcdc-2020"
+    avg_size: int = 64 * 1024
+    min_size: int = 16 * 1024
+    max_size: int = 256 * 1024
+    normalized_chunking: int = 1
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ChunkerParams":
+        """Parameters read from a store's config, each checked (ValueError names what is wrong)."""
+        if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__):
+            raise ValueError(f"chunker parameters must be exactly {sorted(cls.__dataclass_fields__)}")
+        params = cls(**data)
+        ints = (params.avg_size, params.min_size, params.max_size, params.normalized_chunking, params.seed)
+        if params.algorithm != "fastcdc-2020" or not all(type(v) is int for v in ints):
+            raise ValueError("unknown chunker algorithm or non-integer parameters")
+        if not (64 <= params.min_size <= params.avg_size <= params.max_size <= MAX_CHUNK_SIZE):
+            raise ValueError("chunk sizes out of range (64 <= min <= avg <= max <= 64 MiB)")
+        if not (0 <= params.normalized_chunking <= 3 and 0 <= params.seed < 2**32):
+            raise ValueError("normalized_chunking or seed out of range")
+        return params
 
 
 @dataclass(frozen=True)
@@ -52,26 +82,19 @@ class StoreConfig:
                 )
             if d.get("hash") != "xxh3-128" or d["compression"]["algorithm"] != "zstd":
                 raise StoreFormatError(f"store {where} uses an unsupported hash or compression")
-            return cls(
+            config = cls(
                 store_id=d["id"],
                 chunker=ChunkerParams.from_dict(d["chunker"]),
-                pack_size=int(d["pack_size"]),
-                compression_level=int(d["compression"]["level"]),
+                pack_size=d["pack_size"],
+                compression_level=d["compression"]["level"],
                 format=d["format"],
             )
-        except (KeyError, TypeError, ValueError) as exc:
+            if not isinstance(config.store_id, str) or not 0 < len(config.store_id) <= 64 or not config.store_id.isalnum():
+                raise ValueError("malformed store id")
+            if type(config.pack_size) is not int or config.pack_size not in PACK_SIZES:
+                raise ValueError(f"pack size {config.pack_size!r} out of range")
+            if type(config.compression_level) is not int or config.compression_level not in COMPRESSION_LEVELS:
+                raise ValueError(f"compression level {config.compression_level!r} out of range")
+            return config
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StoreFormatError(f"store config in {where} is unreadable: {exc}") from None
-
-
-def read_store_config(backend: Backend) -> StoreConfig:
-    try:
-        return StoreConfig.decode(backend.get(CONFIG_KEY), backend.url)
-    except KeyNotFound:
-        raise StoreFormatError(f"{backend.url} is not a datactl store (no config)") from None
-
-
-def write_store_config(backend: Backend, config: StoreConfig) -> StoreConfig:
-    """Create the config unless one exists; return the config in force."""
-    if not backend.put_if_absent(CONFIG_KEY, config.encode()):
-        return read_store_config(backend)
-    return config

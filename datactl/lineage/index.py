@@ -38,29 +38,28 @@ external one when indexes are merged.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
-import zstandard
-
-from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing, RefConflict, StoreFormatError
-from datactl.core.ids import is_object_id, object_id
-from datactl.format.objects import KINDS, Commit, decode_commit
+from datactl.core.errors import CorruptObject, DatactlError, RefConflict, StoreFormatError
+from datactl.core.ids import object_id
+from datactl.format.layout import LINEAGE_HEAD_KEY, LINEAGE_PREFIX, LINEAGE_SEGMENT_PREFIX, REFS_PREFIX, lineage_segment_key, parse_tag_ref
+from datactl.format.lineage import Node, TagRecord, decode_head, decode_segment, encode_head, encode_segment
+from datactl.format.objects import Commit, decode_commit
 from datactl.format.pack import ObjectType
+from datactl.lineage.view import LineageView, _Overlay
+from datactl.store.packread import META_GAP
+from datactl.store.reader import ObjectReader
+from datactl.store.repository import Repository
 from datactl.store.refs import RefStore
 from storage_backends import Backend, KeyNotFound, Versioned
 
-HEAD_KEY = "lineage/HEAD"
-SEG_PREFIX = "lineage/seg/"
-FORMAT = 1
 MAX_SEGMENTS = 16
 # Refs modified later than (index HEAD's modification time - this) are re-read and checked. It must
 # exceed the time from a writer's listing of the refs to its swap of HEAD; a writer that takes more
@@ -69,313 +68,62 @@ REF_CHECK_MARGIN = 120.0
 # Superseded segments younger than this (relative to HEAD's modification time) are kept.
 SEGMENT_GRACE = 3600.0
 MAX_CAS_ATTEMPTS = 200
-MESSAGE_CHARS = 200
 
-_log = logging.getLogger("datactl.lineage.query")
-
-
-# -- nodes and views -----------------------------------------------------------------------
-
-
-_HEX_RUN = re.compile(r"[0-9a-f]*")
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-
-
-class Node(NamedTuple):
-    """One version as the index knows it."""
-
-    id: str
-    kind: str
-    name: str
-    time: str
-    tags: tuple[str, ...] = ()
-    parents: tuple[str, ...] = ()
-    inputs: tuple[str, ...] = ()
-    author: str = ""
-    message: str = ""
-    external: bool = False
-
-    @classmethod
-    def from_commit(cls, cid: str, c: Commit, external: bool = False) -> "Node":
-        first = c.message.splitlines()[0] if c.message else ""
-        return cls(
-            id=cid,
-            kind=c.kind,
-            name=c.name,
-            time=c.time,
-            tags=tuple(c.tags),
-            parents=() if external else tuple(c.parents),
-            inputs=() if external else tuple(c.inputs),
-            author=c.author,
-            message=first[:MESSAGE_CHARS],
-            external=external,
-        )
-
-    def to_row(self) -> list:
-        return [self.id, self.kind, self.name, self.time, list(self.tags), list(self.parents), list(self.inputs),
-                self.author, self.message, 1 if self.external else 0]
-
-    @classmethod
-    def from_row(cls, row: list) -> "Node":
-        cid, kind, name, when, tags, parents, inputs, author, message, external = row
-        ids = [cid, *parents, *inputs]
-        # Checked because a store is input: ids are 32 hex digits, names and tags what check_name allows.
-        if any(type(i) is not str or len(i) != 32 for i in ids) or not _HEX_RUN.fullmatch("".join(ids)):
-            raise ValueError("bad commit id")
-        if kind not in KINDS or not _NAME.fullmatch(name) or not all(type(t) is str and _NAME.fullmatch(t) for t in tags):
-            raise ValueError(f"bad kind, name or tag in node {cid}")
-        return cls(cid, kind, name, str(when), tuple(tags), tuple(parents), tuple(inputs), str(author), str(message), bool(external))
-
-
-@dataclass(frozen=True)
-class TagRecord:
-    commit: str
-    name: str
-    tag: str
-
-
-class LineageView:
-    """The index in memory: nodes by id, tags, and (built on demand) the reverse edges."""
-
-    def __init__(self) -> None:
-        self.nodes: dict[str, Node] = {}
-        # (name, tag) -> commit; a later record (in HEAD's order) replaces an earlier one: tags can move.
-        self.tag_map: dict[tuple[str, str], str] = {}
-        self._children: dict[str, list[tuple[str, str]]] | None = None
-        self._by_commit: dict[str, list[TagRecord]] | None = None
-        # Commits that refs name but that could not be read (no way to read commits, or missing).
-        self.unresolved: set[str] = set()
-
-    def __len__(self) -> int:
-        return len(self.nodes)
-
-    def __contains__(self, cid: object) -> bool:
-        return cid in self.nodes
-
-    def knows(self, cid: str) -> bool:
-        """Whether ``cid`` is indexed with its full history (not only as an external input)."""
-        n = self.nodes.get(cid)
-        return n is not None and not n.external
-
-    def add(self, node: Node) -> bool:
-        """Add a node; a full record replaces an external one. Returns whether the view changed."""
-        old = self.nodes.get(node.id)
-        if old is not None and (node.external or not old.external):
-            return False
-        self.nodes[node.id] = node
-        self._children = None
-        return True
-
-    @property
-    def tag_records(self) -> set[TagRecord]:
-        return {TagRecord(c, n, t) for (n, t), c in self.tag_map.items()}
-
-    def has_tag(self, record: TagRecord) -> bool:
-        return self.tag_map.get((record.name, record.tag)) == record.commit
-
-    def add_tag(self, record: TagRecord) -> bool:
-        if self.has_tag(record):
-            return False
-        self.tag_map[(record.name, record.tag)] = record.commit
-        self._by_commit = None
-        return True
-
-    def update(self, other: "LineageView") -> None:
-        for n in other.nodes.values():
-            self.add(n)
-        for key, commit in other.tag_map.items():
-            self.tag_map.setdefault(key, commit)  # stores are independent: the first one asked wins
-        self._by_commit = None
-        self.unresolved |= other.unresolved
-        self.unresolved -= {c for c in self.unresolved if self.knows(c)}
-
-    def tags_of(self, cid: str) -> list[str]:
-        """Tags naming ``cid``: recorded tag refs, and the tags it was committed with unless that tag moved since."""
-        node = self.nodes.get(cid)
-        tags = {t for t in node.tags if self.tag_map.get((node.name, t), cid) == cid} if node else set()
-        tags.update(r.tag for r in self._tags_by_commit().get(cid, ()))
-        return sorted(tags)
-
-    def _tags_by_commit(self) -> dict[str, list[TagRecord]]:
-        if self._by_commit is None:
-            out: dict[str, list[TagRecord]] = {}
-            for (n, t), c in self.tag_map.items():
-                out.setdefault(c, []).append(TagRecord(c, n, t))
-            self._by_commit = out
-        return self._by_commit
-
-    def tagged(self, name: str, tag: str) -> list[str]:
-        """Commits of ``name`` carrying ``tag`` (from tag refs, or the tags a commit was made with)."""
-        if (name, tag) in self.tag_map:
-            return [self.tag_map[(name, tag)]]  # the tag ref as last recorded
-        return sorted(n.id for n in self.nodes.values() if n.name == name and tag in n.tags)
-
-    def children(self) -> dict[str, list[tuple[str, str]]]:
-        """Reverse edges: commit -> [(child, "parent" | "input")], in a stable order."""
-        if self._children is None:
-            rev: dict[str, list[tuple[str, str]]] = {}
-            for n in self.nodes.values():
-                for p in n.parents:
-                    rev.setdefault(p, []).append((n.id, "parent"))
-                for i in n.inputs:
-                    rev.setdefault(i, []).append((n.id, "input"))
-            for lst in rev.values():
-                lst.sort()
-            self._children = rev
-        return self._children
-
-
-# -- segments and HEAD -----------------------------------------------------------------------
-
-
-def encode_segment(nodes: Iterable[Node], tags: Iterable[TagRecord]) -> bytes:
-    doc = {
-        "format": FORMAT,
-        "nodes": [n.to_row() for n in sorted(nodes, key=lambda n: n.id)],
-        "tags": sorted([t.commit, t.name, t.tag] for t in tags),
-    }
-    raw = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return zstandard.ZstdCompressor(level=10).compress(raw)
-
-
-def decode_segment(seg_id: str, data: bytes) -> tuple[list[Node], list[TagRecord]]:
-    if object_id(data) != seg_id:
-        raise CorruptObject(
-            f"lineage index segment {seg_id} is corrupt (its bytes do not hash to its id)",
-            "rebuild the index with `datactl lineage --rebuild-index`",
-        )
-    try:
-        doc = json.loads(zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 31))
-        if doc.get("format") != FORMAT:
-            raise ValueError(f"unknown format {doc.get('format')!r}")
-        nodes = [Node.from_row(r) for r in doc["nodes"]]
-        tags = [TagRecord(str(c), str(n), str(t)) for c, n, t in doc["tags"]]
-        return nodes, tags
-    except (ValueError, KeyError, TypeError, zstandard.ZstdError) as exc:
-        raise CorruptObject(
-            f"lineage index segment {seg_id} is unreadable: {exc}", "rebuild the index with `datactl lineage --rebuild-index`"
-        ) from None
-
-
-def encode_head(segments: Sequence[tuple[str, int]]) -> bytes:
-    return json.dumps({"format": FORMAT, "segments": [[s, n] for s, n in segments]}, separators=(",", ":")).encode() + b"\n"
-
-
-def decode_head(data: bytes, url: str) -> list[tuple[str, int]]:
-    try:
-        doc = json.loads(data)
-        if doc.get("format") != FORMAT:
-            raise ValueError(f"unknown format {doc.get('format')!r}")
-        segs = [(str(s), int(n)) for s, n in doc["segments"]]
-        if not all(is_object_id(s) for s, _ in segs):
-            raise ValueError("bad segment id")
-        return segs
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StoreFormatError(
-            f"{HEAD_KEY} in {url} is damaged: {exc}", "rebuild the index with `datactl lineage --rebuild-index`"
-        ) from None
+_log = logging.getLogger("datactl.lineage")
 
 
 # -- reading commits -------------------------------------------------------------------------
 
 
-class CommitSource:
+class CommitSource(Protocol):
     """Reads commit objects of one store (only needed to catch up or rebuild the index)."""
 
-    commits_read = 0
+    commits_read: int
 
-    def has(self, cid: str) -> bool:
-        raise NotImplementedError
+    def has(self, cid: str) -> bool: ...
 
     def read_commits(self, ids: Sequence[str]) -> dict[str, Commit]:
         """The commits among ``ids`` that the store holds, read in as few requests as it can."""
-        raise NotImplementedError
 
-    def all_commit_ids(self) -> Iterable[str]:
-        raise NotImplementedError
+    def all_commit_ids(self) -> Iterable[str]: ...
 
 
-class RepositorySource(CommitSource):
-    """Commits of a local Repository (a workspace's store, a cache store)."""
+class StoreCommits:
+    """The commits of a store, read through its object reader (a workspace's store, a cache, a remote).
 
-    def __init__(self, repo) -> None:  # repo: datactl.repository.Repository (or anything with has/read_many/index)
-        self.repo = repo
+    ``refresh`` brings the reader's index up to date (a remote syncs its index
+    files): once before the first use, and again when an id is not found.
+    """
+
+    def __init__(self, objects: ObjectReader, refresh: Callable[[], object] | None = None) -> None:
+        self.objects = objects
         self.commits_read = 0
+        self._refresh = refresh
+        self._fresh = refresh is None
+
+    def _ensure_fresh(self, force: bool = False) -> None:
+        if self._refresh is not None and (force or not self._fresh):
+            self._refresh()
+            self._fresh = True
 
     def has(self, cid: str) -> bool:
-        return self.repo.has(cid)
+        self._ensure_fresh()
+        return self.objects.has(cid)
 
     def read_commits(self, ids: Sequence[str]) -> dict[str, Commit]:
-        present = [c for c in dict.fromkeys(ids) if self.repo.has(c)]
-        out = {}
-        for cid, raw in zip(present, self.repo.read_many(present)):
-            out[cid] = decode_commit(cid, raw)
-        self.commits_read += len(out)
-        return out
-
-    def all_commit_ids(self) -> Iterable[str]:
-        return list(self.repo.index.iter_ids(ObjectType.COMMIT))
-
-
-class RemoteSource(CommitSource):
-    """Commits of a remote store, fetched by coalesced ranged reads of its packs."""
-
-    def __init__(self, rs, jobs: int = 8) -> None:  # rs: datactl.remote.RemoteStore
-        self.rs = rs
-        self.jobs = jobs
-        self.commits_read = 0
-        self._synced = False
-
-    def _sync(self, force: bool = False) -> None:
-        if force or not self._synced:
-            self.rs.sync_index()
-            self._synced = True
-
-    def has(self, cid: str) -> bool:
-        self._sync()
-        return self.rs.index.has(cid)
-
-    def read_commits(self, ids: Sequence[str]) -> dict[str, Commit]:
-        from datactl.remote.transfer import _coalesce  # local: transfer imports more than the index needs
-        from datactl.format.pack import pack_key
-        from datactl.store.repository import verify_stored
-
-        self._sync()
+        self._ensure_fresh()
         ids = list(dict.fromkeys(ids))
-        locs = [self.rs.index.lookup(c) for c in ids]
-        if any(loc is None for loc in locs) and self._synced:
-            self._sync(force=True)  # written since we last looked
-            locs = [self.rs.index.lookup(c) for c in ids]
-        wanted = [loc for loc in locs if loc is not None]
-        out: dict[str, Commit] = {}
-
-        def fetch(r) -> list[tuple[str, bytes]]:
-            where = f"pack {r.pack} on {self.rs.url}"
-            try:
-                blob = self.rs.backend.get_range(pack_key(r.pack), r.start, r.end - r.start)
-            except KeyNotFound:
-                raise ObjectMissing(f"{where} is missing", "run `datactl fsck` against the store") from None
-            got = []
-            for e in r.objects:
-                stored = blob[e.offset - r.start : e.offset - r.start + e.stored_len]
-                got.append((e.id, verify_stored(e.id, e, stored, where)))
-            return got
-
-        ranges = _coalesce(wanted)
-        if len(ranges) <= 1:
-            results = [fetch(r) for r in ranges]
-        else:
-            with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="datactl-lineage") as pool:
-                results = list(pool.map(fetch, ranges))
-        for got in results:
-            for cid, raw in got:
-                out[cid] = decode_commit(cid, raw)
+        if self._refresh is not None and not all(self.objects.has(c) for c in ids):
+            self._ensure_fresh(force=True)  # written since we last looked
+        held = [c for c in ids if self.objects.has(c)]
+        out = {cid: decode_commit(cid, raw) for cid, raw in self.objects.read_batch(held, META_GAP).items()}
         self.commits_read += len(out)
         return out
 
     def all_commit_ids(self) -> Iterable[str]:
-        self._sync(force=True)
-        return list(self.rs.index.iter_ids(ObjectType.COMMIT))
+        self._ensure_fresh(force=True)
+        with self.objects.index_lock:
+            return list(self.objects.index.iter_ids(ObjectType.COMMIT))
 
 
 # -- the index of one store ------------------------------------------------------------------
@@ -423,7 +171,7 @@ class LineageIndex:
     # -- reading ---------------------------------------------------------------------
 
     def read_head(self) -> tuple[Versioned | None, list[tuple[str, int]]]:
-        v = self.backend.get_versioned(HEAD_KEY)
+        v = self.backend.get_versioned(LINEAGE_HEAD_KEY)
         self.stats.index_objects_read += 1
         if v is None:
             return None, []
@@ -449,10 +197,10 @@ class LineageIndex:
                 data = None
         if data is None:
             try:
-                data = self.backend.get(SEG_PREFIX + seg_id)
+                data = self.backend.get(lineage_segment_key(seg_id))
             except KeyNotFound:
                 raise CorruptObject(
-                    f"lineage index segment {seg_id} listed in {HEAD_KEY} is missing from {self.url}",
+                    f"lineage index segment {seg_id} listed in {LINEAGE_HEAD_KEY} is missing from {self.url}",
                     "rebuild the index with `datactl lineage --rebuild-index`",
                 ) from None
             with self._lock:
@@ -481,8 +229,8 @@ class LineageIndex:
 
     def _head_mtime(self) -> float | None:
         self.stats.lists += 1
-        for info in self.backend.list("lineage/"):
-            if info.key == HEAD_KEY:
+        for info in self.backend.list(LINEAGE_PREFIX):
+            if info.key == LINEAGE_HEAD_KEY:
                 return info.mtime
         return None
 
@@ -508,9 +256,9 @@ class LineageIndex:
         threshold = None if head_mtime is None else head_mtime - REF_CHECK_MARGIN
         self.stats.lists += 1
         out = []
-        for info in self.backend.list("refs/"):
+        for info in self.backend.list(REFS_PREFIX):
             if threshold is None or info.mtime >= threshold:
-                out.append(info.key[len("refs/") :])
+                out.append(info.key[len(REFS_PREFIX) :])
         return out
 
     def _read_refs(self, refs: Sequence[str]) -> dict[str, str]:
@@ -606,7 +354,7 @@ class LineageIndex:
             if result is not None:
                 return result
         raise RefConflict(
-            f"{HEAD_KEY} in {self.url} kept moving; the lineage index was not updated",
+            f"{LINEAGE_HEAD_KEY} in {self.url} kept moving; the lineage index was not updated",
             "the versions are published; run `datactl lineage --rebuild-index` later to index them",
         )
 
@@ -668,17 +416,17 @@ class LineageIndex:
             if len(new_segs) > MAX_SEGMENTS:
                 new_segs = [self._compact(new_segs)]
                 compacted = True
-            if self.backend.compare_and_swap(HEAD_KEY, encode_head(new_segs), current):
+            if self.backend.compare_and_swap(LINEAGE_HEAD_KEY, encode_head(new_segs), current):
                 result.compacted = compacted
                 break
             time.sleep(random.uniform(0, min(0.2, 0.002 * attempt)))
         else:
             raise RefConflict(
-                f"{HEAD_KEY} in {self.url} kept moving; the lineage index was not updated",
+                f"{LINEAGE_HEAD_KEY} in {self.url} kept moving; the lineage index was not updated",
                 "the versions are published; run `datactl lineage --rebuild-index` later to index them",
             )
         # An old segment (one already there) may have been deleted as superseded meanwhile: HEAD must not name nothing.
-        if not fresh and not self.backend.exists(SEG_PREFIX + seg_id):
+        if not fresh and not self.backend.exists(lineage_segment_key(seg_id)):
             self._store_segment(seg_id, data)
         if result.compacted:
             self._delete_superseded()
@@ -686,7 +434,7 @@ class LineageIndex:
 
     def _store_segment(self, seg_id: str, data: bytes) -> bool:
         """Write a segment; one already there under that name is kept only if it is intact. True: newly written."""
-        key = SEG_PREFIX + seg_id
+        key = lineage_segment_key(seg_id)
         if self.backend.put_if_absent(key, data):
             return True
         try:
@@ -713,20 +461,20 @@ class LineageIndex:
             if len(segs) <= 1:
                 return UpdateResult(segs[0][0] if segs else None, segs[0][1] if segs else 0, attempts=attempt)
             merged = self._compact(segs)
-            if self.backend.compare_and_swap(HEAD_KEY, encode_head([merged]), current):
+            if self.backend.compare_and_swap(LINEAGE_HEAD_KEY, encode_head([merged]), current):
                 self._delete_superseded()
                 return UpdateResult(merged[0], merged[1], compacted=True, attempts=attempt)
             time.sleep(random.uniform(0, 0.01))
-        raise RefConflict(f"{HEAD_KEY} in {self.url} kept moving; try again")
+        raise RefConflict(f"{LINEAGE_HEAD_KEY} in {self.url} kept moving; try again")
 
     def _delete_superseded(self) -> int:
         """Delete segments HEAD no longer lists and that are old enough that no reader still wants them."""
         head_mtime = None
         seg_infos = []
-        for info in self.backend.list("lineage/"):
-            if info.key == HEAD_KEY:
+        for info in self.backend.list(LINEAGE_PREFIX):
+            if info.key == LINEAGE_HEAD_KEY:
                 head_mtime = info.mtime
-            elif info.key.startswith(SEG_PREFIX):
+            elif info.key.startswith(LINEAGE_SEGMENT_PREFIX):
                 seg_infos.append(info)
         if head_mtime is None:
             return 0
@@ -734,7 +482,7 @@ class LineageIndex:
         live = {s for s, _ in segs}
         n = 0
         for info in seg_infos:
-            sid = info.key[len(SEG_PREFIX) :]
+            sid = info.key[len(LINEAGE_SEGMENT_PREFIX) :]
             if sid not in live and info.mtime < head_mtime - SEGMENT_GRACE:
                 self.backend.delete(info.key)
                 n += 1
@@ -789,11 +537,11 @@ class LineageIndex:
         for attempt in range(1, MAX_CAS_ATTEMPTS + 1):
             current, segs = self.read_head()
             kept = [s for s in segs if s[0] not in replaced and s[0] != seg_id]
-            if self.backend.compare_and_swap(HEAD_KEY, encode_head([(seg_id, len(view.nodes)), *kept]), current):
+            if self.backend.compare_and_swap(LINEAGE_HEAD_KEY, encode_head([(seg_id, len(view.nodes)), *kept]), current):
                 self._delete_superseded()
                 return UpdateResult(seg_id, len(view.nodes), len(tags), compacted=True, attempts=attempt)
             time.sleep(random.uniform(0, 0.01))
-        raise RefConflict(f"{HEAD_KEY} in {self.url} kept moving; try again")
+        raise RefConflict(f"{LINEAGE_HEAD_KEY} in {self.url} kept moving; try again")
 
 
 class _Prefetched(CommitSource):
@@ -817,22 +565,6 @@ class _Prefetched(CommitSource):
         return self.inner.all_commit_ids()
 
 
-class _Overlay(LineageView):
-    """A view plus nodes about to be added (for catching up without copying the base view)."""
-
-    def __init__(self, base: LineageView, extra: LineageView) -> None:
-        super().__init__()
-        self._base = base
-        self._extra = extra
-        self.tag_map = {**base.tag_map, **extra.tag_map}
-
-    def knows(self, cid: str) -> bool:
-        return self._base.knows(cid) or self._extra.knows(cid)
-
-    def __contains__(self, cid: object) -> bool:
-        return cid in self._base or cid in self._extra
-
-
 def _write_cache(path: str, data: bytes) -> None:
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -847,57 +579,32 @@ def _write_cache(path: str, data: bytes) -> None:
 # -- entry points used by commit and push ---------------------------------------------------------
 
 
-def segment_cache_dir(rs) -> str:
-    """Where segments of remote ``rs`` are kept locally (next to the cache of its object index)."""
-    from datactl.remote.remotestore import cache_path
+def tag_records(tags: dict[str, str]) -> list[TagRecord]:
+    """Tag refs (``tags/NAME/TAG`` -> commit) as index records."""
+    out = []
+    for ref, cid in tags.items():
+        parsed = parse_tag_ref(ref)
+        if parsed is not None:
+            out.append(TagRecord(cid, *parsed))
+    return out
 
-    base = os.path.dirname(rs.index.path)
-    return os.path.join(base, "lineage", os.path.basename(cache_path(base, rs.spec.url))[: -len(".db")])
 
+def record_commits(backend: Backend, source: CommitSource, commits: Iterable[str], local: CommitSource | None = None,
+                   tags: dict[str, str] | None = None, cache_dir: str | None = None) -> UpdateResult | None:
+    """After a ref moved to ``commits`` (and ``tags``): add them to the store's index.
 
-def record_local_commit(repo, commit_id: str) -> UpdateResult | None:
-    """After a commit moved a ref in a workspace's own store: add it to that store's index.
-
-    Never raises: the commit is already done, and an index that lags is
-    caught up by the next update or query (or ``--rebuild-index``).
+    ``source`` reads the store's commits, ``local`` the writer's own (where a
+    pushed commit came from). Never raises: the version is published whatever
+    happens here, and an index that lags is caught up by the next update or
+    query (or ``--rebuild-index``).
     """
     try:
-        return LineageIndex(repo.backend, RepositorySource(repo)).record([commit_id])
-    except Exception as exc:  # noqa: BLE001 - the version is committed whatever happens here
-        _log.warning("lineage index of %s not updated for %s: %s", repo.backend.url, commit_id[:12], exc)
+        return LineageIndex(backend, source, cache_dir).record(commits, local, tag_records(tags or {}))
+    except Exception as exc:  # noqa: BLE001 - the version is published whatever happens here
+        _log.warning("lineage index of %s not updated: %s", backend.url, exc)
         return None
 
 
-def record_push(rs, repo, commits: Iterable[str], tags: dict[str, str] | None = None) -> UpdateResult | None:
-    """After ``publish`` moved a remote ref: add the pushed commits (and tags) to the remote's index.
-
-    ``rs`` is the RemoteStore, ``repo`` the local Repository the commits
-    came from. Never raises, for the same reason as ``record_local_commit``.
-    """
-    records = []
-    for ref, cid in (tags or {}).items():
-        parts = ref.split("/")
-        if len(parts) == 3 and parts[0] == "tags":
-            records.append(TagRecord(cid, parts[1], parts[2]))
-    try:
-        index = LineageIndex(rs.backend, RemoteSource(rs), segment_cache_dir(rs))
-        return index.record(commits, RepositorySource(repo), records)
-    except Exception as exc:  # noqa: BLE001 - the push is done whatever happens here
-        _log.warning("lineage index of %s not updated: %s", rs.url, exc)
-        return None
-
-
-__all__ = [
-    "CommitSource",
-    "IndexStats",
-    "LineageIndex",
-    "LineageView",
-    "Node",
-    "RemoteSource",
-    "RepositorySource",
-    "TagRecord",
-    "UpdateResult",
-    "record_local_commit",
-    "record_push",
-    "segment_cache_dir",
-]
+def record_local_commit(repo: Repository, commit_id: str, tags: dict[str, str] | None = None) -> UpdateResult | None:
+    """After a commit (or squash) moved a ref in a local store: add it to that store's index (never raises)."""
+    return record_commits(repo.backend, StoreCommits(repo.objects), [commit_id], tags=tags)

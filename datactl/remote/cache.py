@@ -25,13 +25,15 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
-import platformdirs
-
-from datactl.core.errors import CorruptObject, UsageError
+from datactl.core.errors import CorruptObject
+from datactl.core.units import parse_size
+from datactl.remote.locate import default_cache_dir
 from datactl.core.ids import hash_file, object_id
-from datactl.store.index import ObjectIndex, connect
+from datactl.core.sqlite import connect
+from datactl.store.index import ObjectIndex
 from datactl.store.repository import Repository
-from datactl.format.storeconfig import StoreConfig, read_store_config, write_store_config
+from datactl.format.storeconfig import StoreConfig
+from datactl.store.repository import read_store_config, write_store_config
 from storage_backends import LocalBackend
 
 _SCHEMA = """
@@ -44,26 +46,6 @@ CREATE TABLE IF NOT EXISTS resolutions (
     PRIMARY KEY (url, kind, name, version)
 ) WITHOUT ROWID;
 """
-_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 10**6, "MB": 10**6, "MIB": 2**20,
-          "G": 10**9, "GB": 10**9, "GIB": 2**30, "T": 10**12, "TB": 10**12, "TIB": 2**40}
-
-
-def parse_size(text: str | int) -> int:
-    """'50GB', '512MiB', '1000' -> bytes."""
-    if isinstance(text, int):
-        return text
-    t = text.strip().upper().replace(" ", "")
-    num = t.rstrip("KMGTIB")
-    unit = t[len(num):]
-    if not num or unit not in _UNITS:
-        raise UsageError(f"cannot read size {text!r}", "write it like 500MB, 20GiB or 1000000")
-    return int(float(num) * _UNITS[unit])
-
-
-def default_cache_dir() -> str:
-    return os.environ.get("DATACTL_CACHE_DIR") or platformdirs.user_cache_dir("datactl")
-
-
 @dataclass
 class CacheInfo:
     root: str

@@ -17,6 +17,7 @@ from datactl.format.objects import Commit, Tree, TreeEntry, decode_commit, decod
 from datactl.remote.remotestore import RemoteStore
 from datactl.store.repository import Repository
 from datactl.remote.transfer import DEFAULT_JOBS, Downloader
+from datactl.store.walk import walk_trees
 
 RECENT_BYTES = 64 * 1024 * 1024
 
@@ -74,6 +75,15 @@ class ReadThroughStore:
         for oid in oids:
             yield self.read(oid)
 
+    def read_batch(self, oids: Iterable[str], max_gap: int = 0) -> dict[str, bytes]:
+        """Every id's bytes (a BatchReader for walks): misses downloaded in one batch."""
+        wanted = list(dict.fromkeys(oids))
+        self.ensure(wanted)
+        return {oid: self.read(oid) for oid in wanted}
+
+    def has(self, oid: str) -> bool:
+        return self.cache.has(oid) or (self.remote is not None and self.remote.index.has(oid))
+
     def read_commit(self, oid: str) -> Commit:
         return decode_commit(oid, self.read(oid))
 
@@ -109,16 +119,13 @@ class ReadThroughStore:
     def close(self) -> None:
         self.cache.flush()
         self.cache.close()
+        if self._downloader is not None:
+            self._downloader.close()
         if self.remote is not None:
             self.remote.close()
 
 
 def prefetch_trees(store: ReadThroughStore, root_tree: str) -> None:
     """Download every tree below ``root_tree`` in one batch per level (not one request per folder)."""
-    level = [root_tree]
-    while level:
-        store.ensure(level)
-        nxt = []
-        for tid in level:
-            nxt.extend(e.digest for e in store.read_tree(tid).entries if e.kind == "dir")
-        level = list(dict.fromkeys(nxt))
+    for _ in walk_trees(store.read_batch, [(root_tree, None)]):
+        pass

@@ -8,29 +8,11 @@ parameters would cut the same file differently and defeat dedup.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import BinaryIO, Iterator
 
 from pyfastcdc import FastCDC
 
-
-@dataclass(frozen=True)
-class ChunkerParams:
-    """FastCDC parameters. pyfastcdc's mean chunk size is about avg_size + min_size."""
-
-    algorithm: str = "fastcdc-2020"
-    avg_size: int = 64 * 1024
-    min_size: int = 16 * 1024
-    max_size: int = 256 * 1024
-    normalized_chunking: int = 1
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ChunkerParams":
-        return cls(**data)
+from datactl.format.storeconfig import ChunkerParams
 
 
 class Chunker:

@@ -11,10 +11,9 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator
 
-from datactl.format.objects import DIR, TreeEntry
-from datactl.store.repository import Repository
+from datactl.format.objects import TreeEntry
 from datactl.core.sortedmerge import merge_by_path
-from datactl.store.trees import walk_tree
+from datactl.store.walk import BatchReader, TreeReader, walk_changes, walk_files
 
 ADDED, REMOVED, MODIFIED, RENAMED = "added", "removed", "modified", "renamed"
 
@@ -67,52 +66,22 @@ class DiffResult:
         return {"summary": self.summary(), "changes": [c.to_dict() for c in self.changes]}
 
 
-def _same(a: TreeEntry, b: TreeEntry) -> bool:
-    return (a.kind, a.mode, a.digest) == (b.kind, b.mode, b.digest)
+def _change(path: str, old: TreeEntry | None, new: TreeEntry | None) -> Change | None:
+    """The change of one path, or None when both sides hold the same content."""
+    if old is None:
+        return Change(ADDED, path, None, 0, new.size, None, new.digest)  # type: ignore[union-attr]
+    if new is None:
+        return Change(REMOVED, path, None, old.size, 0, old.digest, None)
+    if (old.kind, old.mode, old.digest) == (new.kind, new.mode, new.digest):
+        return None
+    return Change(MODIFIED, path, None, old.size, new.size, old.digest, new.digest)
 
 
-def _raw_tree_changes(repo: Repository, a: str | None, b: str | None, prefix: str = "") -> Iterator[Change]:
-    if a == b:
-        return
-    old = {e.name: e for e in repo.read_tree(a).entries} if a else {}
-    new = {e.name: e for e in repo.read_tree(b).entries} if b else {}
-    for name in sorted(old.keys() | new.keys()):
-        oe, ne = old.get(name), new.get(name)
-        path = prefix + name
-        if oe is not None and ne is not None and _same(oe, ne):
-            continue
-        o_dir = oe is not None and oe.kind == DIR
-        n_dir = ne is not None and ne.kind == DIR
-        if o_dir or n_dir:
-            yield from _raw_tree_changes(repo, oe.digest if o_dir else None, ne.digest if n_dir else None, path + "/")  # type: ignore[union-attr]
-            if o_dir and ne is not None and not n_dir:
-                yield _added(path, ne)
-            if n_dir and oe is not None and not o_dir:
-                yield _removed(path, oe)
-        elif oe is None:
-            yield _added(path, ne)  # type: ignore[arg-type]
-        elif ne is None:
-            yield _removed(path, oe)
-        else:
-            yield Change(MODIFIED, path, None, oe.size, ne.size, oe.digest, ne.digest)
-
-
-def _added(path: str, e: TreeEntry) -> Change:
-    return Change(ADDED, path, None, 0, e.size, None, e.digest)
-
-
-def _removed(path: str, e: TreeEntry) -> Change:
-    return Change(REMOVED, path, None, e.size, 0, e.digest, None)
-
-
-def _raw_flat_changes(old: Iterable[tuple[str, TreeEntry]], new: Iterable[tuple[str, TreeEntry]]) -> Iterator[Change]:
+def _flat_changes(old: Iterable[tuple[str, TreeEntry]], new: Iterable[tuple[str, TreeEntry]]) -> Iterator[Change]:
     for path, o, n in merge_by_path(old, new, lambda x: x[0], lambda x: x[0]):
-        if o is None:
-            yield _added(path, n[1])  # type: ignore[index]
-        elif n is None:
-            yield _removed(path, o[1])
-        elif not _same(o[1], n[1]):
-            yield Change(MODIFIED, path, None, o[1].size, n[1].size, o[1].digest, n[1].digest)
+        change = _change(path, o[1] if o else None, n[1] if n else None)
+        if change is not None:
+            yield change
 
 
 def detect_renames(changes: Iterable[Change]) -> DiffResult:
@@ -139,13 +108,14 @@ def detect_renames(changes: Iterable[Change]) -> DiffResult:
     return DiffResult(sorted(out, key=lambda c: c.path))
 
 
-def diff_trees(repo: Repository, old_tree: str | None, new_tree: str | None) -> DiffResult:
+def diff_trees(repo: TreeReader, old_tree: str | None, new_tree: str | None) -> DiffResult:
     """Changes from ``old_tree`` to ``new_tree`` (either may be None for empty)."""
-    return detect_renames(_raw_tree_changes(repo, old_tree, new_tree))
+    changes = (_change(path, o, n) for path, o, n in walk_changes(repo, old_tree, new_tree))
+    return detect_renames(c for c in changes if c is not None)
 
 
-def diff_tree_and_entries(repo: Repository, old_tree: str | None, new: Iterable[tuple[str, TreeEntry]]) -> DiffResult:
+def diff_tree_and_entries(repo: BatchReader, old_tree: str | None, new: Iterable[tuple[str, TreeEntry]]) -> DiffResult:
     """Changes from a stored tree to a path-sorted listing (e.g. the files on disk)."""
-    old = walk_tree(repo, old_tree) if old_tree else iter(())
-    return detect_renames(_raw_flat_changes(old, new))
+    old = walk_files(repo, old_tree) if old_tree else iter(())
+    return detect_renames(_flat_changes(old, new))
 

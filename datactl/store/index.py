@@ -7,10 +7,10 @@ its packs' footers (and ``index/`` files), so this database is a cache that
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from datactl.core.sqlite import connect
 from datactl.format.pack import ObjectType, PackEntry
 
 
@@ -35,15 +35,6 @@ CREATE INDEX IF NOT EXISTS objects_pack ON objects(pack);
 CREATE TABLE IF NOT EXISTS packs (id TEXT PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS index_files (id TEXT PRIMARY KEY) WITHOUT ROWID;
 """
-
-
-def connect(path: str) -> sqlite3.Connection:
-    """Open a SQLite database the way every datactl table wants it."""
-    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL mode: a crash never corrupts; at most the last transaction is lost.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
 
 
 class ObjectIndex:

@@ -7,33 +7,21 @@ id and a newline.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from datactl.core.errors import RefConflict, StoreFormatError, UsageError
+from datactl.core.errors import RefConflict, StoreFormatError
+from datactl.format.layout import REFS_PREFIX, parse_head_ref, parse_tag_ref, ref_key
 from datactl.core.ids import is_object_id
 from storage_backends import Backend
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-HEAD_PREFIX = {"dataset": "datasets", "model": "models"}
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset or model in a store: its head and its tags."""
 
-
-def check_name(name: str, what: str = "name") -> str:
-    """Dataset, model and tag names: letters, digits, '.', '_', '-'; not starting with '.' or '-'."""
-    if not _NAME.match(name) or name.endswith(".lock"):
-        raise UsageError(
-            f"invalid {what} {name!r}",
-            "use letters, digits, '.', '_' and '-' (up to 128), starting with a letter, digit or '_'",
-        )
-    return name
-
-
-def head_ref(kind: str, name: str) -> str:
-    return f"{HEAD_PREFIX[kind]}/{check_name(name)}"
-
-
-def tag_ref(name: str, tag: str) -> str:
-    return f"tags/{check_name(name)}/{check_name(tag, 'tag')}"
+    name: str
+    kind: str
+    head: str
+    tags: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -46,9 +34,6 @@ class RefStore:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
 
-    def _key(self, ref: str) -> str:
-        return f"refs/{ref}"
-
     def _parse(self, ref: str, data: bytes) -> str:
         text = data.decode("ascii", "replace").strip()
         if not is_object_id(text):
@@ -56,12 +41,12 @@ class RefStore:
         return text
 
     def get(self, ref: str) -> str | None:
-        v = self._backend.get_versioned(self._key(ref))
+        v = self._backend.get_versioned(ref_key(ref))
         return None if v is None else self._parse(ref, v.data)
 
     def update(self, ref: str, new: str | None, expected: str | None) -> None:
         """Move ``ref`` from ``expected`` to ``new`` (None: absent), or raise RefConflict."""
-        key = self._key(ref)
+        key = ref_key(ref)
         current = self._backend.get_versioned(key)
         current_id = None if current is None else self._parse(ref, current.data)
         if current_id != expected:
@@ -78,9 +63,23 @@ class RefStore:
 
     def list(self, prefix: str = "") -> list[RefValue]:
         out = []
-        for info in self._backend.list(self._key(prefix)):
-            ref = info.key[len("refs/") :]
+        for info in self._backend.list(ref_key(prefix)):
+            ref = info.key[len(REFS_PREFIX) :]
             commit = self.get(ref)
             if commit is not None:
                 out.append(RefValue(ref, commit))
         return sorted(out, key=lambda r: r.ref)
+
+    def datasets(self) -> list[DatasetInfo]:
+        """The datasets and models of the store, with heads and tags (one listing of ``refs/``)."""
+        heads: dict[tuple[str, str], str] = {}
+        tags: dict[str, dict[str, str]] = {}
+        for r in self.list(""):
+            tag = parse_tag_ref(r.ref)
+            if tag is not None:
+                tags.setdefault(tag[0], {})[tag[1]] = r.commit
+                continue
+            head = parse_head_ref(r.ref)
+            if head is not None:
+                heads[head] = r.commit
+        return sorted((DatasetInfo(name, kind, commit, tags.get(name, {})) for (kind, name), commit in heads.items()), key=lambda d: (d.kind, d.name))

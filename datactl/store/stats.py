@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datactl.store.filedata import chunk_ids_of
 from datactl.format.objects import FILE
 from datactl.store.repository import Repository
-from datactl.store.trees import walk_tree
+from datactl.store.walk import walk_files
 
 
 @dataclass
@@ -43,7 +43,7 @@ def version_stats(repo: Repository, commit_id: str) -> VersionStats:
     """Files and bytes of one version; stored bytes count each unique chunk once, compressed."""
     files = logical = chunk_bytes = stored = 0
     seen: set[str] = set()
-    for _path, entry in walk_tree(repo, repo.read_commit(commit_id).tree):
+    for _path, entry in walk_files(repo, repo.read_commit(commit_id).tree):
         if entry.kind != FILE:
             continue
         files += 1

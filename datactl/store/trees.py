@@ -1,9 +1,12 @@
-"""Building trees from a flat, sorted list of paths, and walking them back."""
+"""Building trees from a flat, sorted list of paths, and finding one path in a tree.
+
+Walking every path of a tree is ``datactl.store.walk.walk_files``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from datactl.format.objects import DIR, Tree, TreeEntry
 from datactl.format.pack import ObjectType
@@ -47,21 +50,6 @@ def build_tree(repo: Repository, files: Iterable[tuple[str, TreeEntry]]) -> str:
     while len(stack) > 1:
         close_top()
     return write_tree(repo, stack[0][1]).digest
-
-
-def _walk_key(entry: TreeEntry) -> str:
-    # A folder sorts as "name/", so paths come out in the byte order of full paths.
-    return entry.name + "/" if entry.kind == DIR else entry.name
-
-
-def walk_tree(repo: Repository, tree_id: str, prefix: str = "") -> Iterator[tuple[str, TreeEntry]]:
-    """Yield (path, entry) for every file and symlink below ``tree_id``, in byte order of path."""
-    for entry in sorted(repo.read_tree(tree_id).entries, key=_walk_key):
-        path = f"{prefix}{entry.name}"
-        if entry.kind == DIR:
-            yield from walk_tree(repo, entry.digest, path + "/")
-        else:
-            yield path, entry
 
 
 def lookup_path(repo: Repository, tree_id: str, path: str) -> TreeEntry | None:

@@ -25,24 +25,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from datactl.core.errors import DatactlError, StoreFormatError
-from datactl.upkeep.gc import (
-    DEFAULT_GRACE,
-    ExtraRoots,
-    IndexChange,
-    Reachability,
-    Retention,
-    StoreLock,
-    StoreTarget,
-    StoreView,
-    _split_for_index,
-    parse_duration,
-    read_condemned,
-    read_pruned,
-)
+from datactl.upkeep.gc import DEFAULT_GRACE
+from datactl.upkeep.targets import ExtraRoots, IndexChange, StoreTarget
+from datactl.upkeep.reach import Reachability, Retention
+from datactl.upkeep.storeview import StoreView
+from datactl.store.indexfiles import split_listing
+from datactl.upkeep.gcplan import INDEX_FILE_OBJECTS
+from datactl.store.lock import StoreLock
+from datactl.core.units import parse_duration
+from datactl.store.records import read_condemned, read_pruned
 from datactl.core.ids import new_hasher
-from datactl.format.pack import PackEntry, pack_key
+from datactl.format.pack import PackEntry
+from datactl.format.layout import pack_key
 from datactl.store.refs import RefStore, RefValue
-from datactl.store.repository import index_file_key, write_index_file
+from datactl.format.layout import index_file_key
+from datactl.store.indexfiles import write_index_file
 from storage_backends import KeyNotFound
 
 NAMED = 5  # ids named in one message
@@ -257,7 +254,7 @@ def fsck(
             deleted = 0
             packs = {pid: (view.packs[pid].size, entries) for pid, entries in checker.footers.items() if pid in view.packs}
             if fixable:
-                for chunk in _split_for_index(packs):
+                for chunk in split_listing(packs, INDEX_FILE_OBJECTS):
                     written.add(write_index_file(target.backend, chunk))
                 for index_id in sorted(set(view.index_files) - written):
                     target.backend.delete(index_file_key(index_id))

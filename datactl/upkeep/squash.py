@@ -25,10 +25,13 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 
 from datactl.core.errors import UnknownRef, UsageError
+from datactl.core.author import default_author
 from datactl.core.ids import object_id
+from datactl.core.units import now_iso
 from datactl.format.objects import Commit
 from datactl.format.pack import ObjectType
-from datactl.store.refs import HEAD_PREFIX, check_name, head_ref
+from datactl.format.layout import HEAD_PREFIX, check_name, head_ref
+from datactl.lineage.index import record_local_commit
 from datactl.store.repository import Repository
 from datactl.store.revparse import RefContext, resolve_ref
 
@@ -79,8 +82,8 @@ def squash(
     check_name(name)
     kind, head = _find_kind(repo, name, kind)
     ctx = RefContext(name, kind, head)
-    a = resolve_ref(repo, from_ref, ctx)
-    b = resolve_ref(repo, to_ref, ctx)
+    a = resolve_ref(repo.ref_lookup(), from_ref, ctx)
+    b = resolve_ref(repo.ref_lookup(), to_ref, ctx)
     chain: list[str] = []
     commits: dict[str, Commit] = {}
     cid: str | None = head
@@ -104,7 +107,6 @@ def squash(
     after = list(reversed(chain[:ib]))  # versions after B, oldest first
     first, last = commits[rng[0]], commits[rng[-1]]
     inputs = list(dict.fromkeys(i for c in rng for i in commits[c].inputs))
-    from datactl.workspace.workspace import default_author, now_iso
 
     lines = [f"- {c[:12]} {commits[c].message.splitlines()[0] if commits[c].message else ''}".rstrip() for c in rng]
     text = message or f"Squash of {len(rng)} versions\n\n" + "\n".join(lines)
@@ -152,22 +154,5 @@ def squash(
         repo.refs.update(ref, new, expected=old)
     for ref, old in sorted(inside.items()):
         repo.refs.update(ref, None, expected=old)
-    _record_lineage(repo, new_head, {r: n for r, (_, n) in tag_moves.items()})
+    record_local_commit(repo, new_head, {r: n for r, (_, n) in tag_moves.items()})
     return result
-
-
-def _record_lineage(repo: Repository, head: str, tags: dict[str, str]) -> None:
-    """Add the new versions to the store's lineage index (never fails the squash)."""
-    from datactl.core.errors import DatactlError
-    from datactl.lineage.index import LineageIndex, RepositorySource, TagRecord
-    from storage_backends import BackendError
-
-    records = []
-    for ref, cid in tags.items():
-        parts = ref.split("/")
-        if len(parts) == 3:
-            records.append(TagRecord(cid, parts[1], parts[2]))
-    try:
-        LineageIndex(repo.backend, RepositorySource(repo)).record([head], RepositorySource(repo), records)
-    except (DatactlError, BackendError, OSError):
-        pass  # the index catches up at its next update or query

@@ -24,16 +24,22 @@ import random
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
-from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing
-from datactl.format.objects import DIR, FILE, Commit, TreeEntry, decode_chunklist, decode_commit, decode_tree
-from datactl.format.pack import TRAILER_SIZE, PackEntry, pack_key, parse_footer, parse_trailer
+from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing, StorageError
 from datactl.core.progress import NullProgress, ProgressReporter
+from datactl.format.layout import PACKS_PREFIX, pack_key
+from datactl.format.objects import FILE, Commit, TreeEntry, decode_chunklist
+from datactl.format.pack import PackEntry
 from datactl.remote.remotestore import RemoteStore
-from datactl.store.repository import Repository
+from datactl.remote.source import resolve_on_remote
 from datactl.store.chunkedfile import ChunkedFile
-from datactl.store.source import META_GAP, DataUnreadable, PackReader, remote_reader, resolve_on_remote
+from datactl.store.packread import META_GAP
+from datactl.store.reader import ObjectReader
+from datactl.store.records import read_pruned
+from datactl.store.repository import Repository
+from datactl.store.source import CHUNK_CACHE_BYTES
+from datactl.store.walk import walk_commits, walk_trees
 from storage_backends import BackendError, KeyNotFound
 
 # Small files re-hashed together: their chunks come in one or a few ranged reads.
@@ -42,6 +48,8 @@ BATCH_FILES = 512
 CHECKS = ("history", "trees", "objects indexed", "packs present", "pack footers", "bytes re-hashed")
 # Objects named per missing pack in its problem message (all are in ``details``).
 NAMED_PER_PACK = 5
+# Files whose chunk lists are read together while walking trees.
+SETTLE_FILES = 10_000
 
 
 @dataclass
@@ -95,7 +103,7 @@ class StoreVerifyReport:
 
 
 class _Verifier:
-    def __init__(self, reader: PackReader, report: StoreVerifyReport, progress: ProgressReporter, seed: int | None, jobs: int) -> None:
+    def __init__(self, reader: ObjectReader, report: StoreVerifyReport, progress: ProgressReporter, seed: int | None, jobs: int) -> None:
         self.reader = reader
         self.report = report
         self.progress = progress
@@ -104,6 +112,7 @@ class _Verifier:
         self.lock = threading.Lock()
         self.chunk_owner: dict[str, tuple[str, str]] = {}  # chunk -> (path, commit) where first seen
         self.needed: dict[str, list[PackEntry]] = collections.defaultdict(list)
+        self.failed: dict[str, DatactlError] = {}  # objects that could not be read, and why
 
     def problem(self, check: str, message: str, obj: str | None = None, path: str | None = None, commit: str | None = None) -> None:
         with self.lock:
@@ -111,92 +120,69 @@ class _Verifier:
 
     # -- 1. history ------------------------------------------------------------
 
-    def commits(self, start: str) -> list[tuple[str, Commit]]:
-        out: list[tuple[str, Commit]] = []
-        seen = {start}
-        level = [start]
-        while level:
-            got: dict[str, bytes] = {}
+    def _read(self, ids: Sequence[str]) -> dict[str, bytes]:
+        """A ReadBatch that never raises for a damaged or missing object: it notes why in ``failed``."""
+        try:
+            return self.reader.read_batch(ids, META_GAP)
+        except (ObjectMissing, CorruptObject):
+            pass
+        got: dict[str, bytes] = {}
+        for oid in ids:  # find which ones
             try:
-                got = self.reader.fetch(level, max_gap=META_GAP, remember=False)
-            except (ObjectMissing, CorruptObject):
-                for cid in level:  # find which one
-                    try:
-                        got.update(self.reader.fetch([cid], remember=False))
-                    except (ObjectMissing, CorruptObject) as exc:
-                        self.problem("history", f"commit {cid}: {exc.message}", cid, commit=cid)
-            nxt = []
-            for cid in level:
-                if cid not in got:
-                    continue
-                try:
-                    c = decode_commit(cid, got[cid])
-                except DatactlError as exc:
-                    self.problem("history", exc.message, cid, commit=cid)
-                    continue
-                out.append((cid, c))
-                for p in c.parents:
-                    if p not in seen:
-                        seen.add(p)
-                        nxt.append(p)
-            level = nxt
+                got.update(self.reader.read_batch([oid]))
+            except (ObjectMissing, CorruptObject) as exc:
+                self.failed[oid] = exc
+        return got
+
+    def _why(self, oid: str) -> str:
+        exc = self.failed.pop(oid, None)
+        return exc.message if exc is not None else f"object {oid} is missing"
+
+    def commits(self, start: str) -> list[tuple[str, Commit]]:
+        def absent(cid: str) -> None:
+            self.problem("history", f"commit {cid}: {self._why(cid)}", cid, commit=cid)
+
+        def damaged(cid: str, exc: DatactlError) -> None:
+            self.problem("history", exc.message, cid, commit=cid)
+
+        out = list(walk_commits(self._read, [start], on_absent=absent, on_damaged=damaged))
         self.report.commits = len(out)
         return out
 
     # -- 2, 3. trees and their files -----------------------------------------
 
-    def _fetch_each(self, ids: list[str], what: str, where: dict[str, tuple[str, str]]) -> dict[str, bytes]:
-        try:
-            return self.reader.fetch(ids, max_gap=META_GAP, remember=False)
-        except (ObjectMissing, CorruptObject):
-            pass
-        got: dict[str, bytes] = {}
-        for oid in ids:
-            try:
-                got.update(self.reader.fetch([oid], remember=False))
-            except (ObjectMissing, CorruptObject) as exc:
-                path, cid = where[oid]
-                self.problem("trees", f"{what} of {path or '/'} in commit {cid[:12]}: {exc.message}", oid, path or "/", cid)
-        return got
+    def trees(self, commits: list[tuple[str, Commit]], on_file: Callable[[TreeEntry, str, str, dict[str, bytes]], None]) -> None:
+        lists: dict[str, tuple[str, str]] = {}  # chunk list -> (path, commit) where first seen
+        files: list[tuple[TreeEntry, str, str]] = []
 
-    def trees(self, commits: list[tuple[str, Commit]], on_file) -> None:
-        seen: set[str] = set()
-        level: list[tuple[str, str, str]] = []  # (tree id, prefix, commit)
-        for cid, c in commits:
-            if c.tree not in seen:
-                seen.add(c.tree)
-                level.append((c.tree, "", cid))
-        while level:
-            nxt: list[tuple[str, str, str]] = []
-            for i in range(0, len(level), 1000):
-                batch = level[i : i + 1000]
-                where = {tid: (prefix, cid) for tid, prefix, cid in batch}
-                got = self._fetch_each([t for t, _, _ in batch], "tree", where)
-                lists: dict[str, tuple[str, str]] = {}
-                files = []
-                for tid, prefix, cid in batch:
-                    if tid not in got:
-                        continue
-                    try:
-                        tree = decode_tree(tid, got[tid])
-                    except DatactlError as exc:
-                        self.problem("trees", f"tree of {prefix or '/'} in commit {cid[:12]}: {exc.message}", tid, prefix or "/", cid)
-                        continue
-                    self.report.trees += 1
-                    for e in tree.entries:
-                        path = prefix + e.name
-                        if e.kind == DIR:
-                            if e.digest not in seen:
-                                seen.add(e.digest)
-                                nxt.append((e.digest, path + "/", cid))
-                        elif e.kind == FILE:
-                            if e.chunklist is not None:
-                                lists.setdefault(e.chunklist, (path, cid))
-                            files.append((e, path, cid))
-                listed = self._fetch_each(list(lists), "chunk list", lists) if lists else {}
-                for e, path, cid in files:
-                    on_file(e, path, cid, listed)
-            level = nxt
+        def damaged(tid: str, exc: DatactlError) -> None:
+            self.problem("trees", f"tree {tid}: {exc.message}", tid)
+
+        def settle() -> None:
+            listed = self._read(list(lists)) if lists else {}
+            for oid, (path, cid) in lists.items():
+                if oid not in listed:
+                    self.problem("trees", f"chunk list of {path} in commit {cid[:12]}: {self._why(oid)}", oid, path, cid)
+            for e, path, cid in files:
+                on_file(e, path, cid, listed)
+            lists.clear()
+            files.clear()
+
+        for visit in walk_trees(self._read, ((c.tree, cid) for cid, c in commits), on_damaged=damaged):
+            cid, where = visit.tag, visit.path or "/"
+            if visit.tree is None:
+                self.problem("trees", f"tree of {where} in commit {cid[:12]}: {self._why(visit.id)}", visit.id, where, cid)
+                continue
+            self.report.trees += 1
+            for e in visit.tree.entries:
+                if e.kind == FILE:
+                    path = visit.path + e.name
+                    if e.chunklist is not None:
+                        lists.setdefault(e.chunklist, (path, cid))
+                    files.append((e, path, cid))
+            if len(files) >= SETTLE_FILES:
+                settle()
+        settle()
 
     def file(self, e, path: str, cid: str, listed: dict[str, bytes]) -> list[str] | None:
         """Record a file's chunks as needed; return its chunk ids (None if unreadable)."""
@@ -246,10 +232,10 @@ class _Verifier:
         if not self.needed:
             return
         try:
-            listed = {info.key: info.size for info in backend.list("packs/")}
+            listed = {info.key: info.size for info in backend.list(PACKS_PREFIX)}
         except BackendError as exc:
-            raise DataUnreadable(f"cannot list the packs of {self.reader.label}: {exc}", "check the store's URL, credentials and network") from None
-        with self.reader._index_lock:
+            raise StorageError(f"cannot list the packs of {self.reader.label}: {exc}", "check the store's URL, credentials and network") from None
+        with self.reader.index_lock:
             indexed_sizes = self.reader.index.packs()
         present = []
         for pack in sorted(self.needed):
@@ -266,15 +252,8 @@ class _Verifier:
                 fut.result()
 
     def _footer(self, pack: str, size: int, entries: list[PackEntry]) -> None:
-        backend = self.reader.backend
-        key = pack_key(pack)
         try:
-            if size < TRAILER_SIZE:
-                raise CorruptObject(f"pack {pack} is truncated ({size} bytes)")
-            trailer = backend.get_range(key, size - TRAILER_SIZE, TRAILER_SIZE)
-            footer_offset, count, footer_hash = parse_trailer(pack, trailer, size)
-            footer = backend.get_range(key, footer_offset, size - TRAILER_SIZE - footer_offset)
-            listed = {e.id: e for e in parse_footer(pack, footer, count, footer_hash)}
+            listed = {e.id: e for e in self.reader.packs.read_footer(pack, size)}
         except KeyNotFound:
             self._lost("packs present", pack, entries, f"is missing from {self.reader.label}")
             return
@@ -282,11 +261,7 @@ class _Verifier:
             self._lost("pack footers", pack, entries, f"has an unreadable footer ({exc.message})")
             return
         except BackendError as exc:
-            raise DataUnreadable(f"cannot read pack {pack} of {self.reader.label}: {exc}") from None
-        with self.reader._lock:
-            self.reader.stats.requests += 2
-            self.reader.stats.bytes_read += TRAILER_SIZE + len(footer)
-            self.reader.stats.metadata_bytes += TRAILER_SIZE + len(footer)
+            raise StorageError(f"cannot read pack {pack} of {self.reader.label}: {exc}") from None
         wrong = [e for e in entries if listed.get(e.id) != e]
         if wrong:
             self._lost("pack footers", pack, wrong, "does not hold what the index says (its footer lists them elsewhere or not at all)")
@@ -298,7 +273,7 @@ class _Verifier:
         ids = [c for e, _, _ in files for c in e.chunks]
         if len(files) > 1 and ids:
             try:
-                self.reader.fetch(ids, max_gap=META_GAP)  # verified, and kept in the reader's cache
+                self.reader.fetch(ids)  # verified, and kept in the reader's cache
             except (CorruptObject, ObjectMissing):
                 pass  # file by file below, so the damaged file is the one named
         out: list[tuple[TreeEntry, str, str, int | DatactlError]] = []
@@ -323,7 +298,7 @@ class _Verifier:
 
 
 def verify_version(
-    reader: PackReader,
+    reader: ObjectReader,
     commit_id: str,
     *,
     deep: bool = False,
@@ -388,9 +363,7 @@ def verify_version(
         try:
             commits = v.commits(commit_id)
             # Older versions whose files gc pruned (--keep-last ...): their trees are checked, not their files.
-            from datactl.upkeep.gc import pruned_commits
-
-            pruned = pruned_commits(reader.backend) - {commit_id}
+            pruned = read_pruned(reader.backend) - {commit_id}
             v.trees([c for c in commits if c[0] not in pruned], on_file)
             if any(c[0] in pruned for c in commits):
                 report.pruned = sum(1 for c in commits if c[0] in pruned)
@@ -404,7 +377,7 @@ def verify_version(
         report.chunks = len(v.chunk_owner)
         v.packs()
     except BackendError as exc:
-        raise DataUnreadable(f"cannot read {reader.label}: {exc}", "check the store's URL, credentials and network") from None
+        raise StorageError(f"cannot read {reader.label}: {exc}", "check the store's URL, credentials and network") from None
     finally:
         progress.stop()
     if not (deep or sample):
@@ -416,7 +389,7 @@ def verify_version(
 
 def verify_local(repo: Repository, commit_id: str, **kwargs) -> StoreVerifyReport:
     """``verify_version`` on a local store (a workspace's own)."""
-    reader = PackReader(repo.backend, repo.index)
+    reader = ObjectReader(repo.backend, repo.index, cache_bytes=CHUNK_CACHE_BYTES)
     try:
         return verify_version(reader, commit_id, **kwargs)
     finally:
@@ -428,8 +401,8 @@ def verify_remote(rs: RemoteStore, ref: str, *, name: str | None = None, kind: s
     try:
         rs.sync_index()
     except BackendError as exc:
-        raise DataUnreadable(f"cannot read {rs.url}: {exc}", "check the remote's URL, credentials and network") from None
-    reader = remote_reader(rs)
+        raise StorageError(f"cannot read {rs.url}: {exc}", "check the remote's URL, credentials and network") from None
+    reader = rs.reader(cache_bytes=CHUNK_CACHE_BYTES)
     try:
         commit_id = resolve_on_remote(rs, reader, ref, name, kind)
         return verify_version(reader, commit_id, **kwargs)

@@ -1,5 +1,8 @@
 """Dataset validation for CI: rules over a version's files, read through a ``VersionSource``.
 
+The entry point for a version in a workspace or on a remote is
+``datactl.validate`` (``datactl.api.checks``)::
+
     import datactl
     report = datactl.validate("v3", remote="origin")   # rules from datactl.toml [validate]
     if not report.ok: ...
@@ -7,8 +10,10 @@
 See docs/validate.md for the rules and docs/ci.md for CI setups.
 """
 
-from datactl.validation.api import ValidationFailed, load_rules, open_source, run_commit_rules, validate
+from datactl.core.errors import ValidationFailed
+from datactl.validation.config import RulesConfig, load_rules, prepare_rules
 from datactl.validation.engine import RuleResult, ValidationReport, run_rules
+from datactl.validation.hook import run_commit_rules
 from datactl.validation.rules import RULES, Finding, Options, Rule, RuleConfigError, register_rule
 
 __all__ = [
@@ -20,10 +25,10 @@ __all__ = [
     "RuleResult",
     "ValidationFailed",
     "ValidationReport",
+    "RulesConfig",
     "load_rules",
-    "open_source",
+    "prepare_rules",
     "register_rule",
     "run_commit_rules",
     "run_rules",
-    "validate",
 ]

@@ -10,19 +10,12 @@ from collections import Counter
 from datetime import date, datetime
 from typing import BinaryIO
 
+from datactl.core.units import human_bytes
 from datactl.store.source import SourceEntry
 from datactl.validation.rules import Finding, Options, Rule, bounds_findings, path_matches, register_rule
 
 # Findings a content rule reports per file before it moves on.
 PER_FILE = 5
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def _bytes(n: int | float) -> str:

@@ -26,6 +26,8 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from datactl.core.errors import UsageError
+from datactl.core.settings import settings_path
+from datactl.remote.locate import settings_root
 from datactl.validation import builtin  # noqa: F401  (registers the built-in rules)
 from datactl.validation.rules import RULES, Options, Rule, RuleConfigError, register_rule
 
@@ -81,7 +83,7 @@ def read_rules_file(path: str) -> RulesConfig:
 
 def read_workspace_rules(root: str) -> RulesConfig:
     """The ``[validate]`` table of ``root/datactl.toml`` (empty when there is none)."""
-    path = os.path.join(root, "datactl.toml")
+    path = settings_path(root)
     if not os.path.exists(path):
         return RulesConfig(base_dir=root, origin=path)
     try:
@@ -157,3 +159,31 @@ def build_rules(config: RulesConfig) -> list[Rule]:
         names.add(name)
         rules.append(RULES[rtype](name, Options(name, table)))
     return rules
+
+
+def load_rules(root: str | None = None, rules_file: str | None = None) -> tuple[list[Rule], RulesConfig]:
+    """Rules from ``rules_file``, or from ``[validate]`` in the workspace's (or current folder's) datactl.toml."""
+    if rules_file is not None:
+        config = read_rules_file(rules_file)
+    else:
+        where = settings_root(root)
+        if where is None:
+            raise UsageError("no rules: no datactl.toml here and no rules file given", "pass --rules FILE")
+        config = read_workspace_rules(where)
+    return build_rules(config), config
+
+
+def prepare_rules(
+    rules: list[Rule] | list[dict] | dict | None, rules_file: str | None = None, root: str | None = None
+) -> tuple[list[Rule], RulesConfig | None]:
+    """Rules as a caller gives them: Rule objects, rule tables, a whole ``[validate]`` table, or None (from settings)."""
+    base_dir = os.path.abspath(root or os.getcwd())
+    if rules is None:
+        return load_rules(root, rules_file)
+    if isinstance(rules, dict):
+        config = parse_config(rules, "(given)", base_dir)
+        return build_rules(config), config
+    if all(isinstance(r, Rule) for r in rules):
+        return list(rules), None  # type: ignore[arg-type]
+    config = RulesConfig(rules=list(rules), base_dir=base_dir)  # type: ignore[arg-type]
+    return build_rules(config), config

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datactl.remote.cache import parse_size
+from datactl.core.units import parse_size
 from datactl.store.diff import ADDED, MODIFIED, REMOVED, RENAMED, DiffResult
 from datactl.core.errors import UsageError
 from datactl.format.objects import FILE
@@ -99,10 +99,10 @@ def tree_totals(repo, tree_id: str | None) -> tuple[int, int]:
     """(files, bytes) of a tree; ``repo`` needs only ``read_tree`` (a Repository or a RemoteView)."""
     if tree_id is None:
         return 0, 0
-    from datactl.store.trees import walk_tree
+    from datactl.store.walk import walk_files
 
     files = size = 0
-    for _, e in walk_tree(repo, tree_id):
+    for _, e in walk_files(repo, tree_id):
         if e.kind == FILE:
             files += 1
             size += e.size

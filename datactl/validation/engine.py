@@ -13,7 +13,8 @@ from typing import Iterable
 from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing
 from datactl.format.objects import FILE
 from datactl.core.progress import NullProgress, ProgressReporter
-from datactl.store.source import DataUnreadable, SourceEntry, VersionSource
+from datactl.core.errors import StorageError
+from datactl.store.source import SourceEntry, VersionSource
 from datactl.validation.rules import Finding, Rule
 from storage_backends import BackendError
 
@@ -21,7 +22,7 @@ from storage_backends import BackendError
 MAX_FINDINGS = 200
 PASSED, FAILED, WARNING, ERROR = "passed", "failed", "warning", "error"
 # Reading problems: the data could not be read, so the verdict is unknown.
-READ_ERRORS = (ObjectMissing, CorruptObject, DataUnreadable, BackendError)
+READ_ERRORS = (ObjectMissing, CorruptObject, StorageError, BackendError)
 
 
 @dataclass

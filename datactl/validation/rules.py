@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, ClassVar, Iterable
 
 import pathspec
 
-from datactl.remote.cache import parse_size
+from datactl.core.units import parse_size
 from datactl.core.errors import UsageError
 from datactl.store.source import SourceEntry
 

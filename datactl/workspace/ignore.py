@@ -7,9 +7,9 @@ import os
 import pathspec
 
 from datactl.core.safepath import TEMP_SUFFIX
+from datactl.core.settings import CONFIG_FILE
 
 IGNORE_FILE = ".datactlignore"
-CONFIG_FILE = "datactl.toml"
 ALWAYS_IGNORED = (".datactl/", CONFIG_FILE, IGNORE_FILE, f"*{TEMP_SUFFIX}")
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any
 
 from datactl.core.errors import LocalChanges, ObjectMissing, UnknownRef, UsageError
 from datactl.store.filedata import chunk_ids_of
@@ -37,11 +37,12 @@ from datactl.lineage.index import record_local_commit
 from datactl.format.objects import DIR, FILE, TreeEntry, decode_chunklist
 from datactl.format.pack import ObjectType
 from datactl.core.progress import NullProgress, ProgressReporter
-from datactl.remote.remotestore import list_remotes, resolve_remote
+from datactl.remote.locate import list_remotes, resolve_remote
 from datactl.store.repository import Repository
 from datactl.workspace.stage import StageRow
 from datactl.remote.transfer import commit_closure
-from datactl.store.trees import write_tree
+from datactl.store.trees import lookup_path, write_tree
+from datactl.store.walk import walk_changes
 from datactl.workspace.workspace import Workspace
 
 STRATEGIES = ("ours", "theirs")
@@ -166,36 +167,7 @@ def merge_trees(
     return write_tree(repo, root).digest, conflicts, resolved
 
 
-def leaf_changes(repo: Repository, a: str | None, b: str | None, prefix: str = "") -> Iterator[tuple[str, TreeEntry | None, TreeEntry | None]]:
-    """(path, entry in a, entry in b) for every file or symlink that differs, skipping equal sub-trees."""
-    if a == b:
-        return
-    ea, eb = _entries(repo, a), _entries(repo, b)
-    for name in sorted(ea.keys() | eb.keys()):
-        x, y = ea.get(name), eb.get(name)
-        if _same(x, y):
-            continue
-        path = prefix + name
-        x_dir, y_dir = _is_dir(x), _is_dir(y)
-        if x_dir and y_dir:
-            yield from leaf_changes(repo, x.digest, y.digest, path + "/")  # type: ignore[union-attr]
-            continue
-        if x_dir:
-            yield from leaf_changes(repo, x.digest, None, path + "/")  # type: ignore[union-attr]
-            if y is not None:
-                yield path, None, y
-            continue
-        if y_dir:
-            if x is not None:
-                yield path, x, None
-            yield from leaf_changes(repo, None, y.digest, path + "/")  # type: ignore[union-attr]
-            continue
-        yield path, x, y
-
-
 def _lookup(repo: Repository, tree_id: str | None, path: str) -> TreeEntry | None:
-    from datactl.store.trees import lookup_path
-
     if tree_id is None:
         return None
     e = lookup_path(repo, tree_id, path)
@@ -300,7 +272,7 @@ def merge(
         return MergeResult(UP_TO_DATE, ours, theirs, theirs, ours)
     ours_tree = ws.repo.read_commit(ours).tree
     if ours in commit_closure(ws.repo, [theirs]) and not no_ff:
-        _ensure_local(ws, [e for p, _, e in leaf_changes(ws.repo, ours_tree, tc.tree) if e is not None and ws.in_scope(p)], remote)
+        _ensure_local(ws, [e for p, _, e in walk_changes(ws.repo, ours_tree, tc.tree) if e is not None and ws.in_scope(p)], remote)
         co = ws.checkout(theirs, progress=progress)
         ws.repo.refs.update(ws.head_ref, theirs, expected=ours)
         record_local_commit(ws.repo, theirs)
@@ -309,7 +281,7 @@ def merge(
     base_tree = ws.repo.read_commit(base).tree if base else None
     merged, conflicts, resolved = merge_trees(ws.repo, base_tree, ours_tree, tc.tree, strategy)
     ws.repo.flush()
-    updates = list(leaf_changes(ws.repo, ours_tree, merged))
+    updates = list(walk_changes(ws.repo, ours_tree, merged))
     sidecars: list[tuple[str, str, TreeEntry]] = []  # (conflict path, sidecar path, their entry)
     final_conflicts: list[Conflict] = []
     for c in conflicts:
@@ -432,7 +404,6 @@ def merge_abort(ws: Workspace, progress: ProgressReporter | None = None) -> Merg
 __all__ = [
     "Conflict",
     "MergeResult",
-    "leaf_changes",
     "merge",
     "merge_abort",
     "merge_base",

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from datactl.store.index import connect
+from datactl.core.sqlite import connect
 from datactl.format.objects import TreeEntry
 
 _SCHEMA = """

@@ -13,40 +13,25 @@ from typing import Iterator
 
 from datactl.core.errors import LocalChanges, RefConflict, UnknownRef, UsageError
 from datactl.store.filedata import chunk_ids_of
-from datactl.lineage.index import record_push
 from datactl.format.objects import FILE, decode_chunklist
 from datactl.format.pack import ObjectType
 from datactl.core.progress import NullProgress, ProgressReporter
-from datactl.store.refs import HEAD_PREFIX, RefStore, check_name, head_ref
+from datactl.format.layout import HEAD_PREFIX, check_name, head_ref
+from datactl.store.refs import RefStore
 from datactl.core.safepath import check_rel_path
-from datactl.remote.remotestore import RemoteSpec, RemoteStore, add_remote, list_remotes, resolve_remote
+from datactl.remote.locate import RemoteSpec, add_remote, list_remotes, resolve_remote
+from datactl.remote.remotestore import RemoteStore
 from datactl.core.settings import read_settings
-from datactl.format.storeconfig import StoreConfig, read_store_config
-from datactl.remote.transfer import DEFAULT_JOBS, Downloader, Uploader, commit_closure, fetch_metadata, local_objects_to_push
-from datactl.store.trees import walk_tree
-from datactl.store.repository import Repository
+from datactl.format.storeconfig import StoreConfig
+from datactl.store.repository import read_store_config
+from datactl.remote.publish import PushResult, publish
+from datactl.remote.transfer import DEFAULT_JOBS, Downloader, commit_closure, fetch_metadata
+from datactl.store.walk import walk_files
 from datactl.workspace.workspace import CheckoutResult, Workspace
 from storage_backends import open_backend
 
 # Chunk ids are downloaded in batches of this many, to bound memory on huge versions.
 CHUNK_BATCH = 50_000
-
-
-@dataclass
-class PushResult:
-    remote: str
-    ref: str
-    old: str | None
-    new: str
-    objects: int = 0
-    packs: int = 0
-    bytes_uploaded: int = 0
-    tags_pushed: list[str] = field(default_factory=list)
-    tags_skipped: list[str] = field(default_factory=list)
-
-    @property
-    def up_to_date(self) -> bool:
-        return self.old == self.new and not self.objects
 
 
 @dataclass
@@ -64,14 +49,6 @@ class PullResult:
     new: str
     bytes_downloaded: int = 0
     checkout: CheckoutResult | None = None
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    kind: str
-    head: str
-    tags: dict[str, str]
 
 
 def transfer_jobs(ws: Workspace) -> int:
@@ -93,83 +70,6 @@ def _set_tracking(ws: Workspace, spec: RemoteSpec, ref: str, commit: str) -> Non
     tracking = _tracking_ref(spec, ref)
     if tracking is not None:
         ws.repo.refs.update(tracking, commit, expected=ws.repo.refs.get(tracking))
-
-
-def publish(
-    repo: Repository,
-    rs: RemoteStore,
-    ref: str,
-    head: str,
-    *,
-    tags: dict[str, str] | None = None,
-    tmp_dir: str,
-    jobs: int = DEFAULT_JOBS,
-    progress: ProgressReporter | None = None,
-) -> PushResult:
-    """Make ``ref`` on the remote name ``head``: upload what it lacks, then compare-and-swap the ref.
-
-    ``tags`` maps tag refs (``tags/NAME/TAG``) to commits; each is created on
-    the remote if absent and reported as skipped if it names another commit.
-    """
-    progress = progress or NullProgress()
-    tags = tags or {}
-    rs.ensure_config(repo.config)
-    rs.sync_index()
-    rs.adopt_orphan_packs()
-    remote_head = rs.refs.get(ref)
-    history = commit_closure(repo, [head])
-    if remote_head is not None and remote_head not in history:
-        raise RefConflict(
-            f"{rs.spec.label} has {ref} at {remote_head[:12]}, which is not in your history",
-            "run `datactl pull` first, then push again",
-        )
-    result = PushResult(rs.spec.label, ref, remote_head, head)
-    complete = commit_closure(repo, [remote_head]) if remote_head else set()
-    progress.start(f"push to {rs.spec.label}", None)
-    try:
-        uploader = Uploader(rs, repo, tmp_dir, jobs, progress)
-        try:
-            for oid in local_objects_to_push(repo, [head, *tags.values()], complete, rs.has):
-                uploader.add(oid)
-        except BaseException:
-            uploader.close()
-            raise
-        uploader.finish()
-    finally:
-        progress.stop()
-    result.objects, result.packs, result.bytes_uploaded = uploader.objects, uploader.packs, uploader.bytes_uploaded
-
-    expected = remote_head
-    while expected != head:
-        try:
-            rs.refs.update(ref, head, expected=expected)
-            break
-        except RefConflict:
-            now = rs.refs.get(ref)
-            if now is not None and now in history:
-                expected = now  # the other writer's commit is already ours: fast-forward again
-                continue
-            raise RefConflict(
-                f"{rs.spec.label} moved on while pushing: {ref} is now {now[:12] if now else 'deleted'}",
-                "run `datactl pull` to take in the other writer's version, then push again; nothing was overwritten",
-            ) from None
-    for tref, cid in sorted(tags.items()):
-        tag = tref.rsplit("/", 1)[-1]
-        current = rs.refs.get(tref)
-        if current == cid:
-            continue
-        if current is None:
-            try:
-                rs.refs.update(tref, cid, expected=None)
-                result.tags_pushed.append(tag)
-                continue
-            except RefConflict:
-                pass
-        result.tags_skipped.append(tag)
-    # Only now that the ref names them: add the versions (and tags) to the remote's lineage index.
-    published_tags = {t: c for t, c in tags.items() if t.rsplit("/", 1)[-1] not in result.tags_skipped}
-    record_push(rs, repo, [head], published_tags)
-    return result
 
 
 def push(ws: Workspace, remote: str | None = None, *, tags: bool = False, progress: ProgressReporter | None = None) -> PushResult:
@@ -222,7 +122,7 @@ def fetch(ws: Workspace, remote: str | None = None, progress: ProgressReporter |
 
 def _missing_file_data(ws: Workspace, commit_id: str) -> Iterator[tuple[str, bool]]:
     """(id, is_chunklist) of what the in-scope files of ``commit_id`` need and the store lacks."""
-    for path, entry in walk_tree(ws.repo, ws.repo.read_commit(commit_id).tree):
+    for path, entry in walk_files(ws.repo, ws.repo.read_commit(commit_id).tree):
         if entry.kind != FILE or not ws.in_scope(path):
             continue
         if entry.chunklist is not None and not ws.repo.has(entry.chunklist):
@@ -357,18 +257,3 @@ def clone(
         ws.close()
         raise
     return ws
-
-
-def list_datasets(backend_url: str, options: dict | None = None) -> list[DatasetInfo]:
-    """The datasets and models in the store at ``backend_url``, with heads and tags."""
-    refs = RefStore(open_backend(backend_url, options or {}))
-    tags: dict[str, dict[str, str]] = {}
-    for r in refs.list("tags/"):
-        _, name, tag = r.ref.split("/", 2)
-        tags.setdefault(name, {})[tag] = r.commit
-    out = []
-    for kind, prefix in HEAD_PREFIX.items():
-        for r in refs.list(prefix + "/"):
-            name = r.ref.split("/", 1)[1]
-            out.append(DatasetInfo(name, kind, r.commit, tags.get(name, {})))
-    return sorted(out, key=lambda d: (d.kind, d.name))

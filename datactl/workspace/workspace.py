@@ -13,37 +13,42 @@ Layout of a workspace root::
 from __future__ import annotations
 
 import fcntl
-import getpass
 import json
 import os
-import socket
 import stat as statmod
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from datactl.store.chunker import Chunker
-from datactl.core.errors import DatactlError, LocalChanges, NotAWorkspace, NothingToCommit, NotAtLatest, UsageError
+from datactl.core.errors import DatactlError, LocalChanges, NothingToCommit, NotAtLatest, UsageError
 from datactl.store.filedata import restore_file, store_file
-from datactl.core.ids import hash_file, object_id
+from datactl.core.ids import hash_file
 from datactl.workspace.ignore import IgnoreRules
 from datactl.store.index import ObjectIndex
 from datactl.lineage.index import record_local_commit
-from datactl.format.objects import FILE, KINDS, SYMLINK, Commit, TreeEntry
+from datactl.validation.hook import run_commit_rules
+from datactl.workspace.inputs import resolve_input
+from datactl.core.author import default_author
+from datactl.core.units import now_iso
+from datactl.format.objects import FILE, SYMLINK, Commit, TreeEntry, symlink_entry
+from datactl.format.layout import KINDS, WorkspaceLayout
 from datactl.format.pack import ObjectType
 from datactl.core.progress import NullProgress, ProgressReporter
-from datactl.store.refs import check_name, head_ref, tag_ref
+from datactl.format.layout import check_name, head_ref, tag_ref
+from datactl.remote.locate import find_workspace_root
 from datactl.store.repository import Repository
 from datactl.store.revparse import RefContext, resolve_ref
-from datactl.core.safepath import METADATA_DIR, TEMP_SUFFIX, safe_join
+from datactl.core.safepath import TEMP_SUFFIX, safe_join
 from datactl.core.settings import read_settings, settings_path
 from datactl.workspace.scan import DiskEntry, ScanProblem, walk
 from datactl.core.sortedmerge import merge_by_path
 from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info, same_content
-from datactl.format.storeconfig import StoreConfig, read_store_config, write_store_config
-from datactl.store.trees import build_tree, walk_tree
+from datactl.format.storeconfig import StoreConfig
+from datactl.store.repository import read_store_config, write_store_config
+from datactl.store.trees import build_tree
+from datactl.store.walk import walk_files
 from storage_backends import LocalBackend
 
 # Stage rows are written only after the objects they name are durable, so
@@ -100,21 +105,6 @@ class CheckoutResult:
     bytes_written: int = 0
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def default_author() -> str:
-    env = os.environ.get("DATACTL_AUTHOR")
-    if env:
-        return env
-    try:
-        user = getpass.getuser()
-    except Exception:  # no passwd entry, e.g. in containers
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
 def _read_link(abs_path: str, rel: str) -> str:
     target = os.readlink(abs_path)
     try:
@@ -124,28 +114,8 @@ def _read_link(abs_path: str, rel: str) -> str:
     return target
 
 
-def symlink_entry(name: str, target: str) -> TreeEntry:
-    raw = target.encode("utf-8")
-    return TreeEntry(name, SYMLINK, 0, len(raw), object_id(raw), target=target)
-
-
 def _perm(st: os.stat_result) -> int:
     return statmod.S_IMODE(st.st_mode)
-
-
-def find_root(start: str | None = None) -> str:
-    """The workspace root at or above ``start``."""
-    current = os.path.abspath(start or os.getcwd())
-    while True:
-        if os.path.isdir(os.path.join(current, METADATA_DIR, "store")):
-            return current
-        parent = os.path.dirname(current)
-        if parent == current:
-            raise NotAWorkspace(
-                f"not a datactl workspace: {os.path.abspath(start or os.getcwd())} (or any parent)",
-                "run `datactl init` to create one here",
-            )
-        current = parent
 
 
 def read_workspace_config(root: str) -> WorkspaceConfig:
@@ -169,16 +139,17 @@ class Workspace:
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
-        self.dotdir = os.path.join(self.root, METADATA_DIR)
+        self.layout = WorkspaceLayout(self.root)
+        self.dotdir = self.layout.dotdir
         self.config = read_workspace_config(self.root)
-        backend = LocalBackend(os.path.join(self.dotdir, "store"))
+        backend = LocalBackend(self.layout.store_dir)
         self.repo = Repository(
             backend,
-            ObjectIndex(os.path.join(self.dotdir, "index.db")),
+            ObjectIndex(self.layout.index_db),
             read_store_config(backend),
-            tmp_dir=os.path.join(self.dotdir, "store", "tmp"),
+            tmp_dir=self.layout.tmp_dir,
         )
-        self.stage = Stage(os.path.join(self.dotdir, "stage.db"))
+        self.stage = Stage(self.layout.stage_db)
         self.chunker = Chunker(self.repo.config.chunker)
         # Files found unchanged by hashing during a scan; their fresh stats are saved after it.
         self._refresh: list[tuple[StageRow, os.stat_result, int]] = []
@@ -194,11 +165,12 @@ class Workspace:
         root = os.path.abspath(path)
         if kind not in KINDS:
             raise UsageError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        if os.path.isdir(os.path.join(root, METADATA_DIR, "store")):
+        layout = WorkspaceLayout(root)
+        if layout.exists():
             raise UsageError(f"{root} is already a datactl workspace")
         name = check_name(name or os.path.basename(root) or "dataset")
-        os.makedirs(os.path.join(root, METADATA_DIR), exist_ok=True)
-        write_store_config(LocalBackend(os.path.join(root, METADATA_DIR, "store")), store_config or StoreConfig())
+        os.makedirs(layout.dotdir, exist_ok=True)
+        write_store_config(LocalBackend(layout.store_dir), store_config or StoreConfig())
         config_path = settings_path(root)
         if not os.path.exists(config_path):
             with open(config_path, "w", encoding="utf-8") as f:
@@ -208,7 +180,7 @@ class Workspace:
     @classmethod
     def open(cls, path: str | None = None) -> "Workspace":
         """Open the workspace that contains ``path`` (default: the current folder)."""
-        return cls(find_root(path))
+        return cls(find_workspace_root(path))
 
     def close(self) -> None:
         self.repo.close()
@@ -223,7 +195,7 @@ class Workspace:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the workspace lock (one changing command at a time)."""
-        fd = os.open(os.path.join(self.dotdir, "lock"), os.O_CREAT | os.O_RDWR, 0o644)
+        fd = os.open(self.layout.lock_file, os.O_CREAT | os.O_RDWR, 0o644)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -273,7 +245,7 @@ class Workspace:
 
     def resolve(self, ref: str) -> str:
         """The commit id a REF names (see ``datactl.store.revparse``)."""
-        return resolve_ref(self.repo, ref, self.ref_context())
+        return resolve_ref(self.repo.ref_lookup(), ref, self.ref_context())
 
     def rel_path(self, path: str) -> str:
         """``path`` (absolute or relative to the current folder) as a workspace-relative '/' path."""
@@ -529,8 +501,6 @@ class Workspace:
         the staged files first and a failure refuses the commit
         (``ValidationFailed``); ``verify=False`` skips them.
         """
-        from datactl.lineage.query import resolve_input  # an input may name a version on a remote
-
         input_ids = tuple(dict.fromkeys(resolve_input(self, r) for r in inputs))
         tag_refs = [tag_ref(self.name, t) for t in tags]
         merge_head = self.stage.get_meta("merge_head")  # set by `datactl merge` until it is committed
@@ -553,8 +523,6 @@ class Workspace:
                 if not allow_empty and merge_head is None and self.head is not None and self.repo.read_commit(self.head).tree == tree_id:
                     raise NothingToCommit("nothing to commit: the staged files equal HEAD", "`datactl add` your changes first")
                 if verify:
-                    from datactl.validation.api import run_commit_rules
-
                     run_commit_rules(self.repo, self.root, tree_id)
                 commit = Commit(
                     tree=tree_id,
@@ -641,7 +609,7 @@ class Workspace:
         plan = _CheckoutPlan()
         conflicts: list[str] = []
         dir_collisions: list[str] = []
-        target = walk_tree(self.repo, tree_id)
+        target = walk_files(self.repo, tree_id)
         for path, t, row in merge_by_path(target, self.stage.iter_rows(), lambda x: x[0], lambda r: r.path):
             staged = row.entry if row is not None else None
             if t is None:

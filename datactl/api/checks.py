@@ -1,0 +1,156 @@
+"""Checks that CI runs, as library calls: ``validate`` and ``verify`` a version, compare two versions.
+
+Each works on a version in the current workspace's store, or (``remote``) on
+a version read in place on a remote store: outside a workspace (a CI job),
+``remote`` is a URL, a path or a remote named in ./datactl.toml, and ``ref``
+is ``NAME`` or ``NAME@VERSION`` (or HEAD when ./datactl.toml names the dataset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from datactl.core.errors import DatactlError, StorageError, UsageError
+from datactl.core.progress import ProgressReporter
+from datactl.remote.locate import RemoteSpec, index_cache_dir, resolve_remote, settings_root, workspace_root
+from datactl.remote.remotestore import RemoteStore
+from datactl.remote.source import remote_source, resolve_on_remote
+from datactl.store.diff import DiffResult, diff_trees
+from datactl.store.source import VersionSource, local_source
+from datactl.upkeep.verify import StoreVerifyReport, verify_local, verify_remote
+from datactl.validation import Rule, ValidationReport, prepare_rules, run_rules
+from datactl.validation.drift import tree_totals
+from datactl.workspace.workspace import Workspace, read_workspace_config
+from storage_backends import BackendError
+
+
+@dataclass(frozen=True)
+class RemoteVersionContext:
+    """A remote store to read a version from, and what a bare ref means there."""
+
+    spec: RemoteSpec
+    name: str | None  # the dataset that HEAD means (from the workspace, or ./datactl.toml)
+    kind: str
+    cache_dir: str
+
+
+def remote_context(remote: str, root: str | None = None, options: dict[str, Any] | None = None) -> RemoteVersionContext:
+    """The store ``remote`` names, and the dataset HEAD means: from the workspace, or ./datactl.toml in a CI job."""
+    ws_root = workspace_root(root)
+    where = ws_root or settings_root(root)
+    spec = resolve_remote(where, remote, options)
+    name, kind = None, "dataset"
+    if where is not None:
+        try:
+            cfg = read_workspace_config(where)
+            name, kind = cfg.name, cfg.kind
+        except DatactlError:
+            pass  # a datactl.toml with rules and remotes only
+    return RemoteVersionContext(spec.with_options(options), name, kind, index_cache_dir(ws_root))
+
+
+def _no_head(ref: str | None, ctx: RemoteVersionContext) -> None:
+    if (ref is None or ref == "HEAD") and ctx.name is None:
+        raise UsageError("name the version to read: NAME or NAME@VERSION", "outside a workspace there is no HEAD")
+
+
+def open_source(
+    ref: str | None = None, *, remote: str | None = None, root: str | None = None, options: dict[str, Any] | None = None, jobs: int = 8
+) -> VersionSource:
+    """The files of version ``ref``: from the workspace's store, or (``remote``) from a remote store, read in place."""
+    if remote is None:
+        ws_root = workspace_root(root)
+        if ws_root is None:
+            raise UsageError("not in a datactl workspace", "run it inside a workspace, or name a store with --remote URL")
+        ws = Workspace(ws_root)
+        try:
+            src = local_source(ws.repo, ws.resolve(ref or "HEAD"))
+        except BaseException:
+            ws.close()
+            raise
+        src.on_close(ws.close)
+        return src
+    ctx = remote_context(remote, root, options)
+    _no_head(ref, ctx)
+    rs = RemoteStore(ctx.spec, ctx.cache_dir)
+    try:
+        src = remote_source(rs, ref or "HEAD", name=ctx.name, kind=ctx.kind, jobs=jobs)
+    except BaseException:
+        rs.close()
+        raise
+    src.on_close(rs.close)
+    return src
+
+
+def validate(
+    ref: str | None = None,
+    *,
+    rules: list[Rule] | list[dict] | dict | None = None,
+    rules_file: str | None = None,
+    remote: str | None = None,
+    root: str | None = None,
+    source: VersionSource | None = None,
+    workers: int | None = None,
+    progress: ProgressReporter | None = None,
+) -> ValidationReport:
+    """Check version ``ref`` against rules; return the report (``report.ok``, ``report.exit_code``).
+
+    ``rules`` may be Rule objects, a list of rule tables (as in
+    ``[[validate.rules]]``) or a whole ``[validate]`` table; by default they
+    come from ``rules_file`` or the workspace's datactl.toml. ``remote`` reads
+    the version in place on a remote store; ``source`` checks any VersionSource.
+    A configuration mistake raises (UsageError, exit code 2); a broken or
+    unreadable version does not: it is in the report.
+    """
+    built, config = prepare_rules(rules, rules_file, root)
+    n_workers = workers or (config.workers if config else 8)
+    if source is not None:
+        return run_rules(source, built, workers=n_workers, progress=progress)
+    with open_source(ref, remote=remote, root=root, jobs=n_workers) as src:
+        return run_rules(src, built, workers=n_workers, progress=progress)
+
+
+def verify(
+    ref: str = "HEAD",
+    *,
+    remote: str | None = None,
+    options: dict[str, Any] | None = None,
+    deep: bool = False,
+    sample: float | None = None,
+    seed: int | None = None,
+    progress: ProgressReporter | None = None,
+) -> StoreVerifyReport:
+    """Check that every object of version ``ref`` (its history included) is present, and with ``deep`` or ``sample`` intact."""
+    if sample is not None and not 0 < sample <= 1:
+        raise UsageError(f"--sample must be a fraction in (0, 1], not {sample}")
+    kwargs: dict[str, Any] = {"deep": deep, "sample": sample, "seed": seed, "progress": progress}
+    try:
+        if remote is None:
+            root = workspace_root()
+            if root is None:
+                raise UsageError("not in a datactl workspace", "run it inside a workspace, or check a store with --remote URL")
+            with Workspace(root) as ws:
+                return verify_local(ws.repo, ws.resolve(ref), **kwargs)
+        ctx = remote_context(remote, None, options)
+        _no_head(ref, ctx)
+        with RemoteStore(ctx.spec, ctx.cache_dir) as rs:
+            return verify_remote(rs, ref, name=ctx.name, kind=ctx.kind, **kwargs)
+    except BackendError as exc:
+        raise StorageError(f"cannot read the store: {exc}", "check the URL, credentials and network") from None
+
+
+def diff_on_remote(remote: str, ref_a: str, ref_b: str, options: dict[str, Any] | None = None) -> tuple[DiffResult, tuple[int, int]]:
+    """(the changes from ``ref_a`` to ``ref_b``, (files, bytes) of ``ref_a``) for two versions on a remote, reading trees only."""
+    ctx = remote_context(remote, None, options)
+    with RemoteStore(ctx.spec, ctx.cache_dir) as rs:
+        reader = rs.reader()
+        try:
+            rs.sync_index()
+            a = reader.read_commit(resolve_on_remote(rs, reader, ref_a, ctx.name, ctx.kind)).tree
+            b = reader.read_commit(resolve_on_remote(rs, reader, ref_b, ctx.name, ctx.kind)).tree
+            return diff_trees(reader, a, b), tree_totals(reader, a)
+        except BackendError as exc:
+            raise StorageError(f"cannot read {rs.url}: {exc}") from None
+        finally:
+            reader.close()

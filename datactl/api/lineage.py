@@ -1,0 +1,124 @@
+"""Lineage questions from training code or CI: ``lineage(ref, "up" | "down" | "both")``.
+
+    from datactl.api.lineage import lineage
+    g = lineage("model@v2", "up", remotes=["origin"])      # every dataset and model version it came from
+    g = lineage("raw@v3", "down", remotes=["origin"])      # every version built on it, in any dataset or model
+    print(g.render("mermaid"))
+
+Edges go from a version to the versions derived from it: ``parent`` for the
+next version of the same dataset or model, ``input`` for a version of
+another one that was made from it (``datactl commit --input``,
+``Dataset.create(inputs=...)``, ``log_model(inputs=...)``). Both directions
+are answered from the stores' lineage indexes (``datactl.lineage``), so a
+query reads a handful of objects however many commits the stores hold.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+from datactl.core.errors import NotAWorkspace, UnknownRef, UsageError
+from datactl.lineage.graph import UP, LineageGraph
+from datactl.lineage.stores import LineageStore, query_stores, resolve_in_stores
+from datactl.remote.locate import REMOTE_ENV, RemoteSpec, default_remote, index_cache_dir, list_remotes, resolve_remote
+from datactl.remote.remotestore import RemoteStore
+from datactl.store.revparse import RefContext
+from datactl.workspace.workspace import Workspace
+
+
+def remote_lineage_store(spec: RemoteSpec, cache_dir: str) -> LineageStore:
+    """The lineage index of the store ``spec`` names (closing it closes the store's handle)."""
+    rs = RemoteStore(spec, cache_dir)
+    return LineageStore(rs.lineage_index(), spec.label, rs.close)
+
+
+def open_stores(
+    workspace: Workspace | None = None, remotes: Iterable[str | RemoteSpec] = (), *, include_workspace: bool = True
+) -> list[LineageStore]:
+    """The workspace's own store (if any) and each remote (a name from datactl.toml, a URL or a path)."""
+    stores: list[LineageStore] = []
+    try:
+        if workspace is not None and include_workspace:
+            stores.append(LineageStore.for_repository(workspace.repo, f"workspace {workspace.name}"))
+        root = workspace.root if workspace is not None else None
+        for r in remotes:
+            spec = r if isinstance(r, RemoteSpec) else resolve_remote(root, r)
+            stores.append(remote_lineage_store(spec, index_cache_dir(root)))
+    except BaseException:
+        for s in stores:
+            s.close()
+        raise
+    return stores
+
+
+def default_remotes(workspace: Workspace) -> list[RemoteSpec]:
+    """The remote a workspace's lineage questions also go to by default: its default remote, if it has one."""
+    if not list_remotes(workspace.root):
+        return []
+    spec = default_remote(workspace.root)
+    return [spec] if spec is not None else []
+
+
+def _default_sources() -> tuple[Workspace | None, list[str | RemoteSpec]]:
+    try:
+        ws = Workspace.open()
+        return ws, list(default_remotes(ws))
+    except NotAWorkspace:
+        env = os.environ.get(REMOTE_ENV)
+        if env:
+            return None, [env]
+        raise UsageError("not in a workspace and no store given", f"pass --remote URL (or set {REMOTE_ENV})") from None
+
+
+def resolve_ref_anywhere(ref: str, stores: Sequence[LineageStore], workspace: Workspace | None) -> str:
+    """``ref`` in the stores' indexes and refs, else as the workspace understands it."""
+    ctx = workspace.ref_context() if workspace is not None else RefContext()
+    try:
+        return resolve_in_stores(stores, ref, ctx)
+    except UnknownRef as first:
+        if workspace is None:
+            raise
+        try:
+            return workspace.resolve(ref)
+        except UnknownRef:
+            raise first from None
+
+
+def lineage(
+    ref: str,
+    direction: str = UP,
+    depth: int | None = None,
+    *,
+    workspace: Workspace | None = None,
+    remotes: Iterable[str | RemoteSpec] = (),
+    stores: Sequence[LineageStore] | None = None,
+) -> LineageGraph:
+    """Everything ``ref`` derives from (``up``), derives from it (``down``), or both, ``depth`` edges deep.
+
+    ``ref`` is a commit id, NAME, NAME@TAG or NAME@ID (or, with a
+    ``workspace``, any REF it understands such as HEAD~2). Give the stores to
+    search as ``stores``, or a ``workspace`` (its own store) and/or
+    ``remotes``; with neither, the current folder's workspace, or
+    ``DATACTL_REMOTE``.
+    """
+    own = stores is None
+    opened: Workspace | None = None
+    if stores is None:
+        if workspace is None and not remotes:
+            workspace, remotes = _default_sources()
+            opened = workspace
+        try:
+            stores = open_stores(workspace, remotes)
+        except BaseException:
+            if opened is not None:
+                opened.close()
+            raise
+    try:
+        return query_stores(stores, resolve_ref_anywhere(ref, stores, workspace), direction, depth)
+    finally:
+        if own:
+            for s in stores:
+                s.close()
+        if opened is not None:
+            opened.close()

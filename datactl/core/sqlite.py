@@ -1,0 +1,14 @@
+"""Opening the SQLite databases datactl keeps (object index, stage, cache), one way."""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open a SQLite database the way every datactl table wants it."""
+    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a crash never corrupts; at most the last transaction is lost.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
