@@ -15,9 +15,13 @@ from importlib.metadata import entry_points
 from urllib.parse import urlparse
 
 from storage_backends.base import (
+    AccessDenied,
     Backend,
     BackendError,
+    ConnectionFailed,
+    ContainerNotFound,
     KeyNotFound,
+    NoSpace,
     ObjectInfo,
     ShortRead,
     TransientError,
@@ -28,10 +32,14 @@ from storage_backends.local import LocalBackend
 from storage_backends.retry import RetryingBackend
 
 __all__ = [
+    "AccessDenied",
     "Backend",
     "BackendError",
+    "ConnectionFailed",
+    "ContainerNotFound",
     "KeyNotFound",
     "LocalBackend",
+    "NoSpace",
     "ObjectInfo",
     "RetryingBackend",
     "ShortRead",

@@ -25,6 +25,22 @@ class TransientError(BackendError):
     """
 
 
+class ConnectionFailed(TransientError):
+    """The store's endpoint could not be reached: refused, timed out, reset, or its name does not resolve."""
+
+
+class AccessDenied(BackendError):
+    """The store refused the credentials, or no credentials could be found."""
+
+
+class ContainerNotFound(BackendError):
+    """The bucket (or the folder) that should hold the store does not exist."""
+
+
+class NoSpace(BackendError):
+    """The disk holding the store is full."""
+
+
 class ShortRead(BackendError):
     """A ranged read got fewer bytes than asked for: the blob is shorter (truncated) or the body was cut."""
 
@@ -122,6 +138,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def put_file(self, key: str, path: str) -> None:
         """Store the file at ``path`` under ``key`` durably (streaming, any size)."""
+
+    def move_file_in(self, key: str, path: str) -> None:
+        """Like ``put_file``, but may consume ``path`` (a local folder renames it into place)."""
+        self.put_file(key, path)
 
     @abc.abstractmethod
     def put_bytes(self, key: str, data: bytes) -> None:

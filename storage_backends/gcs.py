@@ -25,8 +25,11 @@ from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
 from storage_backends.base import (
+    AccessDenied,
     Backend,
     BackendError,
+    ConnectionFailed,
+    ContainerNotFound,
     KeyNotFound,
     ShortRead,
     MappedReader,
@@ -104,7 +107,7 @@ class GCSBackend(Backend):
                 else:
                     client = storage.Client(project=project)
             except google.auth.exceptions.DefaultCredentialsError as exc:
-                raise BackendError(
+                raise AccessDenied(
                     f"no Google Cloud credentials for {self.url}: set GOOGLE_APPLICATION_CREDENTIALS "
                     "or run 'gcloud auth application-default login'"
                 ) from exc
@@ -125,15 +128,17 @@ class GCSBackend(Backend):
         status = status_of(exc)
         if status == 404:
             if "bucket" in str(exc).lower() and "does not exist" in str(exc).lower():
-                return BackendError(f"cannot {op} {where}: bucket {self._bucket.name!r} does not exist")
+                return ContainerNotFound(f"cannot {op} {where}: bucket {self._bucket.name!r} does not exist")
             return KeyNotFound(self.url, key)
         if status in TRANSIENT_STATUS:
             return TransientError(f"cannot {op} {where} right now: HTTP {status}")
         if status in (401, 403) or isinstance(exc, google.auth.exceptions.DefaultCredentialsError):
-            return BackendError(
+            return AccessDenied(
                 f"cannot {op} {where}: access denied; check the Google Cloud credentials "
                 "(GOOGLE_APPLICATION_CREDENTIALS, gcloud auth) and the bucket's permissions"
             )
+        if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return ConnectionFailed(f"cannot {op} {where}: cannot reach the endpoint: {type(exc).__name__}: {exc}")
         if isinstance(exc, TRANSIENT_SDK_ERRORS):
             return TransientError(f"cannot {op} {where}: connection problem: {type(exc).__name__}: {exc}")
         if status is not None:

@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import BinaryIO, Iterator
 
-from storage_backends.base import Backend, BackendError, KeyNotFound, ObjectInfo, ShortRead, Versioned, validate_key
+from storage_backends.base import AccessDenied, Backend, BackendError, KeyNotFound, NoSpace, ObjectInfo, ShortRead, Versioned, validate_key
 
 # A lock file older than this is taken to belong to a crashed writer.
 STALE_LOCK_SECONDS = 60.0
@@ -48,7 +48,12 @@ class LocalBackend(Backend):
     def _wrap(self, exc: OSError, key: str) -> BackendError:
         if isinstance(exc, FileNotFoundError):
             return KeyNotFound(self.url, key)
-        return BackendError(f"cannot access {key} in {self.url}: {exc.strerror or exc}")
+        message = f"cannot access {key} in {self.url}: {exc.strerror or exc}"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return NoSpace(message)
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return AccessDenied(message)
+        return BackendError(message)
 
     # -- reads ---------------------------------------------------------------
 

@@ -24,8 +24,11 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from storage_backends.base import (
+    AccessDenied,
     Backend,
     BackendError,
+    ConnectionFailed,
+    ContainerNotFound,
     KeyNotFound,
     ShortRead,
     MappedReader,
@@ -86,6 +89,13 @@ try:
 except ImportError:  # pragma: no cover - botocore always brings urllib3
     pass
 
+# The endpoint could not be reached at all (as opposed to a connection that broke mid-request).
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectTimeoutError,
+    ConnectionRefusedError,
+)
+
 CREDENTIAL_ERRORS: tuple[type[BaseException], ...] = (
     botocore.exceptions.NoCredentialsError,
     botocore.exceptions.PartialCredentialsError,
@@ -140,7 +150,7 @@ class S3Backend(Backend):
             session = boto3.session.Session(profile_name=profile, region_name=region)
             self._s3 = session.client("s3", endpoint_url=endpoint_url, config=config)
         except CREDENTIAL_ERRORS as exc:
-            raise BackendError(f"cannot set up AWS credentials for {self.url}: {exc}") from exc
+            raise AccessDenied(f"cannot set up AWS credentials for {self.url}: {exc}") from exc
 
     # -- helpers -------------------------------------------------------------
 
@@ -159,11 +169,11 @@ class S3Backend(Backend):
             if code in NOT_FOUND_CODES:
                 return KeyNotFound(self.url, key)
             if code == "NoSuchBucket":
-                return BackendError(f"cannot {op} {where}: bucket {self.bucket!r} does not exist")
+                return ContainerNotFound(f"cannot {op} {where}: bucket {self.bucket!r} does not exist")
             if code in TRANSIENT_CODES or status in TRANSIENT_STATUS:
                 return TransientError(f"cannot {op} {where} right now: {code or status} ({message})")
             if code in AUTH_CODES or status == 403:
-                return BackendError(
+                return AccessDenied(
                     f"cannot {op} {where}: access denied ({code}); check the AWS credentials "
                     "(environment, AWS_PROFILE, instance role) and the bucket's permissions"
                 )
@@ -171,10 +181,12 @@ class S3Backend(Backend):
                 return KeyNotFound(self.url, key)
             return BackendError(f"cannot {op} {where}: {code or status}: {message}")
         if isinstance(exc, CREDENTIAL_ERRORS):
-            return BackendError(
+            return AccessDenied(
                 f"cannot {op} {where}: no usable AWS credentials ({type(exc).__name__}); "
                 "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role"
             )
+        if isinstance(exc, CONNECTION_ERRORS):
+            return ConnectionFailed(f"cannot {op} {where}: cannot reach the endpoint: {exc}")
         if isinstance(exc, TRANSIENT_SDK_ERRORS):
             return TransientError(f"cannot {op} {where}: connection problem: {exc}")
         if isinstance(exc, BackendError):

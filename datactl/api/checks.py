@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from datactl.core.errors import DatactlError, StorageError, UsageError
+from datactl.core.errors import DatactlError, NotAWorkspace, StorageError, UsageError
 from datactl.core.progress import ProgressReporter
 from datactl.remote.locate import RemoteSpec, index_cache_dir, resolve_remote, settings_root, workspace_root
 from datactl.remote.remotestore import RemoteStore
 from datactl.remote.source import remote_source, resolve_on_remote
-from datactl.store.diff import DiffResult, diff_trees
+from datactl.store.diff import DiffResult, diff_tree_and_entries, diff_trees
 from datactl.store.source import VersionSource, local_source
 from datactl.upkeep.verify import StoreVerifyReport, verify_local, verify_remote
 from datactl.validation import Rule, ValidationReport, prepare_rules, run_rules
@@ -62,7 +62,7 @@ def open_source(
     if remote is None:
         ws_root = workspace_root(root)
         if ws_root is None:
-            raise UsageError("not in a datactl workspace", "run it inside a workspace, or name a store with --remote URL")
+            raise NotAWorkspace("not in a datactl workspace", "run it inside a workspace, or name a store with --remote URL")
         ws = Workspace(ws_root)
         try:
             src = local_source(ws.repo, ws.resolve(ref or "HEAD"))
@@ -129,7 +129,7 @@ def verify(
         if remote is None:
             root = workspace_root()
             if root is None:
-                raise UsageError("not in a datactl workspace", "run it inside a workspace, or check a store with --remote URL")
+                raise NotAWorkspace("not in a datactl workspace", "run it inside a workspace, or check a store with --remote URL")
             with Workspace(root) as ws:
                 return verify_local(ws.repo, ws.resolve(ref), **kwargs)
         ctx = remote_context(remote, None, options)
@@ -140,8 +140,37 @@ def verify(
         raise StorageError(f"cannot read the store: {exc}", "check the URL, credentials and network") from None
 
 
-def diff_on_remote(remote: str, ref_a: str, ref_b: str, options: dict[str, Any] | None = None) -> tuple[DiffResult, tuple[int, int]]:
-    """(the changes from ``ref_a`` to ``ref_b``, (files, bytes) of ``ref_a``) for two versions on a remote, reading trees only."""
+@dataclass(frozen=True)
+class VersionDiff:
+    """What changed between two versions (or a version and the files on disk), and the size of the old one."""
+
+    result: DiffResult
+    base_files: int
+    base_bytes: int
+
+
+def diff_versions(
+    ref_a: str | None = None, ref_b: str | None = None, *, remote: str | None = None, options: dict[str, Any] | None = None, measure_base: bool = False
+) -> VersionDiff:
+    """Changes from ``ref_a`` (default HEAD) to ``ref_b`` (default: the workspace's files), or between two versions on ``remote``.
+
+    ``measure_base`` also counts the files and bytes of the old version (drift limits in percent need them).
+    """
+    if remote is not None:
+        if ref_a is None or ref_b is None:
+            raise UsageError("with --remote, give both versions: datactl diff A B --remote R")
+        return diff_on_remote(remote, ref_a, ref_b, options, measure_base)
+    with Workspace.open() as ws:
+        old_tree = ws.repo.read_commit(ws.resolve(ref_a or "HEAD")).tree if (ref_a or ws.head) else None
+        if ref_b is None:
+            result = diff_tree_and_entries(ws.repo, old_tree, ws.iter_disk_entries())
+        else:
+            result = diff_trees(ws.repo, old_tree, ws.repo.read_commit(ws.resolve(ref_b)).tree)
+        return VersionDiff(result, *(tree_totals(ws.repo, old_tree) if measure_base else (0, 0)))
+
+
+def diff_on_remote(remote: str, ref_a: str, ref_b: str, options: dict[str, Any] | None = None, measure_base: bool = False) -> VersionDiff:
+    """The changes from ``ref_a`` to ``ref_b``, two versions on a remote, reading trees only."""
     ctx = remote_context(remote, None, options)
     with RemoteStore(ctx.spec, ctx.cache_dir) as rs:
         reader = rs.reader()
@@ -149,7 +178,7 @@ def diff_on_remote(remote: str, ref_a: str, ref_b: str, options: dict[str, Any] 
             rs.sync_index()
             a = reader.read_commit(resolve_on_remote(rs, reader, ref_a, ctx.name, ctx.kind)).tree
             b = reader.read_commit(resolve_on_remote(rs, reader, ref_b, ctx.name, ctx.kind)).tree
-            return diff_trees(reader, a, b), tree_totals(reader, a)
+            return VersionDiff(diff_trees(reader, a, b), *(tree_totals(reader, a) if measure_base else (0, 0)))
         except BackendError as exc:
             raise StorageError(f"cannot read {rs.url}: {exc}") from None
         finally:

@@ -16,15 +16,78 @@ query reads a handful of objects however many commits the stores hold.
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
 
-from datactl.core.errors import NotAWorkspace, UnknownRef, UsageError
+from datactl.core.errors import DatactlError, NotAWorkspace, UnknownRef, UsageError
 from datactl.lineage.graph import UP, LineageGraph
 from datactl.lineage.stores import LineageStore, query_stores, resolve_in_stores
-from datactl.remote.locate import REMOTE_ENV, RemoteSpec, default_remote, index_cache_dir, list_remotes, resolve_remote
+from datactl.remote.locate import REMOTE_ENV, RemoteSpec, default_remote, index_cache_dir, list_remotes, resolve_remote, workspace_root
 from datactl.remote.remotestore import RemoteStore
 from datactl.store.revparse import RefContext
 from datactl.workspace.workspace import Workspace
+from storage_backends import BackendError
+
+
+@dataclass
+class LineageSources:
+    """The stores a lineage question goes to, the workspace it runs in (if any), and what could not be read."""
+
+    workspace: Workspace | None
+    stores: list[LineageStore]
+    warnings: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        for s in self.stores:
+            s.close()
+        if self.workspace is not None:
+            self.workspace.close()
+
+    def __enter__(self) -> "LineageSources":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_sources(remotes: Sequence[str] = (), *, options: dict[str, Any] | None = None, local: bool = False, with_default: bool = True) -> LineageSources:
+    """The stores to search: the workspace's own plus the named ``remotes`` (URLs, paths or remote names).
+
+    Inside a workspace with no remote named (and not ``local``), its default
+    remote is searched too; if that one cannot be read, the answer comes from
+    the workspace's store with a warning. Outside a workspace the named
+    stores, else ``DATACTL_REMOTE``, are searched.
+    """
+    root = workspace_root()
+    specs = [resolve_remote(root, r, options) for r in remotes]
+    implicit = False
+    if root is not None and not specs and not local and with_default:
+        ws = Workspace(root)
+        try:
+            specs, implicit = default_remotes(ws), True
+        except BaseException:
+            ws.close()
+            raise
+    else:
+        ws = Workspace(root) if root is not None else None
+    if ws is None and not specs:
+        env = os.environ.get(REMOTE_ENV)
+        if not env:
+            raise NotAWorkspace("not in a datactl workspace, and no store given", f"name one with --remote URL (or set {REMOTE_ENV})")
+        specs = [resolve_remote(None, env, options)]
+    try:
+        sources = LineageSources(ws, open_stores(ws, specs, include_workspace=ws is not None))
+    except BaseException:
+        if ws is not None:
+            ws.close()
+        raise
+    if implicit and len(sources.stores) > 1:
+        try:
+            sources.stores[1].view()  # reach it now, so an unreachable default remote only costs a warning
+        except (BackendError, DatactlError) as exc:
+            sources.warnings.append(f"{sources.stores[1].label} cannot be read ({exc}); showing this workspace's store only")
+            sources.stores.pop().close()
+    return sources
 
 
 def remote_lineage_store(spec: RemoteSpec, cache_dir: str) -> LineageStore:

@@ -22,7 +22,8 @@ from datactl.store.index import ObjectIndex
 from datactl.store.refs import RefStore
 from datactl.store.repository import Repository, read_store_config
 from datactl.store.revparse import RefContext, StoreRefs, resolve_ref
-from storage_backends import BackendError, LocalBackend
+from datactl.store.backend import local_store_backend
+from storage_backends import BackendError
 
 
 @dataclass
@@ -49,7 +50,7 @@ def open_location(remote: str | RemoteSpec | None, cache: Cache) -> Location:
     if own:
         assert root is not None
         layout = WorkspaceLayout(root)
-        backend = LocalBackend(layout.store_dir)
+        backend = local_store_backend(layout.store_dir)
         repo = Repository(backend, ObjectIndex(layout.index_db), read_store_config(backend), layout.tmp_dir)
         return Location(backend.url, ReadThroughStore(repo, None), RefStore(backend), None, layout.tmp_dir)
     rs: RemoteStore | None = RemoteStore(spec, cache.remotes_dir)

@@ -1,5 +1,1 @@
-"""The datactl command line (a thin layer over the library)."""
-
-from datactl.cli.app import app, main
-
-__all__ = ["app", "main"]
+"""The datactl command line: thin commands over the library (``datactl.cli.app`` is the entry point)."""

@@ -12,11 +12,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from datactl.cli.output import RichProgress, err, out
-from datactl.core.units import human_bytes
+from datactl.cli.options import store_options
+from datactl.cli.output import RichProgress, emit_json, err, out
 from datactl.core.errors import UsageError
-from datactl.core.errors import StorageError
-from storage_backends import BackendError
+from datactl.core.units import human_bytes
 
 FORMAT_HELP = "table (default, for people), json, junit (JUnit XML: one test case per check) or github (workflow annotations)."
 FORMATS = ("table", "json", "junit", "github")
@@ -27,10 +26,6 @@ def _check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     return fmt
-
-
-def _remote_options(endpoint_url: str | None, region: str | None) -> dict:
-    return {k: v for k, v in {"endpoint_url": endpoint_url, "region": region}.items() if v}
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -79,7 +74,7 @@ def verify(
     fmt = _check_format("json" if json_ else fmt)
     progress = RichProgress() if fmt == "table" else None
     report = verify_version(
-        ref, remote=remote, options=_remote_options(endpoint_url, region), deep=deep, sample=sample, seed=seed, progress=progress
+        ref, remote=remote, options=store_options(endpoint_url, region), deep=deep, sample=sample, seed=seed, progress=progress
     )
     suite = formats.verify_suite(report)
     if _suite_output(fmt, suite, report.to_dict(), output):
@@ -140,11 +135,8 @@ def validate(
     if not built:
         raise UsageError(f"no rules in {config.origin}", "add [[validate.rules]] tables (see docs/validate.md)")
     n = workers or config.workers
-    try:
-        with open_source(ref, remote=remote, options=_remote_options(endpoint_url, region), jobs=n) as src:
-            report = run_rules(src, built, workers=n, progress=RichProgress() if fmt == "table" else None)
-    except BackendError as exc:
-        raise StorageError(f"cannot read the store: {exc}", "check the URL, credentials and network") from None
+    with open_source(ref, remote=remote, options=store_options(endpoint_url, region), jobs=n) as src:
+        report = run_rules(src, built, workers=n, progress=RichProgress() if fmt == "table" else None)
     suite = formats.validation_suite(report)
     if _suite_output(fmt, suite, report.to_dict(), output):
         _print_validation(report)
@@ -192,18 +184,8 @@ def drift_limits(**given: Optional[str]) -> list:
     return [parse_limit(metric, text) for metric, text in given.items() if text is not None]
 
 
-def remote_diff(remote: str, ref_a: Optional[str], ref_b: Optional[str]):
-    """(DiffResult, (files, bytes) of the old version) for two versions on a remote, reading trees only."""
-    from datactl.api.checks import diff_on_remote
-
-    if ref_a is None or ref_b is None:
-        raise UsageError("with --remote, give both versions: datactl diff A B --remote R")
-    return diff_on_remote(remote, ref_a, ref_b)
-
-
 def gate_drift(result, limits: list, base: tuple[int, int], fmt: str, output: Optional[str], label: str, print_diff) -> bool:
     """Check the drift limits and report them in ``fmt``; return whether every limit held."""
-    from datactl.cli.output import emit_json
     from datactl.validation.drift import check_drift, drift_suite
 
     results = check_drift(result, limits, base[0], base[1])

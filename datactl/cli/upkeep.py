@@ -1,4 +1,4 @@
-"""Store upkeep commands: ``gc``, ``fsck``, ``squash``, ``dataset delete`` (and the library calls behind ``tag --delete``).
+"""Store upkeep commands: ``gc``, ``fsck``, ``squash``, ``dataset delete``.
 
 Each works on a remote store (a remote's name or a URL) or, with no store
 named, on the store of the workspace the command runs in.
@@ -6,92 +6,15 @@ named, on the store of the workspace the command runs in.
 
 from __future__ import annotations
 
-import functools
-import os
-import tempfile
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional
+from typing import Optional
 
 import typer
 
+from datactl.cli.options import ENDPOINT_OPT, JSON_OPT, REGION_OPT, STORE_HELP, store_options
 from datactl.cli.output import emit_json, err, out
+from datactl.core.errors import UsageError
 from datactl.core.units import human_bytes
-from datactl.core.errors import StorageError, UsageError
-from storage_backends import BackendError
-
-JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON.")
-ENDPOINT_OPT = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint for a store given as a URL.")
-REGION_OPT = typer.Option(None, "--region", help="S3 region for a store given as a URL.")
-STORE_HELP = "Remote name, URL or path (default: this workspace's own store)."
-
-
-def _backend_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn storage errors into a clear message and exit code 1 (not a traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BackendError as exc:
-            raise StorageError(f"storage error: {exc}", "check the store's URL, credentials and network; nothing was left half-done") from None
-
-    return wrapper
-
-
-def _workspace_root() -> str | None:
-    from datactl.core.errors import NotAWorkspace
-    from datactl.remote.locate import find_workspace_root
-
-    try:
-        return find_workspace_root()
-    except NotAWorkspace:
-        return None
-
-
-def _settings(root: str | None) -> dict:
-    if root is None:
-        return {}
-    from datactl.core.settings import read_settings
-
-    section = read_settings(root).get("gc", {})
-    return section if isinstance(section, dict) else {}
-
-
-@contextmanager
-def open_store(remote: str | None, endpoint_url: str | None = None, region: str | None = None, *, lock_workspace: bool = True) -> Iterator[tuple[Any, Any, Any]]:
-    """Yield (target, workspace or None, RemoteStore or None) for REMOTE, or the workspace's own store."""
-    from datactl.upkeep.targets import remote_target
-    from datactl.workspace.upkeep import workspace_target
-    from datactl.remote.locate import RemoteSpec, resolve_remote
-    from datactl.remote.remotestore import RemoteStore
-    from datactl.workspace.workspace import Workspace
-
-    root = _workspace_root()
-    if remote is None:
-        if root is None:
-            raise UsageError("not in a datactl workspace", "name a store: a remote of this workspace, a URL or a path")
-        with Workspace(root) as ws:
-            if lock_workspace:
-                with ws.locked():
-                    yield workspace_target(ws), ws, None
-            else:
-                yield workspace_target(ws), ws, None
-        return
-    spec = resolve_remote(root, remote)
-    opts = {k: v for k, v in {"endpoint_url": endpoint_url, "region": region}.items() if v}
-    if opts:
-        spec = RemoteSpec(spec.name, spec.url, {**spec.options, **opts})
-    if root is not None:
-        cache_dir = os.path.join(root, ".datactl", "remotes")
-        tmp_dir = os.path.join(root, ".datactl", "store", "tmp")
-    else:
-        from datactl.remote.locate import default_cache_dir
-
-        cache_dir = os.path.join(default_cache_dir(), "remotes")
-        tmp_dir = tempfile.mkdtemp(prefix="datactl-upkeep-")
-    with RemoteStore(spec, cache_dir) as rs:
-        yield remote_target(rs, tmp_dir), None, rs
-
+from datactl.workspace.upkeep import open_upkeep_store
 
 def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.1f}%" if whole else "0%"
@@ -100,7 +23,6 @@ def _pct(part: int, whole: int) -> str:
 # -- gc --------------------------------------------------------------------------------------------
 
 
-@_backend_errors
 def gc_cmd(
     remote: Optional[str] = typer.Argument(None, help=STORE_HELP),
     keep_last: Optional[int] = typer.Option(None, "--keep-last", help="Keep the files of only the last N versions of each dataset's history (older versions keep history and trees, not files)."),
@@ -121,10 +43,11 @@ def gc_cmd(
     gc run at least a grace period later. See docs/gc.md.
     """
     from datactl.core.units import format_duration, parse_duration
-    from datactl.upkeep.gc import DEFAULT_GRACE, DEFAULT_REPACK_THRESHOLD, collect_garbage
+    from datactl.remote.locate import workspace_root
+    from datactl.upkeep.gc import collect_garbage, gc_settings
     from datactl.upkeep.reach import Retention
 
-    settings = _settings(_workspace_root())
+    default_grace, default_threshold = gc_settings(workspace_root())
     retention = Retention(
         keep_last=keep_last,
         keep_tags=keep_tags,
@@ -132,13 +55,10 @@ def gc_cmd(
     )
     if keep_tags and keep_last is None and older_than is None:
         err.print("note: --keep-tags alone keeps the files of tagged versions and each head, and prunes every other version")
-    grace_s = parse_duration(grace if grace is not None else settings.get("grace", DEFAULT_GRACE))
-    try:
-        threshold = float(repack_threshold if repack_threshold is not None else settings.get("repack_threshold", DEFAULT_REPACK_THRESHOLD))
-    except (TypeError, ValueError):
-        raise UsageError("datactl.toml: [gc] repack_threshold must be a number") from None
-    with open_store(remote, endpoint_url, region) as (target, _ws, _rs):
-        report = collect_garbage(target, retention=retention, grace=grace_s, repack_threshold=threshold, dry_run=dry_run)
+    grace_s = parse_duration(grace) if grace is not None else default_grace
+    threshold = repack_threshold if repack_threshold is not None else default_threshold
+    with open_upkeep_store(remote, store_options(endpoint_url, region)) as store:
+        report = collect_garbage(store.target, retention=retention, grace=grace_s, repack_threshold=threshold, dry_run=dry_run)
     if json_:
         emit_json(report.to_dict())
         return
@@ -173,7 +93,6 @@ def gc_cmd(
 # -- fsck ------------------------------------------------------------------------------------------
 
 
-@_backend_errors
 def fsck_cmd(
     remote: Optional[str] = typer.Argument(None, help=STORE_HELP),
     repair: bool = typer.Option(False, "--repair", help="Rebuild the index from the packs' footers (under the gc lock)."),
@@ -189,8 +108,8 @@ def fsck_cmd(
     """
     from datactl.upkeep.fsck import fsck
 
-    with open_store(remote, endpoint_url, region, lock_workspace=repair) as (target, _ws, _rs):
-        report = fsck(target, repair=repair, read_data=read_data)
+    with open_upkeep_store(remote, store_options(endpoint_url, region), lock_workspace=repair) as store:
+        report = fsck(store.target, repair=repair, read_data=read_data)
     if json_:
         emit_json(report.to_dict())
     else:
@@ -214,25 +133,6 @@ def fsck_cmd(
 # -- squash ----------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _store_repo(remote: str | None, endpoint_url: str | None, region: str | None) -> Iterator[tuple[Any, Any]]:
-    """A Repository over the store (the workspace's own, or a remote's backend with its index cache)."""
-    from datactl.store.index import ObjectIndex
-    from datactl.store.repository import Repository
-
-    with open_store(remote, endpoint_url, region) as (target, ws, rs):
-        if ws is not None:
-            yield ws.repo, ws
-            return
-        rs.sync_index()
-        repo = Repository(rs.backend, ObjectIndex(rs.index.path), rs.config(), target.tmp_dir)
-        try:
-            yield repo, None
-        finally:
-            repo.close()
-
-
-@_backend_errors
 def squash_cmd(
     name: str = typer.Argument(..., help="The dataset or model whose versions to squash."),
     remote: Optional[str] = typer.Argument(None, help=STORE_HELP),
@@ -256,7 +156,8 @@ def squash_cmd(
 
     if kind is not None and kind not in ("dataset", "model"):
         raise UsageError(f"--kind must be dataset or model, not {kind!r}")
-    with _store_repo(remote, endpoint_url, region) as (repo, ws):
+    with open_upkeep_store(remote, store_options(endpoint_url, region)) as store, store.repository() as repo:
+        ws = store.workspace
         result = squash(repo, name, from_, to, kind=kind, message=message, delete_tags=delete_tags, dry_run=dry_run)
         moved = {**result.rewritten, result.squashed[-1]: result.new_commit}
         if ws is not None and not dry_run and ws.name == name and ws.head in moved:
@@ -282,7 +183,6 @@ dataset_app = typer.Typer(help="Manage datasets and models in a store.", no_args
 
 
 @dataset_app.command("delete")
-@_backend_errors
 def dataset_delete(
     name: str = typer.Argument(..., help="The dataset or model to delete (its head ref and all its tags)."),
     remote: Optional[str] = typer.Argument(None, help=STORE_HELP),
@@ -299,10 +199,11 @@ def dataset_delete(
 
     if kind is not None and kind not in ("dataset", "model"):
         raise UsageError(f"--kind must be dataset or model, not {kind!r}")
-    with open_store(remote, endpoint_url, region) as (target, ws, _rs):
+    with open_upkeep_store(remote, store_options(endpoint_url, region)) as store:
+        ws = store.workspace
         if ws is not None and ws.name == name:
             raise UsageError(f"{name} is this workspace's own {ws.kind}", "delete it from a remote (`datactl dataset delete NAME origin`), or remove the workspace folder")
-        result = delete_dataset(target.backend, name, kind)
+        result = delete_dataset(store.target.backend, name, kind)
     if json_:
         emit_json(result.to_dict())
         return
@@ -311,25 +212,6 @@ def dataset_delete(
     what = result.kind or "dataset"
     out.print(f"deleted {what} {name}" + (f" (head was {head[:12]})" if head else "") + (f" and {len(tags)} tag(s): {', '.join(tags)}" if tags else ""))
     out.print("  `datactl gc` frees the space no other dataset or model uses")
-
-
-def delete_tag_cmd(name: str, remote: str | None) -> None:
-    """``datactl tag --delete NAME [--remote R]``: remove a tag of the workspace's dataset."""
-    from datactl.upkeep.refdelete import delete_tag
-    from datactl.workspace.workspace import Workspace
-    from datactl.remote.locate import find_workspace_root
-
-    root = find_workspace_root()
-    with Workspace(root) as ws:
-        dataset = ws.name
-        if remote is None:
-            old = delete_tag(ws.repo.backend, dataset, name)
-            where = "this workspace's store"
-    if remote is not None:
-        with open_store(remote) as (target, _ws, _rs):
-            old = _backend_errors(delete_tag)(target.backend, dataset, name)
-            where = target.label
-    out.print(f"deleted tag {name} (was {old[:12]}) in {where}")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from storage_backends import BackendError
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_UNREADABLE = 3
@@ -95,7 +97,26 @@ class ValidationFailed(DatactlError):
         self.exit_code = report.exit_code or EXIT_FAILURE
 
 
-class StorageError(DatactlError):
-    """The store could not be read or written: unreachable, access refused, or an I/O failure."""
+class StorageError(DatactlError, BackendError):
+    """The store could not be read or written: unreachable, access refused, or an I/O failure.
+
+    Also a ``BackendError``, so code that handles storage failures handles it.
+    """
 
     exit_code = EXIT_UNREADABLE
+
+
+class StoreUnreachable(StorageError):
+    """The store's endpoint could not be reached (after retries)."""
+
+
+class StoreAccessDenied(StorageError):
+    """The store refused the credentials, or none could be found."""
+
+
+class StoreNotFound(StorageError):
+    """No store at that location: the bucket or folder does not exist, or holds no datactl store."""
+
+
+class DiskFull(StorageError):
+    """The disk that holds a store or a workspace is full."""

@@ -34,7 +34,7 @@ from datactl.store.index import ObjectIndex
 from datactl.store.repository import Repository
 from datactl.format.storeconfig import StoreConfig
 from datactl.store.repository import read_store_config, write_store_config
-from storage_backends import LocalBackend
+from datactl.store.backend import local_store_backend
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS copies (commit_id TEXT PRIMARY KEY, last_used REAL NOT NULL) WITHOUT ROWID;
@@ -96,7 +96,7 @@ class Cache:
     def store_for(self, url: str, config: StoreConfig) -> Repository:
         """The local object cache for the store at ``url`` (created with its chunking)."""
         root = os.path.join(self.root, "stores", object_id(url.encode())[:16])
-        backend = LocalBackend(root)
+        backend = local_store_backend(root)
         write_store_config(backend, StoreConfig(chunker=config.chunker, pack_size=config.pack_size))
         return Repository(backend, ObjectIndex(os.path.join(root, "index.db")), read_store_config(backend), os.path.join(root, "tmp"))
 

@@ -208,11 +208,14 @@ class StoreChoice:
 
 
 def choose_store(text: str | None, *, start: str | None = None, options: dict[str, Any] | None = None) -> StoreChoice:
-    """A store named by ``text`` (a remote, URL or path) or, when None, the workspace's own store."""
+    """A store named by ``text`` (a remote, URL or path); when None, the workspace's own, or outside one ``DATACTL_REMOTE``."""
     root = workspace_root(start)
+    if text is None and root is None:
+        text = os.environ.get(REMOTE_ENV)
+        if text is None:
+            raise NotAWorkspace("not in a datactl workspace, and no store given", f"name a store: a remote of a workspace, a URL or a path (or set {REMOTE_ENV})")
     if text is None:
-        if root is None:
-            raise UsageError("not in a datactl workspace", "name a store: a remote of a workspace, a URL or a path")
+        assert root is not None
         return StoreChoice(own_store(root), root, True)
     return StoreChoice(resolve_remote(root or settings_root(start), text, options), root, False)
 
@@ -224,7 +227,7 @@ def choose_read_store(text: str | None, *, start: str | None = None, options: di
         text = os.environ.get(REMOTE_ENV)
     if text is None:
         if root is None:
-            raise UsageError("no store given", f"pass remote=URL (or --remote URL), or set {REMOTE_ENV}")
+            raise NotAWorkspace("not in a datactl workspace, and no store given", f"pass remote=URL (or --remote URL), or set {REMOTE_ENV}")
         spec = default_remote(root)
         return StoreChoice(spec, root, False) if spec is not None else StoreChoice(own_store(root), root, True)
     return StoreChoice(resolve_remote(root or settings_root(start), text, options), root, False)

@@ -24,7 +24,8 @@ from datactl.store.records import condemned_packs
 from datactl.store.refs import DatasetInfo, RefStore
 from datactl.format.storeconfig import StoreConfig
 from datactl.store.repository import read_store_config, write_store_config
-from storage_backends import Backend, KeyNotFound, open_backend
+from datactl.store.backend import open_store_backend
+from storage_backends import Backend, KeyNotFound
 
 def cache_path(cache_dir: str, url: str) -> str:
     return os.path.join(cache_dir, f"{object_id(url.encode())[:16]}.db")
@@ -35,7 +36,7 @@ class RemoteStore:
 
     def __init__(self, spec: RemoteSpec, cache_dir: str, backend: Backend | None = None) -> None:
         self.spec = spec
-        self.backend = backend or open_backend(spec.url, spec.options)
+        self.backend = backend or open_store_backend(spec.url, spec.options)
         self.refs = RefStore(self.backend)
         os.makedirs(cache_dir, exist_ok=True)
         self.index = ObjectIndex(cache_path(cache_dir, spec.url))
@@ -167,4 +168,4 @@ class RemoteStore:
 
 def list_datasets(spec: RemoteSpec) -> list[DatasetInfo]:
     """The datasets and models in the store ``spec`` names, with heads and tags."""
-    return RefStore(open_backend(spec.url, spec.options)).datasets()
+    return RefStore(open_store_backend(spec.url, spec.options)).datasets()

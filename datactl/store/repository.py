@@ -103,11 +103,7 @@ class Repository:
         pack_id, path, entries = writer.finish()
         size = os.path.getsize(path)
         try:
-            mover = getattr(self.backend, "move_file_in", None)
-            if mover is not None:
-                mover(pack_key(pack_id), path)
-            else:
-                self.backend.put_file(pack_key(pack_id), path)
+            self.backend.move_file_in(pack_key(pack_id), path)
         finally:
             if os.path.exists(path):
                 os.unlink(path)

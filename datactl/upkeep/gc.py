@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from datactl.core.crashpoints import crash_point
 from datactl.core.errors import CorruptObject, StoreDamaged, UsageError
+from datactl.core.settings import read_settings
 from datactl.core.units import iso_seconds, parse_duration
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import CONDEMNED_PREFIX, pack_key
@@ -51,6 +52,19 @@ from storage_backends import Backend
 
 DEFAULT_GRACE = 24 * 3600.0
 DEFAULT_REPACK_THRESHOLD = 0.5
+
+
+def gc_settings(root: str | None) -> tuple[float, float]:
+    """(grace seconds, repack threshold) from ``[gc]`` in ``root``'s datactl.toml, else the defaults."""
+    section = read_settings(root).get("gc", {}) if root is not None else {}
+    if not isinstance(section, dict):
+        raise UsageError("datactl.toml: [gc] must be a table")
+    grace = parse_duration(section.get("grace", DEFAULT_GRACE))
+    try:
+        threshold = float(section.get("repack_threshold", DEFAULT_REPACK_THRESHOLD))
+    except (TypeError, ValueError):
+        raise UsageError("datactl.toml: [gc] repack_threshold must be a number") from None
+    return grace, threshold
 
 
 @dataclass

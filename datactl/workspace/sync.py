@@ -28,7 +28,7 @@ from datactl.remote.publish import PushResult, publish
 from datactl.remote.transfer import DEFAULT_JOBS, Downloader, commit_closure, fetch_metadata
 from datactl.store.walk import walk_files
 from datactl.workspace.workspace import CheckoutResult, Workspace
-from storage_backends import open_backend
+from datactl.store.backend import open_store_backend
 
 # Chunk ids are downloaded in batches of this many, to bound memory on huge versions.
 CHUNK_BATCH = 50_000
@@ -239,7 +239,7 @@ def clone(
     name, _, version = dataset.partition("@")
     check_name(name)
     spec = RemoteSpec("origin", url if "://" in url else os.path.abspath(url), dict(options or {}))
-    backend = open_backend(spec.url, spec.options)
+    backend = open_store_backend(spec.url, spec.options)
     remote_config = read_store_config(backend)
     refs = RefStore(backend)
     kind = next((k for k in HEAD_PREFIX if refs.get(head_ref(k, name)) is not None), None)

@@ -9,9 +9,19 @@ follow what gc or a repair changed.
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
 from datactl.core.ids import is_object_id
+from datactl.format.layout import WorkspaceLayout
 from datactl.format.objects import FILE
-from datactl.upkeep.targets import ExtraRoots, IndexChange, StoreTarget
+from datactl.remote.locate import choose_store
+from datactl.remote.remotestore import RemoteStore
+from datactl.store.index import ObjectIndex
+from datactl.store.repository import Repository
+from datactl.upkeep.targets import ExtraRoots, IndexChange, StoreTarget, remote_target
 from datactl.workspace.workspace import Workspace
 
 
@@ -42,3 +52,44 @@ def workspace_target(ws: Workspace) -> StoreTarget:
             index.add_pack(pid, size, entries)
 
     return StoreTarget(ws.repo.backend, f"the store of {ws.root}", ws.layout.tmp_dir, ws.repo.config.pack_size, roots, after, partial=True)
+
+
+@dataclass
+class UpkeepStore:
+    """A store opened for gc, fsck, squash or a ref deletion: its target, and the workspace or remote behind it."""
+
+    target: StoreTarget
+    workspace: Workspace | None
+    remote: RemoteStore | None
+
+    @contextmanager
+    def repository(self) -> Iterator[Repository]:
+        """A Repository over the store: the workspace's own, or the remote's backend with its index cache."""
+        if self.workspace is not None:
+            yield self.workspace.repo
+            return
+        assert self.remote is not None
+        self.remote.sync_index()
+        repo = Repository(self.remote.backend, ObjectIndex(self.remote.index.path), self.remote.config(), self.target.tmp_dir)
+        try:
+            yield repo
+        finally:
+            repo.close()
+
+
+@contextmanager
+def open_upkeep_store(text: str | None, options: dict[str, Any] | None = None, *, lock_workspace: bool = True) -> Iterator[UpkeepStore]:
+    """The store ``text`` names (a remote, URL or path), or the workspace's own; its workspace is locked meanwhile."""
+    choice = choose_store(text, options=options)
+    if choice.own:
+        assert choice.root is not None
+        with Workspace(choice.root) as ws:
+            if lock_workspace:
+                with ws.locked():
+                    yield UpkeepStore(workspace_target(ws), ws, None)
+            else:
+                yield UpkeepStore(workspace_target(ws), ws, None)
+        return
+    tmp_dir = WorkspaceLayout(choice.root).tmp_dir if choice.root is not None else tempfile.mkdtemp(prefix="datactl-upkeep-")
+    with RemoteStore(choice.spec, choice.cache_dir) as rs:
+        yield UpkeepStore(remote_target(rs, tmp_dir), None, rs)

@@ -49,7 +49,7 @@ from datactl.format.storeconfig import StoreConfig
 from datactl.store.repository import read_store_config, write_store_config
 from datactl.store.trees import build_tree
 from datactl.store.walk import walk_files
-from storage_backends import LocalBackend
+from datactl.store.backend import local_store_backend
 
 # Stage rows are written only after the objects they name are durable, so
 # rows wait in memory until the next flush; these bound that wait.
@@ -142,7 +142,7 @@ class Workspace:
         self.layout = WorkspaceLayout(self.root)
         self.dotdir = self.layout.dotdir
         self.config = read_workspace_config(self.root)
-        backend = LocalBackend(self.layout.store_dir)
+        backend = local_store_backend(self.layout.store_dir)
         self.repo = Repository(
             backend,
             ObjectIndex(self.layout.index_db),
@@ -170,7 +170,7 @@ class Workspace:
             raise UsageError(f"{root} is already a datactl workspace")
         name = check_name(name or os.path.basename(root) or "dataset")
         os.makedirs(layout.dotdir, exist_ok=True)
-        write_store_config(LocalBackend(layout.store_dir), store_config or StoreConfig())
+        write_store_config(local_store_backend(layout.store_dir), store_config or StoreConfig())
         config_path = settings_path(root)
         if not os.path.exists(config_path):
             with open(config_path, "w", encoding="utf-8") as f:

@@ -1,0 +1,391 @@
+"""Commands on the workspace and its versions: init, add, rm, commit, status, log, show, ls, diff, checkout, tag, du."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich.text import Text
+
+from datactl.api.checks import diff_versions
+from datactl.cli.options import JSON_OPT
+from datactl.cli.output import RichProgress, emit_json, err, out
+from datactl.core.errors import DatactlError, UsageError
+from datactl.core.units import human_bytes
+from datactl.format.objects import DIR, FILE, SYMLINK
+from datactl.store.diff import DiffResult, diff_trees
+from datactl.store.history import iter_history
+from datactl.store.stats import store_stats, version_stats
+from datactl.store.trees import lookup_path
+from datactl.store.walk import walk_files
+from datactl.upkeep.refdelete import delete_tag
+from datactl.workspace import sync
+from datactl.workspace.upkeep import open_upkeep_store
+from datactl.workspace.workspace import Status, Workspace
+
+
+# -- init / add / rm / commit ----------------------------------------------------
+
+
+def init(
+    path: str = typer.Argument(".", help="Folder to make a workspace (created if missing)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Dataset or model name (default: the folder's name)."),
+    kind: str = typer.Option("dataset", "--kind", help="dataset or model."),
+) -> None:
+    """Create a workspace with a local store."""
+    with Workspace.init(path, name=name, kind=kind) as ws:
+        out.print(f"Initialized {ws.kind} {ws.name} in {ws.root}")
+
+
+def add(
+    paths: list[str] = typer.Argument(..., help="Files or folders to stage."),
+    force: bool = typer.Option(False, "--force", "-f", help="Add files even if .datactlignore ignores them."),
+) -> None:
+    """Stage new, changed and deleted files for the next commit."""
+    with Workspace.open() as ws:
+        result = ws.add(paths, force=force, progress=RichProgress())
+    for problem in result.problems:
+        err.print(f"warning: {problem.path}: {problem.reason}")
+    out.print(
+        f"staged {result.added} added, {result.modified} modified, {result.removed} removed "
+        f"({result.unchanged} unchanged, {human_bytes(result.bytes_read)} read)"
+    )
+
+
+def rm(
+    paths: list[str] = typer.Argument(..., help="Tracked files or folders to remove."),
+    cached: bool = typer.Option(False, "--cached", help="Only stop tracking; keep the files on disk."),
+) -> None:
+    """Stop tracking files and delete them from the workspace."""
+    with Workspace.open() as ws:
+        removed = ws.remove(paths, cached=cached)
+    out.print(f"removed {len(removed)} file(s)")
+
+
+def _parse_meta(items: list[str]) -> dict[str, object]:
+    meta: dict[str, object] = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--meta {item!r} is not KEY=VALUE")
+        key, value = item.split("=", 1)
+        try:
+            meta[key] = json.loads(value)
+        except json.JSONDecodeError:
+            meta[key] = value
+    return meta
+
+
+def commit(
+    message: str = typer.Option(..., "--message", "-m", help="What changed and why."),
+    tag: list[str] = typer.Option([], "--tag", "-t", help="Tag the new version (repeatable)."),
+    meta: list[str] = typer.Option([], "--meta", help="KEY=VALUE metadata; VALUE is parsed as JSON when it can be (repeatable)."),
+    input_: list[str] = typer.Option([], "--input", help="REF of a dataset or model this version derives from (repeatable; NAME@VERSION for another one)."),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help="Commit even if nothing changed."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip the [validate] rules that on_commit = true runs first."),
+    from_old: bool = typer.Option(False, "--from-old", help="With an older version checked out: make it, plus the staged changes, the latest version (undoing what later versions changed)."),
+) -> None:
+    """Record the staged files as a new version."""
+    with Workspace.open() as ws:
+        cid = ws.commit(message, tags=tag, metadata=_parse_meta(meta), inputs=input_, allow_empty=allow_empty, verify=not no_verify, from_old=from_old)
+        name = ws.name
+    out.print(f"[{name} {cid[:12]}] {message}")
+
+
+# -- status / log / show / ls / diff -------------------------------------------------
+
+
+def print_status(st: Status) -> None:
+    out.print(f"HEAD: {st.head[:12] if st.head else '(no commits yet)'}")
+    if st.latest:
+        out.print(f"HEAD is an older version; the latest is {st.latest[:12]} (commits need --from-old)")
+    if st.clean and not st.untracked:
+        out.print("nothing to commit, workspace clean")
+    sections = (("Changes to be committed", st.staged, "green"), ("Changes not staged", st.unstaged, "red"))
+    for title, changes, color in sections:
+        if changes:
+            out.print(f"{title}:")
+            for c in changes:
+                out.print(f"  {c.change:>9}: {c.path}", style=color)
+    if st.untracked:
+        out.print("Untracked files:")
+        for p in st.untracked[:200]:
+            out.print(f"  {p}", style="red")
+        if len(st.untracked) > 200:
+            out.print(f"  ... and {len(st.untracked) - 200} more")
+    for problem in st.problems:
+        err.print(f"warning: {problem.path}: {problem.reason}")
+
+
+def status(json_: bool = JSON_OPT) -> None:
+    """Show staged changes, unstaged changes and untracked files."""
+    with Workspace.open() as ws:
+        st = ws.status()
+    if json_:
+        emit_json(
+            {
+                "head": st.head,
+                "latest": st.latest,
+                "clean": st.clean,
+                "staged": [c.__dict__ for c in st.staged],
+                "unstaged": [c.__dict__ for c in st.unstaged],
+                "untracked": st.untracked,
+                "problems": [p.__dict__ for p in st.problems],
+            }
+        )
+    else:
+        print_status(st)
+
+
+def _tags_by_commit(ws: Workspace) -> dict[str, list[str]]:
+    tags: dict[str, list[str]] = {}
+    for tag, cid in ws.list_tags().items():
+        tags.setdefault(cid, []).append(tag)
+    return tags
+
+
+def print_log(ws: Workspace, start: str, limit: Optional[int], oneline: bool) -> None:
+    tags = _tags_by_commit(ws)
+    for cid, c in iter_history(ws.repo, start, limit):
+        labels = (["HEAD"] if cid == ws.head else []) + [f"tag: {t}" for t in tags.get(cid, [])]
+        deco = f" ({', '.join(labels)})" if labels else ""
+        if oneline:
+            out.print(Text(cid[:12] + deco, style="yellow") + Text(" " + (c.message.splitlines()[0] if c.message else "")))
+            continue
+        out.print(f"commit {cid}{deco}", style="yellow")
+        if len(c.parents) > 1:
+            out.print("Merge:  " + " ".join(p[:12] for p in c.parents))
+        out.print(f"Author: {c.author}")
+        out.print(f"Date:   {c.time}")
+        if c.inputs:
+            out.print("Inputs: " + " ".join(i[:12] for i in c.inputs))
+        out.print("")
+        for line in c.message.splitlines() or [""]:
+            out.print(f"    {line}")
+        out.print("")
+
+
+def log(
+    ref: str = typer.Argument("HEAD", help="Where to start."),
+    n: Optional[int] = typer.Option(None, "-n", "--max-count", help="Show at most N versions."),
+    oneline: bool = typer.Option(False, "--oneline", help="One line per version."),
+    json_: bool = JSON_OPT,
+) -> None:
+    """Show the history of a version, newest first."""
+    with Workspace.open() as ws:
+        start = ws.resolve(ref)
+        if json_:
+            emit_json([c.to_dict(cid) for cid, c in iter_history(ws.repo, start, n)])
+        else:
+            print_log(ws, start, n, oneline)
+
+
+def print_diff(result: DiffResult, stat: bool) -> None:
+    if not stat:
+        marks = {"added": ("A", "green"), "removed": ("D", "red"), "modified": ("M", "yellow"), "renamed": ("R", "cyan")}
+        for c in result.changes:
+            mark, color = marks[c.status]
+            if c.status == "renamed":
+                out.print(f"{mark}  {c.old_path} -> {c.path}", style=color)
+            elif c.status == "modified":
+                out.print(Text(f"{mark}  {c.path}", style=color) + Text(f" ({human_bytes(c.old_size)} -> {human_bytes(c.new_size)})"))
+            else:
+                out.print(Text(f"{mark}  {c.path}", style=color) + Text(f" ({human_bytes(c.new_size or c.old_size)})"))
+    s = result.summary()
+    out.print(
+        f"{s['added']} added (+{human_bytes(s['bytes_added'])}), {s['removed']} removed (-{human_bytes(s['bytes_removed'])}), "
+        f"{s['modified']} modified ({human_bytes(s['bytes_modified'])}), {s['renamed']} renamed"
+    )
+
+
+def show(ref: str = typer.Argument("HEAD", help="The version to show."), json_: bool = JSON_OPT) -> None:
+    """Show one version: its metadata, lineage inputs and what changed from its parent."""
+    with Workspace.open() as ws:
+        cid = ws.resolve(ref)
+        c = ws.repo.read_commit(cid)
+        parent_tree = ws.repo.read_commit(c.parents[0]).tree if c.parents else None
+        changes = diff_trees(ws.repo, parent_tree, c.tree)
+        stats = version_stats(ws.repo, cid)
+        if json_:
+            emit_json({**c.to_dict(cid), "stats": stats.to_dict(), "diff": changes.to_dict()})
+            return
+        print_log(ws, cid, 1, False)
+        if c.metadata:
+            out.print("Metadata:")
+            for k, v in sorted(c.metadata.items()):
+                out.print(f"    {k} = {json.dumps(v)}")
+        out.print(f"Files:  {stats.files} ({human_bytes(stats.logical_bytes)})")
+        print_diff(changes, stat=True)
+
+
+def ls_(
+    ref: Optional[str] = typer.Argument(None, help="Version (default HEAD); a single argument that is not a ref is taken as PATH."),
+    path: str = typer.Argument("", help="Folder or file inside the version."),
+    recursive: bool = typer.Option(False, "-r", "--recursive", help="List every file below PATH."),
+    json_: bool = JSON_OPT,
+) -> None:
+    """List the files of a version."""
+    with Workspace.open() as ws:
+        if ref is not None and not path:
+            try:
+                cid = ws.resolve(ref)
+            except DatactlError:
+                cid, path = ws.resolve("HEAD"), ref
+        else:
+            cid = ws.resolve(ref or "HEAD")
+        tree = ws.repo.read_commit(cid).tree
+        path = path.strip("/")
+        entry = lookup_path(ws.repo, tree, path)
+        if entry is None:
+            raise UsageError(f"{path} is not in version {cid[:12]}")
+        if entry.kind != DIR:
+            rows = [(path, entry)]
+        elif recursive:
+            rows = list(walk_files(ws.repo, entry.digest, path + "/" if path else ""))
+        else:
+            rows = [((path + "/" if path else "") + e.name, e) for e in ws.repo.read_tree(entry.digest).entries]
+    if json_:
+        emit_json(
+            [
+                {"path": p, "kind": e.kind, "size": e.size, "mode": oct(e.mode) if e.kind == FILE else None, "digest": e.digest, "target": e.target}
+                for p, e in rows
+            ]
+        )
+        return
+    for p, e in rows:
+        if e.kind == DIR:
+            out.print(f"{'d':<6} {human_bytes(e.size):>10}  {p}/")
+        elif e.kind == SYMLINK:
+            out.print(f"{'l':<6} {'':>10}  {p} -> {e.target}")
+        else:
+            out.print(f"{oct(e.mode)[2:]:<6} {human_bytes(e.size):>10}  {p}")
+
+
+def diff(
+    ref_a: Optional[str] = typer.Argument(None, help="Old version (default HEAD)."),
+    ref_b: Optional[str] = typer.Argument(None, help="New version (default: the files in the workspace)."),
+    stat: bool = typer.Option(False, "--stat", help="Only the summary."),
+    exit_code: bool = typer.Option(False, "--exit-code", help="Exit with 1 when there are differences (with --max-* limits: only when a limit is exceeded)."),
+    json_: bool = JSON_OPT,
+    max_changed_files: Optional[str] = typer.Option(None, "--max-changed-files", help="Fail (exit 1) if more files changed than N or P% of the old version's files."),
+    max_added: Optional[str] = typer.Option(None, "--max-added", help="Fail if more files were added than N or P%."),
+    max_removed: Optional[str] = typer.Option(None, "--max-removed", help="Fail if more files were removed than N or P%."),
+    max_modified: Optional[str] = typer.Option(None, "--max-modified", help="Fail if more files were modified than N or P%."),
+    max_renamed: Optional[str] = typer.Option(None, "--max-renamed", help="Fail if more files were renamed than N or P%."),
+    max_changed_bytes: Optional[str] = typer.Option(None, "--max-changed-bytes", help="Fail if more bytes changed than a size (500MB) or P% of the old version's bytes."),
+    remote: Optional[str] = typer.Option(None, "--remote", "-r", help="Compare two versions on this remote (name or URL), reading trees only."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Report the limits as junit or github (annotations); json is --json."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the --format limits report to this file."),
+) -> None:
+    """Show files added, removed, modified and renamed between two versions (or a version and the workspace)."""
+    from datactl.cli.ci import drift_limits, gate_drift
+
+    limits = drift_limits(
+        changed_files=max_changed_files, added=max_added, removed=max_removed, modified=max_modified,
+        renamed=max_renamed, changed_bytes=max_changed_bytes,
+    )
+    if fmt not in (None, "table", "json", "junit", "github"):
+        raise UsageError(f"--format must be table, json, junit or github, not {fmt!r}")
+    json_ = json_ or fmt == "json"
+    d = diff_versions(ref_a, ref_b, remote=remote, measure_base=bool(limits))
+    if limits:
+        label = f"{ref_a or 'HEAD'}..{ref_b or '(workspace)'}"
+        ok = gate_drift(d.result, limits, (d.base_files, d.base_bytes), "json" if json_ else fmt or "table", output, label, lambda: print_diff(d.result, stat))
+        raise typer.Exit(0 if ok else 1)
+    if json_:
+        emit_json(d.result.to_dict())
+    else:
+        print_diff(d.result, stat)
+    if exit_code and d.result.changes:
+        raise typer.Exit(1)
+
+
+# -- checkout / tag -------------------------------------------------------------------
+
+
+def checkout(
+    ref: str = typer.Argument(..., help="The version to restore (a tag, id, HEAD~N, or the dataset name for its latest)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Discard local changes and overwrite untracked files in the way."),
+) -> None:
+    """Make the workspace hold exactly the files of a version (file data it lacks comes from the default remote)."""
+    with Workspace.open() as ws:
+        result = sync.checkout(ws, ref, force=force, progress=RichProgress())
+    out.print(
+        f"HEAD is now {result.commit[:12]}: {result.written} written ({human_bytes(result.bytes_written)}), "
+        f"{result.deleted} deleted, {result.kept} unchanged"
+    )
+
+
+def _delete_tag(name: str, remote: str | None) -> None:
+    """``datactl tag --delete NAME [--remote R]``: remove a tag of the workspace's dataset, here or on a remote."""
+    with Workspace.open() as ws:
+        dataset = ws.name
+        if remote is None:
+            old = delete_tag(ws.repo.backend, dataset, name)
+            where = "this workspace's store"
+    if remote is not None:
+        with open_upkeep_store(remote) as store:
+            old = delete_tag(store.target.backend, dataset, name)
+            where = store.target.label
+    out.print(f"deleted tag {name} (was {old[:12]}) in {where}")
+
+
+def tag(
+    name: Optional[str] = typer.Argument(None, help="Tag to create (omit to list tags)."),
+    ref: str = typer.Argument("HEAD", help="Version to tag."),
+    force: bool = typer.Option(False, "--force", "-f", help="Move the tag if it exists."),
+    delete: bool = typer.Option(False, "--delete", "-d", help="Delete tag NAME (gc frees what only it kept)."),
+    remote: Optional[str] = typer.Option(None, "--remote", "-r", help="With --delete: delete the tag on this remote (name or URL)."),
+    json_: bool = JSON_OPT,
+) -> None:
+    """Tag a version, list the tags, or delete a tag."""
+    if delete or remote is not None:
+        if not delete or name is None:
+            raise UsageError("--remote goes with --delete NAME" if not delete else "--delete needs the tag's NAME")
+        _delete_tag(name, remote)
+        return
+    with Workspace.open() as ws:
+        if name is None:
+            tags = ws.list_tags()
+            if json_:
+                emit_json(tags)
+            else:
+                for t, cid in tags.items():
+                    out.print(f"{t}\t{cid[:12]}")
+            return
+        cid = ws.create_tag(name, ref, force=force)
+    out.print(f"tagged {cid[:12]} as {name}")
+
+
+# -- du (verify and validate: datactl/cli/ci.py) -------------------------------------
+
+
+def du(ref: str = typer.Argument("HEAD", help="The version to measure."), json_: bool = JSON_OPT) -> None:
+    """Files, logical bytes, stored bytes and the dedup ratio of a version and of the whole store."""
+    with Workspace.open() as ws:
+        vs = version_stats(ws.repo, ws.resolve(ref))
+        ss = store_stats(ws.repo)
+    if json_:
+        emit_json({"version": vs.to_dict(), "store": ss.to_dict()})
+        return
+    out.print(f"version {vs.commit[:12]}: {vs.files} files, {human_bytes(vs.logical_bytes)} tracked")
+    out.print(f"  unique chunks: {vs.unique_chunks} ({human_bytes(vs.chunk_bytes)}), stored compressed: {human_bytes(vs.stored_bytes)}")
+    out.print(f"  dedup+compression ratio: {vs.dedup_ratio:.2f}x")
+    out.print(f"store: {ss.packs} packs, {human_bytes(ss.pack_bytes)} on disk, {ss.objects} objects")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the workspace commands to ``app``, in the order ``datactl --help`` lists them."""
+    app.command()(init)
+    app.command()(add)
+    app.command()(rm)
+    app.command()(commit)
+    app.command()(status)
+    app.command()(log)
+    app.command()(show)
+    app.command("ls")(ls_)
+    app.command()(diff)
+    app.command()(checkout)
+    app.command()(tag)
+    app.command("du")(du)
+    app.command("stats", help="Same as du.")(du)
