@@ -20,7 +20,7 @@ from datactl.validation import Rule, ValidationReport, run_rules
 from datactl.validation.config import RulesConfig, build_rules
 from datactl.workspace.workspace import Workspace
 
-SCHEMA = Path(__file__).parent / "data" / "junit-10.xsd"
+SCHEMA = Path(__file__).parent.parent / "data" / "junit-10.xsd"
 
 
 @pytest.fixture(scope="module")

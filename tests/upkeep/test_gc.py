@@ -49,7 +49,7 @@ from datactl.upkeep.verify import verify_remote
 from datactl.workspace.workspace import Workspace
 from storage_backends import open_backend
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent.parent  # tests/
 PACK = 48 * 1024
 
 
