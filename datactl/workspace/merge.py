@@ -43,6 +43,7 @@ from datactl.workspace.stage import StageRow
 from datactl.remote.transfer import commit_closure
 from datactl.store.trees import lookup_path, write_tree
 from datactl.store.walk import walk_changes
+from datactl.workspace.checkout import prune_empty_dirs, write_entry
 from datactl.workspace.workspace import Workspace
 
 STRATEGIES = ("ours", "theirs")
@@ -287,7 +288,7 @@ def merge(
     for c in conflicts:
         te = _lookup(ws.repo, tc.tree, c.path)
         side = c.path + SIDECAR_SUFFIX
-        if te is not None and ws.in_scope(c.path) and not os.path.lexists(ws._abs(side)) and ws.stage.get(side) is None:
+        if te is not None and ws.in_scope(c.path) and not os.path.lexists(ws.disk.abs_path(side)) and ws.stage.get(side) is None:
             sidecars.append((c.path, side, te))
             final_conflicts.append(replace(c, sidecar=side))
         else:
@@ -305,7 +306,7 @@ def merge(
         ws.stage.set_meta("merge_head", theirs)
         n = _apply(ws, updates, progress)
         for _, side, te in sidecars:
-            ws._write_entry(side, replace(te, name=side.rsplit("/", 1)[-1]), progress)
+            write_entry(ws.repo, ws.root, side, replace(te, name=side.rsplit("/", 1)[-1]), progress)
     result = MergeResult(CONFLICTS if final_conflicts else MERGED, ours, theirs, base, None, final_conflicts, n, resolved)
     if not final_conflicts:
         result.commit = ws.commit(msg, allow_empty=True)
@@ -317,7 +318,7 @@ def _check_untracked_in_the_way(ws: Workspace, updates: list[tuple[str, TreeEntr
     for path, old, new in updates:
         if new is None or old is not None or not ws.in_scope(path):
             continue
-        if os.path.lexists(ws._abs(path)) and ws.stage.get(path) is None:
+        if os.path.lexists(ws.disk.abs_path(path)) and ws.stage.get(path) is None:
             in_the_way.append(path)
     if in_the_way:
         raise LocalChanges(
@@ -333,10 +334,10 @@ def _apply(ws: Workspace, updates: list[tuple[str, TreeEntry | None, TreeEntry |
         if new is not None:
             continue
         row = ws.stage.get(path)
-        abs_path = ws._abs(path)
+        abs_path = ws.disk.abs_path(path)
         if ws.in_scope(path) and (os.path.islink(abs_path) or os.path.isfile(abs_path)):
             os.unlink(abs_path)
-            ws._prune_empty_dirs(path)
+            prune_empty_dirs(ws.root, path)
         if row is not None and row.head is not None:
             rows.append(StageRow(path, None, None, row.head))
         else:
@@ -348,7 +349,7 @@ def _apply(ws: Workspace, updates: list[tuple[str, TreeEntry | None, TreeEntry |
             continue
         row = ws.stage.get(path)
         head = row.head if row is not None else None
-        st = ws._write_entry(path, new, progress) if ws.in_scope(path) else None
+        st = write_entry(ws.repo, ws.root, path, new, progress) if ws.in_scope(path) else None
         rows.append(StageRow(path, new, st, head))
         if len(rows) >= 1000:
             ws.stage.write(rows)
@@ -360,7 +361,7 @@ def _apply(ws: Workspace, updates: list[tuple[str, TreeEntry | None, TreeEntry |
 def _drop_sidecars(ws: Workspace, state: dict[str, Any]) -> None:
     """Delete the PATH.theirs files merge wrote, unless the user changed them."""
     for side, digest in state.get("sidecars", {}).items():
-        path = ws._abs(side)
+        path = ws.disk.abs_path(side)
         try:
             if os.path.isfile(path) and not os.path.islink(path) and hash_file(path) == digest:
                 os.unlink(path)

@@ -27,7 +27,8 @@ from datactl.store.repository import read_store_config
 from datactl.remote.publish import PushResult, publish
 from datactl.remote.transfer import DEFAULT_JOBS, Downloader, commit_closure, fetch_metadata
 from datactl.store.walk import walk_files
-from datactl.workspace.workspace import CheckoutResult, Workspace
+from datactl.workspace.checkout import CheckoutResult
+from datactl.workspace.workspace import Workspace
 from datactl.store.backend import open_store_backend
 
 # Chunk ids are downloaded in batches of this many, to bound memory on huge versions.

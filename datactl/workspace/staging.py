@@ -1,0 +1,127 @@
+"""Staging files for the next commit: chunk and store what changed, and record it in the stage.
+
+Stage rows are written only after the objects they name are durable (the
+repository flushed), so a crash leaves the stage pointing at nothing missing.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as statmod
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from datactl.core.errors import UsageError
+from datactl.core.progress import ProgressReporter
+from datactl.format.objects import FILE, SYMLINK, TreeEntry, symlink_entry
+from datactl.store.chunker import Chunker
+from datactl.store.filedata import store_file
+from datactl.store.repository import Repository
+from datactl.workspace.disk import DiskState, permissions, read_link
+from datactl.workspace.ignore import IgnoreRules
+from datactl.workspace.scan import DiskEntry, ScanProblem
+from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info, same_content
+
+# Stage rows wait in memory until their objects are durable; these bound the wait.
+ROW_BATCH = 20_000
+
+
+@dataclass
+class AddResult:
+    added: int = 0
+    modified: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    bytes_read: int = 0
+    problems: list[ScanProblem] = field(default_factory=list)
+
+
+class AddBatch:
+    """Stages files, writing rows only once the objects they name are durable."""
+
+    def __init__(self, repo: Repository, stage: Stage, chunker: Chunker, disk: DiskState, result: AddResult, progress: ProgressReporter) -> None:
+        self.repo = repo
+        self.stage = stage
+        self.chunker = chunker
+        self.disk = disk
+        self.result = result
+        self.progress = progress
+        self.rows: list[StageRow] = []
+        self.deletes: list[str] = []
+        self._bytes_since_flush = 0
+
+    def consider(self, d: DiskEntry, row: StageRow | None) -> None:
+        """Stage the file ``d`` unless the stat cache proves it unchanged."""
+        if row is not None and row.entry is not None and row.entry.kind == d.kind and row.stat is not None and row.stat.matches(d.st):
+            self.result.unchanged += 1
+            return
+        abs_path = self.disk.abs_path(d.path)
+        name = d.path.rsplit("/", 1)[-1]
+        read_at = time.time_ns()
+        if d.kind == SYMLINK:
+            entry = symlink_entry(name, read_link(abs_path, d.path))
+        else:
+            content = store_file(self.repo, self.chunker, abs_path, self.progress.advance)
+            entry = TreeEntry(name, FILE, permissions(d.st), content.size, content.digest, content.chunks, content.chunklist)
+            self.result.bytes_read += content.size
+            self._bytes_since_flush += content.size
+        after = os.lstat(abs_path)
+        st = StatInfo.of(after, read_at)
+        if after.st_size != d.st.st_size or after.st_mtime_ns != d.st.st_mtime_ns:
+            st = StatInfo(st.size, st.mtime_ns, st.ctime_ns, st.ino, st.mode, trusted=False)  # changed while read
+        head = row.head if row is not None else None
+        if row is None or row.entry is None:
+            self.result.added += 1
+        elif same_content(entry, head_info(row.entry)):
+            self.result.unchanged += 1
+        else:
+            self.result.modified += 1
+        self.rows.append(StageRow(d.path, entry, st, head))
+        if len(self.rows) >= ROW_BATCH or self._bytes_since_flush >= self.repo.config.pack_size:
+            self.flush()
+
+    def remove(self, row: StageRow) -> None:
+        """Stage the removal of a tracked path."""
+        if row.entry is None:
+            return
+        self.result.removed += 1
+        if row.head is None:
+            self.deletes.append(row.path)
+        else:
+            self.rows.append(StageRow(row.path, None, None, row.head))
+
+    def flush(self) -> None:
+        self.repo.flush()
+        self.stage.write(self.rows, self.deletes)
+        self.rows, self.deletes = [], []
+        self._bytes_since_flush = 0
+
+    def add_path(self, rel: str, rules: IgnoreRules, in_scope: Callable[[str], bool]) -> None:
+        """Stage ``rel``: a file or symlink, or every new, changed and deleted file under a folder."""
+        abs_path = self.disk.abs_path(rel)
+        try:
+            st = os.lstat(abs_path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not statmod.S_ISDIR(st.st_mode):
+            kind = SYMLINK if statmod.S_ISLNK(st.st_mode) else FILE
+            if kind == FILE and not statmod.S_ISREG(st.st_mode):
+                raise UsageError(f"{rel} is not a regular file, folder or symlink")
+            # A path that was a folder (or is under a former file) must drop the old rows.
+            for row in self.stage.iter_rows(rel):
+                if row.path != rel:
+                    self.remove(row)
+            parts = rel.split("/")
+            for i in range(1, len(parts)):
+                parent_row = self.stage.get("/".join(parts[:i]))
+                if parent_row is not None:
+                    self.remove(parent_row)
+            self.consider(DiskEntry(rel, kind, st), self.stage.get(rel))
+            return
+        for path, d, row in self.disk.scan(rules, start=rel, on_problem=self.result.problems.append):
+            if d is None:
+                if row is not None and in_scope(path):
+                    self.remove(row)
+            else:
+                self.consider(d, row)
