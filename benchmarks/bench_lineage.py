@@ -46,6 +46,7 @@ from typing import Any, Callable
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datactl.lineage import index as li  # noqa: E402
+from datactl.lineage.commits import StoreCommits  # noqa: E402
 from datactl.store.index import ObjectIndex  # noqa: E402
 from datactl.api.lineage import lineage  # noqa: E402
 from datactl.lineage.stores import LineageStore  # noqa: E402
@@ -204,7 +205,7 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 def query_once(repo: Repository, root: str, direction: str) -> tuple[int, dict, dict]:
     counting = CountingBackend(repo.backend)
-    store = LineageStore(li.LineageIndex(counting, li.StoreCommits(repo.objects)), "bench")
+    store = LineageStore(li.LineageIndex(counting, StoreCommits(repo.objects)), "bench")
     g = lineage(root, direction, stores=[store])
     commit_reads = sum(1 for k in counting.keys if k.startswith("packs/"))
     requests = dict(counting.counts)
@@ -225,7 +226,7 @@ def bench_shape(shape: str, seed: int, repeat: int) -> dict[str, Any]:
         out: dict[str, Any] = {"shape": shape, "commits": N, "refs": built["refs"], "build_commits_s": round(build_s, 2)}
 
         # 1. The index as 200 pushes of 50 versions would leave it.
-        index = li.LineageIndex(repo.backend, li.StoreCommits(repo.objects))
+        index = li.LineageIndex(repo.backend, StoreCommits(repo.objects))
         t0 = time.perf_counter()
         order = built["order"]
         compactions = 0
@@ -243,7 +244,7 @@ def bench_shape(shape: str, seed: int, repeat: int) -> dict[str, Any]:
         # 2. The same index from scratch.
         shutil.rmtree(os.path.join(store_dir, "lineage"))
         t0 = time.perf_counter()
-        li.LineageIndex(repo.backend, li.StoreCommits(repo.objects)).rebuild()
+        li.LineageIndex(repo.backend, StoreCommits(repo.objects)).rebuild()
         out["rebuild_s"] = round(time.perf_counter() - t0, 2)
 
         queries = {}

@@ -45,17 +45,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Iterable, Sequence
 
 from datactl.core.errors import CorruptObject, DatactlError, RefConflict, StoreFormatError
 from datactl.core.ids import object_id
 from datactl.format.layout import LINEAGE_HEAD_KEY, LINEAGE_PREFIX, LINEAGE_SEGMENT_PREFIX, REFS_PREFIX, lineage_segment_key, parse_tag_ref
 from datactl.format.lineage import Node, TagRecord, decode_head, decode_segment, encode_head, encode_segment
-from datactl.format.objects import Commit, decode_commit
-from datactl.format.pack import ObjectType
 from datactl.lineage.view import LineageView, _Overlay
-from datactl.store.packread import META_GAP
-from datactl.store.reader import ObjectReader
+from datactl.lineage.commits import CommitSource, Prefetched, StoreCommits
+from datactl.store.walk import walk_commits
 from datactl.store.repository import Repository
 from datactl.store.refs import RefStore
 from storage_backends import Backend, KeyNotFound, Versioned
@@ -70,60 +68,6 @@ SEGMENT_GRACE = 3600.0
 MAX_CAS_ATTEMPTS = 200
 
 _log = logging.getLogger("datactl.lineage")
-
-
-# -- reading commits -------------------------------------------------------------------------
-
-
-class CommitSource(Protocol):
-    """Reads commit objects of one store (only needed to catch up or rebuild the index)."""
-
-    commits_read: int
-
-    def has(self, cid: str) -> bool: ...
-
-    def read_commits(self, ids: Sequence[str]) -> dict[str, Commit]:
-        """The commits among ``ids`` that the store holds, read in as few requests as it can."""
-
-    def all_commit_ids(self) -> Iterable[str]: ...
-
-
-class StoreCommits:
-    """The commits of a store, read through its object reader (a workspace's store, a cache, a remote).
-
-    ``refresh`` brings the reader's index up to date (a remote syncs its index
-    files): once before the first use, and again when an id is not found.
-    """
-
-    def __init__(self, objects: ObjectReader, refresh: Callable[[], object] | None = None) -> None:
-        self.objects = objects
-        self.commits_read = 0
-        self._refresh = refresh
-        self._fresh = refresh is None
-
-    def _ensure_fresh(self, force: bool = False) -> None:
-        if self._refresh is not None and (force or not self._fresh):
-            self._refresh()
-            self._fresh = True
-
-    def has(self, cid: str) -> bool:
-        self._ensure_fresh()
-        return self.objects.has(cid)
-
-    def read_commits(self, ids: Sequence[str]) -> dict[str, Commit]:
-        self._ensure_fresh()
-        ids = list(dict.fromkeys(ids))
-        if self._refresh is not None and not all(self.objects.has(c) for c in ids):
-            self._ensure_fresh(force=True)  # written since we last looked
-        held = [c for c in ids if self.objects.has(c)]
-        out = {cid: decode_commit(cid, raw) for cid, raw in self.objects.read_batch(held, META_GAP).items()}
-        self.commits_read += len(out)
-        return out
-
-    def all_commit_ids(self) -> Iterable[str]:
-        self._ensure_fresh(force=True)
-        with self.objects.index_lock:
-            return list(self.objects.index.iter_ids(ObjectType.COMMIT))
 
 
 # -- the index of one store ------------------------------------------------------------------
@@ -291,7 +235,7 @@ class LineageIndex:
         source = self.source
         if head_mtime is None and len(view) == 0 and source is not None and roots:
             # No index yet (a store written before it existed): read every commit in one batch, not level by level.
-            source = _Prefetched(source)
+            source = Prefetched(source)
         nodes, unresolved = self.walk_missing(view, roots, source)
         return nodes, tags, unresolved
 
@@ -306,23 +250,14 @@ class LineageIndex:
         """
         found: dict[str, Node] = {}
         missing: set[str] = set()
-        level = [c for c in dict.fromkeys(roots) if not view.knows(c)]
+        known = _Known(view)
         if source is None:
-            return [], set(level)
+            return [], {c for c in dict.fromkeys(roots) if c not in known}
         before = source.commits_read
         inputs: set[str] = set()
-        while level:
-            got = source.read_commits(level)
-            nxt = []
-            for cid in level:
-                c = got.get(cid)
-                if c is None:
-                    missing.add(cid)
-                    continue
-                found[cid] = Node.from_commit(cid, c)
-                nxt.extend(c.parents)
-                inputs.update(c.inputs)
-            level = [x for x in dict.fromkeys(nxt) if x not in found and x not in missing and not view.knows(x)]
+        for cid, c in walk_commits(source.read_commits, roots, stop=known, on_absent=missing.add):
+            found[cid] = Node.from_commit(cid, c)
+            inputs.update(c.inputs)
         outside = sorted(i for i in inputs if i not in found and i not in view)
         if outside:
             for cid, c in source.read_commits(outside).items():
@@ -544,25 +479,14 @@ class LineageIndex:
         raise RefConflict(f"{LINEAGE_HEAD_KEY} in {self.url} kept moving; try again")
 
 
-class _Prefetched(CommitSource):
-    """Every commit of a store, read in one batch on first use (for walking a whole unindexed history)."""
+class _Known:
+    """The commits a view holds with their history: where a catch-up walk stops."""
 
-    def __init__(self, inner: CommitSource) -> None:
-        self.inner = inner
-        self._all: dict[str, Commit] | None = None
-        self.commits_read = 0
+    def __init__(self, view: LineageView) -> None:
+        self._view = view
 
-    def has(self, cid: str) -> bool:
-        return self.inner.has(cid)
-
-    def read_commits(self, ids: Sequence[str]) -> dict[str, Commit]:
-        if self._all is None:
-            self._all = self.inner.read_commits(list(self.inner.all_commit_ids()))
-            self.commits_read = len(self._all)
-        return {c: self._all[c] for c in ids if c in self._all}
-
-    def all_commit_ids(self) -> Iterable[str]:
-        return self.inner.all_commit_ids()
+    def __contains__(self, cid: object) -> bool:
+        return isinstance(cid, str) and self._view.knows(cid)
 
 
 def _write_cache(path: str, data: bytes) -> None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from datactl.core.errors import RefConflict
 from datactl.core.progress import NullProgress, ProgressReporter
-from datactl.lineage.index import StoreCommits, record_commits
+from datactl.lineage.commits import StoreCommits
+from datactl.lineage.index import record_commits
 from datactl.remote.remotestore import RemoteStore
 from datactl.remote.transfer import DEFAULT_JOBS, Uploader, commit_closure, local_objects_to_push
 from datactl.store.repository import Repository

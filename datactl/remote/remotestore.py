@@ -14,7 +14,8 @@ from datactl.core.errors import CorruptObject, StoreFormatError
 from datactl.core.ids import object_id
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import PACKS_PREFIX, key_name
-from datactl.lineage.index import LineageIndex, StoreCommits
+from datactl.lineage.index import LineageIndex
+from datactl.lineage.commits import StoreCommits
 from datactl.remote.locate import RemoteSpec
 from datactl.store.index import ObjectIndex
 from datactl.store.indexfiles import list_index_files, read_index_file, write_index_file

@@ -18,12 +18,13 @@ decides whether an absence is damage or, in a partial clone, expected).
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterable, Iterator, Mapping, Protocol, Sequence, TypeVar
+from typing import Callable, Container, Generic, Iterable, Iterator, Mapping, Protocol, Sequence, TypeVar
 
 from datactl.core.errors import DatactlError
 from datactl.format.objects import DIR, Commit, Tree, TreeEntry, decode_commit, decode_tree
 
 ReadBatch = Callable[[Sequence[str]], Mapping[str, bytes]]
+ReadCommits = Callable[[Sequence[str]], Mapping[str, "bytes | Commit"]]
 OnDamaged = Callable[[str, DatactlError], None]
 T = TypeVar("T")
 
@@ -47,11 +48,11 @@ def present(reader: BatchReader) -> ReadBatch:
 
 
 def walk_commits(
-    read: ReadBatch,
+    read: ReadBatch | ReadCommits,
     starts: Iterable[str],
     *,
     inputs: bool = False,
-    stop: Iterable[str] = (),
+    stop: Container[str] = frozenset(),
     on_absent: Callable[[str], None] | None = None,
     on_damaged: OnDamaged | None = None,
 ) -> Iterator[tuple[str, Commit]]:
@@ -60,8 +61,9 @@ def walk_commits(
     Commits in ``stop`` are neither yielded nor followed. An id the store does
     not hold is passed to ``on_absent`` (and not followed). A commit that does
     not decode raises, or with ``on_damaged`` is reported there and not followed.
+    ``read`` may return decoded commits instead of bytes.
     """
-    stopped = set(stop)
+    stopped = stop
     seen: set[str] = set()
     level = [c for c in dict.fromkeys(starts) if c and c not in stopped]
     seen.update(level)
@@ -77,7 +79,7 @@ def walk_commits(
                         on_absent(cid)
                     continue
                 try:
-                    commit = decode_commit(cid, raw)
+                    commit = raw if isinstance(raw, Commit) else decode_commit(cid, raw)
                 except DatactlError as exc:
                     if on_damaged is None:
                         raise

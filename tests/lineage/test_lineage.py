@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from datactl.format.layout import LINEAGE_HEAD_KEY
 from datactl.lineage import index as li
+from datactl.lineage.commits import StoreCommits
 from datactl.remote import publish as publish_module
 from datactl.workspace import sync
 from datactl.core.errors import CorruptObject
@@ -123,7 +124,7 @@ def test_index_answers_equal_a_brute_force_walk(monkeypatch_module, data) -> Non
         repo = new_repo(tmp)
         ids: list[str] = []
         heads: dict[str, str] = {}
-        index = li.LineageIndex(repo.backend, li.StoreCommits(repo.objects))
+        index = li.LineageIndex(repo.backend, StoreCommits(repo.objects))
         pos = k = 0
         while pos < len(steps):  # publish in batches, as pushes would
             b = batches[k % len(batches)]
@@ -147,7 +148,7 @@ def test_index_answers_equal_a_brute_force_walk(monkeypatch_module, data) -> Non
         both = query(view, root, "both", depth)
         assert graph_sets(both, "up") == brute_force(repo, root, "up", depth)
         assert graph_sets(both, "down") == brute_force(repo, root, "down", depth)
-        rebuilt = li.LineageIndex(repo.backend, li.StoreCommits(repo.objects))
+        rebuilt = li.LineageIndex(repo.backend, StoreCommits(repo.objects))
         rebuilt.rebuild()
         again = li.LineageIndex(repo.backend).load(check_refs=False)
         assert {k: (n.parents, n.inputs) for k, n in again.nodes.items()} == {k: (n.parents, n.inputs) for k, n in view.nodes.items()}
@@ -204,7 +205,7 @@ def test_down_query_reads_the_index_not_the_commits(tmp_path: Path, monkeypatch:
     repo.refs.update("datasets/raw", chain[-1], expected=None)
     for k, m in enumerate(models):
         repo.refs.update(f"models/m{k}", m, expected=None)
-    li.LineageIndex(repo.backend, li.StoreCommits(repo.objects)).rebuild()
+    li.LineageIndex(repo.backend, StoreCommits(repo.objects)).rebuild()
     # A settled store: nothing moved since the index was written.
     for dirpath, _, files in os.walk(tmp_path / "store" / "refs"):
         for f in files:
@@ -224,13 +225,13 @@ def test_a_damaged_segment_is_reported_and_a_rebuild_repairs_it(tmp_path: Path) 
     repo.flush()
     repo.refs.update("datasets/raw", a, expected=None)
     repo.refs.update("models/clf", b, expected=None)
-    idx = li.LineageIndex(repo.backend, li.StoreCommits(repo.objects))
+    idx = li.LineageIndex(repo.backend, StoreCommits(repo.objects))
     idx.record([a, b])
     seg = next((tmp_path / "store" / "lineage" / "seg").iterdir())
     seg.write_bytes(seg.read_bytes()[:-3] + b"xyz")
     with pytest.raises(CorruptObject, match="rebuild-index"):
         li.LineageIndex(repo.backend).load(check_refs=False)
-    li.LineageIndex(repo.backend, li.StoreCommits(repo.objects)).rebuild()
+    li.LineageIndex(repo.backend, StoreCommits(repo.objects)).rebuild()
     view = li.LineageIndex(repo.backend).load(check_refs=False)
     assert set(query(view, a, "down").ids("down")) == {b}
     repo.close()
@@ -242,13 +243,13 @@ def test_a_moved_tag_names_only_its_new_version(tmp_path: Path) -> None:
     b = put_commit(repo, "raw", "dataset", [a], n=1)
     repo.flush()
     repo.refs.update("datasets/raw", b, expected=None)
-    idx = li.LineageIndex(repo.backend, li.StoreCommits(repo.objects))
+    idx = li.LineageIndex(repo.backend, StoreCommits(repo.objects))
     idx.record([b], tags=[li.TagRecord(a, "raw", "v3")])
     assert li.LineageIndex(repo.backend).load(check_refs=False).tags_of(a) == ["v3"]
     idx.record([b], tags=[li.TagRecord(b, "raw", "v3")])  # e.g. a squash moved it
     view = li.LineageIndex(repo.backend).load(check_refs=False)
     assert (view.tags_of(a), view.tags_of(b), view.tagged("raw", "v3")) == ([], ["v3"], [b])
-    li.LineageIndex(repo.backend, li.StoreCommits(repo.objects)).compact()
+    li.LineageIndex(repo.backend, StoreCommits(repo.objects)).compact()
     assert li.LineageIndex(repo.backend).load(check_refs=False).tags_of(b) == ["v3"]
     repo.close()
 
