@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from datactl.core.closing import Closing
 from datactl.api.location import Location, open_location, resolve_any, resolve_version
 from datactl.remote.cache import Cache
 from datactl.store.chunkedfile import ChunkedFile
@@ -46,7 +47,6 @@ from datactl.core.author import default_author
 from datactl.format.objects import symlink_entry
 
 
-
 @dataclass(frozen=True)
 class FileEntry:
     """One file of a version."""
@@ -56,7 +56,7 @@ class FileEntry:
     digest: str
 
 
-class Dataset:
+class Dataset(Closing):
     """One version of a dataset or model, read-only. Get one with ``Dataset.get``."""
 
     def __init__(self, location: Location, cache: Cache, commit_id: str) -> None:
@@ -102,11 +102,6 @@ class Dataset:
         self._loc.store.close()
         self._cache.close()
 
-    def __enter__(self) -> "Dataset":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, id={self.id[:12]!r}, kind={self.kind!r})"

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from datactl.core.closing import Closing
 from datactl.core.errors import DatactlError, NotAWorkspace, UnknownRef, UsageError
 from datactl.lineage.graph import UP, LineageGraph
 from datactl.lineage.stores import LineageStore, query_stores, resolve_in_stores
@@ -30,7 +31,7 @@ from storage_backends import BackendError
 
 
 @dataclass
-class LineageSources:
+class LineageSources(Closing):
     """The stores a lineage question goes to, the workspace it runs in (if any), and what could not be read."""
 
     workspace: Workspace | None
@@ -42,12 +43,6 @@ class LineageSources:
             s.close()
         if self.workspace is not None:
             self.workspace.close()
-
-    def __enter__(self) -> "LineageSources":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def open_sources(remotes: Sequence[str] = (), *, options: dict[str, Any] | None = None, local: bool = False, with_default: bool = True) -> LineageSources:

@@ -122,18 +122,15 @@ def _details(n: LineageNode) -> str:
 def render_tree(g: LineageGraph) -> str:
     lines = [_details(g.nodes[g.root])]
     sections = []
-    if g.direction in (UP, BOTH):
-        up: dict[str, list[tuple[str, str]]] = {}
+    for direction, title in ((UP, "derives from"), (DOWN, "derived from it")):
+        if g.direction not in (direction, BOTH):
+            continue
+        adjacency: dict[str, list[tuple[str, str]]] = {}
         for e in g.edges:
-            if e.direction == UP:
-                up.setdefault(e.target, []).append((e.source, e.type))
-        sections.append(("derives from", up))
-    if g.direction in (DOWN, BOTH):
-        down: dict[str, list[tuple[str, str]]] = {}
-        for e in g.edges:
-            if e.direction == DOWN:
-                down.setdefault(e.source, []).append((e.target, e.type))
-        sections.append(("derived from it", down))
+            if e.direction == direction:
+                near, far = (e.target, e.source) if direction == UP else (e.source, e.target)
+                adjacency.setdefault(near, []).append((far, e.type))
+        sections.append((title, adjacency))
     for title, adjacency in sections:
         for lst in adjacency.values():
             lst.sort(key=lambda t: (t[1] != "parent", g.nodes[t[0]].name or "", g.nodes[t[0]].time or "", t[0]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from datactl.core.closing import Closing
 from datactl.core.ids import is_object_id
 from datactl.format.layout import head_ref, tag_ref
 from datactl.lineage.graph import LineageGraph
@@ -23,7 +24,7 @@ from datactl.store.repository import Repository
 from datactl.store.revparse import RefContext, resolve_ref
 
 
-class LineageStore:
+class LineageStore(Closing):
     """One store whose lineage index is queried; ``on_close`` releases what it reads through."""
 
     def __init__(self, index: LineageIndex, label: str, on_close: Callable[[], None] | None = None) -> None:
@@ -54,12 +55,6 @@ class LineageStore:
         if self._on_close is not None:
             self._on_close()
             self._on_close = None
-
-    def __enter__(self) -> "LineageStore":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def merged_view(stores: Sequence[LineageStore]) -> LineageView:

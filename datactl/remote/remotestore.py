@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 
+from datactl.core.closing import Closing
 from datactl.core.errors import CorruptObject, StoreFormatError
 from datactl.core.ids import object_id
 from datactl.format.indexfile import PackListing
@@ -32,7 +33,7 @@ def cache_path(cache_dir: str, url: str) -> str:
     return os.path.join(cache_dir, f"{object_id(url.encode())[:16]}.db")
 
 
-class RemoteStore:
+class RemoteStore(Closing):
     """A remote store: backend, refs, config and the local cache of its index."""
 
     def __init__(self, spec: RemoteSpec, cache_dir: str, backend: Backend | None = None) -> None:
@@ -47,11 +48,6 @@ class RemoteStore:
     def close(self) -> None:
         self.index.close()
 
-    def __enter__(self) -> "RemoteStore":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def url(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from datactl.core.sqlite import connect
+from datactl.core.sqlite import Database
 from datactl.format.pack import ObjectType, PackEntry
 
 
@@ -37,16 +37,11 @@ CREATE TABLE IF NOT EXISTS index_files (id TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 
 
-class ObjectIndex:
+class ObjectIndex(Database):
     """Lookups and inserts over the ``objects`` and ``packs`` tables."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        self._db = connect(path)
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
+        super().__init__(path, _SCHEMA)
 
     def lookup(self, object_id: str) -> ObjectLocation | None:
         row = self._db.execute(

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
+from datactl.core.closing import Closing
 from datactl.core import compression
 from datactl.core.errors import CorruptObject, ObjectMissing, StorageError
 from datactl.core.ids import object_id
@@ -115,7 +116,7 @@ class ReadStats:
             self.metadata_bytes += meta + gap
 
 
-class PackReader:
+class PackReader(Closing):
     """Reads verified objects from the packs of one store, by coalesced ranged reads in parallel. Thread-safe."""
 
     def __init__(self, backend: Backend, label: str | None = None, jobs: int = DEFAULT_JOBS) -> None:
@@ -131,11 +132,6 @@ class PackReader:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def __enter__(self) -> "PackReader":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def where(self, pack: str) -> str:
         return f"pack {pack} on {self.label}"

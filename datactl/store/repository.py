@@ -15,6 +15,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator
 
+from datactl.core.closing import Closing
 from datactl.core import compression
 from datactl.core.errors import StoreFormatError
 from datactl.core.ids import object_id
@@ -34,7 +35,7 @@ from storage_backends import Backend, KeyNotFound
 DATA_TYPES = (ObjectType.CHUNK,)
 
 
-class Repository:
+class Repository(Closing):
     """Objects, packs and refs of one store."""
 
     def __init__(
@@ -139,11 +140,6 @@ class Repository:
         self.objects.close()
         self.index.close()
 
-    def __enter__(self) -> "Repository":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- reading -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from datactl.core.closing import Closing
 from datactl.core.errors import DatactlError
 from datactl.format.objects import FILE, TreeEntry
 from datactl.store.chunkedfile import ChunkedFile
@@ -50,7 +51,7 @@ class SourceEntry:
         return name[dot:].lower() if dot > 0 else ""
 
 
-class VersionSource:
+class VersionSource(Closing):
     """A version's files: listed from its trees, opened as verified streams."""
 
     commit_id: str | None
@@ -93,12 +94,6 @@ class VersionSource:
         self.reader.close()
         while self._closers:
             self._closers.pop()()
-
-    def __enter__(self) -> "VersionSource":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def local_source(repo: Repository, commit_id: str | None = None, *, tree_id: str | None = None, label: str | None = None) -> VersionSource:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from datactl.core.sqlite import connect
+from datactl.core.sqlite import Database
 from datactl.format.objects import TreeEntry
 
 _SCHEMA = """
@@ -135,14 +135,11 @@ def _prefix_range(prefix: str) -> tuple[str, str]:
     return prefix + "/", prefix + "0"  # '0' is the character after '/'
 
 
-class Stage:
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._db = connect(path)
-        self._db.executescript(_SCHEMA)
+class Stage(Database):
+    """The staging table of a workspace, with its stat cache and metadata (HEAD, a merge in progress, sparse paths)."""
 
-    def close(self) -> None:
-        self._db.close()
+    def __init__(self, path: str) -> None:
+        super().__init__(path, _SCHEMA)
 
     # -- meta ----------------------------------------------------------------
 

@@ -167,13 +167,20 @@ def checkout(ws: Workspace, ref: str, *, force: bool = False, progress: Progress
     commit_id = ws.resolve(ref)
     if next(_missing_file_data(ws, commit_id), None) is not None and list_remotes(ws.root):
         with open_remote(ws, None) as rs:
-            dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
-            progress.start(f"download from {rs.spec.label}", None)
-            try:
-                download_files(ws, dl, commit_id)
-            finally:
-                progress.stop()
+            _download_version(ws, rs, commit_id, progress, f"download from {rs.spec.label}")
     return ws.checkout(commit_id, force=force, progress=progress)
+
+
+def _download_version(ws: Workspace, rs: RemoteStore, commit_id: str, progress: ProgressReporter, title: str) -> int:
+    """Download the file data of ``commit_id`` the workspace needs and lacks; return the bytes downloaded."""
+    dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
+    progress.start(title, None)
+    try:
+        download_files(ws, dl, commit_id)
+    finally:
+        progress.stop()
+        dl.close()
+    return dl.bytes_downloaded
 
 
 def pull(
@@ -214,15 +221,10 @@ def pull(
         if paths:
             ws.set_sparse([check_rel_path(p.strip("/")) for p in paths])
         wanted = ws.resolve(version) if version else target
-        dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
-        progress.start(f"pull from {rs.spec.label}", None)
-        try:
-            download_files(ws, dl, wanted)
-        finally:
-            progress.stop()
+        downloaded = _download_version(ws, rs, wanted, progress, f"pull from {rs.spec.label}")
         if target != local_head:
             ws.repo.refs.update(ref, target, expected=local_head)
-        result = PullResult(fetched, local_head, target, dl.bytes_downloaded + fetched.bytes_downloaded)
+        result = PullResult(fetched, local_head, target, downloaded + fetched.bytes_downloaded)
     result.checkout = ws.checkout(wanted, progress=progress)
     return result
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from datactl.core.closing import Closing
 from datactl.core.author import default_author
 from datactl.core.errors import DatactlError, LocalChanges, NothingToCommit, NotAtLatest, UsageError
 from datactl.core.progress import NullProgress, ProgressReporter
@@ -91,7 +92,7 @@ kind = "{kind}"   # "dataset" or "model"
 """
 
 
-class Workspace:
+class Workspace(Closing):
     """A checked-out dataset or model with its staging table and local store."""
 
     def __init__(self, root: str) -> None:
@@ -142,11 +143,6 @@ class Workspace:
         self.repo.close()
         self.stage.close()
 
-    def __enter__(self) -> "Workspace":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextmanager
     def locked(self) -> Iterator[None]:
