@@ -43,10 +43,10 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from datactl.core.parallel import parallel_map
 from datactl.core.errors import CorruptObject, DatactlError, RefConflict, StoreFormatError
 from datactl.core.ids import object_id
 from datactl.format.layout import LINEAGE_HEAD_KEY, LINEAGE_PREFIX, LINEAGE_SEGMENT_PREFIX, REFS_PREFIX, lineage_segment_key, parse_tag_ref
@@ -158,13 +158,7 @@ class LineageIndex:
 
     def _load_segments(self, segs: Sequence[tuple[str, int]]) -> LineageView:
         view = LineageView()
-        ids = [s for s, _ in segs]
-        if len(ids) > 2:
-            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="datactl-lineage") as pool:
-                parsed = list(pool.map(self._segment, ids))
-        else:
-            parsed = [self._segment(s) for s in ids]
-        for nodes, tags in parsed:  # in HEAD's order, oldest first
+        for nodes, tags in parallel_map(self._segment, [s for s, _ in segs], 8, "datactl-lineage"):  # in HEAD's order, oldest first
             for n in nodes:
                 view.add(n)
             for t in tags:
@@ -212,11 +206,7 @@ class LineageIndex:
             except StoreFormatError:
                 return ref, None  # a damaged ref names nothing we can index
 
-        if len(refs) > 4:
-            with ThreadPoolExecutor(max_workers=16, thread_name_prefix="datactl-refs") as pool:
-                pairs = list(pool.map(get, refs))
-        else:
-            pairs = [get(r) for r in refs]
+        pairs = list(parallel_map(get, refs, 16, "datactl-refs"))
         self.stats.refs_read += len(refs)
         return {r: c for r, c in pairs if c is not None}
 

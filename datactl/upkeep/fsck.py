@@ -21,9 +21,9 @@ repaired; fsck names it.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+from datactl.core.parallel import parallel_map
 from datactl.core.errors import DatactlError, StoreFormatError
 from datactl.upkeep.gc import DEFAULT_GRACE
 from datactl.upkeep.targets import ExtraRoots, IndexChange, StoreTarget
@@ -223,11 +223,11 @@ class _Checker:
                 return None
             return None if h.hexdigest() == pid else h.hexdigest()
 
-        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="datactl-fsck") as pool:
-            for pid, got in zip(sorted(view.packs), pool.map(check, sorted(view.packs))):
-                rep.packs_read += 1
-                if got is not None:
-                    rep.issues.append(FsckIssue("error", "damaged packs", f"pack {pid} is corrupt: its bytes hash to {got}"))
+        packs = sorted(view.packs)
+        for pid, got in zip(packs, parallel_map(check, packs, self.jobs, "datactl-fsck")):
+            rep.packs_read += 1
+            if got is not None:
+                rep.issues.append(FsckIssue("error", "damaged packs", f"pack {pid} is corrupt: its bytes hash to {got}"))
 
 
 def fsck(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from datactl.core.parallel import parallel_map
 from datactl.core.errors import CorruptObject, ObjectMissing, StoreDamaged
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import PACKS_PREFIX, key_name
@@ -66,7 +66,6 @@ class StoreView:
         self.bad_footers: dict[str, str] = {}
         self.packs_reader = PackReader(backend, backend.url, jobs)
         self.index_reads = 0
-        self._pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="datactl-listing")
 
     @property
     def requests(self) -> int:
@@ -74,7 +73,6 @@ class StoreView:
         return self.index_reads + self.packs_reader.stats.requests
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
         self.packs_reader.close()
         self.db.close()
         for suffix in ("", "-journal", "-wal", "-shm"):
@@ -97,7 +95,7 @@ class StoreView:
             return index_id, None, exc.message
 
     def read_index_files(self, ids: Iterable[str]) -> Iterator[tuple[str, dict | None, str | None]]:
-        yield from self._pool.map(self._get_index, list(ids))
+        yield from parallel_map(self._get_index, ids, self.jobs, "datactl-index")
 
     def load(self) -> None:
         files = self.list_index_files()
@@ -159,7 +157,7 @@ class StoreView:
             except (CorruptObject, BackendError) as exc:
                 return pid, None, getattr(exc, "message", None) or str(exc)
 
-        yield from self._pool.map(one, sorted(packs))
+        yield from parallel_map(one, sorted(packs), self.jobs, "datactl-footer")
 
     def load_unindexed(self) -> None:
         """Read the footers of packs no index file lists, so their objects can be found (and rescued)."""

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Sequence
 
 from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing, StorageError
+from datactl.core.parallel import parallel_map
 from datactl.core.progress import NullProgress, ProgressReporter
 from datactl.format.layout import PACKS_PREFIX, pack_key
 from datactl.format.objects import FILE, Commit, TreeEntry, decode_chunklist
@@ -247,9 +248,8 @@ class _Verifier:
                 self._lost("packs present", pack, entries, f"is {size} bytes, the index says {indexed_sizes[pack]} (truncated or replaced)")
             else:
                 present.append((pack, size, entries))
-        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="datactl-footer") as pool:
-            for fut in [pool.submit(self._footer, *p) for p in present]:
-                fut.result()
+        for _ in parallel_map(lambda p: self._footer(*p), present, self.jobs, "datactl-footer"):
+            pass
 
     def _footer(self, pack: str, size: int, entries: list[PackEntry]) -> None:
         try:
