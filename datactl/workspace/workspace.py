@@ -44,7 +44,7 @@ from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.inputs import resolve_input
 from datactl.workspace.scan import DiskEntry, ScanProblem
 from datactl.workspace.stage import Stage, StageRow
-from datactl.workspace.staging import AddBatch, AddResult
+from datactl.workspace.add import AddBatch, AddResult
 
 @dataclass(frozen=True)
 class WorkspaceConfig:

@@ -1,4 +1,4 @@
-"""Staging files for the next commit: chunk and store what changed, and record it in the stage.
+"""Adding files for the next commit (`datactl add`): chunk and store what changed, and record it in the stage.
 
 Stage rows are written only after the objects they name are durable (the
 repository flushed), so a crash leaves the stage pointing at nothing missing.
