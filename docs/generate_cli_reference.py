@@ -37,6 +37,12 @@ def _import_app() -> Any:
     return app
 
 
+def _exit_codes() -> tuple[tuple[int, str], ...]:
+    from datactl.cli.errors import EXIT_CODES
+
+    return EXIT_CODES
+
+
 def _root_command(app: Any) -> Any:
     import typer.main
 
@@ -198,9 +204,16 @@ def render() -> str:
         "",
         f"Every command accepts {' and '.join(f'`{n}`' for n in help_names)} to print its help.",
         "A REF argument accepts the forms described in [concepts.md](concepts.md#refs-naming-a-version).",
-        "Exit codes: 0 success, 1 failure (including `verify` problems, failed `validate` rules and `diff` over its limits),",
-        "2 usage error (bad arguments, unknown option, a path that cannot be added, a broken rules config),",
-        "3 the data could not be read (`verify`, `validate`: store unreachable, objects missing while reading).",
+        "Every error is one line on stderr starting with `error:` (what is wrong, and where), usually followed by",
+        "a `hint:` line (what to do); no command prints a traceback unless `DATACTL_DEBUG=1` is set.",
+        "",
+        "## Exit codes",
+        "",
+        "The same for every command (from `datactl/cli/errors.py`):",
+        "",
+        "| code | meaning |",
+        "| --- | --- |",
+        *(f"| {code} | {meaning} |" for code, meaning in _exit_codes()),
         "",
     ]
     lines += list(_render_command([PROG], root, help_names, 2))
