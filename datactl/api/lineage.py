@@ -15,12 +15,11 @@ query reads a handful of objects however many commits the stores hold.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from datactl.core.closing import Closing
-from datactl.core.errors import DatactlError, NotAWorkspace, UnknownRef, UsageError
+from datactl.core.errors import DatactlError, NotAWorkspace, UnknownRef
 from datactl.lineage.graph import UP, LineageGraph
 from datactl.lineage.stores import LineageStore, query_stores, resolve_in_stores
 from datactl.remote.locate import REMOTE_ENV, RemoteSpec, default_remote, index_cache_dir, list_remotes, resolve_remote, workspace_root
@@ -66,10 +65,10 @@ def open_sources(remotes: Sequence[str] = (), *, options: dict[str, Any] | None 
     else:
         ws = Workspace(root) if root is not None else None
     if ws is None and not specs:
-        env = os.environ.get(REMOTE_ENV)
-        if not env:
+        spec = default_remote(None)  # DATACTL_REMOTE
+        if spec is None:
             raise NotAWorkspace("not in a datactl workspace, and no store given", f"name one with --remote URL (or set {REMOTE_ENV})")
-        specs = [resolve_remote(None, env, options)]
+        specs = [spec.with_options(options)]
     try:
         sources = LineageSources(ws, open_stores(ws, specs, include_workspace=ws is not None))
     except BaseException:
@@ -118,17 +117,6 @@ def default_remotes(workspace: Workspace) -> list[RemoteSpec]:
     return [spec] if spec is not None else []
 
 
-def _default_sources() -> tuple[Workspace | None, list[str | RemoteSpec]]:
-    try:
-        ws = Workspace.open()
-        return ws, list(default_remotes(ws))
-    except NotAWorkspace:
-        env = os.environ.get(REMOTE_ENV)
-        if env:
-            return None, [env]
-        raise UsageError("not in a workspace and no store given", f"pass --remote URL (or set {REMOTE_ENV})") from None
-
-
 def resolve_ref_anywhere(ref: str, stores: Sequence[LineageStore], workspace: Workspace | None) -> str:
     """``ref`` in the stores' indexes and refs, else as the workspace understands it."""
     ctx = workspace.ref_context() if workspace is not None else RefContext()
@@ -160,23 +148,14 @@ def lineage(
     ``remotes``; with neither, the current folder's workspace, or
     ``DATACTL_REMOTE``.
     """
-    own = stores is None
-    opened: Workspace | None = None
-    if stores is None:
-        if workspace is None and not remotes:
-            workspace, remotes = _default_sources()
-            opened = workspace
-        try:
-            stores = open_stores(workspace, remotes)
-        except BaseException:
-            if opened is not None:
-                opened.close()
-            raise
-    try:
+    if stores is not None:
         return query_stores(stores, resolve_ref_anywhere(ref, stores, workspace), direction, depth)
+    if workspace is None and not remotes:
+        with open_sources() as sources:
+            return lineage(ref, direction, depth, workspace=sources.workspace, stores=sources.stores)
+    opened = open_stores(workspace, remotes)
+    try:
+        return lineage(ref, direction, depth, workspace=workspace, stores=opened)
     finally:
-        if own:
-            for s in stores:
-                s.close()
-        if opened is not None:
-            opened.close()
+        for s in opened:
+            s.close()

@@ -60,7 +60,7 @@ def transfer_jobs(ws: Workspace) -> int:
 
 
 def open_remote(ws: Workspace, remote: str | None) -> RemoteStore:
-    return RemoteStore(resolve_remote(ws.root, remote), os.path.join(ws.dotdir, "remotes"))
+    return RemoteStore(resolve_remote(ws.root, remote), ws.layout.remotes_dir)
 
 
 def _tracking_ref(spec: RemoteSpec, ref: str) -> str | None:
