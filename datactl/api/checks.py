@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from datactl.core.errors import DatactlError, NotAWorkspace, StorageError, UsageError
+from datactl.core.errors import DatactlError, NotAWorkspace, UsageError
 from datactl.core.progress import ProgressReporter
 from datactl.remote.locate import RemoteSpec, index_cache_dir, resolve_remote, settings_root, workspace_root
 from datactl.remote.remotestore import RemoteStore
@@ -22,7 +22,6 @@ from datactl.upkeep.verify import StoreVerifyReport, verify_local, verify_remote
 from datactl.validation import Rule, ValidationReport, prepare_rules, run_rules
 from datactl.validation.drift import tree_totals
 from datactl.workspace.workspace import Workspace, read_workspace_config
-from storage_backends import BackendError
 
 
 @dataclass(frozen=True)
@@ -125,19 +124,16 @@ def verify(
     if sample is not None and not 0 < sample <= 1:
         raise UsageError(f"--sample must be a fraction in (0, 1], not {sample}")
     kwargs: dict[str, Any] = {"deep": deep, "sample": sample, "seed": seed, "progress": progress}
-    try:
-        if remote is None:
-            root = workspace_root()
-            if root is None:
-                raise NotAWorkspace("not in a datactl workspace", "run it inside a workspace, or check a store with --remote URL")
-            with Workspace(root) as ws:
-                return verify_local(ws.repo, ws.resolve(ref), **kwargs)
-        ctx = remote_context(remote, None, options)
-        _no_head(ref, ctx)
-        with RemoteStore(ctx.spec, ctx.cache_dir) as rs:
-            return verify_remote(rs, ref, name=ctx.name, kind=ctx.kind, **kwargs)
-    except BackendError as exc:
-        raise StorageError(f"cannot read the store: {exc}", "check the URL, credentials and network") from None
+    if remote is None:
+        root = workspace_root()
+        if root is None:
+            raise NotAWorkspace("not in a datactl workspace", "run it inside a workspace, or check a store with --remote URL")
+        with Workspace(root) as ws:
+            return verify_local(ws.repo, ws.resolve(ref), **kwargs)
+    ctx = remote_context(remote, None, options)
+    _no_head(ref, ctx)
+    with RemoteStore(ctx.spec, ctx.cache_dir) as rs:
+        return verify_remote(rs, ref, name=ctx.name, kind=ctx.kind, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -173,13 +169,11 @@ def diff_on_remote(remote: str, ref_a: str, ref_b: str, options: dict[str, Any] 
     """The changes from ``ref_a`` to ``ref_b``, two versions on a remote, reading trees only."""
     ctx = remote_context(remote, None, options)
     with RemoteStore(ctx.spec, ctx.cache_dir) as rs:
+        rs.sync_index()
         reader = rs.reader()
         try:
-            rs.sync_index()
             a = reader.read_commit(resolve_on_remote(rs, reader, ref_a, ctx.name, ctx.kind)).tree
             b = reader.read_commit(resolve_on_remote(rs, reader, ref_b, ctx.name, ctx.kind)).tree
             return VersionDiff(diff_trees(reader, a, b), *(tree_totals(reader, a) if measure_base else (0, 0)))
-        except BackendError as exc:
-            raise StorageError(f"cannot read {rs.url}: {exc}") from None
         finally:
             reader.close()

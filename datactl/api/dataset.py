@@ -365,6 +365,7 @@ class DatasetDraft:
         if not self.parents and loc.refs is not None:
             head = loc.refs.get(head_ref(kind, name))
             if head is not None:
+                loc.store.ensure([head])  # the new version follows it: a push checks it is in our history
                 self.parents = [head]
 
     def add_files(self, path: str, pattern: str | None = None, dest: str | None = None) -> int:
@@ -435,7 +436,9 @@ class DatasetDraft:
         if self.commit_id is None:
             raise UsageError("commit the draft before pushing it")
         if self._loc.remote is None:
-            raise UsageError("no remote to push to (offline, or reading a workspace's own store)")
+            if self._loc.unreachable is not None:
+                raise self._loc.unreachable
+            raise UsageError("no remote to push to: the draft was made in a workspace's own store", "push from the workspace with `datactl push`")
         ref = head_ref(self.kind, self.name)
         try:
             return publish(
@@ -471,6 +474,6 @@ def log_model(
     draft.add_files(path)
     draft.set_metadata(metadata or {})
     draft.commit(message or f"model {name} from {os.path.basename(os.path.abspath(path))}", tags=tags)
-    if draft._loc.remote is not None:
-        draft.push()
+    if draft._loc.remote is not None or draft._loc.unreachable is not None:
+        draft.push()  # raises when the store cannot be reached: the model is committed in the cache only
     return draft.get()

@@ -79,7 +79,8 @@ def open_sources(remotes: Sequence[str] = (), *, options: dict[str, Any] | None 
         try:
             sources.stores[1].view()  # reach it now, so an unreachable default remote only costs a warning
         except (BackendError, DatactlError) as exc:
-            sources.warnings.append(f"{sources.stores[1].label} cannot be read ({exc}); showing this workspace's store only")
+            why = exc.message if isinstance(exc, DatactlError) else str(exc)
+            sources.warnings.append(f"{sources.stores[1].label} cannot be read ({why}); showing this workspace's store only")
             sources.stores.pop().close()
     return sources
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datactl.core.errors import DatactlError, StoreFormatError, UnknownRef
+from datactl.core.errors import StorageError, StoreFormatError, StoreNotFound, UnknownRef
 from datactl.core.ids import is_object_id
 from datactl.format.layout import WorkspaceLayout
 from datactl.format.storeconfig import StoreConfig
@@ -23,18 +23,24 @@ from datactl.store.refs import RefStore
 from datactl.store.repository import Repository, read_store_config
 from datactl.store.revparse import RefContext, StoreRefs, resolve_ref
 from datactl.store.backend import local_store_backend
-from storage_backends import BackendError
 
 
 @dataclass
 class Location:
-    """A cache store (or a workspace's own store), the remote behind it when reachable, and its refs."""
+    """A cache store (or a workspace's own store), the remote behind it when reachable, and its refs.
+
+    ``unreachable`` says why the remote could not be used (reads then come from
+    the cache only); ``no_store`` that nothing answered as a store at the URL
+    (a read fails; a draft's push creates the store).
+    """
 
     url: str
     store: ReadThroughStore
     refs: RefStore | None  # None when offline
     remote: RemoteStore | None
     tmp_dir: str
+    unreachable: StorageError | None = None
+    no_store: bool = False
 
     def close(self) -> None:
         self.store.close()
@@ -55,29 +61,34 @@ def open_location(remote: str | RemoteSpec | None, cache: Cache) -> Location:
         return Location(backend.url, ReadThroughStore(repo, None), RefStore(backend), None, layout.tmp_dir)
     rs: RemoteStore | None = RemoteStore(spec, cache.remotes_dir)
     config = StoreConfig()  # offline: an existing cache store keeps its own config
+    unreachable: StorageError | None = None
+    no_store = False
     try:
         config = rs.config()  # type: ignore[union-attr]
         rs.sync_index()  # type: ignore[union-attr]
-    except (BackendError, StoreFormatError):
+    except StoreFormatError:
+        no_store = True  # nothing there yet: reading fails, pushing creates the store
+    except StorageError as exc:
         rs.close()  # type: ignore[union-attr]
-        rs = None  # offline: only what is cached can be read
+        rs, unreachable = None, exc  # offline: only what is cached can be read
     repo = cache.store_for(spec.url, config)
-    return Location(spec.url, ReadThroughStore(repo, rs), rs.refs if rs else None, rs, repo.tmp_dir)
+    return Location(spec.url, ReadThroughStore(repo, rs), rs.refs if rs else None, rs, repo.tmp_dir, unreachable, no_store)
 
 
 def resolve_version(loc: Location, cache: Cache, name: str, version: str | None, kind: str) -> str:
     """The commit ``name`` at ``version`` (a tag, an id or a prefix; None: the latest) is, remembered for offline use."""
     key = version or ""
-    if loc.refs is None:
+    if loc.refs is None or loc.no_store:  # offline, or the store is gone: what was fetched before still reads
         if version and is_object_id(version) and loc.store.cache.has(version):
             return version
         remembered = cache.recall(loc.url, kind, name, key)
-        if remembered is None:
-            raise DatactlError(
-                f"{loc.url} is unreachable and {name}@{version or 'latest'} was never fetched on this machine",
-                "connect to the remote, or use a version that is cached",
-            )
-        return remembered
+        if remembered is not None:
+            return remembered
+        if loc.no_store:
+            raise StoreNotFound(f"there is no datactl store at {loc.url}", "check the URL; `datactl datasets URL` lists what a store holds")
+        why = loc.unreachable
+        assert why is not None
+        raise type(why)(f"{why.message}; and {name}@{version or 'latest'} was never fetched on this machine", why.hint) from why
     objects = loc.remote.reader() if loc.remote is not None else loc.store.cache.objects
     try:
         cid = resolve_ref(StoreRefs(loc.refs, objects, loc.url), f"{name}@{key}", RefContext(name, kind))

@@ -26,7 +26,7 @@ from datactl.store.records import condemned_packs
 from datactl.store.refs import DatasetInfo, RefStore
 from datactl.format.storeconfig import StoreConfig
 from datactl.store.repository import read_store_config, write_store_config
-from datactl.store.backend import open_store_backend
+from datactl.store.backend import guarded, open_store_backend
 from storage_backends import Backend, KeyNotFound
 
 def cache_path(cache_dir: str, url: str) -> str:
@@ -38,7 +38,7 @@ class RemoteStore(Closing):
 
     def __init__(self, spec: RemoteSpec, cache_dir: str, backend: Backend | None = None) -> None:
         self.spec = spec
-        self.backend = backend or open_store_backend(spec.url, spec.options)
+        self.backend = guarded(backend) if backend is not None else open_store_backend(spec.url, spec.options)
         self.refs = RefStore(self.backend)
         os.makedirs(cache_dir, exist_ok=True)
         self.index = ObjectIndex(cache_path(cache_dir, spec.url))

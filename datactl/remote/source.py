@@ -6,14 +6,12 @@ the cache of the remote's index.
 
 from __future__ import annotations
 
-from datactl.core.errors import StorageError
 from datactl.format.layout import head_ref
 from datactl.remote.remotestore import RemoteStore
 from datactl.store.packread import DEFAULT_JOBS
 from datactl.store.reader import ObjectReader
 from datactl.store.revparse import RefContext, StoreRefs, resolve_ref
 from datactl.store.source import CHUNK_CACHE_BYTES, VersionSource
-from storage_backends import BackendError
 
 
 def resolve_on_remote(rs: RemoteStore, reader: ObjectReader, ref: str, name: str | None = None, kind: str = "dataset") -> str:
@@ -24,11 +22,12 @@ def resolve_on_remote(rs: RemoteStore, reader: ObjectReader, ref: str, name: str
 
 def remote_source(rs: RemoteStore, ref: str, *, name: str | None = None, kind: str = "dataset", jobs: int = DEFAULT_JOBS) -> VersionSource:
     """Version ``ref`` of a remote store, read by verified ranged reads."""
+    rs.sync_index()
+    reader = rs.reader(jobs, cache_bytes=CHUNK_CACHE_BYTES)
     try:
-        rs.sync_index()
-        reader = rs.reader(jobs, cache_bytes=CHUNK_CACHE_BYTES)
         commit_id = resolve_on_remote(rs, reader, ref, name, kind)
         tree_id = reader.read_commit(commit_id).tree
-    except BackendError as exc:
-        raise StorageError(f"cannot read {rs.url}: {exc}", "check the remote's URL, credentials and network") from None
+    except BaseException:
+        reader.close()
+        raise
     return VersionSource(reader, tree_id, commit_id, f"{commit_id[:12]} on {rs.spec.label}")

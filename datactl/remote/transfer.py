@@ -36,6 +36,7 @@ class Downloader:
         self.packs = PackReader(remote.backend, remote.spec.label, jobs)
         self.objects = 0
         self.bytes_downloaded = 0  # stored bytes of the objects downloaded
+        self._synced = False
 
     @property
     def requests(self) -> int:
@@ -56,6 +57,10 @@ class Downloader:
             if self.local.has(oid):
                 continue
             loc = self.remote.index.lookup(oid)
+            if loc is None and not self._synced:
+                self.remote.sync_index()  # the cached index may predate what was pushed since
+                self._synced = True
+                loc = self.remote.index.lookup(oid)
             if loc is None:
                 raise ObjectMissing(f"object {oid} is not on the remote {self.remote.url}", "the remote is incomplete; push it again from a complete copy")
             wanted.append((loc.pack, loc.entry))

@@ -135,13 +135,18 @@ class _GuardedStream(io.RawIOBase):
         super().close()
 
 
+def guarded(backend: Backend) -> Backend:
+    """``backend`` with its storage failures made datactl errors (unchanged if it already is)."""
+    return backend if isinstance(backend, GuardedBackend) else GuardedBackend(backend)
+
+
 def open_store_backend(url: str, options: dict[str, Any] | None = None) -> Backend:
     """The backend of the store at ``url`` (a path, ``file://``, ``s3://``, ``gs://``), its failures made datactl errors."""
     try:
         backend = open_backend(url, options)
     except BackendError as exc:
         raise storage_error(exc, url) from exc
-    return backend if isinstance(backend, GuardedBackend) else GuardedBackend(backend)
+    return guarded(backend)
 
 
 def local_store_backend(path: str) -> Backend:

@@ -19,11 +19,11 @@ from typing import Iterable, Iterator, Sequence
 
 from datactl.core.closing import Closing
 from datactl.core import compression
-from datactl.core.errors import CorruptObject, ObjectMissing, StorageError
+from datactl.core.errors import CorruptObject, ObjectMissing
 from datactl.core.ids import object_id
 from datactl.format.layout import pack_key
 from datactl.format.pack import TRAILER_SIZE, ObjectType, PackEntry, parse_footer, parse_trailer
-from storage_backends import Backend, BackendError, KeyNotFound, ShortRead
+from storage_backends import Backend, KeyNotFound, ShortRead
 
 # Objects closer than this in a pack are read in one request (what lies between is read and dropped) ...
 META_GAP = 256 * 1024
@@ -148,8 +148,6 @@ class PackReader(Closing):
             ) from None
         except ShortRead as exc:
             raise CorruptObject(f"object {rng.entries[0].id} cannot be read: {where} is truncated ({exc})", "run `datactl fsck` on the store") from None
-        except BackendError as exc:
-            raise StorageError(f"cannot read {where}: {exc}", "check the store's URL, credentials and network") from None
         with self.stats_lock:
             self.stats.count(len(blob), rng.entries)
         out = []

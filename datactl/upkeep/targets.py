@@ -17,6 +17,7 @@ from typing import Callable
 from datactl.format.indexfile import PackListing
 from datactl.format.objects import TreeEntry
 from datactl.remote.remotestore import RemoteStore
+from datactl.store.backend import guarded
 from datactl.store.repository import read_store_config
 from storage_backends import Backend, BackendError
 
@@ -70,4 +71,5 @@ def remote_target(rs: RemoteStore, tmp_dir: str) -> StoreTarget:
 
 def url_target(backend: Backend, tmp_dir: str | None = None) -> StoreTarget:
     """A store by URL, with no local cache."""
+    backend = guarded(backend)
     return StoreTarget(backend, backend.url, tmp_dir or tempfile.gettempdir(), read_store_config(backend).pack_size)

@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Sequence
 
-from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing, StorageError
+from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing
 from datactl.core.parallel import parallel_map
 from datactl.core.progress import NullProgress, ProgressReporter
 from datactl.format.layout import PACKS_PREFIX, pack_key
@@ -41,7 +41,7 @@ from datactl.store.records import read_pruned
 from datactl.store.repository import Repository
 from datactl.store.source import CHUNK_CACHE_BYTES
 from datactl.store.walk import walk_commits, walk_trees
-from storage_backends import BackendError, KeyNotFound
+from storage_backends import KeyNotFound
 
 # Small files re-hashed together: their chunks come in one or a few ranged reads.
 BATCH_BYTES = 2 * 1024 * 1024
@@ -232,10 +232,7 @@ class _Verifier:
         self.report.packs = len(self.needed)
         if not self.needed:
             return
-        try:
-            listed = {info.key: info.size for info in backend.list(PACKS_PREFIX)}
-        except BackendError as exc:
-            raise StorageError(f"cannot list the packs of {self.reader.label}: {exc}", "check the store's URL, credentials and network") from None
+        listed = {info.key: info.size for info in backend.list(PACKS_PREFIX)}
         with self.reader.index_lock:
             indexed_sizes = self.reader.index.packs()
         present = []
@@ -260,8 +257,6 @@ class _Verifier:
         except CorruptObject as exc:
             self._lost("pack footers", pack, entries, f"has an unreadable footer ({exc.message})")
             return
-        except BackendError as exc:
-            raise StorageError(f"cannot read pack {pack} of {self.reader.label}: {exc}") from None
         wrong = [e for e in entries if listed.get(e.id) != e]
         if wrong:
             self._lost("pack footers", pack, wrong, "does not hold what the index says (its footer lists them elsewhere or not at all)")
@@ -376,8 +371,6 @@ def verify_version(
                 pool.shutdown(wait=True)
         report.chunks = len(v.chunk_owner)
         v.packs()
-    except BackendError as exc:
-        raise StorageError(f"cannot read {reader.label}: {exc}", "check the store's URL, credentials and network") from None
     finally:
         progress.stop()
     if not (deep or sample):
@@ -398,10 +391,7 @@ def verify_local(repo: Repository, commit_id: str, **kwargs) -> StoreVerifyRepor
 
 def verify_remote(rs: RemoteStore, ref: str, *, name: str | None = None, kind: str = "dataset", **kwargs) -> StoreVerifyReport:
     """``verify_version`` of REF on a remote store, reading only metadata and footers unless deep/sample."""
-    try:
-        rs.sync_index()
-    except BackendError as exc:
-        raise StorageError(f"cannot read {rs.url}: {exc}", "check the remote's URL, credentials and network") from None
+    rs.sync_index()
     reader = rs.reader(cache_bytes=CHUNK_CACHE_BYTES)
     try:
         commit_id = resolve_on_remote(rs, reader, ref, name, kind)

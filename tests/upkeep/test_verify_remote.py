@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from servers import free_port
 from ci_data import build_versions, counting_remote, pack_keys, publish_all
 from conftest import Cli
 
@@ -13,10 +14,10 @@ from datactl.format.pack import ENTRY_SIZE, TRAILER_SIZE
 from datactl.format.layout import pack_key
 from datactl.remote.locate import RemoteSpec
 from datactl.remote.remotestore import RemoteStore
-from datactl.core.errors import StorageError as DataUnreadable
+from datactl.core.errors import StoreUnreachable
 from datactl.upkeep.verify import verify_local, verify_remote
 from datactl.workspace.workspace import Workspace
-from storage_backends import BackendError, open_backend
+from storage_backends import open_backend
 
 
 @pytest.fixture
@@ -148,31 +149,16 @@ def test_local_verify_with_sample_and_footers(tmp_path: Path, cli: Cli) -> None:
         ws.close()
 
 
-class _Unreachable(BackendError):
-    pass
-
-
-def test_an_unreadable_store_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli) -> None:
-    ws = build_versions(tmp_path / "data-ws")
-    url = str(tmp_path / "remote")
-    publish_all(ws, url, {}, str(tmp_path / "push-cache"))
-    ws.close()
-    rs = RemoteStore(RemoteSpec(None, url), str(tmp_path / "cache"))
-
-    def refuse(*args, **kwargs):
-        raise _Unreachable("connection refused")
-
-    monkeypatch.setattr(rs.backend, "list", refuse)
-    with pytest.raises(DataUnreadable) as info:
-        verify_remote(rs, "ds@bad")
-    assert info.value.exit_code == 3
-    rs.close()
-
-    from storage_backends.local import LocalBackend
-
-    monkeypatch.setattr(LocalBackend, "get_range", refuse)
-    r = cli("verify", "ds@bad", "--remote", url, cwd=tmp_path, ok=False)
-    assert r.code == 3, (r.out, r.err)
+def test_an_unreachable_store_exits_3(tmp_path: Path, s3_server: str, cli: Cli) -> None:
+    """verify --remote against an endpoint nothing listens on: a StorageError (exit 3), from the library and the CLI."""
+    port = free_port()  # bound, then closed: nothing listens there
+    url, options = "s3://nowhere/store", {"endpoint_url": f"http://127.0.0.1:{port}"}
+    with RemoteStore(RemoteSpec(None, url, options), str(tmp_path / "cache")) as rs:
+        with pytest.raises(StoreUnreachable) as info:
+            verify_remote(rs, "ds@bad")
+    assert info.value.exit_code == 3 and info.value.__cause__ is not None
+    r = cli("verify", "ds@bad", "--remote", url, "--endpoint-url", options["endpoint_url"], cwd=tmp_path, ok=False)
+    assert r.code == 3 and r.err.startswith("error: ") and "Traceback" not in r.err, (r.out, r.err)
     r = cli("validate", "ds@bad", "--remote", url, "--rules", str(_rules_file(tmp_path)), cwd=tmp_path, ok=False)
     assert r.code == 3, (r.out, r.err)
 
