@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 
 import zstandard
@@ -38,13 +39,42 @@ def compress(raw: bytes, level: int) -> tuple[int, bytes]:
     return RAW, raw
 
 
+def _declared_size(frame: bytes) -> int:
+    """The size a zstd frame's header declares (-1 when it does not say); ValueError if it is no frame."""
+    try:
+        return zstandard.frame_content_size(frame)
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"not a zstd frame: {exc}") from exc
+
+
 def decompress(codec: int, stored: bytes, raw_len: int) -> bytes:
-    """Inverse of ``compress``; raises ValueError on a malformed frame."""
+    """Inverse of ``compress``; raises ValueError on a malformed frame or one that is not ``raw_len`` bytes."""
     if codec == RAW:
         return stored
     if codec == ZSTD:
+        declared = _declared_size(stored)
+        if declared not in (-1, raw_len):  # checked first: zstd allocates what the header declares
+            raise ValueError(f"zstd frame declares {declared} bytes, the object is {raw_len}")
         try:
             return _decompressor().decompress(stored, max_output_size=raw_len)
         except zstandard.ZstdError as exc:
             raise ValueError(f"zstd frame does not decode: {exc}") from exc
     raise ValueError(f"unknown compression codec {codec}")
+
+
+def decompress_bounded(frame: bytes, limit: int) -> bytes:
+    """A whole zstd frame that must decode to at most ``limit`` bytes; ValueError otherwise."""
+    declared = _declared_size(frame)
+    if declared > limit:
+        raise ValueError(f"zstd frame declares {declared} bytes, more than the {limit} allowed")
+    try:
+        if declared >= 0:
+            out = _decompressor().decompress(frame, max_output_size=max(declared, 1))
+        else:  # no declared size: read at most one byte past the limit
+            with _decompressor().stream_reader(io.BytesIO(frame)) as reader:
+                out = reader.read(limit + 1)
+        if len(out) > limit:
+            raise ValueError(f"zstd frame decodes to more than the {limit} bytes allowed")
+        return out
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"zstd frame does not decode: {exc}") from exc

@@ -8,7 +8,7 @@ import xxhash
 
 ID_HEX_LEN = 32
 ID_BYTES = 16
-_HEX = re.compile(r"^[0-9a-f]+$")
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 def object_id(data: bytes | memoryview) -> str:
@@ -22,11 +22,11 @@ def new_hasher() -> "xxhash.xxh3_128":
 
 
 def is_hex(text: str) -> bool:
-    return bool(_HEX.match(text))
+    return isinstance(text, str) and _HEX.fullmatch(text) is not None
 
 
-def is_object_id(text: str) -> bool:
-    return len(text) == ID_HEX_LEN and is_hex(text)
+def is_object_id(text: object) -> bool:
+    return isinstance(text, str) and len(text) == ID_HEX_LEN and is_hex(text)
 
 
 def hash_file(path: str, block_size: int = 1 << 20) -> str:

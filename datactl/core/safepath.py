@@ -24,6 +24,10 @@ def check_entry_name(name: str) -> str:
         raise UnsafePath(f"unsafe file name {name!r} in a manifest", "the version was written by a faulty or hostile tool; nothing was written")
     if "/" in name or "\\" in name or "\0" in name or _DRIVE.match(name) or name.endswith(TEMP_SUFFIX):
         raise UnsafePath(f"unsafe file name {name!r} in a manifest", "the version was written by a faulty or hostile tool; nothing was written")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafePath(f"file name {name!r} in a manifest is not valid UTF-8", "the version was written by a faulty or hostile tool; nothing was written") from None
     return name
 
 

@@ -24,11 +24,12 @@ import json
 import re
 from typing import Any, Iterable
 
+from datactl.format.jsontext import parse_json
 from datactl.core.errors import CorruptObject
 from datactl.core.ids import is_object_id
 
 FORMAT = 1
-_RUN = re.compile(r"^[0-9A-Za-z_.:-]{1,80}$")
+_RUN = re.compile(r"[0-9A-Za-z_:-][0-9A-Za-z_.:-]{0,79}")
 
 
 def encode_condemned(run: str, packs: dict[str, int], time_iso: str) -> bytes:
@@ -38,12 +39,12 @@ def encode_condemned(run: str, packs: dict[str, int], time_iso: str) -> bytes:
 def decode_condemned(key: str, data: bytes) -> tuple[str, dict[str, int]]:
     """(run id, {pack id: size}) of a condemnation record."""
     try:
-        doc = json.loads(data)
+        doc = parse_json(data)
         run, packs = doc["run"], doc["packs"]
         if (
             doc.get("format") != FORMAT
             or not isinstance(run, str)
-            or not _RUN.match(run)
+            or not _RUN.fullmatch(run)
             or not isinstance(packs, dict)
             or not all(is_object_id(p) and type(n) is int and n >= 0 for p, n in packs.items())
         ):
@@ -60,7 +61,7 @@ def encode_pruned(commits: Iterable[str], reason: str, time_iso: str) -> bytes:
 def decode_pruned(key: str, data: bytes) -> set[str]:
     """The commit ids a pruned-versions record names."""
     try:
-        doc = json.loads(data)
+        doc = parse_json(data)
         commits = doc["commits"]
         if doc.get("format") != FORMAT or not isinstance(commits, list) or not all(isinstance(c, str) and is_object_id(c) for c in commits):
             raise ValueError("malformed")
@@ -76,7 +77,7 @@ def encode_lock(fields: dict[str, Any]) -> bytes:
 def decode_lock(data: bytes) -> dict[str, Any]:
     """The lock's fields; {} when they cannot be read (the lock still holds)."""
     try:
-        doc = json.loads(data)
+        doc = parse_json(data)
     except ValueError:
         return {}
     return doc if isinstance(doc, dict) else {}

@@ -15,7 +15,9 @@ import json
 
 import zstandard
 
+from datactl.core.compression import decompress_bounded
 from datactl.core.errors import CorruptObject
+from datactl.format.jsontext import parse_json
 from datactl.core.ids import is_object_id
 from datactl.format.pack import MAX_OBJECT_BYTES, PackEntry, checked_entry
 
@@ -44,8 +46,8 @@ def decode_index_file(index_id: str, data: bytes) -> PackListing:
     """Decode and check an index file; anything malformed raises CorruptObject."""
     where = f"index file {index_id}"
     try:
-        doc = json.loads(zstandard.ZstdDecompressor().decompress(data, max_output_size=MAX_INDEX_FILE_BYTES))
-    except (ValueError, zstandard.ZstdError) as exc:
+        doc = parse_json(decompress_bounded(data, MAX_INDEX_FILE_BYTES))
+    except ValueError as exc:
         raise CorruptObject(f"{where} is unreadable: {exc}", "run `datactl fsck --repair`") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("packs"), dict):
         raise CorruptObject(f"{where} is not an index file of format {FORMAT}", "run `datactl fsck --repair`")

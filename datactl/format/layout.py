@@ -74,12 +74,12 @@ def key_name(key: str) -> str:
 KINDS = ("dataset", "model")
 HEAD_PREFIX = {"dataset": "datasets", "model": "models"}
 TAGS = "tags"
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
 def is_name(text: str) -> bool:
     """Whether ``text`` is a valid dataset, model or tag name."""
-    return bool(_NAME.match(text)) and not text.endswith(".lock")
+    return isinstance(text, str) and _NAME.fullmatch(text) is not None and not text.endswith(".lock")
 
 
 def check_name(name: str, what: str = "name") -> str:

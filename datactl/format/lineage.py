@@ -20,7 +20,9 @@ from typing import Iterable, NamedTuple, Sequence
 
 import zstandard
 
+from datactl.core.compression import decompress_bounded
 from datactl.core.errors import CorruptObject, StoreFormatError
+from datactl.format.jsontext import parse_json
 from datactl.core.ids import is_object_id, object_id
 from datactl.format.layout import KINDS, LINEAGE_HEAD_KEY, is_name
 from datactl.format.objects import Commit
@@ -112,13 +114,13 @@ def decode_segment(seg_id: str, data: bytes) -> tuple[list[Node], list[TagRecord
             REBUILD_HINT,
         )
     try:
-        doc = json.loads(zstandard.ZstdDecompressor().decompress(data, max_output_size=MAX_SEGMENT_BYTES))
+        doc = parse_json(decompress_bounded(data, MAX_SEGMENT_BYTES))
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ValueError("unknown format")
         nodes = [Node.from_row(r) for r in doc["nodes"]]
         tags = [TagRecord.from_row(r) for r in doc["tags"]]
         return nodes, tags
-    except (ValueError, KeyError, TypeError, AttributeError, zstandard.ZstdError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptObject(f"lineage index segment {seg_id} is unreadable: {exc}", REBUILD_HINT) from None
 
 
@@ -128,7 +130,7 @@ def encode_head(segments: Sequence[tuple[str, int]]) -> bytes:
 
 def decode_head(data: bytes, url: str) -> list[tuple[str, int]]:
     try:
-        doc = json.loads(data)
+        doc = parse_json(data)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ValueError("unknown format")
         segs = [(s, n) for s, n in doc["segments"]]

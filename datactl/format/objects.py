@@ -7,22 +7,21 @@ raw bytes and chunk lists are concatenated 16-byte ids.
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
 from datactl.core.errors import CorruptObject
 from datactl.core.ids import ID_BYTES, is_object_id, object_id
 from datactl.core.safepath import check_entry_name
+from datactl.format.jsontext import canonical_json, parse_json
+from datactl.format.layout import KINDS, is_name
 
 FORMAT = 1
 FILE = "file"
 DIR = "dir"
 SYMLINK = "symlink"
-
-
-def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+MAX_SIZE = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -81,38 +80,62 @@ def _bad(what: str, oid: str, why: str) -> CorruptObject:
     return CorruptObject(f"{what} {oid} is malformed: {why}", "run `datactl verify --deep` to find damaged objects")
 
 
+def _int(d: dict, key: str, top: int) -> int:
+    """An integer field in [0, top]: JSON numbers that are floats, booleans or out of range are refused."""
+    value = d[key]
+    if type(value) is not int or not 0 <= value <= top:
+        raise ValueError(f"{key} {str(value)[:40]} is not a whole number in [0, {top}]")
+    return value
+
+
+def _ids(value: object, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(is_object_id(i) for i in value):
+        raise ValueError(f"{what} must be a list of object ids")
+    return tuple(value)  # type: ignore[arg-type]
+
+
 def decode_tree(oid: str, data: bytes) -> Tree:
-    """Parse and validate a tree; hostile names raise UnsafePath."""
+    """Parse a tree and check every field; hostile names raise UnsafePath, anything else malformed CorruptObject."""
     try:
-        doc = json.loads(data)
-        raw_entries = doc["entries"]
-        if doc.get("format") != FORMAT:
-            raise _bad("tree", oid, f"unknown format {doc.get('format')!r}")
+        doc = parse_json(data)
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("entries"), list):
+            raise _bad("tree", oid, "not a tree of format 1")
         entries = []
-        previous = None
-        for d in raw_entries:
+        previous: bytes | None = None
+        for d in doc["entries"]:
+            if not isinstance(d, dict):
+                raise _bad("tree", oid, "an entry is not an object")
             name = check_entry_name(d["name"])
-            if previous is not None and name.encode() <= previous.encode():
+            encoded = name.encode("utf-8")
+            if previous is not None and encoded <= previous:
                 raise _bad("tree", oid, "entries not sorted or duplicated")
-            previous = name
+            previous = encoded
             kind = d["kind"]
+            size = _int(d, "size", MAX_SIZE)
+            digest = d["digest"]
+            if not is_object_id(digest):
+                raise _bad("tree", oid, f"bad digest under {name!r}")
             if kind == FILE:
-                chunks = tuple(d.get("chunks", ()))
                 chunklist = d.get("chunklist")
-                if not all(is_object_id(c) for c in chunks) or (chunklist is not None and not is_object_id(chunklist)):
-                    raise _bad("tree", oid, f"bad chunk id under {name!r}")
-                entries.append(TreeEntry(name, FILE, int(d["mode"]) & 0o7777, int(d["size"]), d["digest"], chunks, chunklist))
+                if chunklist is not None:
+                    if "chunks" in d or not is_object_id(chunklist):
+                        raise _bad("tree", oid, f"bad chunk list under {name!r}")
+                    chunks: tuple[str, ...] = ()
+                else:
+                    chunks = _ids(d.get("chunks", []), f"chunks of {name!r}")
+                entries.append(TreeEntry(name, FILE, _int(d, "mode", 0o7777), size, digest, chunks, chunklist))
             elif kind == DIR:
-                if not is_object_id(d["digest"]):
-                    raise _bad("tree", oid, f"bad tree id under {name!r}")
-                entries.append(TreeEntry(name, DIR, 0, int(d["size"]), d["digest"]))
+                entries.append(TreeEntry(name, DIR, 0, size, digest))
             elif kind == SYMLINK:
                 target = d["target"]
                 if not isinstance(target, str) or "\0" in target:
                     raise _bad("tree", oid, f"bad link target under {name!r}")
-                entries.append(TreeEntry(name, SYMLINK, 0, int(d["size"]), d["digest"], target=target))
+                link = symlink_entry(name, target)  # UnicodeEncodeError (a ValueError) for a target that is not UTF-8
+                if (link.size, link.digest) != (size, digest):
+                    raise _bad("tree", oid, f"link {name!r}: size or digest does not match its target")
+                entries.append(link)
             else:
-                raise _bad("tree", oid, f"unknown entry kind {kind!r}")
+                raise _bad("tree", oid, f"unknown entry kind {str(kind)[:40]!r}")
         return Tree(tuple(entries))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _bad("tree", oid, str(exc)) from None
@@ -165,24 +188,32 @@ class Commit:
 
 
 def decode_commit(oid: str, data: bytes) -> Commit:
+    """Parse a commit and check every field (ids, kind, name, tags, text fields, time)."""
     try:
-        d = json.loads(data)
-        if d.get("format") != FORMAT:
-            raise _bad("commit", oid, f"unknown format {d.get('format')!r}")
-        ids = [d["tree"], *d["parents"], *d["inputs"]]
-        if not all(is_object_id(i) for i in ids):
-            raise _bad("commit", oid, "bad object id")
+        d = parse_json(data)
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise _bad("commit", oid, "not a commit of format 1")
+        if not is_object_id(d["tree"]):
+            raise ValueError("bad tree id")
+        kind, name, tags = d["kind"], d["name"], d["tags"]
+        if kind not in KINDS or not is_name(name):
+            raise ValueError(f"bad kind or name {str(kind)[:20]!r}/{str(name)[:40]!r}")
+        if not isinstance(tags, list) or not all(is_name(t) for t in tags):
+            raise ValueError("tags must be a list of names")
+        if not all(isinstance(d[k], str) for k in ("message", "author", "time")) or not isinstance(d["metadata"], dict):
+            raise ValueError("message, author and time must be text, metadata an object")
+        datetime.fromisoformat(d["time"])
         return Commit(
             tree=d["tree"],
-            parents=tuple(d["parents"]),
-            kind=d["kind"],
-            name=d["name"],
+            parents=_ids(d["parents"], "parents"),
+            kind=kind,
+            name=name,
             message=d["message"],
             author=d["author"],
             time=d["time"],
-            tags=tuple(d["tags"]),
+            tags=tuple(tags),
             metadata=dict(d["metadata"]),
-            inputs=tuple(d["inputs"]),
+            inputs=_ids(d["inputs"], "inputs"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _bad("commit", oid, str(exc)) from None

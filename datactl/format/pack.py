@@ -142,7 +142,7 @@ def parse_trailer(pack_id: str, trailer: bytes, pack_size: int) -> tuple[int, in
     if len(trailer) != TRAILER_SIZE:
         raise CorruptObject(f"pack {pack_id} is truncated (no trailer)", "run `datactl fsck --repair`")
     footer_offset, count, footer_hash, magic = _TRAILER.unpack(trailer)
-    if magic != FOOTER_MAGIC or footer_offset + count * ENTRY_SIZE + TRAILER_SIZE != pack_size:
+    if magic != FOOTER_MAGIC or footer_offset < len(HEADER) or footer_offset + count * ENTRY_SIZE + TRAILER_SIZE != pack_size:
         raise CorruptObject(f"pack {pack_id} has a damaged footer", "run `datactl fsck --repair`")
     return footer_offset, count, footer_hash.hex()
 

@@ -10,6 +10,7 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field
 
+from datactl.format.jsontext import parse_json
 from datactl.core.errors import StoreFormatError
 
 STORE_FORMAT = 1
@@ -74,7 +75,7 @@ class StoreConfig:
     @classmethod
     def decode(cls, data: bytes, where: str) -> "StoreConfig":
         try:
-            d = json.loads(data)
+            d = parse_json(data)
             if d["format"] != STORE_FORMAT:
                 raise StoreFormatError(
                     f"store {where} has format {d['format']}, this datactl reads format {STORE_FORMAT}",

@@ -82,7 +82,8 @@ class StoreLock:
         return None
 
     def _stale_reason(self, doc: dict) -> str | None:
-        if doc.get("host") == socket.gethostname() and isinstance(doc.get("pid"), int):
+        pid = doc.get("pid")
+        if doc.get("host") == socket.gethostname() and type(pid) is int and 0 < pid < 2**31:
             if not _process_alive(doc["pid"], doc.get("process_start")):
                 return f"its process {doc['pid']} on {doc['host']} is gone"
         age = self._age()

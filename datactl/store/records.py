@@ -32,10 +32,11 @@ class CondemnRecord:
     run: str
     packs: dict[str, int]
     mtime: float = 0.0
+    listed_key: str | None = None  # the key it was read from (a record's content never names a key)
 
     @property
     def key(self) -> str:
-        return CONDEMNED_PREFIX + self.run
+        return self.listed_key or CONDEMNED_PREFIX + self.run
 
 
 def new_run_id() -> str:
@@ -55,7 +56,7 @@ def read_condemned(backend: Backend) -> list[CondemnRecord]:
             run, packs = decode_condemned(info.key, backend.get(info.key))
         except (KeyNotFound, CorruptObject):
             continue
-        out.append(CondemnRecord(run, packs, info.mtime))
+        out.append(CondemnRecord(run, packs, info.mtime, info.key))
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable
 
+from datactl.core.errors import UsageError
 from datactl.format.objects import DIR, Tree, TreeEntry
 from datactl.format.pack import ObjectType
 from datactl.store.repository import Repository
@@ -20,6 +21,9 @@ def _name_key(entry: TreeEntry) -> bytes:
 def write_tree(repo: Repository, entries: list[TreeEntry]) -> TreeEntry:
     """Store one directory's tree; return the entry that names it (name left empty)."""
     entries.sort(key=_name_key)
+    for a, b in zip(entries, entries[1:]):
+        if a.name == b.name:
+            raise UsageError(f"{a.name!r} is both a file and a folder (or listed twice) in the same folder", "rename one of them")
     tree = Tree(tuple(entries))
     tree_id = repo.put(ObjectType.TREE, tree.encode())
     return TreeEntry(name="", kind=DIR, size=sum(e.size for e in entries), digest=tree_id)

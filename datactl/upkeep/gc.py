@@ -37,7 +37,7 @@ from datactl.core.errors import CorruptObject, StoreDamaged, UsageError
 from datactl.core.settings import read_settings
 from datactl.core.units import iso_seconds, parse_duration
 from datactl.format.indexfile import PackListing
-from datactl.format.layout import CONDEMNED_PREFIX, pack_key
+from datactl.format.layout import CONDEMNED_PREFIX, PACKS_PREFIX, key_name, pack_key
 from datactl.format.pack import ObjectType, PackEntry, PackWriter
 from datactl.store.indexfiles import delete_index_file, split_listing, write_index_file
 from datactl.store.lock import LOCK_STALE, StoreLock
@@ -351,7 +351,7 @@ def collect_garbage(
             if lock.server_time() - grace_s >= _record_time(target.backend, c.record_key):
                 c.one_pass()
         if not dry_run:
-            present = {i.key.rsplit("/", 1)[-1]: i.size for i in target.backend.list("packs/")}
+            present = {key_name(i.key): i.size for i in target.backend.list(PACKS_PREFIX)}
             report.packs_after = len(present)
             report.bytes_after = sum(present.values())
             waiting: dict[str, int] = {}
