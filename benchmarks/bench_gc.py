@@ -35,17 +35,17 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from datactl.format.pack import ObjectType  # noqa: E402
+from datactl.format.storeconfig import StoreConfig  # noqa: E402
+from datactl.remote.locate import RemoteSpec, add_remote
 from datactl.remote.publish import publish  # noqa: E402
-from datactl.upkeep.reach import Retention
+from datactl.remote.remotestore import RemoteStore  # noqa: E402
+from datactl.remote.transfer import local_objects_to_push  # noqa: E402
+from datactl.store.packread import read_footer  # noqa: E402
 from datactl.upkeep.gc import collect_garbage
+from datactl.upkeep.reach import Retention
 from datactl.upkeep.refdelete import delete_dataset
 from datactl.upkeep.targets import url_target  # noqa: E402
-from datactl.format.pack import ObjectType  # noqa: E402
-from datactl.remote.locate import RemoteSpec, add_remote
-from datactl.remote.remotestore import RemoteStore  # noqa: E402
-from datactl.store.packread import read_footer  # noqa: E402
-from datactl.format.storeconfig import StoreConfig  # noqa: E402
-from datactl.remote.transfer import local_objects_to_push  # noqa: E402
 from datactl.workspace.workspace import Workspace  # noqa: E402
 from storage_backends import open_backend  # noqa: E402
 

@@ -45,16 +45,18 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from datactl.lineage import index as li  # noqa: E402
-from datactl.lineage.commits import StoreCommits  # noqa: E402
-from datactl.store.index import ObjectIndex  # noqa: E402
 from datactl.api.lineage import lineage  # noqa: E402
-from datactl.lineage.stores import LineageStore  # noqa: E402
 from datactl.format.objects import Commit, Tree  # noqa: E402
 from datactl.format.pack import ObjectType  # noqa: E402
-from datactl.store.repository import Repository  # noqa: E402
 from datactl.format.storeconfig import StoreConfig
-from datactl.store.repository import write_store_config  # noqa: E402
+from datactl.lineage import index as li  # noqa: E402
+from datactl.lineage.commits import StoreCommits  # noqa: E402
+from datactl.lineage.stores import LineageStore  # noqa: E402
+from datactl.store.index import ObjectIndex  # noqa: E402
+from datactl.store.repository import (
+    Repository,  # noqa: E402
+    write_store_config,  # noqa: E402
+)
 from storage_backends import Backend, LocalBackend  # noqa: E402
 
 N = 10_000

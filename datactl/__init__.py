@@ -11,8 +11,8 @@ from datactl.core.errors import DatactlError
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from datactl.api.dataset import Dataset, DatasetDraft, log_model
     from datactl.api.checks import validate
+    from datactl.api.dataset import Dataset, DatasetDraft, log_model
     from datactl.validation import ValidationReport
     from datactl.workspace.workspace import Workspace
 

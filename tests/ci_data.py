@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from conftest import write
-
-from datactl.remote.publish import publish
-from datactl.workspace import sync
 from datactl.remote.locate import RemoteSpec
+from datactl.remote.publish import publish
 from datactl.remote.remotestore import RemoteStore
 from datactl.workspace.workspace import Workspace
 from storage_backends import Backend, ObjectInfo, Versioned, open_backend

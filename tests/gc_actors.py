@@ -31,12 +31,11 @@ def _say(doc: dict) -> None:
 
 
 def writer(url: str, options: dict, workdir: str, prefix: str, seed: int) -> None:
-    from datactl.remote.publish import publish
-    from datactl.workspace import sync
-    from datactl.upkeep.refdelete import delete_dataset
-    from datactl.remote.locate import RemoteSpec, add_remote
-    from datactl.remote.remotestore import RemoteStore
     from datactl.format.storeconfig import StoreConfig
+    from datactl.remote.locate import RemoteSpec, add_remote
+    from datactl.remote.publish import publish
+    from datactl.remote.remotestore import RemoteStore
+    from datactl.upkeep.refdelete import delete_dataset
     from datactl.workspace.workspace import Workspace
     from storage_backends import open_backend
 

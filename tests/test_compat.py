@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from conftest import Cli, snapshot, write
 
 FIXTURE = Path(__file__).parent / "data" / "release-0.1"

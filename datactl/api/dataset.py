@@ -21,30 +21,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from datactl.core.closing import Closing
 from datactl.api.location import Location, open_location, resolve_any, resolve_version
+from datactl.core.author import default_author
+from datactl.core.closing import Closing
+from datactl.core.errors import DatactlError, RefConflict, UsageError
+from datactl.core.safepath import check_rel_path, safe_join
+from datactl.core.units import now_iso
+from datactl.format.layout import KINDS, check_name, head_ref, tag_ref
+from datactl.format.objects import DIR, FILE, SYMLINK, Commit, TreeEntry, symlink_entry
+from datactl.format.pack import ObjectType
+from datactl.lineage.graph import LineageGraph
+from datactl.lineage.index import record_local_commit
+from datactl.lineage.stores import LineageStore, query_stores
 from datactl.remote.cache import Cache
+from datactl.remote.locate import RemoteSpec
+from datactl.remote.publish import PushResult, publish
+from datactl.remote.readthrough import prefetch_trees
 from datactl.store.chunkedfile import ChunkedFile
 from datactl.store.chunker import Chunker
 from datactl.store.diff import DiffResult, diff_trees
-from datactl.core.errors import DatactlError, RefConflict, UsageError
 from datactl.store.filedata import chunk_ids_of, iter_file_bytes, store_file
-from datactl.lineage.graph import LineageGraph
-from datactl.lineage.stores import LineageStore, query_stores
-from datactl.lineage.index import record_local_commit
-from datactl.format.objects import DIR, FILE, SYMLINK, Commit, TreeEntry
-from datactl.format.layout import KINDS
-from datactl.format.pack import ObjectType
-from datactl.remote.readthrough import prefetch_trees
-from datactl.format.layout import check_name, head_ref, tag_ref
-from datactl.remote.locate import RemoteSpec
-from datactl.core.safepath import check_rel_path, safe_join
-from datactl.remote.publish import PushResult, publish
 from datactl.store.trees import build_tree, lookup_path
 from datactl.store.walk import walk_files
-from datactl.core.units import now_iso
-from datactl.core.author import default_author
-from datactl.format.objects import symlink_entry
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from datactl.remote.cache import Cache
 from datactl.remote.locate import RemoteSpec, choose_read_store
 from datactl.remote.readthrough import ReadThroughStore
 from datactl.remote.remotestore import RemoteStore
+from datactl.store.backend import local_store_backend
 from datactl.store.index import ObjectIndex
 from datactl.store.refs import RefStore
 from datactl.store.repository import Repository, read_store_config
 from datactl.store.revparse import RefContext, StoreRefs, resolve_ref
-from datactl.store.backend import local_store_backend
 
 
 @dataclass

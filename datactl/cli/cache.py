@@ -6,10 +6,8 @@ from typing import Optional
 
 import typer
 
-from datactl.core.units import parse_size
-from datactl.remote.cache import Cache
 from datactl.cli.output import emit_json, out
-from datactl.core.units import human_bytes
+from datactl.core.units import human_bytes, parse_size
 
 cache_app = typer.Typer(help="Inspect and trim the shared cache (DATACTL_CACHE_DIR).", no_args_is_help=True)
 
@@ -19,6 +17,8 @@ JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON.")
 @cache_app.command("info")
 def info(json_: bool = JSON_OPT) -> None:
     """Where the cache is and how much it holds."""
+    from datactl.remote.cache import Cache
+
     cache = Cache()
     try:
         i = cache.info()
@@ -36,6 +36,8 @@ def info(json_: bool = JSON_OPT) -> None:
 @cache_app.command("prune")
 def prune(max_size: Optional[str] = typer.Option(None, "--max-size", help="Trim to this size, e.g. 20GB (default: DATACTL_CACHE_SIZE).")) -> None:
     """Evict least-recently-used copies (never one a running process holds) down to the limit."""
+    from datactl.remote.cache import Cache
+
     cache = Cache()
     try:
         freed = cache.prune(parse_size(max_size) if max_size else None)
@@ -47,6 +49,8 @@ def prune(max_size: Optional[str] = typer.Option(None, "--max-size", help="Trim 
 @cache_app.command("clear")
 def clear() -> None:
     """Remove everything from the cache that no running process holds."""
+    from datactl.remote.cache import Cache
+
     cache = Cache()
     try:
         cache.clear()

@@ -123,9 +123,8 @@ def validate(
     region: Optional[str] = typer.Option(None, "--region", help="S3 region for a remote given as a URL."),
 ) -> None:
     """Check a version against the rules in datactl.toml ([validate]) or a rules file."""
-    from datactl.validation import formats
     from datactl.api.checks import open_source
-    from datactl.validation import load_rules
+    from datactl.validation import formats, load_rules
     from datactl.validation.engine import run_rules
 
     fmt = _check_format(fmt)

@@ -7,15 +7,9 @@ from typing import Optional
 
 import typer
 
-from datactl.api.lineage import lineage, open_sources
 from datactl.cli.options import store_options
 from datactl.cli.output import RichProgress, emit_json, err, out
 from datactl.core.errors import UsageError
-from datactl.lineage.graph import BOTH, DOWN, FORMATS, UP
-from datactl.remote.locate import choose_store
-from datactl.remote.remotestore import list_datasets
-from datactl.workspace import merge as m
-from datactl.workspace.workspace import Workspace
 
 
 def lineage_cmd(
@@ -35,6 +29,9 @@ def lineage_cmd(
     rebuild_index: bool = typer.Option(False, "--rebuild-index", help="Recreate the lineage index of the store(s) from their commits, then exit."),
 ) -> None:
     """Show which versions a version derives from (--up) or which derive from it (--down), across datasets and models."""
+    from datactl.api.lineage import lineage, open_sources
+    from datactl.lineage.graph import BOTH, DOWN, FORMATS, UP
+
     if format_ not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
     if sum((up, down, both)) > 1:
@@ -71,6 +68,9 @@ def merge_cmd(
     json_: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Join another line of this dataset's history: changes to different files merge, a file changed on both sides is a conflict."""
+    from datactl.workspace import merge as m
+    from datactl.workspace.workspace import Workspace
+
     if continue_ and abort:
         raise UsageError("give only one of --continue and --abort")
     if (continue_ or abort) and (ref or strategy or no_ff):
@@ -122,6 +122,9 @@ def models_cmd(
     json_: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """List the models in a store, with their latest versions and tags."""
+    from datactl.remote.locate import choose_store
+    from datactl.remote.remotestore import list_datasets
+
     infos = [i for i in list_datasets(choose_store(remote, options=store_options(endpoint_url, region)).spec) if i.kind == "model"]
     if json_:
         emit_json([i.__dict__ for i in infos])

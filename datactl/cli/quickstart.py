@@ -13,9 +13,6 @@ from datactl.cli.output import RichProgress, out
 from datactl.cli.workspace import print_diff, print_log, print_status
 from datactl.core.errors import UsageError
 from datactl.core.units import human_bytes
-from datactl.store.diff import diff_trees
-from datactl.store.stats import store_stats, version_stats
-from datactl.workspace.workspace import Workspace
 
 
 def _write(path: str, data: bytes) -> None:
@@ -52,6 +49,10 @@ def quickstart(
     directory: Optional[str] = typer.Argument(None, help="Where to build the sample (default: a new temporary folder)."),
 ) -> None:
     """Build a sample dataset, commit two versions, and show status, log, diff and sizes."""
+    from datactl.store.diff import diff_trees
+    from datactl.store.stats import store_stats, version_stats
+    from datactl.workspace.workspace import Workspace
+
     root = directory or tempfile.mkdtemp(prefix="datactl-quickstart-")
     if os.path.exists(root) and os.listdir(root):
         raise UsageError(f"{root} is not empty", "give an empty or new folder")

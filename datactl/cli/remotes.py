@@ -9,11 +9,6 @@ import typer
 from datactl.cli.options import JSON_OPT, store_options
 from datactl.cli.output import RichProgress, emit_json, err, out
 from datactl.core.units import human_bytes
-from datactl.remote.locate import add_remote, choose_store, list_remotes, remove_remote
-from datactl.remote.remotestore import list_datasets
-from datactl.workspace import sync
-from datactl.workspace.workspace import Workspace
-
 
 remote_app = typer.Typer(help="Manage named remote stores (in datactl.toml).", no_args_is_help=True)
 
@@ -27,6 +22,9 @@ def remote_add(
     profile: Optional[str] = typer.Option(None, "--profile", help="AWS profile name (credentials stay in the AWS config)."),
 ) -> None:
     """Add a named remote."""
+    from datactl.remote.locate import add_remote
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         spec = add_remote(ws.root, name, url, {"endpoint_url": endpoint_url, "region": region, "profile": profile})
     out.print(f"added remote {spec.name} -> {spec.url}")
@@ -35,6 +33,9 @@ def remote_add(
 @remote_app.command("list")
 def remote_list(json_: bool = JSON_OPT) -> None:
     """List the named remotes."""
+    from datactl.remote.locate import list_remotes
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         remotes = list_remotes(ws.root)
     if json_:
@@ -48,6 +49,9 @@ def remote_list(json_: bool = JSON_OPT) -> None:
 @remote_app.command("remove")
 def remote_remove(name: str = typer.Argument(..., help="The remote to forget (its data is not touched).")) -> None:
     """Remove a named remote from the settings."""
+    from datactl.remote.locate import remove_remote
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         remove_remote(ws.root, name)
     out.print(f"removed remote {name}")
@@ -59,6 +63,9 @@ def push(
     json_: bool = JSON_OPT,
 ) -> None:
     """Upload new versions: only objects the remote lacks, then move its head by compare-and-swap."""
+    from datactl.workspace import sync
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         r = sync.push(ws, remote, tags=tags, progress=RichProgress())
     if json_:
@@ -80,6 +87,9 @@ def fetch(
     json_: bool = JSON_OPT,
 ) -> None:
     """Download the remote's versions of this dataset (history only, not file data)."""
+    from datactl.workspace import sync
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         r = sync.fetch(ws, remote, progress=RichProgress())
     if json_:
@@ -96,6 +106,9 @@ def pull(
     json_: bool = JSON_OPT,
 ) -> None:
     """Fetch, fast-forward to the remote's latest version, and check it out."""
+    from datactl.workspace import sync
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         r = sync.pull(ws, remote, paths or (), progress=RichProgress())
     if json_:
@@ -115,6 +128,8 @@ def clone(
     path: list[str] = typer.Option([], "--path", help="Only download these files or folders (repeatable)."),
 ) -> None:
     """Make a workspace of a dataset or model from a store."""
+    from datactl.workspace import sync
+
     with sync.clone(url, dataset, directory, options=store_options(endpoint_url, region), paths=path, progress=RichProgress()) as ws:
         out.print(f"cloned {ws.kind} {ws.name} at {ws.head[:12] if ws.head else '-'} into {ws.root}")
 
@@ -124,6 +139,9 @@ def datasets(
     json_: bool = JSON_OPT,
 ) -> None:
     """List the datasets and models in a store, with their heads and tags."""
+    from datactl.remote.locate import choose_store
+    from datactl.remote.remotestore import list_datasets
+
     infos = list_datasets(choose_store(remote).spec)
     if json_:
         emit_json([i.__dict__ for i in infos])

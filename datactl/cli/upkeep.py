@@ -14,7 +14,7 @@ from datactl.cli.options import ENDPOINT_OPT, JSON_OPT, REGION_OPT, STORE_HELP, 
 from datactl.cli.output import emit_json, err, out
 from datactl.core.errors import UsageError
 from datactl.core.units import human_bytes
-from datactl.workspace.upkeep import open_upkeep_store
+
 
 def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.1f}%" if whole else "0%"
@@ -46,6 +46,7 @@ def gc_cmd(
     from datactl.remote.locate import workspace_root
     from datactl.upkeep.gc import collect_garbage, gc_settings
     from datactl.upkeep.reach import Retention
+    from datactl.workspace.upkeep import open_upkeep_store
 
     default_grace, default_threshold = gc_settings(workspace_root())
     retention = Retention(
@@ -107,6 +108,7 @@ def fsck_cmd(
     the packs' own footers and the store checked again.
     """
     from datactl.upkeep.fsck import fsck
+    from datactl.workspace.upkeep import open_upkeep_store
 
     with open_upkeep_store(remote, store_options(endpoint_url, region), lock_workspace=repair) as store:
         report = fsck(store.target, repair=repair, read_data=read_data)
@@ -153,6 +155,7 @@ def squash_cmd(
     Other clones must fetch the new history (`datactl fetch`, then check out NAME).
     """
     from datactl.upkeep.squash import squash
+    from datactl.workspace.upkeep import open_upkeep_store
 
     if kind is not None and kind not in ("dataset", "model"):
         raise UsageError(f"--kind must be dataset or model, not {kind!r}")
@@ -196,6 +199,7 @@ def dataset_delete(
     Until gc runs, a deleted dataset can be restored by pushing it again.
     """
     from datactl.upkeep.refdelete import delete_dataset
+    from datactl.workspace.upkeep import open_upkeep_store
 
     if kind is not None and kind not in ("dataset", "model"):
         raise UsageError(f"--kind must be dataset or model, not {kind!r}")

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.text import Text
 
-from datactl.api.checks import diff_versions
 from datactl.cli.options import JSON_OPT
 from datactl.cli.output import RichProgress, emit_json, err, out
 from datactl.core.errors import DatactlError, UsageError
 from datactl.core.units import human_bytes
-from datactl.format.objects import DIR, FILE, SYMLINK
-from datactl.store.diff import DiffResult, diff_trees
-from datactl.store.history import iter_history
-from datactl.store.stats import store_stats, version_stats
-from datactl.store.trees import lookup_path
-from datactl.store.walk import walk_files
-from datactl.upkeep.refdelete import delete_tag
-from datactl.workspace import sync
-from datactl.workspace.upkeep import open_upkeep_store
-from datactl.workspace.workspace import Status, Workspace
 
+if TYPE_CHECKING:
+    from datactl.store.diff import DiffResult
+    from datactl.workspace.workspace import Status, Workspace
 
 # -- init / add / rm / commit ----------------------------------------------------
 
@@ -34,6 +26,8 @@ def init(
     kind: str = typer.Option("dataset", "--kind", help="dataset or model."),
 ) -> None:
     """Create a workspace with a local store."""
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.init(path, name=name, kind=kind) as ws:
         out.print(f"Initialized {ws.kind} {ws.name} in {ws.root}")
 
@@ -43,6 +37,8 @@ def add(
     force: bool = typer.Option(False, "--force", "-f", help="Add files even if .datactlignore ignores them."),
 ) -> None:
     """Stage new, changed and deleted files for the next commit."""
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         result = ws.add(paths, force=force, progress=RichProgress())
     for problem in result.problems:
@@ -58,6 +54,8 @@ def rm(
     cached: bool = typer.Option(False, "--cached", help="Only stop tracking; keep the files on disk."),
 ) -> None:
     """Stop tracking files and delete them from the workspace."""
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         removed = ws.remove(paths, cached=cached)
     out.print(f"removed {len(removed)} file(s)")
@@ -86,6 +84,8 @@ def commit(
     from_old: bool = typer.Option(False, "--from-old", help="With an older version checked out: make it, plus the staged changes, the latest version (undoing what later versions changed)."),
 ) -> None:
     """Record the staged files as a new version."""
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         cid = ws.commit(message, tags=tag, metadata=_parse_meta(meta), inputs=input_, allow_empty=allow_empty, verify=not no_verify, from_old=from_old)
         name = ws.name
@@ -119,6 +119,8 @@ def print_status(st: Status) -> None:
 
 def status(json_: bool = JSON_OPT) -> None:
     """Show staged changes, unstaged changes and untracked files."""
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         st = ws.status()
     if json_:
@@ -145,6 +147,8 @@ def _tags_by_commit(ws: Workspace) -> dict[str, list[str]]:
 
 
 def print_log(ws: Workspace, start: str, limit: Optional[int], oneline: bool) -> None:
+    from datactl.store.history import iter_history
+
     tags = _tags_by_commit(ws)
     for cid, c in iter_history(ws.repo, start, limit):
         labels = (["HEAD"] if cid == ws.head else []) + [f"tag: {t}" for t in tags.get(cid, [])]
@@ -172,6 +176,9 @@ def log(
     json_: bool = JSON_OPT,
 ) -> None:
     """Show the history of a version, newest first."""
+    from datactl.store.history import iter_history
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         start = ws.resolve(ref)
         if json_:
@@ -200,6 +207,10 @@ def print_diff(result: DiffResult, stat: bool) -> None:
 
 def show(ref: str = typer.Argument("HEAD", help="The version to show."), json_: bool = JSON_OPT) -> None:
     """Show one version: its metadata, lineage inputs and what changed from its parent."""
+    from datactl.store.diff import diff_trees
+    from datactl.store.stats import version_stats
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         cid = ws.resolve(ref)
         c = ws.repo.read_commit(cid)
@@ -225,6 +236,11 @@ def ls_(
     json_: bool = JSON_OPT,
 ) -> None:
     """List the files of a version."""
+    from datactl.format.objects import DIR, FILE, SYMLINK
+    from datactl.store.trees import lookup_path
+    from datactl.store.walk import walk_files
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         if ref is not None and not path:
             try:
@@ -278,6 +294,7 @@ def diff(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the --format limits report to this file."),
 ) -> None:
     """Show files added, removed, modified and renamed between two versions (or a version and the workspace)."""
+    from datactl.api.checks import diff_versions
     from datactl.cli.ci import drift_limits, gate_drift
 
     limits = drift_limits(
@@ -308,6 +325,9 @@ def checkout(
     force: bool = typer.Option(False, "--force", "-f", help="Discard local changes and overwrite untracked files in the way."),
 ) -> None:
     """Make the workspace hold exactly the files of a version (file data it lacks comes from the default remote)."""
+    from datactl.workspace import sync
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         result = sync.checkout(ws, ref, force=force, progress=RichProgress())
     out.print(
@@ -318,6 +338,10 @@ def checkout(
 
 def _delete_tag(name: str, remote: str | None) -> None:
     """``datactl tag --delete NAME [--remote R]``: remove a tag of the workspace's dataset, here or on a remote."""
+    from datactl.upkeep.refdelete import delete_tag
+    from datactl.workspace.upkeep import open_upkeep_store
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         dataset = ws.name
         if remote is None:
@@ -339,6 +363,8 @@ def tag(
     json_: bool = JSON_OPT,
 ) -> None:
     """Tag a version, list the tags, or delete a tag."""
+    from datactl.workspace.workspace import Workspace
+
     if delete or remote is not None:
         if not delete or name is None:
             raise UsageError("--remote goes with --delete NAME" if not delete else "--delete needs the tag's NAME")
@@ -362,6 +388,9 @@ def tag(
 
 def du(ref: str = typer.Argument("HEAD", help="The version to measure."), json_: bool = JSON_OPT) -> None:
     """Files, logical bytes, stored bytes and the dedup ratio of a version and of the whole store."""
+    from datactl.store.stats import store_stats, version_stats
+    from datactl.workspace.workspace import Workspace
+
     with Workspace.open() as ws:
         vs = version_stats(ws.repo, ws.resolve(ref))
         ss = store_stats(ws.repo)

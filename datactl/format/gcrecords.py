@@ -24,9 +24,9 @@ import json
 import re
 from typing import Any, Iterable
 
-from datactl.format.jsontext import parse_json
 from datactl.core.errors import CorruptObject
 from datactl.core.ids import is_object_id
+from datactl.format.jsontext import parse_json
 
 FORMAT = 1
 _RUN = re.compile(r"[0-9A-Za-z_:-][0-9A-Za-z_.:-]{0,79}")

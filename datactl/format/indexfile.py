@@ -17,8 +17,8 @@ import zstandard
 
 from datactl.core.compression import decompress_bounded
 from datactl.core.errors import CorruptObject
-from datactl.format.jsontext import parse_json
 from datactl.core.ids import is_object_id
+from datactl.format.jsontext import parse_json
 from datactl.format.pack import MAX_OBJECT_BYTES, PackEntry, checked_entry
 
 FORMAT = 1

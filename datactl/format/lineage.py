@@ -22,8 +22,8 @@ import zstandard
 
 from datactl.core.compression import decompress_bounded
 from datactl.core.errors import CorruptObject, StoreFormatError
-from datactl.format.jsontext import parse_json
 from datactl.core.ids import is_object_id, object_id
+from datactl.format.jsontext import parse_json
 from datactl.format.layout import KINDS, LINEAGE_HEAD_KEY, is_name
 from datactl.format.objects import Commit
 

@@ -7,8 +7,8 @@ raw bytes and chunk lists are concatenated 16-byte ids.
 
 from __future__ import annotations
 
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from datactl.core.errors import CorruptObject

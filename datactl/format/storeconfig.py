@@ -10,8 +10,8 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field
 
-from datactl.format.jsontext import parse_json
 from datactl.core.errors import StoreFormatError
+from datactl.format.jsontext import parse_json
 
 STORE_FORMAT = 1
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024

@@ -46,16 +46,16 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from datactl.core.parallel import parallel_map
 from datactl.core.errors import CorruptObject, DatactlError, RefConflict, StoreFormatError
 from datactl.core.ids import object_id
+from datactl.core.parallel import parallel_map
 from datactl.format.layout import LINEAGE_HEAD_KEY, LINEAGE_PREFIX, LINEAGE_SEGMENT_PREFIX, REFS_PREFIX, lineage_segment_key, parse_tag_ref
 from datactl.format.lineage import Node, TagRecord, decode_head, decode_segment, encode_head, encode_segment
-from datactl.lineage.view import LineageView, _Overlay
 from datactl.lineage.commits import CommitSource, Prefetched, StoreCommits
-from datactl.store.walk import walk_commits
-from datactl.store.repository import Repository
+from datactl.lineage.view import LineageView, _Overlay
 from datactl.store.refs import RefStore
+from datactl.store.repository import Repository
+from datactl.store.walk import walk_commits
 from storage_backends import Backend, KeyNotFound, Versioned
 
 MAX_SEGMENTS = 16

@@ -14,9 +14,9 @@ from typing import Callable, Sequence
 from datactl.core.closing import Closing
 from datactl.core.ids import is_object_id
 from datactl.format.layout import head_ref, tag_ref
+from datactl.lineage.commits import StoreCommits
 from datactl.lineage.graph import LineageGraph
 from datactl.lineage.index import IndexStats, LineageIndex
-from datactl.lineage.commits import StoreCommits
 from datactl.lineage.query import query
 from datactl.lineage.view import LineageView
 from datactl.store.refs import RefStore

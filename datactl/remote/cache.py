@@ -26,15 +26,14 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from datactl.core.errors import CorruptObject
-from datactl.core.units import parse_size
-from datactl.remote.locate import default_cache_dir
 from datactl.core.ids import hash_file, object_id
 from datactl.core.sqlite import connect
-from datactl.store.index import ObjectIndex
-from datactl.store.repository import Repository
+from datactl.core.units import parse_size
 from datactl.format.storeconfig import StoreConfig
-from datactl.store.repository import read_store_config, write_store_config
+from datactl.remote.locate import default_cache_dir
 from datactl.store.backend import local_store_backend
+from datactl.store.index import ObjectIndex
+from datactl.store.repository import Repository, read_store_config, write_store_config
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS copies (commit_id TEXT PRIMARY KEY, last_used REAL NOT NULL) WITHOUT ROWID;

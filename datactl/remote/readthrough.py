@@ -12,11 +12,11 @@ import collections
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from datactl.core.errors import ObjectMissing
-from datactl.store.filedata import chunk_ids_of
 from datactl.format.objects import Commit, Tree, TreeEntry, decode_commit, decode_tree
 from datactl.remote.remotestore import RemoteStore
-from datactl.store.repository import Repository
 from datactl.remote.transfer import DEFAULT_JOBS, Downloader
+from datactl.store.filedata import chunk_ids_of
+from datactl.store.repository import Repository
 from datactl.store.walk import walk_trees
 
 RECENT_BYTES = 64 * 1024 * 1024

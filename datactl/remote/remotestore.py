@@ -9,25 +9,25 @@ from __future__ import annotations
 
 import os
 
-
 from datactl.core.closing import Closing
 from datactl.core.errors import CorruptObject, StoreFormatError
 from datactl.core.ids import object_id
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import PACKS_PREFIX, key_name
-from datactl.lineage.index import LineageIndex
+from datactl.format.storeconfig import StoreConfig
 from datactl.lineage.commits import StoreCommits
+from datactl.lineage.index import LineageIndex
 from datactl.remote.locate import RemoteSpec
+from datactl.store.backend import guarded, open_store_backend
 from datactl.store.index import ObjectIndex
 from datactl.store.indexfiles import list_index_files, read_index_file, write_index_file
 from datactl.store.packread import DEFAULT_JOBS, PackReader
 from datactl.store.reader import ObjectReader
 from datactl.store.records import condemned_packs
 from datactl.store.refs import DatasetInfo, RefStore
-from datactl.format.storeconfig import StoreConfig
 from datactl.store.repository import read_store_config, write_store_config
-from datactl.store.backend import guarded, open_store_backend
 from storage_backends import Backend, KeyNotFound
+
 
 def cache_path(cache_dir: str, url: str) -> str:
     return os.path.join(cache_dir, f"{object_id(url.encode())[:16]}.db")

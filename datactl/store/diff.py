@@ -11,8 +11,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator
 
-from datactl.format.objects import TreeEntry
 from datactl.core.sortedmerge import merge_by_path
+from datactl.format.objects import TreeEntry
 from datactl.store.walk import BatchReader, TreeReader, walk_changes, walk_files
 
 ADDED, REMOVED, MODIFIED, RENAMED = "added", "removed", "modified", "renamed"

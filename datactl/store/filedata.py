@@ -6,13 +6,13 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from datactl.store.chunker import Chunker
 from datactl.core.errors import CorruptObject, DatactlError
 from datactl.core.ids import ID_BYTES, new_hasher, object_id
+from datactl.core.safepath import TEMP_SUFFIX
 from datactl.format.objects import FILE, TreeEntry, decode_chunklist, encode_chunklist
 from datactl.format.pack import ObjectType
+from datactl.store.chunker import Chunker
 from datactl.store.repository import Repository
-from datactl.core.safepath import TEMP_SUFFIX
 
 # Files with more chunks than this list them in a CHUNKLIST object, so a tree
 # stays small however large its files are.

@@ -17,8 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
-from datactl.core.closing import Closing
 from datactl.core import compression
+from datactl.core.closing import Closing
 from datactl.core.errors import CorruptObject, ObjectMissing
 from datactl.core.ids import object_id
 from datactl.format.layout import pack_key

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from datactl.core.errors import RefConflict, StoreFormatError
-from datactl.format.layout import REFS_PREFIX, parse_head_ref, parse_tag_ref, ref_key
 from datactl.core.ids import is_object_id
+from datactl.format.layout import REFS_PREFIX, parse_head_ref, parse_tag_ref, ref_key
 from storage_backends import Backend
+
 
 @dataclass(frozen=True)
 class DatasetInfo:

@@ -15,8 +15,8 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator
 
-from datactl.core.closing import Closing
 from datactl.core import compression
+from datactl.core.closing import Closing
 from datactl.core.errors import StoreFormatError
 from datactl.core.ids import object_id
 from datactl.format.indexfile import PackListing

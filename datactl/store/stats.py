@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from datactl.store.filedata import chunk_ids_of
 from datactl.format.objects import FILE
+from datactl.store.filedata import chunk_ids_of
 from datactl.store.repository import Repository
 from datactl.store.walk import walk_files
 

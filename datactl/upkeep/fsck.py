@@ -23,23 +23,21 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-from datactl.core.parallel import parallel_map
 from datactl.core.errors import DatactlError, StoreFormatError
+from datactl.core.ids import new_hasher
+from datactl.core.parallel import parallel_map
+from datactl.core.units import parse_duration
+from datactl.format.layout import index_file_key, pack_key
+from datactl.format.pack import PackEntry
+from datactl.store.indexfiles import split_listing, write_index_file
+from datactl.store.lock import StoreLock
+from datactl.store.records import read_condemned, read_pruned
+from datactl.store.refs import RefStore, RefValue
 from datactl.upkeep.gc import DEFAULT_GRACE
-from datactl.upkeep.targets import ExtraRoots, IndexChange, StoreTarget
+from datactl.upkeep.gcplan import INDEX_FILE_OBJECTS
 from datactl.upkeep.reach import Reachability, Retention
 from datactl.upkeep.storeview import StoreView
-from datactl.store.indexfiles import split_listing
-from datactl.upkeep.gcplan import INDEX_FILE_OBJECTS
-from datactl.store.lock import StoreLock
-from datactl.core.units import parse_duration
-from datactl.store.records import read_condemned, read_pruned
-from datactl.core.ids import new_hasher
-from datactl.format.pack import PackEntry
-from datactl.format.layout import pack_key
-from datactl.store.refs import RefStore, RefValue
-from datactl.format.layout import index_file_key
-from datactl.store.indexfiles import write_index_file
+from datactl.upkeep.targets import ExtraRoots, IndexChange, StoreTarget
 from storage_backends import KeyNotFound
 
 NAMED = 5  # ids named in one message

@@ -24,13 +24,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass, field
 
-from datactl.core.errors import UnknownRef, UsageError
 from datactl.core.author import default_author
+from datactl.core.errors import UnknownRef, UsageError
 from datactl.core.ids import object_id
 from datactl.core.units import now_iso
+from datactl.format.layout import HEAD_PREFIX, check_name, head_ref
 from datactl.format.objects import Commit
 from datactl.format.pack import ObjectType
-from datactl.format.layout import HEAD_PREFIX, check_name, head_ref
 from datactl.lineage.index import record_local_commit
 from datactl.store.repository import Repository
 from datactl.store.revparse import RefContext, resolve_ref

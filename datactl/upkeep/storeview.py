@@ -8,8 +8,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from datactl.core.parallel import parallel_map
 from datactl.core.errors import CorruptObject, ObjectMissing, StoreDamaged
+from datactl.core.parallel import parallel_map
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import PACKS_PREFIX, key_name
 from datactl.format.pack import ObjectType, PackEntry

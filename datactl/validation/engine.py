@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable
 
-from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing
-from datactl.format.objects import FILE
+from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing, StorageError
 from datactl.core.progress import NullProgress, ProgressReporter
-from datactl.core.errors import StorageError
+from datactl.format.objects import FILE
 from datactl.store.source import SourceEntry, VersionSource
 from datactl.validation.rules import Finding, Rule
 from storage_backends import BackendError

@@ -18,8 +18,8 @@ from typing import Any, BinaryIO, ClassVar, Iterable
 
 import pathspec
 
-from datactl.core.units import parse_size
 from datactl.core.errors import UsageError
+from datactl.core.units import parse_size
 from datactl.store.source import SourceEntry
 
 MISSING = object()

@@ -31,19 +31,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from datactl.core.errors import LocalChanges, ObjectMissing, UnknownRef, UsageError
-from datactl.store.filedata import chunk_ids_of
 from datactl.core.ids import hash_file
-from datactl.lineage.index import record_local_commit
+from datactl.core.progress import NullProgress, ProgressReporter
 from datactl.format.objects import DIR, FILE, TreeEntry, decode_chunklist
 from datactl.format.pack import ObjectType
-from datactl.core.progress import NullProgress, ProgressReporter
+from datactl.lineage.index import record_local_commit
 from datactl.remote.locate import list_remotes, resolve_remote
-from datactl.store.repository import Repository
-from datactl.workspace.stage import StageRow
 from datactl.remote.transfer import commit_closure
+from datactl.store.filedata import chunk_ids_of
+from datactl.store.repository import Repository
 from datactl.store.trees import lookup_path, write_tree
 from datactl.store.walk import walk_changes
 from datactl.workspace.checkout import prune_empty_dirs, write_entry
+from datactl.workspace.stage import StageRow
 from datactl.workspace.workspace import Workspace
 
 STRATEGIES = ("ours", "theirs")
@@ -197,8 +197,8 @@ def _ensure_local(ws: Workspace, entries: list[TreeEntry], remote: str | None) -
             f"the files to merge are not all in the local store ({len(missing) + len(lists)} objects missing)",
             "add a remote that has them, or pull them first",
         )
-    from datactl.workspace.sync import open_remote
     from datactl.remote.transfer import Downloader
+    from datactl.workspace.sync import open_remote
 
     with open_remote(ws, remote) as rs:
         rs.sync_index()

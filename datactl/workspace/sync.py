@@ -12,24 +12,24 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from datactl.core.errors import LocalChanges, RefConflict, UnknownRef, UsageError
-from datactl.store.filedata import chunk_ids_of
+from datactl.core.progress import NullProgress, ProgressReporter
+from datactl.core.safepath import check_rel_path
+from datactl.core.settings import read_settings
+from datactl.format.layout import HEAD_PREFIX, check_name, head_ref
 from datactl.format.objects import FILE, decode_chunklist
 from datactl.format.pack import ObjectType
-from datactl.core.progress import NullProgress, ProgressReporter
-from datactl.format.layout import HEAD_PREFIX, check_name, head_ref
-from datactl.store.refs import RefStore
-from datactl.core.safepath import check_rel_path
-from datactl.remote.locate import RemoteSpec, add_remote, list_remotes, resolve_remote
-from datactl.remote.remotestore import RemoteStore
-from datactl.core.settings import read_settings
 from datactl.format.storeconfig import StoreConfig
-from datactl.store.repository import read_store_config
+from datactl.remote.locate import RemoteSpec, add_remote, list_remotes, resolve_remote
 from datactl.remote.publish import PushResult, publish
+from datactl.remote.remotestore import RemoteStore
 from datactl.remote.transfer import DEFAULT_JOBS, Downloader, commit_closure, fetch_metadata
+from datactl.store.backend import open_store_backend
+from datactl.store.filedata import chunk_ids_of
+from datactl.store.refs import RefStore
+from datactl.store.repository import read_store_config
 from datactl.store.walk import walk_files
 from datactl.workspace.checkout import CheckoutResult
 from datactl.workspace.workspace import Workspace
-from datactl.store.backend import open_store_backend
 
 # Chunk ids are downloaded in batches of this many, to bound memory on huge versions.
 CHUNK_BATCH = 50_000

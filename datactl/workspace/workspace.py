@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from datactl.core.closing import Closing
 from datactl.core.author import default_author
-from datactl.core.errors import DatactlError, LocalChanges, NothingToCommit, NotAtLatest, UsageError
+from datactl.core.closing import Closing
+from datactl.core.errors import DatactlError, LocalChanges, NotAtLatest, NothingToCommit, UsageError
 from datactl.core.progress import NullProgress, ProgressReporter
 from datactl.core.settings import read_settings, settings_path
 from datactl.core.units import now_iso
@@ -38,13 +38,14 @@ from datactl.store.repository import Repository, read_store_config, write_store_
 from datactl.store.revparse import RefContext, resolve_ref
 from datactl.store.trees import build_tree
 from datactl.validation.hook import run_commit_rules
+from datactl.workspace.add import AddBatch, AddResult
 from datactl.workspace.checkout import CheckoutResult, apply_checkout, plan_checkout, prune_empty_dirs
 from datactl.workspace.disk import DiskState
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.inputs import resolve_input
 from datactl.workspace.scan import DiskEntry, ScanProblem
 from datactl.workspace.stage import Stage, StageRow
-from datactl.workspace.add import AddBatch, AddResult
+
 
 @dataclass(frozen=True)
 class WorkspaceConfig:

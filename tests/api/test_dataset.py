@@ -12,14 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import snapshot, write
-
 from datactl import Dataset, log_model
-from datactl.core.errors import StoreNotFound
-
-from datactl.workspace import sync
 from datactl.api.readers import FileReader
+from datactl.core.errors import StoreNotFound
 from datactl.remote.locate import add_remote
+from datactl.workspace import sync
 from datactl.workspace.workspace import Workspace
 
 MiB = 1024 * 1024

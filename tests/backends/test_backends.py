@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from servers import STORE_KINDS, FaultyProxy, new_s3_bucket, new_store
 
+from servers import STORE_KINDS, FaultyProxy, new_s3_bucket, new_store
 from storage_backends import Backend, BackendError, KeyNotFound, RetryingBackend, TransientError, open_backend
 
 pytest_plugins = ["servers"]

@@ -46,13 +46,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import Cli, snapshot, write
-from servers import free_port, new_s3_bucket
 
+from conftest import Cli, snapshot, write
 from datactl.core.errors import DatactlError, StorageError, StoreAccessDenied, StoreNotFound, StoreUnreachable
 from datactl.remote.locate import add_remote, remove_remote
 from datactl.workspace import sync
 from datactl.workspace.workspace import Workspace
+from servers import free_port, new_s3_bucket
 
 DATASET = "ds"
 PREFIX = "store"

@@ -16,27 +16,26 @@ from collections import deque
 from pathlib import Path
 
 import pytest
-from conftest import Cli, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datactl.format.layout import LINEAGE_HEAD_KEY
-from datactl.lineage import index as li
-from datactl.lineage.commits import StoreCommits
-from datactl.remote import publish as publish_module
-from datactl.workspace import sync
-from datactl.core.errors import CorruptObject
-from datactl.store.index import ObjectIndex
+from conftest import Cli, write
 from datactl.api.lineage import lineage, remote_lineage_store
-from datactl.lineage.query import query
-from datactl.lineage.stores import LineageStore
+from datactl.core.errors import CorruptObject
+from datactl.format.layout import LINEAGE_HEAD_KEY
 from datactl.format.objects import Commit, Tree
 from datactl.format.pack import ObjectType
+from datactl.format.storeconfig import StoreConfig
+from datactl.lineage import index as li
+from datactl.lineage.commits import StoreCommits
+from datactl.lineage.query import query
+from datactl.lineage.stores import LineageStore
+from datactl.remote import publish as publish_module
 from datactl.remote.locate import RemoteSpec, add_remote
 from datactl.remote.remotestore import RemoteStore
-from datactl.store.repository import Repository
-from datactl.format.storeconfig import StoreConfig
-from datactl.store.repository import write_store_config
+from datactl.store.index import ObjectIndex
+from datactl.store.repository import Repository, write_store_config
+from datactl.workspace import sync
 from datactl.workspace.workspace import Workspace
 from storage_backends import LocalBackend, open_backend
 

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Cli, snapshot, write
 
+from conftest import Cli, snapshot, write
+from datactl.core.errors import LocalChanges, RefConflict
+from datactl.format.storeconfig import StoreConfig
 from datactl.remote.locate import RemoteSpec
 from datactl.remote.remotestore import list_datasets
 from datactl.workspace import sync
-from datactl.core.errors import LocalChanges, RefConflict
-from datactl.format.storeconfig import StoreConfig
 from datactl.workspace.workspace import Workspace
 from storage_backends import open_backend
 

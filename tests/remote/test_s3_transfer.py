@@ -6,11 +6,10 @@ import random
 from pathlib import Path
 
 from conftest import snapshot, write
-from servers import FaultyProxy, new_s3_bucket
-
-from datactl.workspace import sync
 from datactl.remote.locate import add_remote
+from datactl.workspace import sync
 from datactl.workspace.workspace import Workspace
+from servers import FaultyProxy, new_s3_bucket
 
 
 def small_files(root: Path, n: int, seed: int = 5) -> None:

@@ -8,9 +8,9 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datactl.store.chunker import Chunker
-from datactl.format.storeconfig import ChunkerParams
 from datactl.core.ids import object_id
+from datactl.format.storeconfig import ChunkerParams
+from datactl.store.chunker import Chunker
 
 DEFAULT = ChunkerParams()
 

@@ -6,7 +6,6 @@ import random
 from pathlib import Path
 
 from conftest import Cli
-
 from datactl.workspace.workspace import Workspace
 
 MiB = 1024 * 1024

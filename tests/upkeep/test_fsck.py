@@ -7,16 +7,16 @@ import os
 import time
 from pathlib import Path
 
-from conftest import Cli, snapshot
 from test_gc import backend_of, kind_of, objects_of, push, shared_scenario, store_objects, verify_deep
 
-from datactl.workspace import sync
+from conftest import Cli, snapshot
+from datactl.format.layout import pack_key
+from datactl.format.pack import ObjectType, PackWriter
+from datactl.store.packread import read_footer
 from datactl.upkeep.fsck import fsck
 from datactl.upkeep.gc import collect_garbage
 from datactl.upkeep.targets import url_target
-from datactl.format.pack import ObjectType, PackWriter
-from datactl.format.layout import pack_key
-from datactl.store.packread import read_footer
+from datactl.workspace import sync
 
 
 def _endpoint(options: dict) -> list[str]:

@@ -19,33 +19,30 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from conftest import Cli, snapshot, write
-
 from datactl.core import crashpoints
-from datactl.upkeep import gc
-
+from datactl.core.compression import RAW
+from datactl.core.errors import StoreDamaged, StoreLocked, UsageError
+from datactl.core.ids import object_id
+from datactl.format.layout import GC_LOCK_KEY, pack_key
+from datactl.format.pack import ObjectType, PackWriter
+from datactl.format.storeconfig import StoreConfig
+from datactl.remote.locate import RemoteSpec, add_remote
 from datactl.remote.publish import PushResult, publish
-from datactl.workspace import sync
-from datactl.core.errors import UsageError
-from datactl.upkeep.fsck import fsck
-from datactl.core.errors import StoreDamaged, StoreLocked
-from datactl.format.layout import GC_LOCK_KEY
+from datactl.remote.remotestore import RemoteStore
+from datactl.remote.transfer import local_objects_to_push
 from datactl.store.lock import StoreLock
+from datactl.store.packread import read_footer
 from datactl.store.records import read_pruned
+from datactl.upkeep import gc
+from datactl.upkeep.fsck import fsck
+from datactl.upkeep.gc import collect_garbage
 from datactl.upkeep.reach import Retention
 from datactl.upkeep.refdelete import delete_dataset
-from datactl.upkeep.gc import collect_garbage
 from datactl.upkeep.targets import url_target
-from datactl.core.compression import RAW
-from datactl.core.ids import object_id
-from datactl.format.pack import ObjectType, PackWriter
-from datactl.format.layout import pack_key
-from datactl.remote.locate import RemoteSpec, add_remote
-from datactl.remote.remotestore import RemoteStore
-from datactl.store.packread import read_footer
-from datactl.format.storeconfig import StoreConfig
-from datactl.remote.transfer import local_objects_to_push
 from datactl.upkeep.verify import verify_remote
+from datactl.workspace import sync
 from datactl.workspace.workspace import Workspace
 from storage_backends import open_backend
 

@@ -6,17 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
-from servers import free_port
+
 from ci_data import build_versions, counting_remote, pack_keys, publish_all
 from conftest import Cli
-
-from datactl.format.pack import ENTRY_SIZE, TRAILER_SIZE
+from datactl.core.errors import StoreUnreachable
 from datactl.format.layout import pack_key
+from datactl.format.pack import ENTRY_SIZE, TRAILER_SIZE
 from datactl.remote.locate import RemoteSpec
 from datactl.remote.remotestore import RemoteStore
-from datactl.core.errors import StoreUnreachable
 from datactl.upkeep.verify import verify_local, verify_remote
 from datactl.workspace.workspace import Workspace
+from servers import free_port
 from storage_backends import open_backend
 
 

@@ -9,10 +9,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from ci_data import GOOD_RULES, build_versions, counting_remote, publish_all
-from conftest import Cli, write
 
 import datactl
+from ci_data import GOOD_RULES, build_versions, counting_remote, publish_all
+from conftest import Cli, write
 from datactl.core.errors import UsageError
 from datactl.remote.source import remote_source
 from datactl.store.source import local_source

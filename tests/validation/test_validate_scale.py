@@ -8,18 +8,16 @@ import time
 from pathlib import Path
 
 from ci_data import counting_remote, pack_keys
-
+from datactl.format.layout import pack_key
+from datactl.format.objects import FILE, Commit, TreeEntry
+from datactl.format.pack import ObjectType
+from datactl.format.storeconfig import StoreConfig
+from datactl.remote.source import remote_source
 from datactl.store.chunker import Chunker
 from datactl.store.filedata import store_stream
 from datactl.store.index import ObjectIndex
-from datactl.format.objects import FILE, Commit, TreeEntry
-from datactl.format.pack import ObjectType
-from datactl.format.layout import pack_key
 from datactl.store.refs import RefStore
-from datactl.store.repository import Repository
-from datactl.remote.source import remote_source
-from datactl.format.storeconfig import StoreConfig
-from datactl.store.repository import write_store_config
+from datactl.store.repository import Repository, write_store_config
 from datactl.store.trees import build_tree
 from datactl.validation import run_rules
 from datactl.validation.config import RulesConfig, build_rules

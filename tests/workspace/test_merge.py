@@ -12,22 +12,21 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import Cli, snapshot, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datactl.workspace import sync
+from conftest import Cli, snapshot, write
 from datactl.core.errors import RefConflict
 from datactl.core.ids import object_id
-from datactl.store.index import ObjectIndex
-from datactl.workspace.merge import MERGED, merge_base, merge_state, merge_trees
 from datactl.format.objects import FILE, TreeEntry
-from datactl.remote.locate import add_remote
-from datactl.store.repository import Repository
 from datactl.format.storeconfig import StoreConfig
-from datactl.store.repository import write_store_config
+from datactl.remote.locate import add_remote
+from datactl.store.index import ObjectIndex
+from datactl.store.repository import Repository, write_store_config
 from datactl.store.trees import build_tree
 from datactl.store.walk import walk_files
+from datactl.workspace import sync
+from datactl.workspace.merge import MERGED, merge_base, merge_state, merge_trees
 from datactl.workspace.workspace import Workspace
 from storage_backends import LocalBackend
 
@@ -238,6 +237,7 @@ def test_strategy_and_plain_commit_finish_a_merge(cli: Cli, diverged) -> None:
     b_head = commit_all(b, "b")
     out = json.loads(cli("merge", "--strategy", "theirs", "--json", cwd=rb).out)
     assert out["status"] == MERGED and out["resolved"] == {"x.csv": "theirs"}
+    assert (out["ours"], out["theirs"]) == (b_head, a_head)
     assert (rb / "x.csv").read_text() == "x from a\n"
 
     # Another round, resolved by keeping ours and committing the ordinary way.

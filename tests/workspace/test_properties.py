@@ -6,10 +6,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from conftest import snapshot, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import snapshot, write
 from datactl.format.objects import Tree, TreeEntry, decode_tree
 from datactl.workspace.workspace import Workspace
 

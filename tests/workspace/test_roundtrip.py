@@ -7,7 +7,6 @@ import random
 from pathlib import Path
 
 from conftest import Cli, age_files, snapshot, write
-
 from datactl.workspace.workspace import Workspace
 
 

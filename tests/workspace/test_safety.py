@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Cli, snapshot, write
 
+from conftest import Cli, snapshot, write
 from datactl.core.ids import object_id
+from datactl.format.layout import pack_key
 from datactl.format.objects import FILE, SYMLINK, Commit, TreeEntry
 from datactl.format.pack import ObjectType
-from datactl.format.layout import pack_key
 from datactl.workspace.workspace import Workspace
 
 
