@@ -143,7 +143,10 @@ class DatactlCommand:
     env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        exe = shutil.which("datactl")
+        # The console script beside this Python first: a `datactl` found on PATH may be a version manager's shim,
+        # a shell script that adds its own start-up time to every command.
+        beside = Path(sys.executable).parent / "datactl"
+        exe = str(beside) if beside.exists() else shutil.which("datactl")
         if not self.cmd:
             self.cmd = [exe] if exe and self.src is None else [sys.executable, "-P", "-m", "datactl"]
         if self.src is not None:
