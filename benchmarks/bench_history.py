@@ -116,6 +116,7 @@ class HistoryResult:
     tool: str
     version: str
     build_seconds: float = 0.0
+    push_every: int = 0
     commit_ms: list[float] = field(default_factory=list)  # per version, in order
     push_ms: list[float] = field(default_factory=list)  # per push, in order
     steps: dict[str, Measured] = field(default_factory=dict)
@@ -188,7 +189,7 @@ def bench_datactl(args: argparse.Namespace, runs: Path) -> HistoryResult:
     cache = runs / "cache"
     os.environ["DATACTL_CACHE_DIR"] = str(cache)  # this process's library calls, and the commands below
     command.env = command.env | {"DATACTL_CACHE_DIR": str(cache)}
-    res = HistoryResult("datactl", command.version())
+    res = HistoryResult("datactl", command.version(), push_every=args.push_every)
     root, remote = runs / "ws", runs / "remote"
     root.mkdir()
     rng = random.Random(args.seed)
@@ -334,17 +335,13 @@ def results_table(dc: HistoryResult | None, git: HistoryResult | None, window: i
     if dc is not None and dc.push_ms:
         first, last = first_last(dc.push_ms, PUSH_WINDOW)
         pw = window_for(len(dc.push_ms), PUSH_WINDOW)
-        add(f"push every {args_push_every(dc)} versions, first {pw} (datactl in-process)", [first, None], fmt_ms)
+        add(f"push every {dc.push_every} versions, first {pw} (datactl in-process)", [first, None], fmt_ms)
         add(f"push, last {pw}", [last, None], fmt_ms)
     places, kinds = ["local", "remote", "clone"], ["packs", "index files", "loose objects", "bytes"]
     keys = sorted({k for r in pair if r for k in r.counts}, key=lambda k: (places.index(k.split(" ", 1)[0]), kinds.index(k.split(" ", 1)[1])))
     for key in keys:
         add(key, [r.counts.get(key) if r else None for r in pair], fmt_bytes if key.endswith("bytes") else fmt_count)
     return markdown_table(["measure", "datactl", "git", "datactl / git"], rows, left=1)
-
-
-def args_push_every(dc: HistoryResult) -> int:
-    return round(len(dc.commit_ms) / max(1, len(dc.push_ms)))
 
 
 # -- main ------------------------------------------------------------------------------------------------------------
