@@ -117,13 +117,13 @@ class Uploader:
         if writer.size >= self.pack_size:
             self._seal(is_data)
 
-    def _upload(self, pack_id: str, path: str, size: int, entries: list[PackEntry]) -> tuple[str, int, list[PackEntry]]:
+    def _upload(self, pack_id: str, path: str, size: int, entries: list[PackEntry]) -> tuple[str, int, list[PackEntry], str]:
         try:
             self.remote.backend.put_file(pack_key(pack_id), path)
-            write_index_file(self.remote.backend, {pack_id: (size, entries)})
+            index_id = write_index_file(self.remote.backend, {pack_id: (size, entries)})
         finally:
             os.unlink(path)
-        return pack_id, size, entries
+        return pack_id, size, entries, index_id
 
     def _seal(self, is_data: bool) -> None:
         pack_id, path, entries = self._writers.pop(is_data).finish()
@@ -133,8 +133,10 @@ class Uploader:
             self._record(self._inflight.popleft())
 
     def _record(self, fut: Future) -> None:
-        pack_id, size, entries = fut.result()
+        pack_id, size, entries, index_id = fut.result()
         self.remote.index.add_pack(pack_id, size, entries)
+        # Known by name, so a later sync notices when the store lost it (and stops trusting its objects).
+        self.remote.index.mark_index_file(index_id)
         self.bytes_uploaded += size
         self.packs += 1
         self.progress.advance(size)

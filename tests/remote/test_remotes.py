@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -300,3 +301,21 @@ def test_concurrent_pushes_each_land_or_are_told(tmp_path: Path, store_url: tupl
     ws = Workspace.open(str(tmp_path / f"w{winners[0]}"))
     assert ws.head == head
     ws.close()
+
+
+def test_a_store_emptied_and_recreated_gets_every_object_on_the_next_push(tmp_path: Path, cli: Cli) -> None:
+    """The local cache of a remote's index must not vouch for objects whose index files the store lost."""
+    ws = tmp_path / "w"
+    remote = tmp_path / "remote"
+    ws.mkdir()
+    cli("init", "--name", "d", cwd=ws)
+    (ws / "a.txt").write_text("hello\n")
+    cli("add", ".", cwd=ws)
+    cli("commit", "-m", "v1", cwd=ws)
+    cli("remote", "add", "origin", str(remote), cwd=ws)
+    cli("push", cwd=ws)
+    shutil.rmtree(remote)  # the store is gone: a new, empty one is made at the same place
+    out = cli("push", cwd=ws).out
+    assert "0 objects" not in out
+    cli("clone", str(remote), "d", str(tmp_path / "copy"), cwd=tmp_path)
+    assert (tmp_path / "copy" / "a.txt").read_text() == "hello\n"
