@@ -88,7 +88,7 @@ class Dataset(Closing):
         try:
             return cls(loc, cache, resolve_version(loc, cache, check_name(name), version, kind))
         except BaseException:
-            loc.store.close()
+            loc.close()
             cache.close()
             raise
 
@@ -97,7 +97,7 @@ class Dataset(Closing):
         for fd in self._leases:
             os.close(fd)
         self._leases.clear()
-        self._loc.store.close()
+        self._loc.close()
         self._cache.close()
 
 

@@ -46,6 +46,8 @@ class Location:
 
     def close(self) -> None:
         self.store.close()
+        if self.remote is not None and self.store.remote is None:
+            self.remote.close()  # kept for a draft's push only (no store there yet)
 
 
 def open_location(remote: str | RemoteSpec | None, cache: Cache) -> Location:
@@ -75,7 +77,9 @@ def open_location(remote: str | RemoteSpec | None, cache: Cache) -> Location:
         rs, unreachable = None, exc  # offline: only what is cached can be read
     repo = cache.store_for(spec.url, config)
     refs = rs.refs if rs is not None and missing is None else None
-    return Location(spec.url, ReadThroughStore(repo, rs), refs, rs, repo.tmp_dir, unreachable, missing, spec)
+    # With no store there, reads come from the cache only; the remote is kept for a draft's push, which creates it.
+    store = ReadThroughStore(repo, rs if missing is None else None, unavailable=unreachable or missing)
+    return Location(spec.url, store, refs, rs, repo.tmp_dir, unreachable, missing, spec)
 
 
 def resolve_version(loc: Location, cache: Cache, name: str, version: str | None, kind: str) -> str:

@@ -103,6 +103,17 @@ def test_a_path_where_nothing_is_is_no_store(cache_dir: str, tmp_path: Path, cli
     assert not (tmp_path / "dest").exists() and not os.path.exists(missing)
     with pytest.raises(StoreNotFound, match="no datactl store at"):
         Dataset.get("ds", remote=missing)
+    write(tmp_path / "files" / "a.txt", "alpha\n")
+    write(tmp_path / "files" / "b.txt", "beta\n")
+    push_draft(str(tmp_path / "was"), tmp_path / "files")
+    reader_cache = str(tmp_path / "reader-cache")  # not the one the draft was written in
+    with Dataset.get("ds", "v1", remote=str(tmp_path / "was"), cache_dir=reader_cache) as ds:
+        assert ds.read_bytes("a.txt") == b"alpha\n"
+    os.rename(tmp_path / "was", tmp_path / "moved")
+    with Dataset.get("ds", "v1", remote=str(tmp_path / "was"), cache_dir=reader_cache) as ds:  # the store is gone; what was read is cached
+        assert ds.read_bytes("a.txt") == b"alpha\n"
+        with pytest.raises(StoreNotFound, match="no datactl store at .*; and object .* was never fetched"):
+            ds.read_bytes("b.txt")
     fsspec = pytest.importorskip("fsspec")
     with pytest.raises(StoreNotFound, match="no datactl store at"):
         fsspec.filesystem("datactl", remote=missing, skip_instance_cache=True).ls("ds")
@@ -118,18 +129,22 @@ def test_unreachable_store_reads_what_is_cached_and_says_why_for_the_rest(cache_
     url = f"s3://{new_s3_bucket(s3_server)}/store"
     online = RemoteSpec(None, url, {"endpoint_url": s3_server})
     write(tmp_path / "files" / "a.txt", "alpha\n")
+    write(tmp_path / "files" / "b.bin", os.urandom(5000))
     push_draft(online, tmp_path / "files")
-    with Dataset.get("ds", "v1", remote=online) as ds:
+    reader_cache = str(tmp_path / "reader-cache")  # not the one the draft was written in
+    with Dataset.get("ds", "v1", remote=online, cache_dir=reader_cache) as ds:
         assert ds.read_bytes("a.txt") == b"alpha\n"
 
     offline = RemoteSpec(None, url, {"endpoint_url": f"http://127.0.0.1:{free_port()}"})
-    with Dataset.get("ds", "v1", remote=offline) as ds:  # cached: works offline
+    with Dataset.get("ds", "v1", remote=offline, cache_dir=reader_cache) as ds:  # cached: works offline
         assert ds.read_bytes("a.txt") == b"alpha\n"
+        with pytest.raises(StoreUnreachable, match="never fetched on this machine"):
+            ds.read_bytes("b.bin")  # a file of a cached version whose data was not fetched
     with pytest.raises(StoreUnreachable) as exc:  # never fetched: says the store cannot be reached, not that it is missing
-        Dataset.get("ds", "v2", remote=offline)
+        Dataset.get("ds", "v2", remote=offline, cache_dir=reader_cache)
     assert "never fetched on this machine" in str(exc.value) and exc.value.__cause__ is not None
     fsspec = pytest.importorskip("fsspec")
-    fs = fsspec.filesystem("datactl", remote=url, endpoint_url=offline.options["endpoint_url"], skip_instance_cache=True)
+    fs = fsspec.filesystem("datactl", remote=url, endpoint_url=offline.options["endpoint_url"], cache_dir=reader_cache, skip_instance_cache=True)
     assert fs.cat_file("ds@v1/a.txt") == b"alpha\n"
     with pytest.raises(StoreUnreachable):
         fs.exists("ds@v2")  # a store that cannot be asked is not a "no"
