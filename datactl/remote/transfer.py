@@ -137,7 +137,7 @@ class Uploader:
         self.remote.index.add_pack(pack_id, size, entries)
         self.bytes_uploaded += size
         self.packs += 1
-        self.progress.advance(size)
+        self.progress.advance(sum(e.stored_len for e in entries))  # the objects' bytes, as a push's total counts them
 
     def finish(self) -> None:
         """Seal and upload what is left; return once every pack and index file is stored."""
