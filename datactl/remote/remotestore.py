@@ -77,8 +77,10 @@ class RemoteStore(Closing):
 
         When an index file read before is gone (gc or fsck --repair rewrote the
         index), the cache starts over from the files listed now, so it never
-        keeps listing objects that were deleted.
+        keeps listing objects that were deleted. A location without a store
+        raises StoreNotFound here, rather than look like an empty store.
         """
+        self.config()
         known = self.index.known_index_files()
         listed = list_index_files(self.backend)
         if known - set(listed):

@@ -95,12 +95,42 @@ def test_listing_a_location_without_a_store_is_an_error(command: str, cache_dir:
         list_datasets(RemoteSpec(None, url, options))
 
 
-def test_a_path_where_nothing_is_is_no_store(cache_dir: str, tmp_path: Path, cli: Cli) -> None:
+# Every command that reads a store named by URL, outside a workspace ({url}: the location without a store).
+READERS = (
+    ("datasets", "{url}"), ("models", "{url}"), ("clone", "{url}", "ds", "{dest}"), ("lineage", "ds", "--remote", "{url}"),
+    ("verify", "ds", "--remote", "{url}"), ("validate", "ds", "--remote", "{url}", "--rules", "{rules}"),
+    ("diff", "ds@v1", "ds", "--remote", "{url}"), ("gc", "{url}"), ("fsck", "{url}"), ("dataset", "delete", "ds", "{url}"),
+)
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_every_command_reading_a_location_without_a_store_says_so(
+    kind: str, cache_dir: str, tmp_path: Path, cli: Cli, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from servers import new_store
+
+    url, options = new_store(kind, request, tmp_path)  # an empty bucket prefix, or a folder that is not there
+    if "endpoint_url" in options:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", options["endpoint_url"])
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[validate.rules]]\nname = "n"\ntype = "count"\nmin = 1\n')
+    values = {"url": url, "dest": str(tmp_path / "dest"), "rules": str(rules)}
+    for argv in READERS:
+        r = cli(*(a.format(**values) for a in argv), cwd=tmp_path, ok=False)
+        assert r.code == 3 and r.err.startswith("error: there is no datactl store at "), (argv, r)
+        assert url.split("://")[-1] in r.err.splitlines()[0] and r.err.splitlines()[1].startswith("hint: "), (argv, r)
+    assert not (tmp_path / "dest").exists()
+    if kind == "local":
+        assert not os.path.exists(url), "reading must not create a store"
+
+
+def test_a_path_where_nothing_is_is_no_store(cache_dir: str, tmp_path: Path, cli: Cli, ws_dir: Path) -> None:
     missing = str(tmp_path / "no" / "such" / "store")
-    for argv in (("datasets", missing), ("models", missing), ("clone", missing, "ds", str(tmp_path / "dest"))):
-        r = cli(*argv, cwd=tmp_path, ok=False)
+    write(ws_dir / "a.txt", "a\n")
+    cli("init", ".", "--name", "ds")
+    for argv in (("fetch", missing), ("pull", missing)):  # in a workspace
+        r = cli(*argv, ok=False)
         assert r.code == 3 and f"error: there is no datactl store at file://{missing}" in r.err, (argv, r)
-    assert not (tmp_path / "dest").exists() and not os.path.exists(missing)
     with pytest.raises(StoreNotFound, match="no datactl store at"):
         Dataset.get("ds", remote=missing)
     write(tmp_path / "files" / "a.txt", "alpha\n")
