@@ -30,6 +30,8 @@ from datactl.store.repository import Repository
 from datactl.store.walk import walk_trees
 
 RECENT_BYTES = 64 * 1024 * 1024
+# Decoded tree entries kept for path lookups: reading file after file of a version looks up the same folders.
+TREE_CACHE_ENTRIES = 200_000
 # Seconds between flushes of what was downloaded (see the module doc; benchmarks/bench_api.py measures it).
 FLUSH_INTERVAL = 2.0
 # multiprocessing runs finalizers at exit in order of decreasing priority; any value will do, none depends on another.
@@ -63,6 +65,8 @@ class ReadThroughStore:
         self._recent: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self._recent_bytes = 0
         self._last_flush = float("-inf")
+        self._trees: collections.OrderedDict[str, Tree] = collections.OrderedDict()
+        self._tree_entries = 0
         # multiprocessing's Finalize, not weakref.finalize: it also runs when a worker process exits (atexit does not).
         self._finish = multiprocessing.util.Finalize(self, _finish, (cache, self._downloader, remote, os.getpid()), exitpriority=EXIT_PRIORITY)
 
@@ -129,7 +133,18 @@ class ReadThroughStore:
         return decode_commit(oid, self.read(oid))
 
     def read_tree(self, oid: str) -> Tree:
-        return decode_tree(oid, self.read(oid))
+        """A decoded tree; recently read ones are kept decoded (a folder of 2,000 files took 20 ms to decode per file read)."""
+        tree = self._trees.get(oid)
+        if tree is not None:
+            self._trees.move_to_end(oid)
+            return tree
+        tree = decode_tree(oid, self.read(oid))
+        self._trees[oid] = tree
+        self._tree_entries += len(tree.entries)
+        while self._tree_entries > TREE_CACHE_ENTRIES and len(self._trees) > 1:
+            _, old = self._trees.popitem(last=False)
+            self._tree_entries -= len(old.entries)
+        return tree
 
     # -- ChunkSource, for Dataset.open -----------------------------------------------
 
