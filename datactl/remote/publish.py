@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from datactl.core.errors import RefConflict
-from datactl.core.progress import NullProgress, ProgressReporter
+from datactl.core.progress import NullProgress, ProgressReporter, draws
 from datactl.lineage.commits import StoreCommits
 from datactl.lineage.index import record_commits
 from datactl.remote.remotestore import RemoteStore
@@ -68,11 +68,14 @@ def publish(
         )
     result = PushResult(rs.spec.label, ref, remote_head, head)
     complete = commit_closure(repo, [remote_head]) if remote_head else set()
-    progress.start(f"push to {rs.spec.label}", None)
+    roots = [head, *tags.values()]
+    # A first walk for the total (the index has every object's stored size), only when a bar shows it.
+    total = sum(repo.locate(oid).entry.stored_len for oid in local_objects_to_push(repo, roots, complete, rs.has)) if draws(progress) else None
+    progress.start(f"push to {rs.spec.label}", total)
     try:
         uploader = Uploader(rs, repo, tmp_dir, jobs, progress)
         try:
-            for oid in local_objects_to_push(repo, [head, *tags.values()], complete, rs.has):
+            for oid in local_objects_to_push(repo, roots, complete, rs.has):
                 uploader.add(oid)
         except BaseException:
             uploader.close()

@@ -139,7 +139,7 @@ class Uploader:
         self.remote.index.mark_index_file(index_id)
         self.bytes_uploaded += size
         self.packs += 1
-        self.progress.advance(size)
+        self.progress.advance(sum(e.stored_len for e in entries))  # the objects' bytes, as a push's total counts them
 
     def finish(self) -> None:
         """Seal and upload what is left; return once every pack and index file is stored."""
