@@ -9,7 +9,6 @@ the shared cache hold afterwards (not their indexes, which a bug could skip).
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
