@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from datactl.core.crashpoints import crash_point
 from datactl.core.errors import RefConflict
 from datactl.core.progress import NullProgress, ProgressReporter, draws
 from datactl.lineage.commits import StoreCommits
@@ -85,6 +86,7 @@ def publish(
         progress.stop()
     result.objects, result.packs, result.bytes_uploaded = uploader.objects, uploader.packs, uploader.bytes_uploaded
 
+    crash_point("before-ref-update")
     expected = remote_head
     while expected != head:
         try:
@@ -99,12 +101,14 @@ def publish(
                 f"{rs.spec.label} moved on while pushing: {ref} is now {now[:12] if now else 'deleted'}",
                 "run `datactl pull` to take in the other writer's version, then push again; nothing was overwritten",
             ) from None
+    crash_point("after-ref-moved")
     for tref, cid in sorted(tags.items()):
         tag = tref.rsplit("/", 1)[-1]
         current = rs.refs.get(tref)
         if current == cid:
             continue
         if current is None:
+            crash_point("before-tag-update")
             try:
                 rs.refs.update(tref, cid, expected=None)
                 result.tags_pushed.append(tag)

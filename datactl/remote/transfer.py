@@ -14,6 +14,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, Sequence
 
+from datactl.core.crashpoints import crash_point
 from datactl.core.errors import ObjectMissing
 from datactl.core.progress import NullProgress, ProgressReporter
 from datactl.format.layout import pack_key
@@ -120,6 +121,7 @@ class Uploader:
     def _upload(self, pack_id: str, path: str, size: int, entries: list[PackEntry]) -> tuple[str, int, list[PackEntry], str]:
         try:
             self.remote.backend.put_file(pack_key(pack_id), path)
+            crash_point("after-pack-upload")
             index_id = write_index_file(self.remote.backend, {pack_id: (size, entries)})
         finally:
             os.unlink(path)

@@ -6,15 +6,14 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import Cli, snapshot, write
+from datactl.core.crashpoints import CRASH_ENV
 from datactl.core.errors import LocalChanges, RefConflict
 from datactl.format.storeconfig import StoreConfig
 from datactl.remote.locate import RemoteSpec
@@ -247,16 +246,10 @@ def test_killed_push_resumes_sending_only_what_is_missing(tmp_path: Path, store_
     ws.close()
     env = {**os.environ, "DATACTL_AUTHOR": "t"}
     backend = open_backend(url, options)
-    proc = subprocess.Popen([sys.executable, "-c", PUSH_SCRIPT, str(src)], env=env, stdout=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if len(list(backend.list("packs/"))) >= 3:  # killed once a few packs are up
-            break
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    if backend.exists("refs/datasets/ds"):
-        pytest.skip("push finished before it could be killed")
+    # Killed right after its third pack is up (a named crash point, not a race against the clock).
+    killed = subprocess.run([sys.executable, "-c", PUSH_SCRIPT, str(src)], env={**env, CRASH_ENV: "after-pack-upload#3"}, capture_output=True, text=True)
+    assert killed.returncode == 137, killed.stderr
+    assert not backend.exists("refs/datasets/ds"), "the killed push published nothing"
     uploaded_by_killed = sum(i.size for i in backend.list("packs/"))
     assert uploaded_by_killed > 0
     done = subprocess.run([sys.executable, "-c", PUSH_SCRIPT, str(src)], env=env, capture_output=True, text=True)
