@@ -82,13 +82,17 @@ def checked_entry(where: str, oid: object, typ: object, codec: object, offset: o
     return PackEntry(oid, obj_type, codec, offset, stored_len, raw_len)  # type: ignore[arg-type]
 
 
+WRITE_BUFFER = 1 << 20
+
+
 class PackWriter:
     """Appends stored objects to a temp file; ``finish`` seals it and names it by its hash."""
 
     def __init__(self, tmp_dir: str) -> None:
         os.makedirs(tmp_dir, exist_ok=True)
         self.path = os.path.join(tmp_dir, f"pack-{os.getpid()}-{os.urandom(6).hex()}.tmp")
-        self._file = open(self.path, "wb")
+        # A large buffer: one write call per MiB, not per object, so the writer rarely gives up the GIL.
+        self._file = open(self.path, "wb", buffering=WRITE_BUFFER)
         self._hasher = new_hasher()
         self._offset = 0
         self.entries: list[PackEntry] = []

@@ -45,23 +45,31 @@ def store_stream(repo: Repository, chunker: Chunker, stream, progress: ProgressF
         size += len(raw)
         if progress:
             progress(len(raw))
-    count = len(ids) // ID_BYTES
-    if count > INLINE_CHUNKS:
-        listing = encode_chunklist(bytes(ids))
-        return FileContent(size, whole.hexdigest(), (), repo.put(ObjectType.CHUNKLIST, listing))
+    return content_of(repo, size, whole.hexdigest(), bytes(ids))
+
+
+def content_of(repo: Repository, size: int, digest: str, ids: bytes) -> FileContent:
+    """The description of a file whose chunks (``ids``, concatenated binary ids) are stored; a long list goes in a CHUNKLIST."""
+    if len(ids) // ID_BYTES > INLINE_CHUNKS:
+        return FileContent(size, digest, (), repo.put(ObjectType.CHUNKLIST, encode_chunklist(ids)))
     chunk_ids = tuple(ids[i : i + ID_BYTES].hex() for i in range(0, len(ids), ID_BYTES))
-    return FileContent(size, whole.hexdigest(), chunk_ids, None)
+    return FileContent(size, digest, chunk_ids, None)
+
+
+def read_error(path: str, exc: OSError) -> DatactlError:
+    """What failing to read a file being stored means to a user."""
+    if isinstance(exc, PermissionError):
+        return DatactlError(f"cannot read {path}: permission denied", "fix its permissions or add it to .datactlignore")
+    return DatactlError(f"cannot read {path}: {exc.strerror or exc}")
 
 
 def store_file(repo: Repository, chunker: Chunker, path: str, progress: ProgressFn | None = None) -> FileContent:
-    """Store the regular file at ``path``; unreadable files raise a clear error."""
+    """Store the regular file at ``path``, streamed through the chunker; unreadable files raise a clear error."""
     try:
         with open(path, "rb", buffering=0) as f:
             return store_stream(repo, chunker, f, progress)
-    except PermissionError:
-        raise DatactlError(f"cannot read {path}: permission denied", "fix its permissions or add it to .datactlignore") from None
     except OSError as exc:
-        raise DatactlError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise read_error(path, exc) from None
 
 
 def chunk_ids_of(repo: Repository, entry: TreeEntry) -> list[str] | tuple[str, ...]:

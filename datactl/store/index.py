@@ -8,7 +8,7 @@ its packs' footers (and ``index/`` files), so this database is a cache that
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from datactl.core.sqlite import Database
 from datactl.format.pack import ObjectType, PackEntry
@@ -20,6 +20,8 @@ class ObjectLocation:
 
     pack: str
     entry: PackEntry
+
+_IN_BATCH = 500  # ids per IN (...) query; SQLite allows 32,766 parameters
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -53,6 +55,15 @@ class ObjectIndex(Database):
 
     def has(self, object_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM objects WHERE id=?", (object_id,)).fetchone() is not None
+
+    def present(self, object_ids: Sequence[str]) -> set[str]:
+        """Which of ``object_ids`` are indexed: one query per few hundred ids instead of one each."""
+        found: set[str] = set()
+        for i in range(0, len(object_ids), _IN_BATCH):
+            part = object_ids[i : i + _IN_BATCH]
+            marks = ",".join("?" * len(part))
+            found.update(r[0] for r in self._db.execute(f"SELECT id FROM objects WHERE id IN ({marks})", part))
+        return found
 
     def add_pack(self, pack_id: str, size: int, entries: Iterable[PackEntry]) -> None:
         """Record a sealed pack; an object already indexed elsewhere keeps its first home."""

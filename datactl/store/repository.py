@@ -13,7 +13,8 @@ from __future__ import annotations
 import collections
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
 
 from datactl.core import compression
 from datactl.core.closing import Closing
@@ -22,7 +23,7 @@ from datactl.core.ids import object_id
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import CONFIG_KEY, PACKS_PREFIX, key_name, pack_key
 from datactl.format.objects import Commit, Tree
-from datactl.format.pack import ObjectType, PackWriter
+from datactl.format.pack import ObjectType, PackEntry, PackWriter
 from datactl.format.storeconfig import StoreConfig
 from datactl.store.index import ObjectIndex, ObjectLocation
 from datactl.store.indexfiles import write_index_file
@@ -33,6 +34,21 @@ from datactl.store.revparse import StoreRefs
 from storage_backends import Backend, KeyNotFound
 
 DATA_TYPES = (ObjectType.CHUNK,)
+# Bytes put but not yet appended to a pack: bounds memory whatever the size of the objects or batches.
+MAX_INFLIGHT_BYTES = 16 << 20
+
+
+@dataclass
+class _Queued:
+    """Objects put together, waiting for their compression to finish before they are appended to a pack, in order."""
+
+    obj_type: ObjectType
+    objects: list[tuple[str, int]]  # (id, raw length)
+    stored: Future  # -> [(codec, stored bytes)], one per object
+
+    @property
+    def raw_bytes(self) -> int:
+        return sum(raw_len for _, raw_len in self.objects)
 
 
 class Repository(Closing):
@@ -53,7 +69,10 @@ class Repository(Closing):
         self.tmp_dir = tmp_dir
         self._pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2, thread_name_prefix="datactl")
         self._max_inflight = 4 * (workers or os.cpu_count() or 2)
-        self._inflight: collections.deque[tuple[str, ObjectType, int, Future]] = collections.deque()
+        self._inflight: collections.deque[_Queued] = collections.deque()
+        self._inflight_bytes = 0
+        self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datactl-seal")
+        self._sealing: collections.deque[Future] = collections.deque()
         self._pending: set[str] = set()
         self._writers: dict[bool, PackWriter] = {}
         self._sealed: PackListing = {}
@@ -71,10 +90,8 @@ class Repository(Closing):
             return
         self._pending.add(oid)
         fut: Future = Future()
-        fut.set_result((codec, stored))
-        self._inflight.append((oid, obj_type, raw_len, fut))
-        while len(self._inflight) > self._max_inflight:
-            self._write_next()
+        fut.set_result([(codec, stored)])
+        self._queue(_Queued(obj_type, [(oid, raw_len)], fut))
 
     def put(self, obj_type: ObjectType, raw: bytes, oid: str | None = None) -> str:
         """Store ``raw`` unless present; return its id. Durable only after ``flush``."""
@@ -82,25 +99,53 @@ class Repository(Closing):
         if oid in self._pending or self.index.has(oid):
             return oid
         self._pending.add(oid)
-        fut = self._pool.submit(compression.compress, raw, self.config.compression_level)
-        self._inflight.append((oid, obj_type, len(raw), fut))
-        while len(self._inflight) > self._max_inflight:
-            self._write_next()
+        fut = self._pool.submit(compression.compress_many, [raw], self.config.compression_level)
+        self._queue(_Queued(obj_type, [(oid, len(raw))], fut))
         return oid
 
+    def put_many(self, obj_type: ObjectType, objects: Sequence[tuple[str, bytes]]) -> None:
+        """Store every (id, raw bytes) not yet present, ids already computed: one index query and one compression task for all."""
+        present = self.index.present([oid for oid, _ in objects if oid not in self._pending])
+        new: list[tuple[str, bytes]] = []
+        for oid, raw in objects:
+            if oid not in self._pending and oid not in present:
+                self._pending.add(oid)
+                new.append((oid, raw))
+        if new:
+            fut = self._pool.submit(compression.compress_many, [raw for _, raw in new], self.config.compression_level)
+            self._queue(_Queued(obj_type, [(oid, len(raw)) for oid, raw in new], fut))
+
+    def _queue(self, item: "_Queued") -> None:
+        self._inflight.append(item)
+        self._inflight_bytes += item.raw_bytes
+        while len(self._inflight) > self._max_inflight or self._inflight_bytes > MAX_INFLIGHT_BYTES:
+            self._write_next()
+
     def _write_next(self) -> None:
-        oid, obj_type, raw_len, fut = self._inflight.popleft()
-        codec, stored = fut.result()
-        is_data = obj_type in DATA_TYPES
-        writer = self._writers.get(is_data)
-        if writer is None:
-            writer = self._writers[is_data] = PackWriter(self.tmp_dir)
-        writer.add(oid, obj_type, codec, stored, raw_len)
-        if writer.size >= self.config.pack_size:
-            self._seal(is_data)
+        item = self._inflight.popleft()
+        self._inflight_bytes -= item.raw_bytes
+        is_data = item.obj_type in DATA_TYPES
+        for (oid, raw_len), (codec, stored) in zip(item.objects, item.stored.result()):
+            writer = self._writers.get(is_data)
+            if writer is None:
+                writer = self._writers[is_data] = PackWriter(self.tmp_dir)
+            writer.add(oid, item.obj_type, codec, stored, raw_len)
+            if writer.size >= self.config.pack_size:
+                self._seal(is_data)
 
     def _seal(self, is_data: bool) -> None:
+        """Seal the open pack and store it in the background; the next pack fills meanwhile."""
         writer = self._writers.pop(is_data)
+        try:
+            fut = self._sealer.submit(self._store_pack, writer)
+        except RuntimeError:  # interpreter exit has stopped the thread pools (a finalizer flushing a cache): seal here
+            fut = Future()
+            fut.set_result(self._store_pack(writer))
+        self._sealing.append(fut)
+        while len(self._sealing) > 1:  # at most one pack being stored while another fills
+            self._record_sealed(self._sealing.popleft())
+
+    def _store_pack(self, writer: PackWriter) -> tuple[str, int, list[PackEntry]]:
         pack_id, path, entries = writer.finish()
         size = os.path.getsize(path)
         try:
@@ -108,6 +153,10 @@ class Repository(Closing):
         finally:
             if os.path.exists(path):
                 os.unlink(path)
+        return pack_id, size, entries
+
+    def _record_sealed(self, fut: Future) -> None:
+        pack_id, size, entries = fut.result()
         self.index.add_pack(pack_id, size, entries)
         for e in entries:
             self._pending.discard(e.id)
@@ -120,15 +169,23 @@ class Repository(Closing):
             self._write_next()
         for is_data in list(self._writers):
             self._seal(is_data)
+        while self._sealing:
+            self._record_sealed(self._sealing.popleft())
         if self._sealed:
             self.index.mark_index_file(write_index_file(self.backend, self._sealed))
             self._sealed = {}
 
     def abort(self) -> None:
         """Drop unsealed work (the objects simply never become visible)."""
-        for _, _, _, fut in self._inflight:
-            fut.cancel()
+        for item in self._inflight:
+            item.stored.cancel()
         self._inflight.clear()
+        self._inflight_bytes = 0
+        while self._sealing:  # a pack already on its way into the store is recorded, as if sealed before the abort
+            try:
+                self._record_sealed(self._sealing.popleft())
+            except Exception:
+                pass  # what failed is unreferenced; gc removes it
         for w in self._writers.values():
             w.abort()
         self._writers.clear()
@@ -137,6 +194,7 @@ class Repository(Closing):
     def close(self) -> None:
         self.abort()
         self._pool.shutdown(wait=True)
+        self._sealer.shutdown(wait=True)
         self.objects.close()
         self.index.close()
 

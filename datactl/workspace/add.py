@@ -12,11 +12,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from datactl.core.closing import Closing
 from datactl.core.errors import UsageError
 from datactl.core.progress import ProgressReporter
 from datactl.format.objects import FILE, SYMLINK, TreeEntry, symlink_entry
 from datactl.store.chunker import Chunker
-from datactl.store.filedata import store_file
+from datactl.store.ingest import FileIngest, StoredFile
 from datactl.store.repository import Repository
 from datactl.workspace.disk import DiskState, permissions, read_link
 from datactl.workspace.ignore import IgnoreRules
@@ -37,19 +38,23 @@ class AddResult:
     problems: list[ScanProblem] = field(default_factory=list)
 
 
-class AddBatch:
-    """Stages files, writing rows only once the objects they name are durable."""
+class AddBatch(Closing):
+    """Stages files, writing rows only once the objects they name are durable.
+
+    File contents go through a ``FileIngest``, which reads small files in
+    parallel batches; their rows are made when the ingest reports them.
+    """
 
     def __init__(self, repo: Repository, stage: Stage, chunker: Chunker, disk: DiskState, result: AddResult, progress: ProgressReporter) -> None:
         self.repo = repo
         self.stage = stage
-        self.chunker = chunker
         self.disk = disk
         self.result = result
         self.progress = progress
         self.rows: list[StageRow] = []
         self.deletes: list[str] = []
         self._bytes_since_flush = 0
+        self.ingest: FileIngest[tuple[DiskEntry, StageRow | None]] = FileIngest(repo, chunker, self._stored, progress.advance)
 
     @staticmethod
     def _vouched(d: DiskEntry, row: StageRow | None) -> bool:
@@ -62,16 +67,24 @@ class AddBatch:
             self.result.unchanged += 1
             return
         abs_path = self.disk.abs_path(d.path)
-        name = d.path.rsplit("/", 1)[-1]
-        read_at = time.time_ns()
         if d.kind == SYMLINK:
-            entry = symlink_entry(name, read_link(abs_path, d.path))
+            read_at = time.time_ns()
+            entry = symlink_entry(d.path.rsplit("/", 1)[-1], read_link(abs_path, d.path))
+            self._staged(d, row, entry, os.lstat(abs_path), read_at)
         else:
-            content = store_file(self.repo, self.chunker, abs_path, self.progress.advance)
-            entry = TreeEntry(name, FILE, permissions(d.st), content.size, content.digest, content.chunks, content.chunklist)
-            self.result.bytes_read += content.size
-            self._bytes_since_flush += content.size
-        after = os.lstat(abs_path)
+            self.ingest.add(abs_path, d.st.st_size, (d, row))
+        if len(self.rows) >= ROW_BATCH or self._bytes_since_flush >= self.repo.config.pack_size:
+            self.flush()
+
+    def _stored(self, token: tuple[DiskEntry, StageRow | None], stored: StoredFile) -> None:
+        d, row = token
+        content = stored.content
+        entry = TreeEntry(d.path.rsplit("/", 1)[-1], FILE, permissions(d.st), content.size, content.digest, content.chunks, content.chunklist)
+        self.result.bytes_read += content.size
+        self._bytes_since_flush += content.size
+        self._staged(d, row, entry, stored.stat, stored.read_at)
+
+    def _staged(self, d: DiskEntry, row: StageRow | None, entry: TreeEntry, after: os.stat_result, read_at: int) -> None:
         st = StatInfo.of(after, read_at)
         if after.st_size != d.st.st_size or after.st_mtime_ns != d.st.st_mtime_ns:
             st = StatInfo(st.size, st.mtime_ns, st.ctime_ns, st.ino, st.mode, trusted=False)  # changed while read
@@ -83,8 +96,6 @@ class AddBatch:
         else:
             self.result.modified += 1
         self.rows.append(StageRow(d.path, entry, st, head))
-        if len(self.rows) >= ROW_BATCH or self._bytes_since_flush >= self.repo.config.pack_size:
-            self.flush()
 
     def remove(self, row: StageRow) -> None:
         """Stage the removal of a tracked path."""
@@ -97,10 +108,14 @@ class AddBatch:
             self.rows.append(StageRow(row.path, None, None, row.head))
 
     def flush(self) -> None:
+        self.ingest.drain()
         self.repo.flush()
         self.stage.write(self.rows, self.deletes)
         self.rows, self.deletes = [], []
         self._bytes_since_flush = 0
+
+    def close(self) -> None:
+        self.ingest.close()
 
     def bytes_to_read(self, rels: list[str], rules: IgnoreRules) -> int:
         """The bytes ``add_path`` will read for ``rels`` (files the stat cache does not vouch for): a scan that reads no file."""

@@ -209,8 +209,10 @@ class Stage(Database):
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM entries WHERE kind IS NULL")
+            # Only the rows that changed are written: a small commit to a big dataset costs what changed.
             self._db.execute(
-                "UPDATE entries SET head_kind=kind, head_mode=mode, head_size=size, head_digest=digest"
+                "UPDATE entries SET head_kind=kind, head_mode=mode, head_size=size, head_digest=digest "
+                "WHERE kind IS NOT head_kind OR mode IS NOT head_mode OR size IS NOT head_size OR digest IS NOT head_digest"
             )
             self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('head', ?)", (commit_id,))
             # A commit also ends a merge in progress (its second parent was merge_head).

@@ -29,7 +29,6 @@ from datactl.format.layout import KINDS, WorkspaceLayout, check_name, head_ref, 
 from datactl.format.objects import Commit, TreeEntry
 from datactl.format.pack import ObjectType
 from datactl.format.storeconfig import StoreConfig
-from datactl.lineage.index import record_local_commit
 from datactl.remote.locate import find_workspace_root
 from datactl.store.backend import local_store_backend
 from datactl.store.chunker import Chunker
@@ -37,7 +36,6 @@ from datactl.store.index import ObjectIndex
 from datactl.store.repository import Repository, read_store_config, write_store_config
 from datactl.store.revparse import RefContext, resolve_ref
 from datactl.store.trees import build_tree
-from datactl.validation.hook import run_commit_rules
 from datactl.workspace.add import AddBatch, AddResult
 from datactl.workspace.checkout import CheckoutResult, apply_checkout, plan_checkout, prune_empty_dirs
 from datactl.workspace.disk import DiskState
@@ -258,17 +256,17 @@ class Workspace(Closing):
                 raise UsageError(f"{p} is ignored by .datactlignore", "use --force to add it anyway")
             targets.append(rel)
         with self.locked():
-            batch = AddBatch(self.repo, self.stage, self.chunker, self.disk, result, progress)
-            progress.start("adding", batch.bytes_to_read(targets, rules) if draws(progress) else None)
-            try:
-                for rel in targets:
-                    batch.add_path(rel, rules, self.in_scope)
-                batch.flush()
-            except BaseException:
-                self.repo.abort()
-                raise
-            finally:
-                progress.stop()
+            with AddBatch(self.repo, self.stage, self.chunker, self.disk, result, progress) as batch:
+                progress.start("adding", batch.bytes_to_read(targets, rules) if draws(progress) else None)
+                try:
+                    for rel in targets:
+                        batch.add_path(rel, rules, self.in_scope)
+                    batch.flush()
+                except BaseException:
+                    self.repo.abort()
+                    raise
+                finally:
+                    progress.stop()
         return result
 
     def remove(self, paths: list[str], cached: bool = False) -> list[str]:
@@ -366,6 +364,9 @@ class Workspace(Closing):
                 if not allow_empty and merge_head is None and self.head is not None and self.repo.read_commit(self.head).tree == tree_id:
                     raise NothingToCommit("nothing to commit: the staged files equal HEAD", "`datactl add` your changes first")
                 if verify:
+                    # Imported here: only a commit needs the rules (and the lineage index below); every other command starts faster.
+                    from datactl.validation.hook import run_commit_rules
+
                     run_commit_rules(self.repo, self.root, tree_id)
                 commit = Commit(
                     tree=tree_id,
@@ -389,6 +390,8 @@ class Workspace(Closing):
             self.stage.finish_commit(commit_id)
             for ref in tag_refs:
                 self.repo.refs.update(ref, commit_id, expected=None)
+            from datactl.lineage.index import record_local_commit
+
             record_local_commit(self.repo, commit_id)  # the store's lineage index; never fails the commit
         return commit_id
 

@@ -1,0 +1,124 @@
+"""Storing many files at once: the parallel batched path cuts and stores exactly what the streamed path does."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from datactl.core.errors import DatactlError
+from datactl.format.objects import FILE, TreeEntry
+from datactl.format.storeconfig import ChunkerParams, StoreConfig
+from datactl.store.chunker import Chunker
+from datactl.store.filedata import iter_file_bytes, store_file
+from datactl.store.index import ObjectIndex
+from datactl.store.ingest import SMALL_FILE, FileIngest, StoredFile
+from datactl.store.repository import Repository, read_store_config, write_store_config
+from storage_backends import LocalBackend
+
+# Tiny chunks, so files of a few KiB have many and the chunk-list case (over 256 chunks) is reached cheaply.
+TINY = ChunkerParams(avg_size=256, min_size=64, max_size=1024)
+
+
+def open_repo(root: str, params: ChunkerParams) -> Repository:
+    backend = LocalBackend(os.path.join(root, "store"))
+    write_store_config(backend, StoreConfig(chunker=params))
+    return Repository(backend, ObjectIndex(os.path.join(root, "index.db")), read_store_config(backend), os.path.join(root, "tmp"), workers=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repository]:
+    repo = open_repo(str(tmp_path_factory.mktemp("ingest")), TINY)
+    yield repo
+    repo.close()
+
+
+def ingest_all(repo: Repository, paths: list[str]) -> list[tuple[str, StoredFile]]:
+    got: list[tuple[str, StoredFile]] = []
+    with FileIngest(repo, Chunker(repo.config.chunker), lambda token, stored: got.append((token, stored))) as ingest:
+        for p in paths:
+            ingest.add(p, os.path.getsize(p), p)
+        ingest.drain()
+    repo.flush()
+    return got
+
+
+def restored(repo: Repository, stored: StoredFile) -> bytes:
+    c = stored.content
+    entry = TreeEntry("f", FILE, 0o644, c.size, c.digest, c.chunks, c.chunklist)
+    return b"".join(iter_file_bytes(repo, entry, "f"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.one_of(st.integers(0, 70), st.integers(60, 1100), st.integers(1100, 90_000)), min_size=1, max_size=12), seed=st.integers(0, 2**32))
+def test_batched_files_are_cut_and_stored_as_the_streamed_path_does(tiny_repo: Repository, tmp_path_factory: pytest.TempPathFactory, sizes: list[int], seed: int) -> None:
+    folder = tmp_path_factory.mktemp("files")
+    rng = random.Random(seed)
+    paths = []
+    for i, size in enumerate(sizes):
+        p = folder / f"f{i}"
+        p.write_bytes(rng.randbytes(size))
+        paths.append(str(p))
+    got = ingest_all(tiny_repo, paths)
+    assert [token for token, _ in got] == paths  # reported in the order given
+    for path, stored in got:
+        streamed = store_file(tiny_repo, Chunker(TINY), path)
+        assert stored.content == streamed
+        assert restored(tiny_repo, stored) == Path(path).read_bytes()
+
+
+def test_big_and_small_files_are_reported_in_the_order_given(tmp_path: Path) -> None:
+    repo = open_repo(str(tmp_path), ChunkerParams())
+    rng = random.Random(7)
+    sizes = [10, SMALL_FILE + 1, 20_000, 0, SMALL_FILE, 3 * SMALL_FILE]
+    paths = []
+    for i, size in enumerate(sizes):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(rng.randbytes(size))
+        paths.append(str(p))
+    try:
+        got = ingest_all(repo, paths)
+        assert [token for token, _ in got] == paths
+        for path, stored in got:
+            assert stored.content.size == os.path.getsize(path)
+            assert restored(repo, stored) == Path(path).read_bytes()
+    finally:
+        repo.close()
+
+
+def test_a_file_that_grew_past_the_small_limit_after_listing_is_stored_whole(tmp_path: Path) -> None:
+    repo = open_repo(str(tmp_path), ChunkerParams())
+    p = tmp_path / "growing"
+    p.write_bytes(b"x" * 100)
+    listed = os.path.getsize(p)
+    p.write_bytes(random.Random(3).randbytes(SMALL_FILE + 5000))
+    got: list[StoredFile] = []
+    try:
+        with FileIngest(repo, Chunker(repo.config.chunker), lambda _t, s: got.append(s)) as ingest:
+            ingest.add(str(p), listed, None)
+            ingest.drain()
+        repo.flush()
+        assert got[0].content.size == SMALL_FILE + 5000
+        assert got[0].stat.st_size == SMALL_FILE + 5000  # the caller sees it changed since listed
+        assert restored(repo, got[0]) == p.read_bytes()
+    finally:
+        repo.close()
+
+
+def test_a_file_gone_before_it_is_read_is_a_clear_error(tmp_path: Path) -> None:
+    repo = open_repo(str(tmp_path), ChunkerParams())
+    kept = tmp_path / "kept"
+    kept.write_bytes(b"kept")
+    try:
+        with FileIngest(repo, Chunker(repo.config.chunker), lambda _t, _s: None) as ingest:
+            ingest.add(str(kept), 4, None)
+            ingest.add(str(tmp_path / "gone"), 10, None)
+            with pytest.raises(DatactlError, match=r"cannot read .*gone"):
+                ingest.drain()
+    finally:
+        repo.close()
