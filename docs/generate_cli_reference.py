@@ -24,7 +24,7 @@ OUTPUT = os.path.join(HERE, "cli.md")
 PROG = "datactl"
 
 # click ParamType names and Python annotations, spelled one way.
-_CLICK_TYPE_NAMES = {"text": "TEXT", "integer": "INTEGER", "float": "FLOAT", "boolean": "BOOLEAN", "path": "PATH"}
+_CLICK_TYPE_NAMES = {"text": "TEXT", "str": "TEXT", "integer": "INTEGER", "int": "INTEGER", "float": "FLOAT", "boolean": "BOOLEAN", "bool": "BOOLEAN", "path": "PATH", "integer range": "INTEGER", "int range": "INTEGER"}
 _PY_TYPE_NAMES = {str: "TEXT", int: "INTEGER", float: "FLOAT", bool: "BOOLEAN"}
 
 

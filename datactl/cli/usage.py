@@ -28,6 +28,10 @@ class NamedArgument(TyperArgument):
     def display_name_raw(self) -> str:
         return self.metavar or (self.name or "").upper()
 
+    @property
+    def human_readable_name(self) -> str:  # what an error names: "Missing argument 'PATHS'"
+        return self.display_name_raw
+
     def _rich_display_name(self) -> str:
         return self.display_name_raw + ("..." if self.nargs != 1 else "")
 
@@ -38,8 +42,8 @@ class NamedArgument(TyperArgument):
     def display_type_rich(self, ctx: Any) -> str | None:
         return None  # the name says what it is; the help line says the rest
 
-    def make_metavar(self, ctx: Any = None) -> str:  # typer before 0.25 and click use this one
-        return self._usage_display_name()
+    def make_metavar(self, ctx: Any = None, *, usage: bool = True) -> str:  # typer 0.26-0.28 (and click) ask for it
+        return self._usage_display_name() if usage else self._rich_display_name()
 
 
 class NamedOption(TyperOption):

@@ -55,7 +55,8 @@ class StoreConfig:
     store_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     chunker: ChunkerParams = field(default_factory=ChunkerParams)
     pack_size: int = DEFAULT_PACK_SIZE
-    compression_level: int = 3
+    # Level 1: on CSV-like text and mixed data it compresses as well as 3 (small chunks leave level 3 little to find) at about twice the speed.
+    compression_level: int = 1
     format: int = STORE_FORMAT
 
     def encode(self) -> bytes:

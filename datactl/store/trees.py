@@ -5,7 +5,7 @@ Walking every path of a tree is ``datactl.store.walk.walk_files``.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 from datactl.core.errors import UsageError
@@ -54,6 +54,67 @@ def build_tree(repo: Repository, files: Iterable[tuple[str, TreeEntry]]) -> str:
     while len(stack) > 1:
         close_top()
     return write_tree(repo, stack[0][1]).digest
+
+
+@dataclass
+class _Folder:
+    """The changes under one folder: files changed in it (None: deleted) and its changed sub-folders."""
+
+    files: dict[str, TreeEntry | None] = field(default_factory=dict)
+    folders: dict[str, "_Folder"] = field(default_factory=dict)
+
+
+def _entries(repo: Repository, tree_id: str | None) -> dict[str, TreeEntry]:
+    return {e.name: e for e in repo.read_tree(tree_id).entries} if tree_id is not None else {}
+
+
+def patch_tree(repo: Repository, base_tree: str, changes: Iterable[tuple[str, TreeEntry | None]]) -> str:
+    """The root tree id of ``base_tree`` with ``changes`` applied: (path, new entry, or None for a deletion).
+
+    Only the folders along changed paths are read and written again, so a
+    small change to a big tree costs what changed. The result equals
+    ``build_tree`` of the changed listing. A folder left empty disappears.
+    """
+    root = _Folder()
+    for path, entry in changes:
+        parts = path.split("/")
+        node = root
+        for part in parts[:-1]:
+            node = node.folders.setdefault(part, _Folder())
+        node.files[parts[-1]] = entry
+    # Post-order without recursion: a folder is written once all its changed sub-folders are.
+    written: dict[int, TreeEntry | None] = {}
+    # Items: (folder, its base tree id) to open, or (folder, its base entries) to write; only the open
+    # folders along one path hold their entries, so memory follows the depth, not the width, of the change.
+    stack: list[tuple[_Folder, str | None | dict[str, TreeEntry]]] = [(root, base_tree)]
+    while stack:
+        node, base = stack.pop()
+        if not isinstance(base, dict):
+            current = _entries(repo, base)
+            stack.append((node, current))
+            for name, sub in node.folders.items():
+                was = current.get(name)
+                stack.append((sub, was.digest if was is not None and was.kind == DIR else None))
+            continue
+        current = base
+        for name, entry in node.files.items():
+            if entry is None and name in current and current[name].kind != DIR:
+                del current[name]
+        for name, sub in node.folders.items():
+            result = written.pop(id(sub))
+            if result is not None:
+                current[name] = replace(result, name=name)
+            elif name in current and current[name].kind == DIR:
+                del current[name]
+        for name, entry in node.files.items():
+            if entry is not None:
+                if name in current and current[name].kind == DIR:
+                    raise UsageError(f"{name!r} is both a file and a folder (or listed twice) in the same folder", "rename one of them")
+                current[name] = replace(entry, name=name)
+        if node is root:
+            return write_tree(repo, list(current.values())).digest
+        written[id(node)] = write_tree(repo, list(current.values())) if current else None
+    raise AssertionError("unreachable: the root is always written last")
 
 
 def lookup_path(repo: Repository, tree_id: str, path: str) -> TreeEntry | None:

@@ -35,7 +35,7 @@ from datactl.store.chunker import Chunker
 from datactl.store.index import ObjectIndex
 from datactl.store.repository import Repository, read_store_config, write_store_config
 from datactl.store.revparse import RefContext, resolve_ref
-from datactl.store.trees import build_tree
+from datactl.store.trees import build_tree, patch_tree
 from datactl.workspace.add import AddBatch, AddResult
 from datactl.workspace.checkout import CheckoutResult, apply_checkout, plan_checkout, prune_empty_dirs
 from datactl.workspace.disk import DiskState
@@ -352,7 +352,11 @@ class Workspace(Closing):
             if self.stage.count() == 0 and self.head is None and not allow_empty:
                 raise NothingToCommit("nothing to commit: no files are staged", "add files with `datactl add PATH`")
             try:
-                tree_id = build_tree(self.repo, self.stage.iter_staged())
+                if self.head is None:
+                    tree_id = build_tree(self.repo, self.stage.iter_staged())
+                else:  # HEAD's tree with the staged changes: the cost of a commit follows what changed
+                    base = self.repo.read_commit(self.head).tree
+                    tree_id = patch_tree(self.repo, base, ((row.path, row.entry) for row in self.stage.staged_changes()))
                 current = self.repo.refs.get(self.head_ref)
                 if current is not None and self.head is not None and current != self.head and merge_head is None and not from_old:
                     raise NotAtLatest(

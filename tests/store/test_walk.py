@@ -28,7 +28,7 @@ from datactl.format.storeconfig import StoreConfig
 from datactl.store.index import ObjectIndex
 from datactl.store.packread import META_GAP
 from datactl.store.repository import Repository, read_store_config, write_store_config
-from datactl.store.trees import build_tree
+from datactl.store.trees import build_tree, patch_tree
 from datactl.store.walk import (
     present,
     walk_changes,
@@ -406,3 +406,43 @@ def test_walk_trees_raises_or_reports_a_damaged_tree(repo: Repository) -> None:
     damaged: list[str] = []
     assert [v.id for v in walk_trees(present(repo), [(tid, None)], on_damaged=lambda t, e: damaged.append(t))] == [tid]
     assert damaged == [c]
+
+
+# -- patching a tree ----------------------------------------------------------------------------------
+
+_names = st.sampled_from(["a", "b", "c", "a.txt", "z"])
+_paths = st.lists(_names, min_size=1, max_size=4).map("/".join)
+
+
+def _listing(files: dict[str, bytes]) -> list[tuple[str, TreeEntry]]:
+    """A valid listing: no path is both a file and a folder (the shorter one wins)."""
+    kept: dict[str, bytes] = {}
+    for path in sorted(files, key=len):
+        parts = path.split("/")
+        if any("/".join(parts[:i]) in kept for i in range(1, len(parts))) or any(k.startswith(path + "/") for k in kept):
+            continue
+        kept[path] = files[path]
+    return sorted(((p, TreeEntry(p.rsplit("/", 1)[-1], FILE, 0o644, len(d), object_id(d))) for p, d in kept.items()), key=lambda kv: kv[0].encode())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=st.dictionaries(_paths, st.binary(max_size=3), max_size=12), after=st.dictionaries(_paths, st.binary(max_size=3), max_size=12))
+def test_patching_a_tree_with_the_changes_between_two_listings_builds_the_second(shared_repo: Repository, before: dict[str, bytes], after: dict[str, bytes]) -> None:
+    a, b = _listing(before), _listing(after)
+    da, db = dict(a), dict(b)
+    changes = [(p, db.get(p)) for p in sorted(da.keys() | db.keys(), key=str.encode) if da.get(p) != db.get(p)]
+    assert patch_tree(shared_repo, build_tree(shared_repo, a), changes) == build_tree(shared_repo, b)
+
+
+def test_patching_a_big_tree_reads_only_the_folders_along_the_change(repo: Repository) -> None:
+    listing = [(f"d{i:02}/f{j:03}", TreeEntry(f"f{j:03}", FILE, 0o644, 1, object_id(f"{i}/{j}".encode()))) for i in range(50) for j in range(100)]
+    base = build_tree(repo, listing)
+    changed = TreeEntry("f007", FILE, 0o644, 2, object_id(b"new"))
+    reads: list[str] = []
+    read_tree = repo.read_tree
+    repo.read_tree = lambda oid: (reads.append(oid), read_tree(oid))[1]  # type: ignore[method-assign]
+    patched = patch_tree(repo, base, [("d31/f007", changed)])
+    del repo.read_tree
+    assert len(reads) == 2  # the root and d31, not the other 49 folders
+    assert dict(walk_files(repo, patched))["d31/f007"].digest == changed.digest
+    assert patched == build_tree(repo, sorted([*(kv for kv in listing if kv[0] != "d31/f007"), ("d31/f007", changed)]))
