@@ -17,7 +17,7 @@ from pathlib import Path
 from conftest import Cli, snapshot, write
 from datactl import Dataset
 from datactl.format.storeconfig import StoreConfig
-from datactl.remote.locate import RemoteSpec, add_remote
+from datactl.remote.locate import RemoteSpec
 from datactl.remote.remotestore import RemoteStore
 from datactl.upkeep.fsck import fsck
 from datactl.upkeep.targets import url_target

