@@ -11,7 +11,6 @@ entry-point group (a callable taking the URL and the options as keywords).
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 from urllib.parse import urlparse
 
 from storage_backends.base import (
@@ -53,6 +52,13 @@ __all__ = [
 
 
 # scheme -> (module, class, the options its constructor takes, pip extra, SDK name)
+def _registered(group: str) -> list:
+    """Entry points of ``group``; importlib.metadata is imported here, as it costs every command ~15 ms at start-up."""
+    from importlib.metadata import entry_points
+
+    return list(entry_points(group=group))
+
+
 CLOUD_BACKENDS = {
     "s3": ("storage_backends.s3", "S3Backend", {"endpoint_url", "region", "profile"}, "s3", "boto3"),
     "gs": ("storage_backends.gcs", "GCSBackend", {"endpoint_url", "project", "client"}, "gcs", "google-cloud-storage"),
@@ -81,7 +87,7 @@ def url_scheme(url: str) -> str:
 
 def supported_schemes() -> list[str]:
     """Every scheme ``open_backend`` opens: file, the cloud backends, and those registered as entry points."""
-    return sorted({"file", *CLOUD_BACKENDS, *(ep.name for ep in entry_points(group="datactl.backends"))})
+    return sorted({"file", *CLOUD_BACKENDS, *(ep.name for ep in _registered("datactl.backends"))})
 
 
 def open_backend(url: str, options: dict | None = None) -> Backend:
@@ -98,7 +104,7 @@ def open_backend(url: str, options: dict | None = None) -> Backend:
         return LocalBackend(parsed.path if parsed.scheme == "file" else url)
     if scheme in CLOUD_BACKENDS:
         return _open_cloud(scheme, url, options)
-    for ep in entry_points(group="datactl.backends"):
+    for ep in _registered("datactl.backends"):
         if ep.name == parsed.scheme:
             return ep.load()(url, **options)
     raise BackendError(f"no storage backend for {parsed.scheme}:// URLs (in {url!r})")
