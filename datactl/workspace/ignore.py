@@ -6,28 +6,39 @@ import os
 
 import pathspec
 
-from datactl.core.safepath import TEMP_SUFFIX
+from datactl.core.safepath import METADATA_DIR, TEMP_SUFFIX
 from datactl.core.settings import CONFIG_FILE
 
 IGNORE_FILE = ".datactlignore"
-ALWAYS_IGNORED = (".datactl/", CONFIG_FILE, IGNORE_FILE, f"*{TEMP_SUFFIX}")
+ALWAYS_IGNORED = (f"{METADATA_DIR}/", CONFIG_FILE, IGNORE_FILE, f"*{TEMP_SUFFIX}")  # as gitignore patterns, for the docs
 
 
 class IgnoreRules:
-    """Matches workspace-relative '/'-separated paths; folders are tested with a trailing '/'."""
+    """Matches workspace-relative '/'-separated paths against datactl's own files and ``.datactlignore``.
+
+    datactl's own files (ALWAYS_IGNORED) are matched by name, which is what
+    their gitignore patterns mean, without a pattern per file; no line of
+    ``.datactlignore`` (a ``!`` pattern included) can make them tracked.
+    """
 
     def __init__(self, root: str) -> None:
-        lines = list(ALWAYS_IGNORED)
         path = os.path.join(root, IGNORE_FILE)
+        lines: list[str] = []
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                lines += f.read().splitlines()
-        self._fixed = pathspec.GitIgnoreSpec.from_lines(ALWAYS_IGNORED)
-        self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
+                lines = f.read().splitlines()
+        spec = pathspec.GitIgnoreSpec.from_lines(lines)
+        self._user = spec if len(spec) else None
 
     def ignored(self, rel_path: str, is_dir: bool) -> bool:
-        return self._spec.match_file(rel_path + "/" if is_dir else rel_path)
+        if self.internal(rel_path, is_dir):
+            return True
+        return self._user is not None and self._user.match_file(rel_path + "/" if is_dir else rel_path)
 
-    def internal(self, rel_path: str, is_dir: bool) -> bool:
-        """Paths datactl itself owns; never tracked even when named explicitly."""
-        return self._fixed.match_file(rel_path + "/" if is_dir else rel_path)
+    @staticmethod
+    def internal(rel_path: str, is_dir: bool) -> bool:
+        """Paths datactl itself owns (ALWAYS_IGNORED); never tracked even when named explicitly."""
+        parts = rel_path.split("/")
+        if METADATA_DIR in (parts if is_dir else parts[:-1]):  # a folder pattern: the folder and all below it
+            return True
+        return any(p in (CONFIG_FILE, IGNORE_FILE) or p.endswith(TEMP_SUFFIX) for p in parts)
