@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from conftest import Cli, write
-from datactl.format.objects import Commit
 from datactl.format.pack import ObjectType
 from datactl.lineage.index import record_local_commit
 from datactl.workspace.workspace import Workspace
