@@ -18,7 +18,7 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from datactl.core.author import default_author
 from datactl.core.closing import Closing
@@ -37,8 +37,6 @@ from datactl.store.index import ObjectIndex
 from datactl.store.repository import Repository, read_store_config, write_store_config
 from datactl.store.revparse import RefContext, resolve_ref
 from datactl.store.trees import build_tree, patch_tree
-from datactl.upkeep.consolidate import MAX_SMALL_PACKS, ConsolidateReport, consolidate_packs, needs_consolidation
-from datactl.upkeep.targets import StoreTarget
 from datactl.workspace.add import AddBatch, AddResult
 from datactl.workspace.checkout import CheckoutResult, apply_checkout, plan_checkout, prune_empty_dirs
 from datactl.workspace.disk import DiskState
@@ -47,6 +45,9 @@ from datactl.workspace.inputs import resolve_input
 from datactl.workspace.scan import DiskEntry, ScanProblem
 from datactl.workspace.stage import Stage, StageRow
 from storage_backends import BackendError
+
+if TYPE_CHECKING:
+    from datactl.upkeep.consolidate import ConsolidateReport
 
 _log = logging.getLogger("datactl.workspace")
 
@@ -406,12 +407,17 @@ class Workspace(Closing):
             self.consolidate_packs()
         return commit_id
 
-    def consolidate_packs(self, max_small: int = MAX_SMALL_PACKS) -> ConsolidateReport | None:
+    def consolidate_packs(self, max_small: int | None = None) -> "ConsolidateReport | None":
         """Merge the store's small packs once it holds more than ``max_small`` (under the store lock, skipped while gc holds it).
 
         Runs after every commit and fetch; it never fails them (the version is committed whatever happens
         here, and the next one tries again). Returns None when there was nothing to do or it failed.
         """
+        # Imported here: merging packs pulls in gc's planning, which no other command of a workspace needs at start-up.
+        from datactl.upkeep.consolidate import MAX_SMALL_PACKS, consolidate_packs, needs_consolidation
+        from datactl.upkeep.targets import StoreTarget
+
+        max_small = MAX_SMALL_PACKS if max_small is None else max_small
         if not needs_consolidation(self.repo.index.packs(), self.repo.config.pack_size, max_small):
             return None
         index = self.repo.index
