@@ -163,7 +163,11 @@ def _tree_lines(g: LineageGraph, adj: dict[str, list[tuple[str, str]]], root: st
             continue
         shown.add(child)
         lines.append(f"{pre}{branch}[{kind}] {_details(n)}")
-        stack.append((adj.get(child, []), 0, pre + ("    " if last else "│   ")))
+        grandkids = adj.get(child, [])
+        # A line of history (a sole parent whose own upstream is one parent) is drawn at one depth, like
+        # `git log`: indenting every step would make a long history's drawing grow with the square of its length.
+        flat = len(kids) == 1 and kind == "parent" and len(grandkids) == 1 and grandkids[0][1] == "parent"
+        stack.append((grandkids, 0, pre if flat else pre + ("    " if last else "│   ")))
 
 
 def _mermaid_id(cid: str) -> str:

@@ -44,7 +44,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from datactl.core.crashpoints import crash_point
 from datactl.core.errors import CorruptObject, DatactlError, RefConflict, StoreFormatError
@@ -286,7 +286,9 @@ class LineageIndex:
 
     def _record_once(self, commits: list[str], local: CommitSource | None, tags: list[TagRecord]) -> UpdateResult | None:
         current, segs = self.read_head()
-        view = self._load_segments(segs)
+        # Newest segments first, and only as far as the questions asked need: a commit on top of indexed history
+        # reads the segment that holds its parent, not the whole index (a commit costs the same at any length).
+        view = _NewestFirst(segs, self._segment)
         new = LineageView()
         if local is not None:
             nodes, _ = self.walk_missing(view, commits, local)
@@ -340,7 +342,8 @@ class LineageIndex:
             new_segs = [*segs, (seg_id, len(nodes))]
             compacted = False
             if len(new_segs) > MAX_SEGMENTS:
-                new_segs = [self._compact(new_segs)]
+                start = _compaction_start(new_segs)
+                new_segs = [*new_segs[:start], self._compact(new_segs[start:])]
                 compacted = True
             crash_point("before-lineage-swap")
             if self.backend.compare_and_swap(LINEAGE_HEAD_KEY, encode_head(new_segs), current):
@@ -469,6 +472,67 @@ class LineageIndex:
                 return UpdateResult(seg_id, len(view.nodes), len(tags), compacted=True, attempts=attempt)
             time.sleep(random.uniform(0, 0.01))
         raise RefConflict(f"{LINEAGE_HEAD_KEY} in {self.url} kept moving; try again")
+
+
+def _compaction_start(segs: Sequence[tuple[str, int]]) -> int:
+    """Where the tail of segments to merge begins: the first segment no bigger than all after it together.
+
+    Merging a tail of comparable sizes (not every segment) keeps segment sizes roughly geometric, so a
+    merge costs what it merges and each node is rewritten about log(n) times, not once per MAX_SEGMENTS
+    appends.
+    """
+    for i in range(len(segs) - 1):
+        if segs[i][1] <= sum(n for _, n in segs[i + 1 :]):
+            return i
+    return len(segs) - 2
+
+
+class _NewestFirst(LineageView):
+    """The index read newest segment first, each only when a question cannot be answered without it.
+
+    Later segments win over earlier ones for tags (HEAD's order), so an older segment's tag records only fill
+    what newer ones did not say.
+    """
+
+    def __init__(self, segs: Sequence[tuple[str, int]], read: Callable[[str], tuple[list[Node], list[TagRecord]]]) -> None:
+        super().__init__()
+        self._read = read
+        self._unread = [s for s, _ in segs]  # oldest first; read from the end
+        self._total = sum(n for _, n in segs)
+
+    def _read_one(self) -> bool:
+        if not self._unread:
+            return False
+        nodes, tags = self._read(self._unread.pop())
+        for n in nodes:
+            old = self.nodes.get(n.id)
+            if old is None or (old.external and not n.external):
+                self.nodes[n.id] = n
+        for t in tags:
+            self.tag_map.setdefault((t.name, t.tag), t.commit)
+        self._children = self._by_commit = None
+        return True
+
+    def __len__(self) -> int:
+        return max(self._total, len(self.nodes))
+
+    def __contains__(self, cid: object) -> bool:
+        while cid not in self.nodes:
+            if not self._read_one():
+                return False
+        return True
+
+    def knows(self, cid: str) -> bool:
+        while not super().knows(cid):
+            if not self._read_one():
+                return False
+        return True
+
+    def has_tag(self, record: TagRecord) -> bool:
+        while (record.name, record.tag) not in self.tag_map:
+            if not self._read_one():
+                return False
+        return super().has_tag(record)
 
 
 class _Known:

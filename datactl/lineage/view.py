@@ -110,3 +110,7 @@ class _Overlay(LineageView):
 
     def __contains__(self, cid: object) -> bool:
         return cid in self._base or cid in self._extra
+
+    def has_tag(self, record: TagRecord) -> bool:
+        key = (record.name, record.tag)
+        return self._extra.has_tag(record) if key in self._extra.tag_map else self._base.has_tag(record)

@@ -113,6 +113,22 @@ class ObjectIndex(Database):
     def mark_index_file(self, index_id: str) -> None:
         self._db.execute("INSERT OR IGNORE INTO index_files(id) VALUES (?)", (index_id,))
 
+    def replace_packs(self, removed: Iterable[str], added: dict[str, tuple[int, list[PackEntry]]]) -> None:
+        """Forget ``removed`` packs and record ``added`` ones in one transaction: a reader never sees an object
+        that moved from one to the other missing (an object already indexed in a kept pack keeps that home)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            for pack_id in removed:
+                self._db.execute("DELETE FROM objects WHERE pack=?", (pack_id,))
+                self._db.execute("DELETE FROM packs WHERE id=?", (pack_id,))
+            for pack_id, (size, entries) in added.items():
+                self._db.execute("INSERT OR REPLACE INTO packs(id, size) VALUES (?, ?)", (pack_id, size))
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO objects(id, type, pack, offset, stored_len, raw_len, codec)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    ((e.id, int(e.type), pack_id, e.offset, e.stored_len, e.raw_len, e.codec) for e in entries),
+                )
+
     def remove_pack(self, pack_id: str) -> None:
         """Forget a pack and every object located in it."""
         with self._db:

@@ -120,8 +120,23 @@ class ObjectReader:
     def read_object(self, oid: str) -> ReadObject:
         """One object with its stored bytes (a push copies those as they are)."""
         loc = self.locate(oid)
+        try:
+            return self._read_at(loc)
+        except ObjectMissing:
+            moved = self._moved([(loc.pack, loc.entry)])
+            if not moved:
+                raise
+            return self._read_at(self.locate(oid))
+
+    def _read_at(self, loc: ObjectLocation) -> ReadObject:
         e = loc.entry
         return self.packs.read_range(PackRange(loc.pack, e.offset, e.offset + e.stored_len, (e,)))[0]
+
+    def _moved(self, locations: Sequence[Location]) -> bool:
+        """Whether any of ``locations`` is no longer where the index says: its pack was merged into another
+        (``datactl.upkeep.consolidate``) after the lookup and then deleted, so a second look finds it."""
+        with self.index_lock:
+            return any((loc := self.index.lookup(e.id)) is not None and loc.pack != pack for pack, e in locations)
 
     def read(self, oid: str) -> bytes:
         raw = self.cached(oid)
@@ -137,11 +152,20 @@ class ObjectReader:
                 out[oid] = raw
             else:
                 wanted.append(oid)
-        for obj in self.packs.read_located(self._locations(wanted), max_gap):
+        locations = self._locations(wanted)
+        try:
+            self._read_into(out, locations, max_gap, remember)
+        except ObjectMissing:
+            if not self._moved(locations):
+                raise
+            self._read_into(out, self._locations([oid for oid in wanted if oid not in out]), max_gap, remember)
+        return out
+
+    def _read_into(self, out: dict[str, bytes], locations: list[Location], max_gap: int, remember: bool) -> None:
+        for obj in self.packs.read_located(locations, max_gap):
             out[obj.entry.id] = obj.raw
             if remember and self._cache_limit:
                 self._remember(obj.entry.id, obj.raw)
-        return out
 
     def read_many(self, oids: Iterable[str]) -> Iterator[bytes]:
         """Raw bytes of each id in the order given (repeats included), read ahead in parallel."""

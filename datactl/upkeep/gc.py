@@ -28,23 +28,23 @@ has been copied elsewhere. docs/gc.md states the guarantees and the argument.
 from __future__ import annotations
 
 import collections
-import os
 import time
 from dataclasses import asdict, dataclass, field
 
 from datactl.core.crashpoints import crash_point
-from datactl.core.errors import CorruptObject, StoreDamaged, UsageError
+from datactl.core.errors import StoreDamaged, UsageError
 from datactl.core.settings import read_settings
 from datactl.core.units import iso_seconds, parse_duration
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import CONDEMNED_PREFIX, PACKS_PREFIX, key_name, pack_key
-from datactl.format.pack import ObjectType, PackEntry, PackWriter
+from datactl.format.pack import ObjectType, PackEntry
 from datactl.store.indexfiles import delete_index_file, split_listing, write_index_file
 from datactl.store.lock import LOCK_STALE, StoreLock
 from datactl.store.packread import Location
 from datactl.store.records import CondemnRecord, new_run_id, read_condemned, read_pruned, write_condemned, write_pruned
 from datactl.store.refs import RefStore
 from datactl.upkeep.gcplan import INDEX_FILE_OBJECTS, GcPlan, plan_gc
+from datactl.upkeep.packcopy import copy_to_packs
 from datactl.upkeep.reach import Reachability, Retention
 from datactl.upkeep.storeview import StoreView
 from datactl.upkeep.targets import ExtraRoots, IndexChange, StoreTarget
@@ -257,40 +257,8 @@ class _Collector:
         return change
 
     def _copy(self, view: StoreView, locs: list[Location]) -> PackListing:
-        """Copy objects into new packs (data and metadata apart), each verified; upload them."""
         self.lock.check()
-        writers: dict[bool, PackWriter] = {}
-        done: PackListing = {}
-
-        def seal(is_data: bool) -> None:
-            w = writers.pop(is_data)
-            pid, path, entries = w.finish()
-            size = os.path.getsize(path)
-            try:
-                self.backend.put_file(pack_key(pid), path)
-            finally:
-                os.unlink(path)
-            done[pid] = (size, entries)
-            crash_point("during-copy")
-
-        try:
-            for obj in view.read_located(locs):
-                entry, stored = obj.entry, obj.stored
-                is_data = entry.type == ObjectType.CHUNK
-                w = writers.get(is_data)
-                if w is None:
-                    w = writers[is_data] = PackWriter(self.t.tmp_dir)
-                w.add(entry.id, entry.type, entry.codec, stored, entry.raw_len)
-                if w.size >= self.t.pack_size:
-                    seal(is_data)
-            for is_data in list(writers):
-                seal(is_data)
-        except CorruptObject as exc:
-            raise StoreDamaged(f"{exc.message}; gc deletes nothing", "run `datactl fsck --read-data` to find every damaged pack") from None
-        finally:
-            for w in writers.values():
-                w.abort()
-        return done
+        return copy_to_packs(view, locs, self.backend, self.t.tmp_dir, self.t.pack_size, "gc")
 
     def _delete_packs(self, view: StoreView, plan: GcPlan) -> list[str]:
         if not plan.delete:

@@ -11,7 +11,7 @@ import collections
 from dataclasses import dataclass, field
 
 from datactl.format.indexfile import PackListing
-from datactl.format.pack import ObjectType, PackEntry
+from datactl.format.pack import PackEntry
 from datactl.store.records import CondemnRecord
 from datactl.upkeep.reach import Reachability
 from datactl.upkeep.storeview import StoreView
@@ -41,10 +41,7 @@ class GcPlan:
 
 
 def _entries(view: StoreView, pack: str, where: str = "") -> list[PackEntry]:
-    rows = view.db.execute(
-        "SELECT id, type, codec, offset, stored_len, raw_len FROM entries e WHERE pack=? AND indexed=1" + where + " ORDER BY offset", (pack,)
-    ).fetchall()
-    return [PackEntry(r[0], ObjectType(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+    return view.entries_of(pack, where)
 
 
 _NOT_LIVE = " AND NOT EXISTS (SELECT 1 FROM live l WHERE l.id = e.id)"

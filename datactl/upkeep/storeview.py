@@ -144,6 +144,13 @@ class StoreView:
     def indexed_packs(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT DISTINCT pack FROM listed") if r[0] in self.packs}
 
+    def entries_of(self, pack: str, where: str = "") -> list[PackEntry]:
+        """The objects index files list in ``pack``, in offset order (``where``: an extra SQL condition on ``e``)."""
+        rows = self.db.execute(
+            "SELECT id, type, codec, offset, stored_len, raw_len FROM entries e WHERE pack=? AND indexed=1" + where + " ORDER BY offset", (pack,)
+        ).fetchall()
+        return [PackEntry(r[0], ObjectType(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
     def unindexed_packs(self) -> set[str]:
         listed = {r[0] for r in self.db.execute("SELECT DISTINCT pack FROM listed")}
         return set(self.packs) - listed

@@ -7,11 +7,12 @@ race is told, never silently overwritten; a fast-forward is retried.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from datactl.core.errors import LocalChanges, RefConflict, UnknownRef, UsageError
+from datactl.core.errors import DatactlError, LocalChanges, RefConflict, UnknownRef, UsageError
 from datactl.core.progress import NullProgress, ProgressReporter, draws
 from datactl.core.safepath import check_rel_path
 from datactl.core.settings import read_settings
@@ -28,8 +29,13 @@ from datactl.store.filedata import chunk_ids_of
 from datactl.store.refs import RefStore
 from datactl.store.repository import read_store_config
 from datactl.store.walk import walk_files
+from datactl.upkeep.consolidate import consolidate_packs, needs_consolidation
+from datactl.upkeep.targets import remote_target
 from datactl.workspace.checkout import CheckoutResult
 from datactl.workspace.workspace import Workspace
+from storage_backends import BackendError
+
+_log = logging.getLogger("datactl.sync")
 
 # Chunk ids are downloaded in batches of this many, to bound memory on huge versions.
 CHUNK_BATCH = 50_000
@@ -86,7 +92,20 @@ def push(ws: Workspace, remote: str | None = None, *, tags: bool = False, progre
             jobs=transfer_jobs(ws), progress=progress,
         )
         _set_tracking(ws, rs.spec, ref, head)
+        _consolidate_remote(rs, os.path.join(ws.dotdir, "store", "tmp"), jobs=transfer_jobs(ws))
     return result
+
+
+def _consolidate_remote(rs: RemoteStore, tmp_dir: str, jobs: int) -> None:
+    """After a push: merge the remote's small packs once it holds many (the old ones wait, condemned, for gc).
+
+    Under the store lock, skipped while gc holds it; never fails the push, which is published already.
+    """
+    try:
+        if needs_consolidation(rs.index.packs(), rs.config().pack_size):
+            consolidate_packs(remote_target(rs, tmp_dir), delete_now=False, jobs=jobs)
+    except (DatactlError, BackendError) as exc:
+        _log.warning("small packs of %s not merged: %s", rs.spec.label, exc)
 
 
 def _fetch_into(ws: Workspace, rs: RemoteStore, progress: ProgressReporter) -> FetchResult:
@@ -112,6 +131,7 @@ def _fetch_into(ws: Workspace, rs: RemoteStore, progress: ProgressReporter) -> F
         _set_tracking(ws, rs.spec, ref, cid)
         if ref.startswith("tags/") and ws.repo.refs.get(ref) is None:
             ws.repo.refs.update(ref, cid, expected=None)
+    ws.consolidate_packs()
     return result
 
 

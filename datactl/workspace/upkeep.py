@@ -46,10 +46,7 @@ def workspace_target(ws: Workspace) -> StoreTarget:
             for pid, (size, entries) in change.added_packs.items():
                 index.add_pack(pid, size, entries)
             return
-        for pid in change.removed_packs:
-            index.remove_pack(pid)
-        for pid, (size, entries) in {**change.added_packs, **change.relocated}.items():
-            index.add_pack(pid, size, entries)
+        index.replace_packs(change.removed_packs, {**change.added_packs, **change.relocated})
 
     return StoreTarget(ws.repo.backend, f"the store of {ws.root}", ws.layout.tmp_dir, ws.repo.config.pack_size, roots, after, partial=True)
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from datactl.core.author import default_author
 from datactl.core.closing import Closing
@@ -43,6 +44,12 @@ from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.inputs import resolve_input
 from datactl.workspace.scan import DiskEntry, ScanProblem
 from datactl.workspace.stage import Stage, StageRow
+from storage_backends import BackendError
+
+if TYPE_CHECKING:
+    from datactl.upkeep.consolidate import ConsolidateReport
+
+_log = logging.getLogger("datactl.workspace")
 
 
 @dataclass(frozen=True)
@@ -397,7 +404,32 @@ class Workspace(Closing):
             from datactl.lineage.index import record_local_commit
 
             record_local_commit(self.repo, commit_id)  # the store's lineage index; never fails the commit
+            self.consolidate_packs()
         return commit_id
+
+    def consolidate_packs(self, max_small: int | None = None) -> "ConsolidateReport | None":
+        """Merge the store's small packs once it holds more than ``max_small`` (under the store lock, skipped while gc holds it).
+
+        Runs after every commit and fetch; it never fails them (the version is committed whatever happens
+        here, and the next one tries again). Returns None when there was nothing to do or it failed.
+        """
+        # Imported here: merging packs pulls in gc's planning, which no other command of a workspace needs at start-up.
+        from datactl.upkeep.consolidate import MAX_SMALL_PACKS, consolidate_packs, needs_consolidation
+        from datactl.upkeep.targets import StoreTarget
+
+        max_small = MAX_SMALL_PACKS if max_small is None else max_small
+        if not needs_consolidation(self.repo.index.packs(), self.repo.config.pack_size, max_small):
+            return None
+        index = self.repo.index
+        target = StoreTarget(
+            self.repo.backend, f"the store of {self.root}", self.layout.tmp_dir, self.repo.config.pack_size,
+            after_change=lambda change: index.replace_packs(change.removed_packs, change.added_packs),
+        )
+        try:
+            return consolidate_packs(target, delete_now=True, max_small=max_small)
+        except (DatactlError, BackendError) as exc:
+            _log.warning("small packs of %s not merged: %s", self.root, exc)
+            return None
 
     def create_tag(self, tag: str, ref: str = "HEAD", force: bool = False) -> str:
         """Point tag ``tag`` of this dataset at ``ref``; return the commit id."""

@@ -1,0 +1,116 @@
+"""Small packs are merged without being asked (issue 18): packs and index files stay bounded by the data, not by
+the number of versions, every version restores bit for bit afterwards, and a kill at any step loses nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import Cli, run_datactl, write
+from datactl.core.crashpoints import CRASH_ENV
+from datactl.upkeep.consolidate import MAX_SMALL_PACKS
+from datactl.workspace import sync
+from datactl.workspace.workspace import Workspace
+
+
+def count_files(folder: Path) -> int:
+    return sum(len(names) for _d, _s, names in os.walk(folder)) if folder.exists() else 0
+
+
+def content(version: int, i: int) -> bytes:
+    return f"version {version} of file {i}\n".encode() * (1 + version % 7)
+
+
+def commit_versions(ws: Workspace, root: Path, first: int, last: int, files: int = 10) -> None:
+    """Versions ``first``..``last``, each rewriting one of ``files`` files (version 1 writes them all)."""
+    for v in range(first, last + 1):
+        changed = range(files) if v == 1 else [v % files]
+        for i in changed:
+            write(root / f"f{i}.txt", content(v, i))
+        ws.add([str(root / f"f{i}.txt") for i in changed])
+        ws.commit(f"v{v}", tags=[f"v{v}"])
+
+
+def expected_files(version: int, files: int = 10) -> dict[str, bytes]:
+    """The files of ``version`` as commit_versions wrote them."""
+    latest = {i: 1 for i in range(files)}
+    for v in range(2, version + 1):
+        latest[v % files] = v
+    return {f"f{i}.txt": content(latest[i], i) for i in range(files)}
+
+
+def test_many_small_commits_keep_packs_and_index_files_bounded(cli: Cli, ws_dir: Path) -> None:
+    with Workspace.init(str(ws_dir), name="ds") as ws:
+        commit_versions(ws, ws_dir, 1, 120)
+    store = ws_dir / ".datactl" / "store"
+    # Two packs (file data, metadata) and two index files per version, had nothing merged them.
+    assert count_files(store / "packs") <= MAX_SMALL_PACKS + 2
+    assert count_files(store / "index") <= MAX_SMALL_PACKS + 2
+    assert cli("fsck").code == 0
+    for v in (1, 2, 60, 119, 120):
+        cli("checkout", f"v{v}")
+        assert {p.name: p.read_bytes() for p in ws_dir.glob("f*.txt")} == expected_files(v)
+    assert cli("verify", "--deep").code == 0
+
+
+def test_many_small_pushes_keep_the_remote_bounded(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    with Workspace.init(str(ws_dir), name="ds") as ws:
+        for v in range(1, 81):
+            commit_versions(ws, ws_dir, v, v)
+            sync.push(ws, str(remote), tags=True)
+    # A push leaves a pack and an index file; the old small packs wait, condemned, for gc's grace period.
+    assert count_files(remote / "index") <= MAX_SMALL_PACKS + 2
+    assert cli("gc", str(remote), "--grace", "0").code == 0
+    assert count_files(remote / "packs") <= MAX_SMALL_PACKS + 4
+    dest = tmp_path / "clone"
+    cli("clone", str(remote), "ds", str(dest), cwd=tmp_path)
+    assert {p.name: p.read_bytes() for p in dest.glob("f*.txt")} == expected_files(80)
+    cli("checkout", "v7", cwd=dest)
+    assert {p.name: p.read_bytes() for p in dest.glob("f*.txt")} == expected_files(7)
+
+
+CRASH_POINTS = [
+    "during-copy",
+    "consolidate-after-copy",
+    "consolidate-after-index-written",
+    "consolidate-after-local-index",
+    "consolidate-after-index-deleted",
+    "consolidate-during-pack-delete",
+]
+
+
+@pytest.fixture(scope="module")
+def before_merge(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace whose next commit merges its small packs (16 versions: 32 small packs)."""
+    root = tmp_path_factory.mktemp("template") / "ws"
+    root.mkdir()
+    with Workspace.init(str(root), name="ds") as ws:
+        commit_versions(ws, root, 1, MAX_SMALL_PACKS // 2)
+    return root
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_kill_during_consolidation_loses_nothing(before_merge: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str) -> None:
+    root = tmp_path / "ws"
+    shutil.copytree(before_merge, root)
+    last = MAX_SMALL_PACKS // 2 + 1
+    write(root / f"f{last % 10}.txt", content(last, last % 10))
+    assert run_datactl(["add", "."], root).returncode == 0
+    monkeypatch.setenv(CRASH_ENV, point)
+    killed = run_datactl(["commit", "-m", f"v{last}", "--tag", f"v{last}"], root)
+    monkeypatch.delenv(CRASH_ENV)
+    assert killed.returncode == 137, killed.stderr  # the version was committed; the merge after it was cut short
+    check = run_datactl(["verify", "--deep"], root)
+    assert check.returncode == 0, check.stdout + check.stderr
+    fsck = run_datactl(["fsck"], root)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    # Later commits work on top (a later merge takes in what this one left; gc frees packs it left unindexed).
+    with Workspace(str(root)) as ws:
+        commit_versions(ws, root, last + 1, last + 1)
+    assert run_datactl(["verify", "--deep", f"v{last + 1}"], root).returncode == 0
+    assert run_datactl(["checkout", "v1"], root).returncode == 0
+    assert {p.name: p.read_bytes() for p in root.glob("f*.txt")} == expected_files(1)
