@@ -171,32 +171,40 @@ class ObjectReader:
         """Raw bytes of each id in the order given (repeats included), read ahead in parallel."""
         groups: collections.deque[list[str]] = collections.deque()
         remaining: collections.deque[int] = collections.deque()
+        it = iter(oids)
 
         def ranges() -> Iterator[PackRange]:
-            it = iter(oids)
             while True:
                 group = [oid for _, oid in zip(range(READ_MANY_GROUP), it)]
                 if not group:
                     return
+                groups.append(group)  # before the lookup, which may raise: the fallback below reads every queued id
                 rngs = coalesce(self._locations(dict.fromkeys(group)))
-                groups.append(group)
                 remaining.append(len(rngs))
                 yield from rngs
 
         got: dict[str, bytes] = {}
-        for objects in self.packs.read_ranges(ranges()):
-            for obj in objects:
-                got[obj.entry.id] = obj.raw
-            remaining[0] -= 1
-            while remaining and remaining[0] == 0:
-                remaining.popleft()
-                done = groups.popleft()
-                for oid in done:
-                    yield got[oid]
-                later = {oid for g in groups for oid in g}
-                for oid in done:
-                    if oid not in later:
-                        got.pop(oid, None)
+        try:
+            for objects in self.packs.read_ranges(ranges()):
+                for obj in objects:
+                    got[obj.entry.id] = obj.raw
+                remaining[0] -= 1
+                while remaining and remaining[0] == 0:
+                    remaining.popleft()
+                    done = groups.popleft()
+                    for oid in done:
+                        yield got[oid]
+                    later = {oid for g in groups for oid in g}
+                    for oid in done:
+                        if oid not in later:
+                            got.pop(oid, None)
+        except ObjectMissing:
+            # A pack merged away (``datactl.upkeep.consolidate``) under the read-ahead: the rest is read one
+            # object at a time, each looked up again; an object that is really missing still raises.
+            for oid in [o for g in groups for o in g]:
+                yield self.read(oid)
+            for oid in it:
+                yield self.read(oid)
 
     def read_commit(self, oid: str) -> Commit:
         return decode_commit(oid, self.read(oid))
