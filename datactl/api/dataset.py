@@ -40,7 +40,8 @@ from datactl.remote.readthrough import prefetch_trees
 from datactl.store.chunkedfile import ChunkedFile
 from datactl.store.chunker import Chunker
 from datactl.store.diff import DiffResult, diff_trees
-from datactl.store.filedata import chunk_ids_of, iter_file_bytes, store_file
+from datactl.store.filedata import chunk_ids_of, iter_file_bytes
+from datactl.store.ingest import FileIngest, StoredFile
 from datactl.store.trees import build_tree, lookup_path
 from datactl.store.walk import walk_files
 
@@ -366,6 +367,12 @@ def _store_of(versions: Sequence["Dataset | str"], cache_dir: str | None) -> tup
     return read[0]._loc.spec, cache_dir if cache_dir is not None else read[0]._cache.root
 
 
+def _folders_above(path: str) -> Iterator[str]:
+    """'a/b/c' -> 'a', 'a/b'."""
+    parts = path.split("/")
+    return ("/".join(parts[:i]) for i in range(1, len(parts)))
+
+
 class DatasetDraft:
     """A version being assembled: add and remove files, set metadata, commit, push."""
 
@@ -379,6 +386,7 @@ class DatasetDraft:
         self.inputs = [resolve_any(loc, cache, i) if isinstance(i, str) else i.id for i in inputs]
         self.metadata: dict[str, Any] = {}
         self._files: dict[str, TreeEntry] = {}
+        self._folders: set[str] = set()  # every folder a path of _files was put under (some may be empty since)
         self._chunker = Chunker(self._repo.config.chunker)
         self.commit_id: str | None = None
         self._tags: list[str] = []
@@ -386,6 +394,7 @@ class DatasetDraft:
             base = loc.store.read_commit(self.parents[0])
             prefetch_trees(loc.store, base.tree)
             self._files = dict(walk_files(loc.store, base.tree))  # type: ignore[arg-type]
+            self._folders = {folder for p in self._files for folder in _folders_above(p)}
         if not self.parents and loc.refs is not None:
             head = loc.refs.get(head_ref(kind, name))
             if head is not None:
@@ -408,20 +417,30 @@ class DatasetDraft:
                     rel = os.path.relpath(os.path.join(dirpath, f), path).replace(os.sep, "/")
                     if pattern is None or fnmatch.fnmatchcase(rel, pattern) or fnmatch.fnmatchcase(f, pattern):
                         items.append((rel, os.path.join(dirpath, f)))
-        for rel, full in items:
-            target = check_rel_path(f"{dest}/{rel}" if dest else rel)
+
+        def stored(target: str, f: StoredFile) -> None:
+            c = f.content
+            self._files[target] = TreeEntry(target.rsplit("/", 1)[-1], FILE, f.stat.st_mode & 0o777, c.size, c.digest, c.chunks, c.chunklist)
+
+        with FileIngest(self._repo, self._chunker, stored) as ingest:
+            for rel, full in items:
+                self._add_one(ingest, check_rel_path(f"{dest}/{rel}" if dest else rel), full)
+            ingest.drain()
+        return len(items)
+
+    def _add_one(self, ingest: "FileIngest[str]", target: str, full: str) -> None:
+        """Put ``full`` at ``target``, replacing a folder or file in the way (its bytes go through ``ingest``)."""
+        parts = target.split("/")
+        if target in self._folders:  # a folder becomes a file (rare: the scan of every path is paid only then)
             for existing in [p for p in self._files if p.startswith(target + "/")]:
                 del self._files[existing]
-            parts = target.split("/")
-            for i in range(1, len(parts)):
-                self._files.pop("/".join(parts[:i]), None)
-            if os.path.islink(full):
-                self._files[target] = symlink_entry(parts[-1], os.readlink(full))
-                continue
-            content = store_file(self._repo, self._chunker, full)
-            mode = os.stat(full).st_mode & 0o777
-            self._files[target] = TreeEntry(parts[-1], FILE, mode, content.size, content.digest, content.chunks, content.chunklist)
-        return len(items)
+        self._folders.update(_folders_above(target))
+        for i in range(1, len(parts)):
+            self._files.pop("/".join(parts[:i]), None)
+        if os.path.islink(full):
+            self._files[target] = symlink_entry(parts[-1], os.readlink(full))
+            return
+        ingest.add(full, os.path.getsize(full), target)
 
     def remove_files(self, pattern: str) -> int:
         """Remove files whose path matches the glob ``pattern`` (or lie under a folder of that name)."""

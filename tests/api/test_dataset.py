@@ -258,3 +258,23 @@ def test_fsspec_and_pandas_read_any_version(cache_dir: str, published) -> None:
     assert fs.cat_file("ds@v1/big.bin", 100, 200) == (src / "big.bin").read_bytes()[100:200]
     df = pd.read_csv("datactl://ds@v1/labels.csv", storage_options=options)
     assert list(df.columns) == ["path", "label"] and len(df) == 30
+
+
+def test_a_draft_puts_files_where_folders_were_and_folders_where_files_were(cache_dir: str, tmp_path: Path) -> None:
+    remote = str(tmp_path / "remote")
+    write(tmp_path / "v1" / "a" / "x.txt", "x\n")
+    write(tmp_path / "v1" / "b", "b\n")
+    first = Dataset.create("swap", remote=remote)
+    first.add_files(str(tmp_path / "v1"))
+    v1 = first.commit("v1")
+    first.push()
+    draft = Dataset.create("swap", parents=[v1], remote=remote)
+    write(tmp_path / "a", "now a file\n")
+    write(tmp_path / "b" / "y.txt", "now under a folder\n")
+    draft.add_files(str(tmp_path / "a"))
+    draft.add_files(str(tmp_path / "b"), dest="b")
+    assert draft.list_files() == ["a", "b/y.txt"]
+    draft.commit("v2")
+    draft.push()
+    with Dataset.get("swap", remote=remote) as v2:
+        assert v2.read_bytes("a") == b"now a file\n" and v2.read_bytes("b/y.txt") == b"now under a folder\n"
