@@ -6,17 +6,16 @@ version is an immutable, parent-linked commit that can be restored bit for bit.
 
 from typing import TYPE_CHECKING, Any
 
-from datactl.core.errors import DatactlError
-
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from datactl.api.checks import validate
     from datactl.api.dataset import Dataset, DatasetDraft, log_model
+    from datactl.core.errors import DatactlError
     from datactl.validation import ValidationReport
     from datactl.workspace.workspace import Workspace
 
-_LAZY = {"Dataset": "datactl.api.dataset", "DatasetDraft": "datactl.api.dataset", "log_model": "datactl.api.dataset", "Workspace": "datactl.workspace.workspace"}
+_LAZY = {"DatactlError": "datactl.core.errors", "Dataset": "datactl.api.dataset", "DatasetDraft": "datactl.api.dataset", "log_model": "datactl.api.dataset", "Workspace": "datactl.workspace.workspace"}
 _LAZY.update({"validate": "datactl.api.checks", "ValidationReport": "datactl.validation"})
 
 

@@ -1,3 +1,3 @@
-from datactl.cli.app import run
+from datactl.cli.entry import run
 
 run()

@@ -101,8 +101,3 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get(DEBUG_ENV):
             traceback.print_exc()
         return said.exit_code
-
-
-def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
