@@ -71,7 +71,8 @@ def plan_checkout(repo: Repository, stage: Stage, disk: DiskState, tree_id: str,
             on_disk = os.path.lexists(abs_path)
             if same_content(staged, head_info(entry)) and on_disk and disk.matches(row, DiskEntry(path, staged.kind, os.lstat(abs_path))):
                 plan.kept += 1
-                plan.head_updates.append(StageRow(path, row.entry, row.stat, head_info(entry)))  # type: ignore[union-attr]
+                if row.head != head_info(entry):  # type: ignore[union-attr]  # unchanged between versions: nothing to record
+                    plan.head_updates.append(StageRow(path, row.entry, row.stat, head_info(entry)))  # type: ignore[union-attr]
                 continue
         elif os.path.isdir(abs_path) and not os.path.islink(abs_path):
             dir_collisions.append(path)

@@ -185,7 +185,7 @@ def checkout(ws: Workspace, ref: str, *, force: bool = False, progress: Progress
     """
     progress = progress or NullProgress()
     commit_id = ws.resolve(ref)
-    if next(_missing_file_data(ws, commit_id), None) is not None and list_remotes(ws.root):
+    if list_remotes(ws.root) and next(_missing_file_data(ws, commit_id), None) is not None:
         with open_remote(ws, None) as rs:
             _download_version(ws, rs, commit_id, progress, f"download from {rs.spec.label}")
     return ws.checkout(commit_id, force=force, progress=progress)
