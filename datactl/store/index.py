@@ -56,6 +56,18 @@ class ObjectIndex(Database):
     def has(self, object_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM objects WHERE id=?", (object_id,)).fetchone() is not None
 
+    def lookup_many(self, object_ids: Sequence[str]) -> dict[str, ObjectLocation]:
+        """Where each of ``object_ids`` that is indexed is: one query per few hundred ids."""
+        found: dict[str, ObjectLocation] = {}
+        for i in range(0, len(object_ids), _IN_BATCH):
+            part = object_ids[i : i + _IN_BATCH]
+            marks = ",".join("?" * len(part))
+            for oid, typ, pack, offset, stored_len, raw_len, codec in self._db.execute(
+                f"SELECT id, type, pack, offset, stored_len, raw_len, codec FROM objects WHERE id IN ({marks})", part
+            ):
+                found[oid] = ObjectLocation(pack, PackEntry(oid, ObjectType(typ), codec, offset, stored_len, raw_len))
+        return found
+
     def present(self, object_ids: Sequence[str]) -> set[str]:
         """Which of ``object_ids`` are indexed: one query per few hundred ids instead of one each."""
         found: set[str] = set()

@@ -88,9 +88,13 @@ class ObjectReader:
         return self.locate(oid).entry.raw_len
 
     def _locations(self, oids: Iterable[str]) -> list[Location]:
+        """Where each id is, looked up together; an id the index lacks goes through ``locate`` (which may raise)."""
+        wanted = list(oids)
+        with self.index_lock:
+            found = self.index.lookup_many(wanted)
         out = []
-        for oid in oids:
-            loc = self.locate(oid)
+        for oid in wanted:
+            loc = found.get(oid) or self.locate(oid)
             out.append((loc.pack, loc.entry))
         return out
 
