@@ -92,6 +92,7 @@ def validate(
     source: VersionSource | None = None,
     workers: int | None = None,
     progress: ProgressReporter | None = None,
+    trust_plugins: bool = False,
 ) -> ValidationReport:
     """Check version ``ref`` against rules; return the report (``report.ok``, ``report.exit_code``).
 
@@ -100,9 +101,10 @@ def validate(
     come from ``rules_file`` or the workspace's datactl.toml. ``remote`` reads
     the version in place on a remote store; ``source`` checks any VersionSource.
     A configuration mistake raises (UsageError, exit code 2); a broken or
-    unreadable version does not: it is in the report.
+    unreadable version does not: it is in the report. Plugins named in a file
+    are imported only with ``trust_plugins`` (or DATACTL_TRUST_PLUGINS=1).
     """
-    built, config = prepare_rules(rules, rules_file, root)
+    built, config = prepare_rules(rules, rules_file, root, trust_plugins)
     n_workers = workers or (config.workers if config else 8)
     if source is not None:
         return run_rules(source, built, workers=n_workers, progress=progress)

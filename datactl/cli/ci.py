@@ -121,6 +121,7 @@ def validate(
     workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Files read in parallel (default: [validate] workers, or 8)."),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint for a remote given as a URL."),
     region: Optional[str] = typer.Option(None, "--region", help="S3 region for a remote given as a URL."),
+    trust_plugins: bool = typer.Option(False, "--trust-plugins", help="Import the plugin code the rules name ([validate] plugins); also DATACTL_TRUST_PLUGINS=1."),
 ) -> None:
     """Check a version against the rules in datactl.toml ([validate]) or a rules file."""
     from datactl.api.checks import open_source
@@ -130,7 +131,7 @@ def validate(
     fmt = _check_format(fmt)
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1")
-    built, config = load_rules(None, rules)
+    built, config = load_rules(None, rules, trust_plugins)
     if not built:
         raise UsageError(f"no rules in {config.origin}", "add [[validate.rules]] tables (see docs/validate.md)")
     n = workers or config.workers

@@ -7,9 +7,8 @@ import os
 import pathspec
 
 from datactl.core.safepath import TEMP_SUFFIX
-from datactl.core.settings import CONFIG_FILE
+from datactl.core.settings import CONFIG_FILE, IGNORE_FILE, read_text
 
-IGNORE_FILE = ".datactlignore"
 ALWAYS_IGNORED = (".datactl/", CONFIG_FILE, IGNORE_FILE, f"*{TEMP_SUFFIX}")
 
 
@@ -20,8 +19,7 @@ class IgnoreRules:
         lines = list(ALWAYS_IGNORED)
         path = os.path.join(root, IGNORE_FILE)
         if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                lines += f.read().splitlines()
+            lines += read_text(path).splitlines()
         self._fixed = pathspec.GitIgnoreSpec.from_lines(ALWAYS_IGNORED)
         self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
 
