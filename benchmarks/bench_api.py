@@ -8,7 +8,11 @@ then, each with a cold cache unless said otherwise:
 * ``open().read(1 MiB)`` at a random offset: time to first byte, bytes fetched;
 * ``read_bytes()`` of the whole large file (a full download);
 * ``open().read()`` streamed sequentially: throughput;
-* ``get_local_copy()`` cold, then warm (a second call in a new process).
+* ``get_local_copy()`` cold, then warm (a second call in a new process);
+* ``read_bytes()`` of up to 1,000 small files one by one, as a data loader
+  does: each download is durable in the cache within ``FLUSH_INTERVAL``
+  seconds, and a flush costs a pack and an index file written and fsynced, so
+  this is what a flush policy costs many small reads.
 
 Usage::
 
@@ -80,6 +84,11 @@ def main() -> None:
         whole = pre + "t = time.perf_counter(); ds.read_bytes('big.bin'); print(time.perf_counter() - t)"
         stream = pre + "t = time.perf_counter()\nf = ds.open('big.bin')\nwhile f.read(4 << 20): pass\nprint(time.perf_counter() - t)"
         copy = pre + "t = time.perf_counter(); ds.get_local_copy(); print(time.perf_counter() - t)"
+        small = (
+            pre
+            + "paths = [f.path for f in ds.files('small/*')][:1000]\nt = time.perf_counter()\n"
+            + "for p in paths: ds.read_bytes(p)\nprint((time.perf_counter() - t) / max(1, len(paths)))"
+        )
 
         results = {}
         for label, code in (("first MiB at a random offset (TTFB)", ttfb), ("whole file, read_bytes()", whole), ("whole file, streamed open().read()", stream), ("get_local_copy() cold", copy)):
@@ -87,6 +96,8 @@ def main() -> None:
         warm_env = cold_env()
         run(copy, warm_env)
         results["get_local_copy() warm (new process)"] = statistics.median(run(copy, warm_env) for _ in range(args.repeat))
+        if args.small:
+            results["small files, read_bytes() each (per file)"] = statistics.median(run(small, cold_env()) for _ in range(args.repeat))
 
         total_mib = args.size_mib + args.small * 8500 / MiB
         print(f"dataset: big.bin {args.size_mib} MiB + {args.small} small files; store {remote}")
@@ -99,6 +110,8 @@ def main() -> None:
                 note = f"{results['whole file, read_bytes()'] / t:.0f}x sooner than a full download" if "whole file, read_bytes()" in results else ""
             if "cold" in label:
                 note = f"{total_mib / t:.0f} MiB/s"
+            if "per file" in label:
+                note = f"{1000 * t:.2f} ms per file"
             print(f"{label:<42} {t:>9.3f}  {note}")
         ratio = results["whole file, read_bytes()"] / results["first MiB at a random offset (TTFB)"]
         print(f"TTFB vs full download: {ratio:.0f}x; warm vs cold copy: {results['get_local_copy() cold'] / results['get_local_copy() warm (new process)']:.0f}x")

@@ -1,25 +1,25 @@
 #!/usr/bin/env python3
-"""Benchmark the everyday datactl workflow against DVC and restic.
+"""Benchmark the everyday datactl workflow against borg (lz4 and zstd,3), restic and DVC.
 
-Two workloads are generated with a fixed seed (streamed to disk):
+The workloads (see workloads.py): W1 = ``small``, 20,000 files of about 8.5 KB;
+W1b its edited copy (1% of the files changed, 0.1% added and deleted); W2 =
+``big``, 8 files of 128 MiB; W2b its edited copy (3 inserts and 2 overwrites per
+file). ``--scale`` shrinks them for a quick run.
 
-* ``small``: 20,000 files of about 8.5 KB (CSV-like text and random bytes) in
-  nested folders, about 170 MB; its edited copy changes a few bytes in 1% of the
-  files and adds and deletes 0.1% of them.
-* ``big``: 8 files of 128 MiB, each a mix of random and CSV-like 4 MiB
-  segments; its edited copy has, in each file, 3 inserts of 100 bytes and 2
-  overwrites of 4 KiB at random offsets.
-
-For each workload, datactl and (when installed) DVC and restic are measured:
-add+commit of the first version, a no-change status, a no-change re-add, the
-stored bytes of the first version, and the extra stored bytes (and time) of
-adding and committing the edited version. ``--scale`` shrinks everything for a
-quick run. Everything runs as a subprocess, timed with ``time.perf_counter``.
+For each workload and tool, one round is: a fresh workspace holding W1 (or W2);
+add+commit of it; a no-change status and a no-change re-add; the edits applied
+in place; add+commit of the edited version; then, with both versions recorded,
+the first version restored into the workspace and compared byte for byte with
+the generated tree. Stored bytes are measured after the first version and
+around the edited one. Rounds repeat (``--repeat``, within ``--budget``) and
+medians are reported, each timed step with its wall time and the peak RSS of
+the processes it ran, with datactl's ratio to the best peer.
 
 Usage::
 
-    python benchmarks/bench_workflow.py --scale 0.05
-    python benchmarks/bench_workflow.py --scale 1 --json benchmarks/work/results.json
+    bash benchmarks/setup_peers.sh
+    python benchmarks/bench_workflow.py --scale 0.02 --repeat 1          # quick check
+    python benchmarks/bench_workflow.py --json benchmarks/work/workflow.json
 """
 
 from __future__ import annotations
@@ -27,316 +27,66 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import random
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from itertools import pairwise
 from pathlib import Path
-from typing import BinaryIO
 
-KiB = 1 << 10
-MiB = 1 << 20
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-GENERATOR_VERSION = 1
-SMALL_FILES = 20_000
-SMALL_MIN, SMALL_MAX = 512, 16_488  # uniform sizes: mean 8,500 bytes
-SMALL_TEXT_SHARE = 0.6
-SMALL_EDIT_SHARE = 0.01
-SMALL_ADD_DELETE_SHARE = 0.001
-FILES_PER_FOLDER = 100
-FOLDERS_PER_PART = 10
-BIG_FILES = 8
-BIG_SIZE = 128 * MiB
-BIG_SEGMENT = 4 * MiB
-BIG_INSERTS, BIG_INSERT_LEN = 3, 100
-BIG_OVERWRITES, BIG_OVERWRITE_LEN = 2, 4 * KiB
-COPY_BLOCK = 4 * MiB
+from benchlib import (  # noqa: E402
+    BenchError,
+    DatactlCommand,
+    Finished,
+    PeakRss,
+    Sample,
+    best_of,
+    clear_dir,
+    compare_label,
+    compare_trees,
+    dir_bytes,
+    fmt_bytes,
+    fmt_ratio,
+    fmt_rss,
+    fmt_seconds,
+    machine_info,
+    markdown_table,
+    measure,
+    median_rss,
+    median_seconds,
+    run,
+    timed,
+)
+from workloads import DATA_DIR, Workload, load_or_generate  # noqa: E402
 
-DATA_DIR = "data"  # the tracked folder inside every tool's workspace
-WORDS = (
-    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho "
-    "sigma tau upsilon phi chi psi omega cat dog bird fish tree rock river cloud sun moon star"
-).split()
+# Re-exported for bench_remote.py, which drives these tools too.
+__all__ = ["BenchError", "DATA_DIR", "Datactl", "Dvc", "Workload", "fmt_bytes", "fmt_ratio", "fmt_seconds", "fresh_workspace"]
+__all__ += ["load_or_generate", "machine_info", "run", "step_apply_edits", "timed"]
 
-
-class BenchError(RuntimeError):
-    """A tool failed or a workload could not be built."""
-
-
-# -- workload generation ---------------------------------------------------------------
-
-
-class TextSource:
-    """Endless CSV-like rows from a seeded RNG: compressible (about 2.7x with zstd) but never repeating."""
-
-    HEADER = b"id,timestamp,label,score,value,comment\n"
-
-    def __init__(self, rng: random.Random) -> None:
-        self._rng = rng
-        self._row = 0
-
-    def block(self, size: int, header: bool = False) -> bytes:
-        """Exactly ``size`` bytes of rows (the last row is cut off)."""
-        parts: list[bytes] = [self.HEADER] if header else []
-        have = len(parts[0]) if parts else 0
-        rnd, choice = self._rng.random, self._rng.choice
-        while have < size:
-            start = self._row
-            rows = "".join(
-                f"{i},{1_700_000_000 + 7 * i},{choice(WORDS)},{rnd():.6f},{rnd() * 100:.3f},{choice(WORDS)} {choice(WORDS)}\n"
-                for i in range(start, start + 500)
-            ).encode()
-            self._row += 500
-            parts.append(rows)
-            have += len(rows)
-        return b"".join(parts)[:size]
+PEER_ORDER = ("borg-lz4", "borg-zstd", "restic", "dvc")
+WORKLOAD_LABELS = {"small": ("W1", "W1b"), "big": ("W2", "W2b")}
 
 
-@dataclass
-class Workload:
-    """A generated workload: its first version, its edited copy, and what the edit changed."""
-
-    name: str
-    root: Path
-    files: int
-    bytes: int
-    v2_files: int
-    v2_bytes: int
-    modified: list[str]
-    added: list[str]
-    deleted: list[str]
-    params: dict[str, int]
-
-    @property
-    def v1(self) -> Path:
-        return self.root / "v1"
-
-    @property
-    def v2(self) -> Path:
-        return self.root / "v2"
-
-    def to_manifest(self) -> dict[str, object]:
-        """What ``manifest.json`` holds (paths are relative to the workload folder)."""
-        d = asdict(self)
-        d.pop("root")
-        return d
-
-
-def tree_size(root: Path) -> tuple[int, int]:
-    """(files, apparent bytes) under ``root``, symlinks not followed."""
-    files = size = 0
-    for dirpath, _dirs, names in os.walk(root):
-        for name in names:
-            st = os.lstat(os.path.join(dirpath, name))
-            files += 1
-            size += st.st_size
-    return files, size
-
-
-def small_path(i: int) -> str:
-    """Nested location of small file ``i``: partNN/shardN/file_NNNNN."""
-    part, shard = divmod(i // FILES_PER_FOLDER, FOLDERS_PER_PART)
-    return f"part{part:02d}/shard{shard}/file_{i:05d}"
-
-
-def write_small_file(path: Path, size: int, text: TextSource | None, rng: random.Random) -> None:
-    """One small file: CSV-like text when ``text`` is given, random bytes otherwise."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = text.block(size, header=True) if text is not None else rng.randbytes(size)
-    path.write_bytes(data)
-
-
-def generate_small_v1(dest: Path, count: int, seed: int) -> list[str]:
-    """Write ``count`` small files under ``dest``; return their relative paths."""
-    rng = random.Random(seed)
-    text = TextSource(rng)
-    paths = []
-    for i in range(count):
-        is_text = rng.random() < SMALL_TEXT_SHARE
-        rel = small_path(i) + (".csv" if is_text else ".bin")
-        write_small_file(dest / rel, rng.randint(SMALL_MIN, SMALL_MAX), text if is_text else None, rng)
-        paths.append(rel)
-    return paths
-
-
-def generate_small_v2(v1: Path, v2: Path, paths: list[str], seed: int) -> tuple[list[str], list[str], list[str]]:
-    """Copy v1 to v2, change a few bytes in 1% of the files, add and delete 0.1%; return (modified, added, deleted)."""
-    rng = random.Random(seed + 1)
-    text = TextSource(rng)
-    shutil.copytree(v1, v2)
-    n_edit = max(1, round(len(paths) * SMALL_EDIT_SHARE))
-    n_add_del = max(1, round(len(paths) * SMALL_ADD_DELETE_SHARE))
-    picked = rng.sample(paths, n_edit + n_add_del)
-    modified, deleted = sorted(picked[:n_edit]), sorted(picked[n_edit:])
-    for rel in modified:
-        with open(v2 / rel, "r+b") as f:
-            size = f.seek(0, os.SEEK_END)
-            length = rng.randint(1, 8)
-            f.seek(rng.randrange(0, max(1, size - length)))
-            f.write(rng.randbytes(length))
-    for rel in deleted:
-        (v2 / rel).unlink()
-    added = []
-    for k in range(n_add_del):
-        # Half go to existing folders, half to a new one.
-        folder = str(Path(small_path(rng.randrange(len(paths)))).parent) if k % 2 == 0 else "part_new/shard0"
-        rel = f"{folder}/added_{k:04d}.csv"
-        write_small_file(v2 / rel, rng.randint(SMALL_MIN, SMALL_MAX), text, rng)
-        added.append(rel)
-    return modified, sorted(added), deleted
-
-
-def write_big_file(path: Path, size: int, rng: random.Random, text: TextSource) -> None:
-    """Stream one big file to disk: 4 MiB segments, each random or CSV-like text (half and half)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    segment = min(BIG_SEGMENT, size)
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(segment, left)
-            f.write(rng.randbytes(n) if rng.random() < 0.5 else text.block(n))
-            left -= n
-
-
-def plan_big_edits(size: int, rng: random.Random) -> list[tuple[int, bytes, int]]:
-    """Non-overlapping edits sorted by offset: (offset in the old file, bytes to write, old bytes replaced)."""
-    kinds = [("insert", BIG_INSERT_LEN)] * BIG_INSERTS + [("overwrite", BIG_OVERWRITE_LEN)] * BIG_OVERWRITES
-    span = BIG_OVERWRITE_LEN + BIG_INSERT_LEN
-    if size < span * len(kinds) * 4:
-        raise BenchError(f"big files of {size} bytes are too small for the edits; use a larger --scale")
-    while True:
-        offsets = sorted(rng.randrange(0, size - span) for _ in kinds)
-        if all(b - a > span for a, b in pairwise(offsets)):
-            break
-    rng.shuffle(kinds)
-    return [(off, rng.randbytes(n), n if kind == "overwrite" else 0) for off, (kind, n) in zip(offsets, kinds, strict=True)]
-
-
-def copy_range(src: BinaryIO, dst: BinaryIO, length: int) -> None:
-    """Copy ``length`` bytes from open file ``src`` to open file ``dst`` in bounded blocks."""
-    while length:
-        block = src.read(min(COPY_BLOCK, length))
-        if not block:
-            raise BenchError("unexpected end of file while copying")
-        dst.write(block)
-        length -= len(block)
-
-
-def write_edited_big_file(src: Path, dst: Path, rng: random.Random) -> None:
-    """Stream ``src`` to ``dst`` applying 3 inserts of 100 bytes and 2 overwrites of 4 KiB."""
-    size = src.stat().st_size
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        pos = 0
-        for offset, data, replaced in plan_big_edits(size, rng):
-            copy_range(fin, fout, offset - pos)
-            fout.write(data)
-            fin.seek(replaced, os.SEEK_CUR)
-            pos = offset + replaced
-        copy_range(fin, fout, size - pos)
-
-
-def generate_big(root: Path, count: int, size: int, seed: int) -> list[str]:
-    """Write the big files' first version and edited copy; return the relative paths (all modified)."""
-    rng, edit_rng = random.Random(seed), random.Random(seed + 1)
-    text = TextSource(rng)
-    paths = [f"shard_{i:02d}.dat" for i in range(count)]
-    for rel in paths:
-        write_big_file(root / "v1" / rel, size, rng, text)
-        write_edited_big_file(root / "v1" / rel, root / "v2" / rel, edit_rng)
-    return paths
-
-
-def load_or_generate(name: str, root: Path, scale: float, seed: int, regenerate: bool) -> Workload:
-    """The workload ``name`` under ``root``, generated unless a matching one is already there."""
-    if name == "small":
-        params: dict[str, int] = {"files": max(1, round(SMALL_FILES * scale)), "seed": seed, "generator": GENERATOR_VERSION}
-    else:
-        big_size = max(64 * KiB, round(BIG_SIZE * scale / (4 * KiB)) * 4 * KiB)
-        params = {"files": BIG_FILES, "file_size": big_size, "seed": seed, "generator": GENERATOR_VERSION}
-    manifest_path = root / "manifest.json"
-    if not regenerate and manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("params") == params:
-            print(f"[{name}] reusing the workload in {root}")
-            return Workload(root=root, **manifest)
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
-    print(f"[{name}] generating {params} in {root} ...", flush=True)
-    started = time.perf_counter()
-    if name == "small":
-        paths = generate_small_v1(root / "v1", params["files"], seed)
-        modified, added, deleted = generate_small_v2(root / "v1", root / "v2", paths, seed)
-    else:
-        modified = generate_big(root, params["files"], params["file_size"], seed)
-        added, deleted = [], []
-    files, size = tree_size(root / "v1")
-    v2_files, v2_size = tree_size(root / "v2")
-    wl = Workload(name, root, files, size, v2_files, v2_size, modified, added, deleted, params)
-    manifest_path.write_text(json.dumps(wl.to_manifest(), indent=1))
-    print(f"[{name}] generated {files} files, {size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s", flush=True)
-    return wl
-
-
-# -- running tools ---------------------------------------------------------------------------
-
-
-def tool_env(workspace: Path) -> dict[str, str]:
-    """Environment for every tool run: fixed identities, no analytics, restic password and cache."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "DATACTL_AUTHOR": "bench <bench@example.invalid>",
-            "GIT_AUTHOR_NAME": "bench",
-            "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-            "GIT_COMMITTER_NAME": "bench",
-            "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-            "DVC_NO_ANALYTICS": "1",
-            "RESTIC_PASSWORD": "datactl-bench",
-            "RESTIC_CACHE_DIR": str(workspace / ".restic-cache"),
-            "NO_COLOR": "1",
-            "COLUMNS": "200",
-        }
-    )
-    return env
-
-
-def run(cmd: Sequence[str], cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``cmd`` in ``cwd``; raise BenchError with its output when it fails."""
-    proc = subprocess.run(list(cmd), cwd=cwd, env=tool_env(cwd) | (extra_env or {}), capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BenchError(f"`{' '.join(cmd)}` in {cwd} exited {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return proc
-
-
-def timed(step: Callable[[], object]) -> float:
-    """Seconds ``step`` takes, after flushing dirty pages so earlier writes do not bleed in."""
-    os.sync()
-    started = time.perf_counter()
-    step()
-    return time.perf_counter() - started
-
-
-def dir_bytes(path: Path) -> int:
-    """Apparent size (sum of file sizes) of everything under ``path``."""
-    return tree_size(path)[1] if path.exists() else 0
+# -- the tools ------------------------------------------------------------------------------------------
 
 
 class Tool(ABC):
     """One versioning tool, driven through its command line inside a workspace folder."""
 
     name: str
-    status_note: str = ""
-    readd_note: str = ""
+    status_note = ""  # the command timed as the no-change status; "" when the tool has none
+    readd_note = ""
+    restore_note = ""
+
+    def __init__(self) -> None:
+        self.peak = PeakRss()  # every command the tool runs reports its peak RSS here
+
+    def _run(self, cmd: Sequence[str], cwd: Path, extra_env: dict[str, str] | None = None) -> Finished:
+        return run(cmd, cwd, extra_env, self.peak)
 
     @abstractmethod
     def available(self) -> bool:
@@ -352,11 +102,11 @@ class Tool(ABC):
 
     @abstractmethod
     def add_commit(self, ws: Path, message: str) -> None:
-        """Record the current ``data/`` as a new version."""
+        """Record the current ``data/`` as a new version named ``message`` (v1 or v2)."""
 
-    @abstractmethod
     def status(self, ws: Path) -> None:
-        """Check ``data/`` for changes without recording anything."""
+        """Check ``data/`` for changes without recording anything (only when ``status_note`` is set)."""
+        raise NotImplementedError
 
     @abstractmethod
     def readd(self, ws: Path) -> None:
@@ -366,70 +116,71 @@ class Tool(ABC):
     def store_path(self, ws: Path) -> Path:
         """Where the tool keeps the stored data."""
 
+    def prepare_restore(self, ws: Path) -> None:
+        """Anything the restore needs first (not timed)."""
+
+    @abstractmethod
+    def restore_v1(self, ws: Path) -> None:
+        """Make ``data/`` hold the first version again, with the edited one recorded after it."""
+
     def check(self, ws: Path, wl: Workload) -> list[str]:
         """Sanity checks after the edited version is recorded; return problems found."""
         return []
 
 
 class Datactl(Tool):
-    """The installed ``datactl`` command, or ``python -m datactl`` from a source tree (``--datactl-src``)."""
+    """The installed ``datactl`` command, or ``python -m datactl`` from a source tree (``--datactl-src``, ``--compare-src``)."""
 
-    name = "datactl"
     status_note = "datactl status"
     readd_note = "datactl add data"
+    restore_note = "datactl checkout HEAD~1, in place"
 
-    def __init__(self, src: Path | None = None) -> None:
-        self.src = src
-        exe = shutil.which("datactl")
-        self.cmd = [exe] if exe and src is None else [sys.executable, "-P", "-m", "datactl"]
-        self.env = {"PYTHONPATH": str(src)} if src is not None else {}
+    def __init__(self, src: Path | None = None, name: str = "datactl") -> None:
+        super().__init__()
+        self.name = name
+        self.command = DatactlCommand(src)
+        self.cmd = self.command.cmd
+        self.env = self.command.env  # bench_remote.py adds DATACTL_CACHE_DIR here
 
-    def _run(self, args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-        return run([*self.cmd, *args], cwd, self.env)
+    def _dc(self, args: Sequence[str], cwd: Path) -> Finished:
+        return self._run([*self.cmd, *args], cwd, self.env)
 
     def available(self) -> bool:
         return True
 
-    def source(self) -> str:
-        """Which code runs: the git commit of the package's checkout (``-dirty`` when it has local changes)."""
-        where = run([sys.executable, "-P", "-c", "import datactl; print(datactl.__file__)"], Path.cwd(), self.env)
-        pkg = Path(where.stdout.strip()).parent
-        marker = pkg.parent / "GIT_COMMIT"
-        if marker.exists():
-            return f"git {marker.read_text().strip()} ({pkg.parent})"
-        proc = subprocess.run(["git", "-C", str(pkg), "describe", "--always", "--dirty"], capture_output=True, text=True)
-        return f"git {proc.stdout.strip()} ({pkg.parent})" if proc.returncode == 0 else str(pkg.parent)
-
     def version(self) -> str:
-        return f"{self._run(['--version'], Path.cwd()).stdout.strip()}, {self.source()}"
+        return f"{self.name}: {self.command.version()}"
 
     def init(self, ws: Path) -> None:
-        self._run(["init", ".", "--name", "bench"], ws)
+        self._dc(["init", ".", "--name", "bench"], ws)
 
     def add_commit(self, ws: Path, message: str) -> None:
-        self._run(["add", DATA_DIR], ws)
-        self._run(["commit", "-m", message], ws)
+        self._dc(["add", DATA_DIR], ws)
+        self._dc(["commit", "-m", message], ws)
 
     def status(self, ws: Path) -> None:
-        self._run(["status"], ws)
+        self._dc(["status"], ws)
 
     def readd(self, ws: Path) -> None:
-        self._run(["add", DATA_DIR], ws)
+        self._dc(["add", DATA_DIR], ws)
 
     def store_path(self, ws: Path) -> Path:
         return ws / ".datactl" / "store"
 
+    def restore_v1(self, ws: Path) -> None:
+        self._dc(["checkout", "HEAD~1"], ws)
+
     def check(self, ws: Path, wl: Workload) -> list[str]:
         problems = []
-        st = json.loads(self._run(["status", "--json"], ws).stdout)
+        st = json.loads(self._dc(["status", "--json"], ws).stdout)
         if not st["clean"] or st["untracked"]:
             problems.append(f"datactl status not clean after the edited commit: {st}")
-        summary = json.loads(self._run(["diff", "HEAD~1", "HEAD", "--json"], ws).stdout)["summary"]
+        summary = json.loads(self._dc(["diff", "HEAD~1", "HEAD", "--json"], ws).stdout)["summary"]
         want = {"added": len(wl.added), "removed": len(wl.deleted), "modified": len(wl.modified), "renamed": 0}
         got = {k: summary[k] for k in want}
         if got != want:
             problems.append(f"datactl diff HEAD~1 HEAD counts {got}, expected {want}")
-        du = json.loads(self._run(["du", "--json"], ws).stdout)
+        du = json.loads(self._dc(["du", "--json"], ws).stdout)
         if du["version"]["logical_bytes"] != wl.v2_bytes or du["version"]["files"] != wl.v2_files:
             problems.append(
                 f"datactl du reports {du['version']['files']} files / {du['version']['logical_bytes']} B, expected {wl.v2_files} / {wl.v2_bytes}"
@@ -441,6 +192,7 @@ class Dvc(Tool):
     name = "dvc"
     status_note = "dvc status"
     readd_note = "dvc add data"
+    restore_note = "git checkout HEAD~1 -- data.dvc + dvc checkout, in place"
 
     def available(self) -> bool:
         return shutil.which("dvc") is not None and shutil.which("git") is not None
@@ -449,25 +201,29 @@ class Dvc(Tool):
         return "dvc " + run(["dvc", "--version"], Path.cwd()).stdout.strip()
 
     def init(self, ws: Path) -> None:
-        run(["git", "init", "-q"], ws)
-        run(["dvc", "init", "-q"], ws)
+        self._run(["git", "init", "-q"], ws)
+        self._run(["dvc", "init", "-q"], ws)
         # Keep DVC's state database (its stat cache) inside the workspace, fresh for every run.
-        run(["dvc", "config", "--local", "core.site_cache_dir", str(ws / ".dvc" / "site-cache")], ws)
-        run(["git", "commit", "-q", "-m", "dvc init"], ws)
+        self._run(["dvc", "config", "--local", "core.site_cache_dir", str(ws / ".dvc" / "site-cache")], ws)
+        self._run(["git", "commit", "-q", "-m", "dvc init"], ws)
 
     def add_commit(self, ws: Path, message: str) -> None:
-        run(["dvc", "add", "-q", DATA_DIR], ws)
-        run(["git", "add", f"{DATA_DIR}.dvc", ".gitignore"], ws)
-        run(["git", "commit", "-q", "-m", message], ws)
+        self._run(["dvc", "add", "-q", DATA_DIR], ws)
+        self._run(["git", "add", f"{DATA_DIR}.dvc", ".gitignore"], ws)
+        self._run(["git", "commit", "-q", "-m", message], ws)
 
     def status(self, ws: Path) -> None:
-        run(["dvc", "status", "-q"], ws)
+        self._run(["dvc", "status", "-q"], ws)
 
     def readd(self, ws: Path) -> None:
-        run(["dvc", "add", "-q", DATA_DIR], ws)
+        self._run(["dvc", "add", "-q", DATA_DIR], ws)
 
     def store_path(self, ws: Path) -> Path:
         return ws / ".dvc" / "cache"
+
+    def restore_v1(self, ws: Path) -> None:
+        self._run(["git", "checkout", "-q", "HEAD~1", "--", f"{DATA_DIR}.dvc"], ws)
+        self._run(["dvc", "checkout", "-q"], ws)
 
     def check(self, ws: Path, wl: Workload) -> list[str]:
         out = run(["dvc", "status"], ws).stdout
@@ -478,6 +234,7 @@ class Restic(Tool):
     name = "restic"
     status_note = "restic backup --dry-run"
     readd_note = "restic backup (unchanged tree)"
+    restore_note = "restic restore of the v1 snapshot into an emptied data/ (the deletion not timed)"
     repo = "restic-repo"
 
     def available(self) -> bool:
@@ -486,88 +243,119 @@ class Restic(Tool):
     def version(self) -> str:
         return run(["restic", "version"], Path.cwd()).stdout.strip().split(" compiled")[0]
 
-    def _cmd(self, *args: str) -> list[str]:
-        return ["restic", "--repo", self.repo, "--quiet", *args]
+    def _restic(self, ws: Path, *args: str) -> None:
+        self._run(["restic", "--repo", self.repo, "--quiet", *args], ws)
 
     def init(self, ws: Path) -> None:
-        run(self._cmd("init"), ws)
+        self._restic(ws, "init")
 
     def add_commit(self, ws: Path, message: str) -> None:
-        run(self._cmd("backup", "--tag", message, DATA_DIR), ws)
+        self._restic(ws, "backup", "--tag", message, DATA_DIR)
 
     def status(self, ws: Path) -> None:
-        run(self._cmd("backup", "--dry-run", DATA_DIR), ws)
+        self._restic(ws, "backup", "--dry-run", DATA_DIR)
 
     def readd(self, ws: Path) -> None:
-        run(self._cmd("backup", DATA_DIR), ws)
+        self._restic(ws, "backup", DATA_DIR)
 
     def store_path(self, ws: Path) -> Path:
         return ws / self.repo
+
+    def prepare_restore(self, ws: Path) -> None:
+        clear_dir(ws / DATA_DIR)  # restic 0.14 restores whole files and never deletes: an exact v1 needs an empty target
+
+    def restore_v1(self, ws: Path) -> None:
+        # The snapshot's tree starts at data/ (restic keeps the absolute path only as metadata).
+        self._restic(ws, "restore", "latest", "--tag", "v1", "--target", ".")
+
+
+class Borg(Tool):
+    """``borg create`` with one compression (borg 1.2 from Debian, unencrypted repository)."""
+
+    readd_note = "borg create (unchanged tree)"
+    restore_note = "borg extract of the v1 archive into an emptied data/ (the deletion not timed)"
+    repo = "borg-repo"
+
+    def __init__(self, name: str, compression: str) -> None:
+        super().__init__()
+        self.name = name
+        self.compression = compression
+        self._archives = 0
+
+    def available(self) -> bool:
+        return shutil.which("borg") is not None
+
+    def version(self) -> str:
+        return f"{self.name}: {run(['borg', '--version'], Path.cwd()).stdout.strip()}, --compression {self.compression}"
+
+    def _create(self, ws: Path, archive: str) -> None:
+        self._run(["borg", "create", "--compression", self.compression, f"{self.repo}::{archive}", DATA_DIR], ws)
+
+    def init(self, ws: Path) -> None:
+        self._run(["borg", "init", "-e", "none", self.repo], ws)
+
+    def add_commit(self, ws: Path, message: str) -> None:
+        self._create(ws, message)
+
+    def readd(self, ws: Path) -> None:
+        self._archives += 1
+        self._create(ws, f"readd-{self._archives}")
+
+    def store_path(self, ws: Path) -> Path:
+        return ws / self.repo
+
+    def prepare_restore(self, ws: Path) -> None:
+        clear_dir(ws / DATA_DIR)  # borg extract never deletes: an exact v1 needs an empty target
+
+    def restore_v1(self, ws: Path) -> None:
+        self._run(["borg", "extract", f"{self.repo}::v1"], ws)
 
 
 # -- benchmark steps ---------------------------------------------------------------------------
 
 
+TIMED_STEPS = ("add_commit_v1", "status", "readd", "add_commit_v2", "restore")
+
+
 @dataclass
 class ToolResult:
-    """What one tool measured on one workload (times in seconds, sizes in bytes)."""
+    """What one tool measured on one workload: samples of every timed step, stored bytes of every round."""
 
     tool: str
     version: str
-    add_commit_v1: list[float] = field(default_factory=list)
-    status: list[float] = field(default_factory=list)
-    readd: list[float] = field(default_factory=list)
-    add_commit_v2: list[float] = field(default_factory=list)
-    stored_v1: int = 0
-    stored_v2_extra: int = 0
+    add_commit_v1: list[Sample] = field(default_factory=list)
+    status: list[Sample] = field(default_factory=list)
+    readd: list[Sample] = field(default_factory=list)
+    add_commit_v2: list[Sample] = field(default_factory=list)
+    restore: list[Sample] = field(default_factory=list)
+    stored_v1: list[int] = field(default_factory=list)
+    stored_v2_extra: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    load: list[float] = field(default_factory=list)  # 1-minute load average before and after the tool's steps
+    load: list[float] = field(default_factory=list)  # 1-minute load average before and after the tool's rounds
+
+    def samples(self, step: str) -> list[Sample]:
+        return list(getattr(self, step))
 
     def medians(self) -> dict[str, float | None]:
-        """Median of every timed step (None when not measured)."""
-        return {
-            k: (statistics.median(v) if v else None)
-            for k, v in (
-                ("add_commit_v1", self.add_commit_v1),
-                ("status", self.status),
-                ("readd", self.readd),
-                ("add_commit_v2", self.add_commit_v2),
-            )
-        }
+        """Median seconds and peak RSS of every timed step, and median stored bytes (None when not measured)."""
+        out: dict[str, float | None] = {}
+        for step in TIMED_STEPS:
+            out[step] = median_seconds(self.samples(step))
+            out[f"{step}_rss"] = median_rss(self.samples(step))
+        for key in ("stored_v1", "stored_v2_extra"):
+            values = getattr(self, key)
+            out[key] = statistics.median(values) if values else None
+        return out
 
 
 def fresh_workspace(tool: Tool, wl: Workload, ws: Path) -> None:
     """Recreate ``ws`` with a copy of the first version in ``ws/data`` and the tool initialised (not timed)."""
-    if ws.exists():
-        shutil.rmtree(ws)
+    clear_dir(ws)
     ws.mkdir(parents=True)
     shutil.copytree(wl.v1, ws / DATA_DIR)
     tool.init(ws)
-
-
-def step_add_commit_v1(tool: Tool, wl: Workload, ws: Path, repeat: int, budget: float) -> list[float]:
-    """Time add+commit of the first version, each repeat in a fresh workspace, while within ``budget`` seconds."""
-    samples: list[float] = []
-    while len(samples) < repeat and (not samples or sum(samples) + samples[-1] <= budget):
-        fresh_workspace(tool, wl, ws)
-        samples.append(timed(lambda: tool.add_commit(ws, "v1")))
-    return samples
-
-
-def step_stored_bytes(tool: Tool, ws: Path) -> int:
-    """Bytes the tool stores now."""
-    return dir_bytes(tool.store_path(ws))
-
-
-def step_status(tool: Tool, ws: Path, repeat: int) -> list[float]:
-    """Time a status check of the unchanged workspace, ``repeat`` times."""
-    return [timed(lambda: tool.status(ws)) for _ in range(repeat)]
-
-
-def step_readd(tool: Tool, ws: Path, repeat: int) -> list[float]:
-    """Time adding the unchanged data again, ``repeat`` times."""
-    return [timed(lambda: tool.readd(ws)) for _ in range(repeat)]
+    time.sleep(0.2)  # the copies age past datactl's racy-timestamp window, as files made earlier would
 
 
 def step_apply_edits(wl: Workload, ws: Path) -> None:
@@ -581,106 +369,112 @@ def step_apply_edits(wl: Workload, ws: Path) -> None:
     time.sleep(0.2)  # let the edits age past datactl's racy-timestamp window, as a person's edits would
 
 
-def step_add_commit_v2(tool: Tool, ws: Path) -> float:
-    """Time add+commit of the edited version."""
-    return timed(lambda: tool.add_commit(ws, "v2"))
+def bench_round(tool: Tool, wl: Workload, ws: Path, res: ToolResult, short_repeat: int, first: bool) -> None:
+    """One round: v1, status and re-add (``short_repeat`` times each), edits, v2, restore of v1 and its check."""
+    fresh_workspace(tool, wl, ws)
+    res.add_commit_v1.append(measure(lambda: tool.add_commit(ws, "v1"), tool.peak))
+    res.stored_v1.append(dir_bytes(tool.store_path(ws)))
+    for _ in range(short_repeat):
+        if tool.status_note:
+            res.status.append(measure(lambda: tool.status(ws), tool.peak))
+        res.readd.append(measure(lambda: tool.readd(ws), tool.peak))
+    before_v2 = dir_bytes(tool.store_path(ws))
+    step_apply_edits(wl, ws)
+    res.add_commit_v2.append(measure(lambda: tool.add_commit(ws, "v2"), tool.peak))
+    res.stored_v2_extra.append(dir_bytes(tool.store_path(ws)) - before_v2)
+    if first:
+        try:
+            res.problems += tool.check(ws, wl)
+        except BenchError as e:
+            res.problems.append(f"check failed: {e}")
+    tool.prepare_restore(ws)
+    res.restore.append(measure(lambda: tool.restore_v1(ws), tool.peak))
+    res.problems += [f"after the restore of v1: {p}" for p in compare_trees(ws / DATA_DIR, wl.v1)]
 
 
 def bench_tool(tool: Tool, wl: Workload, work: Path, repeat: int, budget: float, keep: bool) -> ToolResult:
-    """Run every step for one tool on one workload."""
+    """Run rounds for one tool on one workload: ``repeat`` of them while the next one likely fits in ``budget`` seconds."""
     ws = work / "runs" / wl.name / tool.name
     res = ToolResult(tool.name, tool.version())
+    res.notes = [f"status = {tool.status_note or 'n/a (no such command)'}", f"re-add = {tool.readd_note}", f"restore = {tool.restore_note}"]
     res.load.append(os.getloadavg()[0])
-    print(f"[{wl.name}] {tool.name}: add+commit v1 ...", flush=True)
-    res.add_commit_v1 = step_add_commit_v1(tool, wl, ws, repeat, budget)
-    res.stored_v1 = step_stored_bytes(tool, ws)
-    print(f"[{wl.name}] {tool.name}: status, re-add ...", flush=True)
-    res.status = step_status(tool, ws, repeat)
-    res.readd = step_readd(tool, ws, repeat)
-    res.notes += [f"status = {tool.status_note}", f"re-add = {tool.readd_note}"]
-    before_v2 = step_stored_bytes(tool, ws)
-    step_apply_edits(wl, ws)
-    print(f"[{wl.name}] {tool.name}: add+commit edited version ...", flush=True)
-    res.add_commit_v2 = [step_add_commit_v2(tool, ws)]
-    res.stored_v2_extra = step_stored_bytes(tool, ws) - before_v2
-    res.problems = tool.check(ws, wl)
+    rounds: list[float] = []
+    while len(rounds) < repeat and (not rounds or sum(rounds) + rounds[-1] <= budget):
+        print(f"[{wl.name}] {tool.name}: round {len(rounds) + 1} ...", flush=True)
+        started = time.perf_counter()
+        try:
+            bench_round(tool, wl, ws, res, repeat, first=not rounds)
+        except BenchError as e:
+            res.problems.append(str(e))
+            print(f"[{wl.name}] {tool.name}: FAILED: {e}", flush=True)
+            break
+        rounds.append(time.perf_counter() - started)
     res.load.append(os.getloadavg()[0])
     m = res.medians()
     print(
-        f"[{wl.name}] {tool.name}: v1 {m['add_commit_v1']:.2f} s, status {m['status']:.2f} s, re-add {m['readd']:.2f} s, "
-        f"edited {m['add_commit_v2']:.2f} s; stored {res.stored_v1 / 1e6:.2f} MB + {res.stored_v2_extra / 1e6:.2f} MB; "
+        f"[{wl.name}] {tool.name}: v1 {fmt_seconds(m['add_commit_v1'])}, status {fmt_seconds(m['status'])}, "
+        f"re-add {fmt_seconds(m['readd'])}, edited {fmt_seconds(m['add_commit_v2'])}, restore {fmt_seconds(m['restore'])}; "
+        f"stored {fmt_bytes(m['stored_v1'])} + {fmt_bytes(m['stored_v2_extra'])}; "
+        f"peak RSS {fmt_rss(max((s.peak_rss for st in TIMED_STEPS for s in res.samples(st)), default=None))}; "
         f"load average {res.load[0]:.2f} -> {res.load[1]:.2f}",
         flush=True,
     )
     for p in res.problems:
         print(f"[{wl.name}] {tool.name}: PROBLEM: {p}", flush=True)
     if not keep:
-        shutil.rmtree(ws)
+        clear_dir(ws)
     return res
 
 
 # -- report ---------------------------------------------------------------------------------------------
 
+# (median key, row title; {w} is W1/W2, {wb} W1b/W2b, formatter)
+METRICS: list[tuple[str, str, Callable[[float | None], str]]] = [
+    ("add_commit_v1", "{w} add+commit", fmt_seconds),
+    ("add_commit_v1_rss", "{w} add+commit: peak RSS", fmt_rss),
+    ("status", "{w} no-change status", fmt_seconds),
+    ("status_rss", "{w} no-change status: peak RSS", fmt_rss),
+    ("readd", "{w} no-change re-add", fmt_seconds),
+    ("readd_rss", "{w} no-change re-add: peak RSS", fmt_rss),
+    ("add_commit_v2", "{wb} incremental add+commit", fmt_seconds),
+    ("add_commit_v2_rss", "{wb} incremental: peak RSS", fmt_rss),
+    ("restore", "{w} restore of v1 after v2", fmt_seconds),
+    ("restore_rss", "{w} restore: peak RSS", fmt_rss),
+    ("stored_v1", "{w} stored bytes", fmt_bytes),
+    ("stored_v2_extra", "{wb} extra stored bytes", fmt_bytes),
+]
 
-def fmt_seconds(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2f} s"
 
-
-def fmt_bytes(v: float | None) -> str:
-    if v is None:
-        return "n/a"
-    return f"{v / 1e6:.2f} MB" if abs(v) < 10e6 else f"{v / 1e6:.1f} MB"
-
-
-def fmt_ratio(peer: float | None, base: float | None) -> str:
-    return "n/a" if peer is None or not base else f"{peer / base:.2f}x"
-
-
-def results_table(workloads: list[Workload], results: dict[str, list[ToolResult]]) -> str:
-    """One plain-text (Markdown pipe) table: datactl, then each peer with its ratio to datactl."""
-    peers = sorted({r.tool for rs in results.values() for r in rs if r.tool != "datactl"}, key=["dvc", "restic"].index)
-    header = ["workload", "step", "datactl"]
-    for p in peers:
-        header += [p, f"{p}/datactl"]
+def results_table(workloads: list[Workload], results: dict[str, list[ToolResult]], compare: str | None) -> str:
+    """One Markdown table: a row per metric, a column per tool, the best peer and datactl's ratio to it."""
+    present = {r.tool for rs in results.values() for r in rs}
+    peers = [p for p in PEER_ORDER if p in present]
+    ours = ["datactl"] + ([compare] if compare and compare in present else [])
+    header = ["metric", *ours, *peers, "best peer", "datactl / best"]
+    if len(ours) > 1:
+        header.append(f"datactl / {ours[1]}")
     rows: list[list[str]] = []
-    steps: list[tuple[str, Callable[[ToolResult], float | int | None], Callable[[float | int | None], str]]] = [
-        ("add+commit v1", lambda r: r.medians()["add_commit_v1"], fmt_seconds),
-        ("status, no change", lambda r: r.medians()["status"], fmt_seconds),
-        ("re-add, no change", lambda r: r.medians()["readd"], fmt_seconds),
-        ("add+commit edited", lambda r: r.medians()["add_commit_v2"], fmt_seconds),
-        ("stored after v1", lambda r: r.stored_v1, fmt_bytes),
-        ("extra stored, edited", lambda r: r.stored_v2_extra, fmt_bytes),
-    ]
     for wl in workloads:
-        by_tool = {r.tool: r for r in results.get(wl.name, [])}
-        base = by_tool.get("datactl")
-        label = f"{wl.name} ({wl.files} files, {wl.bytes / 1e6:.0f} MB)"
-        for title, get, fmt in steps:
-            b = get(base) if base else None
-            row = [label, title, fmt(b)]
-            label = ""
-            for p in peers:
-                v = get(by_tool[p]) if p in by_tool else None
-                row += [fmt(v), fmt_ratio(v, b)]
+        w, wb = WORKLOAD_LABELS[wl.name]
+        medians = {r.tool: r.medians() for r in results.get(wl.name, [])}
+        for key, title, fmt in METRICS:
+            values = {tool: m[key] for tool, m in medians.items()}
+            best = best_of(values, peers)
+            row = [title.format(w=w, wb=wb), *(fmt(values.get(t)) for t in ours), *(fmt(values.get(p)) for p in peers)]
+            row += [best[0] if best else "n/a", fmt_ratio(values.get("datactl"), best[1] if best else None)]
+            if len(ours) > 1:
+                row.append(fmt_ratio(values.get("datactl"), values.get(ours[1])))
             rows.append(row)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
-
-    sep = "|" + "|".join("-" * (w + 1) + (":" if i >= 2 else "-") for i, w in enumerate(widths)) + "|"
-    return "\n".join([line(header), sep, *(line(r) for r in rows)])
+    return markdown_table(header, rows, left=1)
 
 
-def machine_info() -> dict[str, object]:
-    """Where the run happened."""
-    return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "load_average_at_end": os.getloadavg(),
-    }
+def workload_legend(workloads: list[Workload]) -> str:
+    parts = []
+    for wl in workloads:
+        w, wb = WORKLOAD_LABELS[wl.name]
+        edits = f"{len(wl.modified)} modified, {len(wl.added)} added, {len(wl.deleted)} deleted"
+        parts.append(f"{w} = {wl.name}: {wl.files} files, {wl.bytes / 1e6:.0f} MB; {wb} = {edits}")
+    return "; ".join(parts)
 
 
 # -- main ------------------------------------------------------------------------------------------------
@@ -690,23 +484,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     here = Path(__file__).resolve().parent
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", type=Path, default=here / "work", help="work folder for data and runs (default: benchmarks/work)")
-    p.add_argument("--scale", type=float, default=1.0, help="shrink the workloads (0.05 for a quick run; default 1)")
-    p.add_argument("--repeat", type=int, default=3, help="repeats of each timed step; medians are reported (default 3)")
-    p.add_argument(
-        "--budget",
-        type=float,
-        default=300.0,
-        help="repeat the first add+commit only while its samples stay under this many seconds (default 300)",
-    )
+    p.add_argument("--scale", type=float, default=1.0, help="shrink the workloads (0.02 for a quick run; default 1)")
+    p.add_argument("--repeat", type=int, default=3, help="rounds per tool and workload, and repeats of the short steps in each; medians are reported (default 3)")
+    p.add_argument("--budget", type=float, default=300.0, help="start another round only while the rounds so far stay under this many seconds (default 300)")
     p.add_argument("--seed", type=int, default=20240601, help="random seed of the workloads")
-    p.add_argument("--workloads", default="small,big", help="comma list of workloads: small, big")
-    p.add_argument("--tools", default="datactl,dvc,restic", help="comma list of tools to run when installed")
+    p.add_argument("--workloads", default="small,big", help="comma list of workloads: small (W1), big (W2)")
+    p.add_argument("--tools", default="datactl,borg,restic,dvc", help="comma list: datactl, borg (= borg-lz4,borg-zstd), borg-lz4, borg-zstd, restic, dvc")
     p.add_argument(
         "--datactl-src",
         type=Path,
         default=None,
         help="benchmark `python -m datactl` from this source tree (holding datactl/ and storage_backends/) instead of the installed command",
     )
+    p.add_argument("--compare-src", type=Path, default=None, help="also time `python -m datactl` from this source tree, as the pseudo-peer datactl@<commit>")
     p.add_argument("--json", type=Path, default=None, help="also write all samples and medians to this JSON file")
     p.add_argument("--regenerate", action="store_true", help="regenerate the workloads even if matching ones exist")
     p.add_argument("--keep", action="store_true", help="keep each tool's workspace under WORK/runs for inspection")
@@ -716,28 +506,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def select_tools(names: list[str], datactl_src: Path | None = None) -> list[Tool]:
+def select_tools(names: list[str], datactl_src: Path | None = None, compare_src: Path | None = None) -> list[Tool]:
     """The tools asked for that are installed; print a note for each one skipped."""
-    known: dict[str, Callable[[], Tool]] = {"datactl": lambda: Datactl(datactl_src), "dvc": Dvc, "restic": Restic}
-    tools = []
-    for name in names:
+    known: dict[str, Callable[[], Tool]] = {
+        "datactl": lambda: Datactl(datactl_src),
+        "borg-lz4": lambda: Borg("borg-lz4", "lz4"),
+        "borg-zstd": lambda: Borg("borg-zstd", "zstd,3"),
+        "restic": Restic,
+        "dvc": Dvc,
+    }
+    expanded = [n for name in names for n in (("borg-lz4", "borg-zstd") if name == "borg" else (name,))]
+    tools: list[Tool] = []
+    for name in expanded:
         if name not in known:
-            raise SystemExit(f"unknown tool {name!r}; choose from {', '.join(known)}")
+            raise SystemExit(f"unknown tool {name!r}; choose from borg, {', '.join(known)}")
         tool = known[name]()
         if tool.available():
             tools.append(tool)
         else:
-            print(f"note: {name} is not installed; skipping it (DVC: `pip install dvc`; restic: `apt-get install restic`)")
+            print(f"note: {name} is not installed; skipping it (install the peers with `bash benchmarks/setup_peers.sh`)")
+    if compare_src is not None:
+        tools.insert(1, Datactl(compare_src, compare_label(compare_src)))
     return tools
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work: Path = args.work.resolve()
-    tools = select_tools([t.strip() for t in args.tools.split(",") if t.strip()], args.datactl_src.resolve() if args.datactl_src else None)
-    print("tools: " + ", ".join(t.version() for t in tools), flush=True)
+    tools = select_tools(
+        [t.strip() for t in args.tools.split(",") if t.strip()],
+        args.datactl_src.resolve() if args.datactl_src else None,
+        args.compare_src.resolve() if args.compare_src else None,
+    )
+    print("tools:\n  " + "\n  ".join(t.version() for t in tools), flush=True)
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    if any(n not in ("small", "big") for n in names):
+    if any(n not in WORKLOAD_LABELS for n in names):
         raise SystemExit("--workloads takes small and/or big")
     workloads = [load_or_generate(n, work / "data" / f"{n}-scale{args.scale:g}", args.scale, args.seed, args.regenerate) for n in names]
     results: dict[str, list[ToolResult]] = {}
@@ -745,11 +548,15 @@ def main(argv: list[str] | None = None) -> int:
         for tool in tools:
             results.setdefault(wl.name, []).append(bench_tool(tool, wl, work, args.repeat, args.budget, args.keep))
     info = machine_info()
-    table = results_table(workloads, results)
+    compare = next((t.name for t in tools if t.name.startswith("datactl@")), None)
+    table = results_table(workloads, results, compare)
     print()
     print(f"Results: {info['date']}, {info['cpus']} CPUs, {info['platform']}, scale {args.scale:g}, repeat {args.repeat} (medians)")
     print(table)
-    print("\nratio = peer / datactl: above 1 means datactl is faster (time) or smaller (bytes).")
+    print(f"\n{workload_legend(workloads)}.")
+    print("best = the fastest (or smallest) of the peers present; datactl / best below 1 means datactl is faster or smaller.")
+    for tool in tools:
+        print(f"  {tool.name}: status = {tool.status_note or 'n/a (no such command)'}; re-add = {tool.readd_note}; restore = {tool.restore_note}")
     problems = [f"{wl}/{r.tool}: {p}" for wl, rs in results.items() for r in rs for p in r.problems]
     for p in problems:
         print(f"PROBLEM {p}")

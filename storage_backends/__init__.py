@@ -46,6 +46,8 @@ __all__ = [
     "TransientError",
     "Versioned",
     "open_backend",
+    "supported_schemes",
+    "url_scheme",
     "validate_key",
 ]
 
@@ -69,6 +71,19 @@ def _open_cloud(scheme: str, url: str, options: dict) -> Backend:
     return RetryingBackend(getattr(module, class_name)(url, **options))
 
 
+def url_scheme(url: str) -> str:
+    """The scheme that picks ``url``'s backend: "file" for a plain path (a Windows drive letter included)."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and url[1:3] in (":\\", ":/")):
+        return "file"
+    return parsed.scheme
+
+
+def supported_schemes() -> list[str]:
+    """Every scheme ``open_backend`` opens: file, the cloud backends, and those registered as entry points."""
+    return sorted({"file", *CLOUD_BACKENDS, *(ep.name for ep in entry_points(group="datactl.backends"))})
+
+
 def open_backend(url: str, options: dict | None = None) -> Backend:
     """Return the backend for ``url``: a path, ``file://``, ``s3://``, ``gs://`` or a registered scheme.
 
@@ -78,10 +93,11 @@ def open_backend(url: str, options: dict | None = None) -> Backend:
     """
     options = {k: v for k, v in (options or {}).items() if v is not None}
     parsed = urlparse(url)
-    if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and url[1:3] in (":\\", ":/")):
+    scheme = url_scheme(url)
+    if scheme == "file":
         return LocalBackend(parsed.path if parsed.scheme == "file" else url)
-    if parsed.scheme in CLOUD_BACKENDS:
-        return _open_cloud(parsed.scheme, url, options)
+    if scheme in CLOUD_BACKENDS:
+        return _open_cloud(scheme, url, options)
     for ep in entry_points(group="datactl.backends"):
         if ep.name == parsed.scheme:
             return ep.load()(url, **options)

@@ -42,7 +42,10 @@ class NoSpace(BackendError):
 
 
 class ShortRead(BackendError):
-    """A ranged read got fewer bytes than asked for: the blob is shorter (truncated) or the body was cut."""
+    """A ranged read got fewer bytes than asked for because the blob is shorter: it is truncated (damage).
+
+    A body cut on the way (the blob itself is long enough) is a TransientError instead, and is read again.
+    """
 
 
 class KeyNotFound(BackendError):

@@ -168,6 +168,14 @@ class GCSBackend(Backend):
                 ) from exc
             raise self._error(exc, key, "read") from exc
         if len(data) != length:
+            # The blob's size tells a blob that is shorter (damage) from a body cut on the way (read it again).
+            blob = self._blob(key)
+            try:
+                blob.reload(retry=None)
+            except Exception as exc:
+                raise self._error(exc, key, "look up") from exc
+            if blob.size is not None and int(blob.size) >= offset + length:
+                raise TransientError(f"cannot read {key} in {self.url}: the body was cut ({len(data)} of {length} bytes)")
             raise ShortRead(
                 f"{key} in {self.url} is truncated: wanted {length} bytes at offset {offset}, got {len(data)}"
             )

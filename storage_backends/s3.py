@@ -79,6 +79,7 @@ TRANSIENT_SDK_ERRORS: tuple[type[BaseException], ...] = (
     botocore.exceptions.HTTPClientError,  # ConnectionClosedError, ReadTimeoutError, ResponseStreamingError
     botocore.exceptions.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError
     botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.FlexibleChecksumError,  # a body that fails its x-amz-checksum: damaged on the way, read it again
     ConnectionError,  # the builtin: resets and aborts while a body streams
     TimeoutError,
 )
@@ -225,6 +226,10 @@ class S3Backend(Backend):
         except Exception as exc:
             raise self._error(exc, key, "read") from exc
         if len(data) != length:
+            # Content-Range ("bytes START-END/TOTAL") tells a blob that is shorter (damage) from a body cut on the way.
+            total = str(response.get("ContentRange", "")).rpartition("/")[2]
+            if total.isdigit() and int(total) >= offset + length:
+                raise TransientError(f"cannot read {key} in {self.url}: the body was cut ({len(data)} of {length} bytes)")
             raise ShortRead(
                 f"{key} in {self.url} is truncated: wanted {length} bytes at offset {offset}, got {len(data)}"
             )

@@ -92,7 +92,7 @@ def writer(url: str, options: dict, workdir: str, prefix: str, seed: int) -> Non
 
 
 def collector(url: str, options: dict, tmp_dir: str, grace: float, threshold: float) -> None:
-    from datactl.core.errors import StoreFormatError
+    from datactl.core.errors import StoreNotFound
     from datactl.upkeep.gc import collect_garbage
     from datactl.upkeep.targets import url_target
     from storage_backends import open_backend
@@ -106,7 +106,7 @@ def collector(url: str, options: dict, tmp_dir: str, grace: float, threshold: fl
         while not stop.is_set():
             try:
                 r = collect_garbage(url_target(backend, tmp_dir), grace=grace, repack_threshold=threshold, lock_stale_after=60)
-            except StoreFormatError:
+            except StoreNotFound:
                 time.sleep(0.05)  # the first push has not created the store yet
                 continue
             except Exception as exc:

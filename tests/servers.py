@@ -10,29 +10,25 @@ Fixtures (load this module as a pytest plugin):
   kind ("local", "s3", "gcs"); ``open_backend(url, options)`` opens it. The
   options are plain JSON, so they can be handed to a subprocess or the CLI.
 
-``FaultyProxy`` sits in front of a server, counts requests per HTTP method and
-injects failures (503s, connection resets, lost responses).
+``FaultyProxy`` (tests/faultproxy.py, re-exported here) sits in front of a
+server, counts requests per HTTP method and injects faults.
 """
 
 from __future__ import annotations
 
-import collections
-import http.client
-import random
 import socket
-import struct
 import subprocess
 import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self
-from urllib.parse import urlparse
+from typing import Any
 
 import pytest
+
+from faultproxy import FaultyProxy  # noqa: F401 - re-exported for the tests that import it from here
 
 STORE_KINDS = ("local", "s3", "gcs")
 LOOPBACK = "127.0.0.1"
@@ -229,208 +225,3 @@ def new_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> tupl
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict]:
     """A fresh, empty remote location on each backend: ``(url, options)`` for open_backend."""
     return new_store(request.param, request, tmp_path)
-
-
-# -- fault injection ----------------------------------------------------------------
-
-
-class _ProxyServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # idle keep-alive connections must not hold up stop()
-
-    def __init__(self, proxy: FaultyProxy, max_connections: int) -> None:
-        self.proxy = proxy
-        self._slots = threading.BoundedSemaphore(max_connections)
-        super().__init__((LOOPBACK, 0), _ProxyHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        self._slots.acquire()
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-
-class _ProxyHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 30  # an idle client connection ends after this
-    server: _ProxyServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _reset(self) -> None:
-        # SO_LINGER 0: closing sends RST, as a dropped connection does.
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.close_connection = True
-
-    def _handle(self) -> None:
-        proxy = self.server.proxy
-        body = self._read_body()
-        fault = proxy._next_fault(self.command)
-        if fault == "reset":
-            self._reset()
-            return
-        if fault == "503":
-            payload = b"" if self.command == "HEAD" else (
-                b'<?xml version="1.0" encoding="UTF-8"?>\n'
-                b"<Error><Code>SlowDown</Code><Message>Injected by FaultyProxy</Message></Error>"
-            )
-            self.send_response(503)
-            self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-            return
-        status, reason, headers, payload = proxy._forward(self.command, self.path, self.headers.items(), body)
-        if fault == "lost":
-            self._reset()
-            return
-        self.send_response_only(status, reason)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
-
-
-class FaultyProxy:
-    """An HTTP proxy on 127.0.0.1 in front of ``upstream_url`` that counts requests and injects faults.
-
-    Every ``fail_every``-th request (or each request with ``probability``) fails
-    in one of ``modes``, taken in turn: "503" answers 503 SlowDown without
-    forwarding, "reset" drops the connection without forwarding, "lost"
-    forwards and then drops the connection, so the server acted but the client
-    never hears of it. ``counts`` maps an HTTP method to the number of requests
-    received. The proxy serves at most ``max_requests`` requests (then answers
-    503 to everything), at most ``max_connections`` at a time, and stops by
-    itself after ``lifetime`` seconds.
-    """
-
-    def __init__(
-        self,
-        upstream_url: str,
-        *,
-        fail_every: int | None = None,
-        probability: float = 0.0,
-        modes: tuple[str, ...] = ("503", "reset"),
-        seed: int = 0,
-        max_requests: int = 50_000,
-        max_connections: int = 64,
-        lifetime: float = 300.0,
-    ) -> None:
-        unknown = set(modes) - {"503", "reset", "lost"}
-        if unknown or not modes:
-            raise ValueError(f"unknown fault modes {sorted(unknown)}")
-        upstream = urlparse(upstream_url)
-        if upstream.hostname not in (LOOPBACK, "localhost", "::1"):
-            raise ValueError("FaultyProxy forwards only to servers on this machine")
-        self.upstream = (upstream.hostname, upstream.port or 80)
-        self.fail_every = fail_every
-        self.probability = probability
-        self.modes = modes
-        self.max_requests = max_requests
-        self.lifetime = lifetime
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.faults: collections.Counter[str] = collections.Counter()
-        self._random = random.Random(seed)
-        self._lock = threading.Lock()
-        self._seen = 0
-        self._server = _ProxyServer(self, max_connections)
-        self.url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
-        self._thread: threading.Thread | None = None
-        self._timer: threading.Timer | None = None
-
-    def start(self) -> Self:
-        """Serve in a background thread; returns self."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="FaultyProxy", daemon=True)
-        self._thread.start()
-        self._timer = threading.Timer(self.lifetime, self.stop)
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the listening socket."""
-        if self._timer is not None and self._timer is not threading.current_thread():
-            self._timer.cancel()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def reset_counts(self) -> None:
-        """Forget the requests counted so far."""
-        with self._lock:
-            self.counts.clear()
-            self.faults.clear()
-
-    def _next_fault(self, method: str) -> str | None:
-        with self._lock:
-            self._seen += 1
-            self.counts[method] += 1
-            if self._seen > self.max_requests:
-                fault: str | None = "503"
-            elif self.fail_every and self._seen % self.fail_every == 0:
-                fault = self.modes[(self._seen // self.fail_every - 1) % len(self.modes)]
-            elif self.probability and self._random.random() < self.probability:
-                fault = self._random.choice(self.modes)
-            else:
-                fault = None
-            if fault:
-                self.faults[fault] += 1
-            return fault
-
-    def _forward(
-        self, method: str, path: str, headers: Any, body: bytes
-    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
-        conn = http.client.HTTPConnection(*self.upstream, timeout=60)
-        try:
-            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-            for name, value in headers:
-                if name.lower() not in HOP_HEADERS and name.lower() != "content-length":
-                    conn.putheader(name, value)
-            conn.putheader("Content-Length", str(len(body)))
-            conn.endheaders(body)
-            response = conn.getresponse()
-            payload = response.read()
-            out = [
-                (name, value)
-                for name, value in response.getheaders()
-                if name.lower() not in HOP_HEADERS and name.lower() not in ("date", "server")
-                and (method == "HEAD" or name.lower() != "content-length")
-            ]
-            if method != "HEAD":
-                out.append(("Content-Length", str(len(payload))))
-            return response.status, response.reason, out, payload
-        finally:
-            conn.close()
-

@@ -24,8 +24,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from datactl.api.location import Location, open_location, resolve_any, resolve_version
 from datactl.core.author import default_author
 from datactl.core.closing import Closing
-from datactl.core.errors import DatactlError, RefConflict, UsageError
 from datactl.core.dirs import make_dirs, remove_tree, walk_folder
+from datactl.core.errors import RefConflict, StoreNotFound, UsageError
 from datactl.core.safepath import check_rel_path, safe_join, temp_name
 from datactl.core.settings import WORKSPACE_FILES, check_not_workspace_file
 from datactl.core.units import now_iso
@@ -90,7 +90,7 @@ class Dataset(Closing):
         try:
             return cls(loc, cache, resolve_version(loc, cache, check_name(name), version, kind))
         except BaseException:
-            loc.store.close()
+            loc.close()
             cache.close()
             raise
 
@@ -99,7 +99,7 @@ class Dataset(Closing):
         for fd in self._leases:
             os.close(fd)
         self._leases.clear()
-        self._loc.store.close()
+        self._loc.close()
         self._cache.close()
 
 
@@ -311,12 +311,17 @@ class Dataset(Closing):
         Answered from the store's lineage index, across every dataset and
         model in it; ``depth`` limits the number of edges followed.
         """
-        if self._loc.remote is not None:
-            store = LineageStore(self._loc.remote.lineage_index(), self._loc.remote.spec.label)
-        elif self._loc.refs is not None:
-            store = LineageStore.for_repository(self._loc.store.cache)
+        loc = self._loc
+        if loc.missing is not None:
+            raise StoreNotFound(f"{loc.missing.message}: lineage needs the store's index", loc.missing.hint) from loc.missing.__cause__
+        if loc.remote is not None:
+            store = LineageStore(loc.remote.lineage_index(), loc.remote.spec.label)
+        elif loc.refs is not None:
+            store = LineageStore.for_repository(loc.store.cache)
         else:
-            raise DatactlError(f"{self._loc.url} is unreachable: lineage needs the store's index", "connect to the remote and try again")
+            why = loc.unreachable
+            assert why is not None
+            raise type(why)(f"{why.message}; lineage needs the store's index", "connect to the store and try again") from why
         return query_stores([store], self.id, direction, depth)
 
     # -- creating versions ------------------------------------------------------------------
@@ -336,12 +341,33 @@ class Dataset(Closing):
 
         Without parents, the draft starts empty, and the new version still
         follows the dataset's current head in history (so it can be pushed).
+        Without ``remote``, a draft whose parents or inputs are ``Dataset``
+        objects goes to their store (and cache); otherwise the default store
+        (see ``Dataset.get``).
         """
         if kind not in KINDS:
             raise UsageError(f"kind must be one of {', '.join(KINDS)}")
+        parents, inputs = list(parents), list(inputs)
+        if remote is None:
+            remote, cache_dir = _store_of([*parents, *inputs], cache_dir)
         cache = Cache(cache_dir)
         loc = open_location(remote, cache)
-        return DatasetDraft(loc, cache, check_name(name), kind, list(parents), list(inputs))
+        return DatasetDraft(loc, cache, check_name(name), kind, parents, inputs)
+
+
+def _store_of(versions: Sequence["Dataset | str"], cache_dir: str | None) -> tuple[RemoteSpec | None, str | None]:
+    """The remote (and, unless given, the cache folder) the ``Dataset`` objects among ``versions`` were read from.
+
+    (None, cache_dir) when there are none, or they were read from a
+    workspace's own store: the default store applies.
+    """
+    read = [v for v in versions if isinstance(v, Dataset) and v._loc.spec is not None]
+    if not read:
+        return None, cache_dir
+    urls = sorted({v._loc.url for v in read})
+    if len(urls) > 1:
+        raise UsageError(f"the parents and inputs come from different stores ({', '.join(urls)})", "pass remote= to say which store the new version goes to")
+    return read[0]._loc.spec, cache_dir if cache_dir is not None else read[0]._cache.root
 
 
 class DatasetDraft:

@@ -70,24 +70,32 @@ def open_sources(remotes: Sequence[str] = (), *, options: dict[str, Any] | None 
             raise NotAWorkspace("not in a datactl workspace, and no store given", f"name one with --remote URL (or set {REMOTE_ENV})")
         specs = [spec.with_options(options)]
     try:
-        sources = LineageSources(ws, open_stores(ws, specs, include_workspace=ws is not None))
+        sources = LineageSources(ws, open_stores(ws, [] if implicit else specs, include_workspace=ws is not None))
     except BaseException:
         if ws is not None:
             ws.close()
         raise
-    if implicit and len(sources.stores) > 1:
-        try:
-            sources.stores[1].view()  # reach it now, so an unreachable default remote only costs a warning
+    for spec in specs if implicit else []:
+        assert ws is not None
+        try:  # reach it now, so a default remote that cannot be read only costs a warning
+            sources.stores.append(remote_lineage_store(spec, index_cache_dir(ws.root)))
+            sources.stores[-1].view()
         except (BackendError, DatactlError) as exc:
             why = exc.message if isinstance(exc, DatactlError) else str(exc)
-            sources.warnings.append(f"{sources.stores[1].label} cannot be read ({why}); showing this workspace's store only")
-            sources.stores.pop().close()
+            sources.warnings.append(f"{spec.label} cannot be read ({why}); showing this workspace's store only")
+            if len(sources.stores) > 1:
+                sources.stores.pop().close()
     return sources
 
 
 def remote_lineage_store(spec: RemoteSpec, cache_dir: str) -> LineageStore:
     """The lineage index of the store ``spec`` names (closing it closes the store's handle)."""
     rs = RemoteStore(spec, cache_dir)
+    try:
+        rs.config()  # no store there is an error, not an empty lineage
+    except BaseException:
+        rs.close()
+        raise
     return LineageStore(rs.lineage_index(), spec.label, rs.close)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datactl.core.errors import StorageError, StoreFormatError, StoreNotFound, UnknownRef
+from datactl.core.errors import StorageError, StoreNotFound, UnknownRef
 from datactl.core.ids import is_object_id
 from datactl.format.layout import WorkspaceLayout
 from datactl.format.storeconfig import StoreConfig
@@ -29,9 +29,10 @@ from datactl.store.revparse import RefContext, StoreRefs, resolve_ref
 class Location:
     """A cache store (or a workspace's own store), the remote behind it when reachable, and its refs.
 
-    ``unreachable`` says why the remote could not be used (reads then come from
-    the cache only); ``no_store`` that nothing answered as a store at the URL
-    (a read fails; a draft's push creates the store).
+    ``unreachable`` says why the remote could not be used (unreachable, access
+    refused: reads then come from the cache only); ``missing`` that there is no
+    store at the URL (no config, or no bucket: a read of what was never cached
+    says so, a draft's push creates the store).
     """
 
     url: str
@@ -40,10 +41,13 @@ class Location:
     remote: RemoteStore | None
     tmp_dir: str
     unreachable: StorageError | None = None
-    no_store: bool = False
+    missing: StoreNotFound | None = None
+    spec: RemoteSpec | None = None  # the remote's address; None for a workspace's own store
 
     def close(self) -> None:
         self.store.close()
+        if self.remote is not None and self.store.remote is None:
+            self.remote.close()  # kept for a draft's push only (no store there yet)
 
 
 def open_location(remote: str | RemoteSpec | None, cache: Cache) -> Location:
@@ -62,30 +66,33 @@ def open_location(remote: str | RemoteSpec | None, cache: Cache) -> Location:
     rs: RemoteStore | None = RemoteStore(spec, cache.remotes_dir)
     config = StoreConfig()  # offline: an existing cache store keeps its own config
     unreachable: StorageError | None = None
-    no_store = False
+    missing: StoreNotFound | None = None
     try:
         config = rs.config()  # type: ignore[union-attr]
         rs.sync_index()  # type: ignore[union-attr]
-    except StoreFormatError:
-        no_store = True  # nothing there yet: reading fails, pushing creates the store
+    except StoreNotFound as exc:
+        missing = exc  # nothing there yet: reading fails, pushing creates the store
     except StorageError as exc:
         rs.close()  # type: ignore[union-attr]
         rs, unreachable = None, exc  # offline: only what is cached can be read
     repo = cache.store_for(spec.url, config)
-    return Location(spec.url, ReadThroughStore(repo, rs), rs.refs if rs else None, rs, repo.tmp_dir, unreachable, no_store)
+    refs = rs.refs if rs is not None and missing is None else None
+    # With no store there, reads come from the cache only; the remote is kept for a draft's push, which creates it.
+    store = ReadThroughStore(repo, rs if missing is None else None, unavailable=unreachable or missing)
+    return Location(spec.url, store, refs, rs, repo.tmp_dir, unreachable, missing, spec)
 
 
 def resolve_version(loc: Location, cache: Cache, name: str, version: str | None, kind: str) -> str:
     """The commit ``name`` at ``version`` (a tag, an id or a prefix; None: the latest) is, remembered for offline use."""
     key = version or ""
-    if loc.refs is None or loc.no_store:  # offline, or the store is gone: what was fetched before still reads
+    if loc.refs is None:  # offline, or the store is gone: what was fetched before still reads
         if version and is_object_id(version) and loc.store.cache.has(version):
             return version
         remembered = cache.recall(loc.url, kind, name, key)
         if remembered is not None:
             return remembered
-        if loc.no_store:
-            raise StoreNotFound(f"there is no datactl store at {loc.url}", "check the URL; `datactl datasets URL` lists what a store holds")
+        if loc.missing is not None:
+            raise StoreNotFound(loc.missing.message, loc.missing.hint) from loc.missing.__cause__
         why = loc.unreachable
         assert why is not None
         raise type(why)(f"{why.message}; and {name}@{version or 'latest'} was never fetched on this machine", why.hint) from why

@@ -3,16 +3,26 @@
 ``FileReader`` has ``__len__`` and ``__getitem__``, so it is a
 ``torch.utils.data.Dataset`` in all but name (pass it to a DataLoader with
 ``num_workers > 0``); torch is not needed to use it. It pickles as its
-address (name, commit id, remote, cache folder) and each process opens the
-version itself, sharing the on-disk cache.
+address (name, commit id, remote, cache folder) and its ``transform``, and
+each process opens the version itself, sharing the on-disk cache. Worker
+processes started with ``spawn`` (the default on macOS and Windows) receive
+it pickled, so the transform must be a function defined at module level: a
+lambda or a nested function is refused with a ``TransformNotPicklable``
+error saying so.
 """
 
 from __future__ import annotations
 
+import pickle
 from typing import Any, Callable
 
 from datactl.api.dataset import Dataset
+from datactl.core.errors import UsageError
 from datactl.remote.locate import RemoteSpec
+
+
+class TransformNotPicklable(UsageError, pickle.PicklingError):
+    """A FileReader's transform cannot be sent to worker processes."""
 
 
 class FileReader:
@@ -47,4 +57,14 @@ class FileReader:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_ds"] = None  # each worker process opens its own
+        if self.transform is not None:
+            try:
+                pickle.dumps(self.transform)
+            except Exception as exc:  # pickle raises PicklingError, AttributeError or TypeError, depending on the object
+                name = getattr(self.transform, "__qualname__", repr(self.transform))
+                raise TransformNotPicklable(
+                    f"FileReader's transform {name} cannot be pickled, so worker processes (spawn) cannot receive it: {exc}",
+                    "define the transform as a function at module level (not a lambda or a nested function), "
+                    "or use functools.partial of one",
+                ) from exc
         return state

@@ -11,13 +11,17 @@ import logging
 import os
 import sys
 import traceback
+from typing import Any, Optional
 
 import typer
+import typer.main
 
 from datactl import __version__
 from datactl.cli import cache, ci, lineage, quickstart, remotes, upkeep, workspace
 from datactl.cli.errors import EXIT_INTERRUPTED, describe
 from datactl.cli.output import err, out
+from datactl.cli.usage import name_parameters
+from datactl.core.errors import UsageError
 
 DEBUG_ENV = "DATACTL_DEBUG"
 
@@ -61,6 +65,27 @@ def _show_warnings() -> None:
     logger = logging.getLogger("datactl")
     if not any(isinstance(h, _WarningLines) for h in logger.handlers):
         logger.addHandler(_WarningLines(logging.WARNING))
+@app.command("help")
+def help_cmd(
+    ctx: typer.Context,
+    command: Optional[list[str]] = typer.Argument(None, help="The command (and sub-command, as in `help remote add`) to explain."),
+) -> None:
+    """Show the help of a command: `datactl help add` is `datactl add --help`."""
+    parent = ctx.find_root()
+    cmd = parent.command
+    for word in command or []:
+        sub = cmd.get_command(parent, word) if hasattr(cmd, "get_command") else None
+        if sub is None:
+            said = " ".join(["datactl", *parent.command_path.split()[1:], word])
+            raise UsageError(f"no command `{said}`", f"`{parent.command_path} --help` lists the commands")
+        parent = type(parent)(sub, info_name=word, parent=parent)
+        cmd = sub
+    sys.stdout.write(cmd.get_help(parent) + "\n")
+
+
+def command() -> Any:
+    """The command tree, its parameters spelled as docs/cli.md writes them."""
+    return name_parameters(typer.main.get_command(app))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     _show_warnings()
     try:
         # Standalone mode prints usage errors and exits with 2 by itself.
-        app(args=argv, prog_name="datactl")
+        command()(args=argv, prog_name="datactl")
         return 0
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

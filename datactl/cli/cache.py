@@ -6,12 +6,11 @@ from typing import Optional
 
 import typer
 
+from datactl.cli.options import JSON_OPT
 from datactl.cli.output import emit_json, out
 from datactl.core.units import human_bytes, parse_size
 
 cache_app = typer.Typer(help="Inspect and trim the shared cache (DATACTL_CACHE_DIR).", no_args_is_help=True)
-
-JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
 @cache_app.command("info")
@@ -34,7 +33,7 @@ def info(json_: bool = JSON_OPT) -> None:
 
 
 @cache_app.command("prune")
-def prune(max_size: Optional[str] = typer.Option(None, "--max-size", help="Trim to this size, e.g. 20GB (default: DATACTL_CACHE_SIZE).")) -> None:
+def prune(max_size: Optional[str] = typer.Option(None, "--max-size", metavar="SIZE", help="Trim to this size, e.g. 20GB (default: DATACTL_CACHE_SIZE).")) -> None:
     """Evict least-recently-used copies (never one a running process holds) down to the limit."""
     from datactl.remote.cache import Cache
 

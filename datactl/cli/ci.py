@@ -14,7 +14,7 @@ from rich.text import Text
 
 from datactl.cli.options import store_options
 from datactl.cli.output import RichProgress, emit_json, err, out
-from datactl.core.errors import UsageError
+from datactl.core.errors import EXIT_FAILURE, UsageError
 from datactl.core.units import human_bytes
 
 FORMAT_HELP = "table (default, for people), json, junit (JUnit XML: one test case per check) or github (workflow annotations)."
@@ -59,8 +59,8 @@ def verify(
     ref: str = typer.Argument("HEAD", help="The version to check (its history included); NAME or NAME@VERSION outside a workspace."),
     remote: Optional[str] = typer.Option(None, "--remote", "-r", help="Check the copy on this remote (name or URL), reading only metadata and pack footers unless --deep/--sample."),
     deep: bool = typer.Option(False, "--deep", help="Re-read and re-hash every byte."),
-    sample: Optional[float] = typer.Option(None, "--sample", help="Re-read and re-hash a random fraction of the files (0 < F <= 1)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for --sample (same seed, same files)."),
+    sample: Optional[float] = typer.Option(None, "--sample", metavar="F", help="Re-read and re-hash a random fraction of the files (0 < F <= 1)."),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Random seed for --sample (same seed, same files)."),
     fmt: str = typer.Option("table", "--format", help=FORMAT_HELP),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the --format report to this file (the table still goes to stdout)."),
     json_: bool = typer.Option(False, "--json", help="Same as --format json."),
@@ -88,7 +88,7 @@ def verify(
             f"in {report.packs} pack(s) checked{read}"
         )
     if not report.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def _print_suite(suite) -> None:
@@ -118,7 +118,8 @@ def validate(
     remote: Optional[str] = typer.Option(None, "--remote", "-r", help="Validate the version on this remote (name or URL) in place, without a checkout."),
     fmt: str = typer.Option("table", "--format", help=FORMAT_HELP),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the --format report to this file (the table still goes to stdout)."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Files read in parallel (default: [validate] workers, or 8)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", metavar="N", help="Files read in parallel (default: [validate] workers, or 8)."),
+    json_: bool = typer.Option(False, "--json", help="Same as --format json."),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint for a remote given as a URL."),
     region: Optional[str] = typer.Option(None, "--region", help="S3 region for a remote given as a URL."),
     trust_plugins: bool = typer.Option(False, "--trust-plugins", help="Import the plugin code the rules name ([validate] plugins); also DATACTL_TRUST_PLUGINS=1."),
@@ -128,7 +129,7 @@ def validate(
     from datactl.validation import formats, load_rules
     from datactl.validation.engine import run_rules
 
-    fmt = _check_format(fmt)
+    fmt = _check_format("json" if json_ else fmt)
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1")
     built, config = load_rules(None, rules, trust_plugins)

@@ -24,9 +24,13 @@ EXIT_INTERRUPTED = 130
 # The exit codes, as docs/cli.md lists them.
 EXIT_CODES: tuple[tuple[int, str], ...] = (
     (0, "success (for `diff --exit-code`: no differences; for `verify`, `validate`, `fsck`: no problem found)"),
-    (EXIT_FAILURE, "the command failed, or found what it checks for (a problem, a difference, a conflict); nothing half-done was published"),
-    (EXIT_USAGE, "a usage or configuration error: unknown option, bad argument, invalid datactl.toml or rules"),
-    (EXIT_UNREADABLE, "a store could not be read or written: unreachable, access refused, missing, or data that could not be read"),
+    (
+        EXIT_FAILURE,
+        "the command failed, found what it checks for (a problem, a difference, a conflict), or a name matched nothing "
+        "(a REF, a path in a version, a workspace); nothing half-done was published",
+    ),
+    (EXIT_USAGE, "a usage or configuration error: unknown option, bad argument, invalid datactl.toml or rules, a URL scheme no store can use"),
+    (EXIT_UNREADABLE, "a store could not be read or written: unreachable, access refused, no store at that location, or data that could not be read"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C); nothing half-written was published"),
 )
 

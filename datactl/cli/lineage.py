@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from datactl.cli.options import store_options
+from datactl.cli.options import JSON_OPT, store_options
 from datactl.cli.output import RichProgress, emit_json, err, out
-from datactl.core.errors import UsageError
+from datactl.core.errors import EXIT_FAILURE, UsageError
 
 
 def lineage_cmd(
@@ -17,8 +17,9 @@ def lineage_cmd(
     up: bool = typer.Option(False, "--up", help="Every version REF derives from, through parents and inputs (the default)."),
     down: bool = typer.Option(False, "--down", help="Every version that derives from REF, in any dataset or model of the store."),
     both: bool = typer.Option(False, "--both", help="Up and down."),
-    depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Follow at most N edges from REF."),
+    depth: Optional[int] = typer.Option(None, "--depth", min=0, metavar="N", help="Follow at most N edges from REF."),
     format_: str = typer.Option("tree", "--format", help="tree, json, mermaid or dot."),
+    json_: bool = typer.Option(False, "--json", help="Same as --format json."),
     remote: list[str] = typer.Option(
         [], "--remote", "-r",
         help="A store to search: remote name, URL or path (repeatable; indexes are merged). Outside a workspace, the store to read.",
@@ -32,6 +33,8 @@ def lineage_cmd(
     from datactl.api.lineage import lineage, open_sources
     from datactl.lineage.graph import BOTH, DOWN, FORMATS, UP
 
+    if json_:
+        format_ = "json"
     if format_ not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
     if sum((up, down, both)) > 1:
@@ -65,7 +68,7 @@ def merge_cmd(
     strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="ours or theirs: settle every conflict for that side."),
     continue_: bool = typer.Option(False, "--continue", help="Commit a merge whose conflicts you resolved (and added)."),
     abort: bool = typer.Option(False, "--abort", help="Give up a merge with conflicts; the workspace holds your version again."),
-    json_: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    json_: bool = JSON_OPT,
 ) -> None:
     """Join another line of this dataset's history: changes to different files merge, a file changed on both sides is a conflict."""
     from datactl.workspace import merge as m
@@ -87,7 +90,7 @@ def merge_cmd(
     else:
         _print_merge(result)
     if result.status == m.CONFLICTS:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILURE)
 
 def _paths(n: int) -> str:
     return f"{n} path" if n == 1 else f"{n} paths"
@@ -119,7 +122,7 @@ def models_cmd(
     remote: Optional[str] = typer.Argument(None, help="Remote name, URL or path (default: this workspace's own store)."),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (or GCS emulator) when REMOTE is a URL."),
     region: Optional[str] = typer.Option(None, "--region", help="S3 region when REMOTE is a URL."),
-    json_: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    json_: bool = JSON_OPT,
 ) -> None:
     """List the models in a store, with their latest versions and tags."""
     from datactl.remote.locate import choose_store

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from datactl.cli.options import JSON_OPT, store_options
+from datactl.cli.options import ENDPOINT_OPT, JSON_OPT, REGION_OPT, STORE_HELP, store_options
 from datactl.cli.output import RichProgress, emit_json, err, out
 from datactl.core.units import human_bytes
 
@@ -147,14 +147,16 @@ def clone(
 
 
 def datasets(
-    remote: Optional[str] = typer.Argument(None, help="Remote name, URL or path (default: this workspace's own store)."),
+    remote: Optional[str] = typer.Argument(None, help=STORE_HELP),
     json_: bool = JSON_OPT,
+    endpoint_url: Optional[str] = ENDPOINT_OPT,
+    region: Optional[str] = REGION_OPT,
 ) -> None:
     """List the datasets and models in a store, with their heads and tags."""
     from datactl.remote.locate import choose_store
     from datactl.remote.remotestore import list_datasets
 
-    infos = list_datasets(choose_store(remote).spec)
+    infos = list_datasets(choose_store(remote, options=store_options(endpoint_url, region)).spec)
     if json_:
         emit_json([i.__dict__ for i in infos])
         return

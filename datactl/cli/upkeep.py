@@ -12,7 +12,7 @@ import typer
 
 from datactl.cli.options import ENDPOINT_OPT, JSON_OPT, REGION_OPT, STORE_HELP, store_options
 from datactl.cli.output import emit_json, err, out
-from datactl.core.errors import UsageError
+from datactl.core.errors import EXIT_FAILURE, UsageError
 from datactl.core.units import human_bytes
 
 
@@ -25,12 +25,12 @@ def _pct(part: int, whole: int) -> str:
 
 def gc_cmd(
     remote: Optional[str] = typer.Argument(None, help=STORE_HELP),
-    keep_last: Optional[int] = typer.Option(None, "--keep-last", help="Keep the files of only the last N versions of each dataset's history (older versions keep history and trees, not files)."),
+    keep_last: Optional[int] = typer.Option(None, "--keep-last", metavar="N", help="Keep the files of only the last N versions of each dataset's history (older versions keep history and trees, not files)."),
     keep_tags: bool = typer.Option(False, "--keep-tags", help="With a retention option: also keep the files of every tagged version."),
-    older_than: Optional[str] = typer.Option(None, "--older-than", help="Prune files only of versions older than this (30d, 12h, ...); younger ones are kept."),
+    older_than: Optional[str] = typer.Option(None, "--older-than", metavar="AGE", help="Prune files only of versions older than this (30d, 12h, ...); younger ones are kept."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Report what would be condemned and deleted; change nothing."),
-    grace: Optional[str] = typer.Option(None, "--grace", help="Never delete a pack younger than this, or condemned less than this ago (default 24h; [gc] grace in datactl.toml). 0 is safe only with no concurrent writer."),
-    repack_threshold: Optional[float] = typer.Option(None, "--repack-threshold", help="Repack a pack once this fraction of it is garbage (default 0.5; 0: any garbage)."),
+    grace: Optional[str] = typer.Option(None, "--grace", metavar="AGE", help="Never delete a pack younger than this, or condemned less than this ago (default 24h; [gc] grace in datactl.toml). 0 is safe only with no concurrent writer."),
+    repack_threshold: Optional[float] = typer.Option(None, "--repack-threshold", metavar="FRACTION", help="Repack a pack once this fraction of it is garbage (default 0.5; 0: any garbage)."),
     json_: bool = JSON_OPT,
     endpoint_url: Optional[str] = ENDPOINT_OPT,
     region: Optional[str] = REGION_OPT,
@@ -137,7 +137,7 @@ def fsck_cmd(
             f"{report.index_files} index file(s), {report.objects_indexed} object(s) indexed{read} ({report.seconds:.2f}s)"
         )
     if not report.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILURE)
 
 
 # -- squash ----------------------------------------------------------------------------------------

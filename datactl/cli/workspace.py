@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Optional
 
 import typer
@@ -10,7 +11,7 @@ from rich.text import Text
 
 from datactl.cli.options import JSON_OPT
 from datactl.cli.output import RichProgress, emit_json, err, out
-from datactl.core.errors import DatactlError, UsageError
+from datactl.core.errors import EXIT_FAILURE, PathNotFound, UnknownRef, UsageError
 from datactl.core.units import human_bytes
 
 if TYPE_CHECKING:
@@ -77,8 +78,8 @@ def _parse_meta(items: list[str]) -> dict[str, object]:
 def commit(
     message: str = typer.Option(..., "--message", "-m", help="What changed and why."),
     tag: list[str] = typer.Option([], "--tag", "-t", help="Tag the new version (repeatable)."),
-    meta: list[str] = typer.Option([], "--meta", help="KEY=VALUE metadata; VALUE is parsed as JSON when it can be (repeatable)."),
-    input_: list[str] = typer.Option([], "--input", help="REF of a dataset or model this version derives from (repeatable; NAME@VERSION for another one)."),
+    meta: list[str] = typer.Option([], "--meta", metavar="KEY=VALUE", help="KEY=VALUE metadata; VALUE is parsed as JSON when it can be (repeatable)."),
+    input_: list[str] = typer.Option([], "--input", metavar="REF", help="REF of a dataset or model this version derives from (repeatable; NAME@VERSION for another one)."),
     allow_empty: bool = typer.Option(False, "--allow-empty", help="Commit even if nothing changed."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the [validate] rules that on_commit = true runs first."),
     from_old: bool = typer.Option(False, "--from-old", help="With an older version checked out: make it, plus the staged changes, the latest version (undoing what later versions changed)."),
@@ -124,13 +125,35 @@ def print_status(st: Status) -> None:
         err.print(f"warning: {problem.path}: {problem.reason}")
 
 
-def status(json_: bool = JSON_OPT) -> None:
+STATUS_CODES = {"added": "A", "modified": "M", "deleted": "D"}
+
+
+def print_short_status(st: Status) -> None:
+    """git's short format: a column for the stage, one for the files, then the path; ``??`` untracked."""
+    rows: dict[str, list[str]] = {}
+    for column, changes in enumerate((st.staged, st.unstaged)):
+        for c in changes:
+            rows.setdefault(c.path, [" ", " "])[column] = STATUS_CODES[c.change]
+    for path in sorted(rows):
+        out.print(f"{''.join(rows[path])} {path}")
+    for path in st.untracked:
+        out.print(f"?? {path}")
+    for problem in st.problems:
+        err.print(f"warning: {problem.path}: {problem.reason}")
+
+
+def status(
+    short: bool = typer.Option(False, "--short", "-s", help="One line per path: stage and workspace columns (A, M, D), ?? for untracked."),
+    json_: bool = JSON_OPT,
+) -> None:
     """Show staged changes, unstaged changes and untracked files."""
     from datactl.workspace.workspace import Workspace
 
     with Workspace.open() as ws:
         st = ws.status()
-    if json_:
+    if short and not json_:
+        print_short_status(st)
+    elif json_:
         emit_json(
             {
                 "head": st.head,
@@ -179,7 +202,7 @@ def print_log(ws: Workspace, start: str, limit: Optional[int], oneline: bool) ->
 
 def log(
     ref: str = typer.Argument("HEAD", help="Where to start."),
-    n: Optional[int] = typer.Option(None, "-n", "--max-count", help="Show at most N versions."),
+    n: Optional[int] = typer.Option(None, "-n", "--max-count", metavar="N", help="Show at most N versions."),
     oneline: bool = typer.Option(False, "--oneline", help="One line per version."),
     json_: bool = JSON_OPT,
 ) -> None:
@@ -193,6 +216,18 @@ def log(
             emit_json([c.to_dict(cid) for cid, c in iter_history(ws.repo, start, n)])
         else:
             print_log(ws, start, n, oneline)
+
+
+def print_names(result: DiffResult, with_status: bool) -> None:
+    """``--name-only``: one changed path a line; ``--name-status``: its letter (A, D, M, R), a tab, the path(s)."""
+    letters = {"added": "A", "removed": "D", "modified": "M", "renamed": "R"}
+    for c in result.changes:  # plain writes: tabs must stay tabs for scripts
+        if not with_status:
+            sys.stdout.write(f"{c.path}\n")
+        elif c.status == "renamed":
+            sys.stdout.write(f"R\t{c.old_path}\t{c.path}\n")
+        else:
+            sys.stdout.write(f"{letters[c.status]}\t{c.path}\n")
 
 
 def print_diff(result: DiffResult, stat: bool) -> None:
@@ -250,18 +285,21 @@ def ls_(
     from datactl.workspace.workspace import Workspace
 
     with Workspace.open() as ws:
-        if ref is not None and not path:
+        alone = ref is not None and not path  # REF, or a PATH in HEAD
+        if alone:
             try:
-                cid = ws.resolve(ref)
-            except DatactlError:
-                cid, path = ws.resolve("HEAD"), ref
+                cid = ws.resolve(ref)  # type: ignore[arg-type]
+            except UnknownRef:
+                cid, path = ws.resolve("HEAD"), ref  # type: ignore[assignment]
         else:
             cid = ws.resolve(ref or "HEAD")
         tree = ws.repo.read_commit(cid).tree
         path = path.strip("/")
         entry = lookup_path(ws.repo, tree, path)
+        if entry is None and alone:
+            raise UnknownRef(f"{path!r} is neither a version nor a path in HEAD ({cid[:12]})", "`datactl log` lists the versions, `datactl ls` the files")
         if entry is None:
-            raise UsageError(f"{path} is not in version {cid[:12]}")
+            raise PathNotFound(f"{path} is not in version {cid[:12]}", f"`datactl ls {ref or 'HEAD'}` lists what it holds")
         if entry.kind != DIR:
             rows = [(path, entry)]
         elif recursive:
@@ -289,6 +327,8 @@ def diff(
     ref_a: Optional[str] = typer.Argument(None, help="Old version (default HEAD)."),
     ref_b: Optional[str] = typer.Argument(None, help="New version (default: the files in the workspace)."),
     stat: bool = typer.Option(False, "--stat", help="Only the summary."),
+    name_only: bool = typer.Option(False, "--name-only", help="Only the paths that changed, one a line."),
+    name_status: bool = typer.Option(False, "--name-status", help="The paths that changed with A, D, M or R (renamed: old and new path), tab-separated."),
     exit_code: bool = typer.Option(False, "--exit-code", help="Exit with 1 when there are differences (with --max-* limits: only when a limit is exceeded)."),
     json_: bool = JSON_OPT,
     max_changed_files: Optional[str] = typer.Option(None, "--max-changed-files", help="Fail (exit 1) if more files changed than N or P% of the old version's files."),
@@ -312,17 +352,26 @@ def diff(
     if fmt not in (None, "table", "json", "junit", "github"):
         raise UsageError(f"--format must be table, json, junit or github, not {fmt!r}")
     json_ = json_ or fmt == "json"
+    if sum((stat, name_only, name_status, json_)) > 1:
+        raise UsageError("give only one of --stat, --name-only, --name-status and --json")
+
+    def show(result: DiffResult) -> None:
+        if name_only or name_status:
+            print_names(result, with_status=name_status)
+        else:
+            print_diff(result, stat)
+
     d = diff_versions(ref_a, ref_b, remote=remote, measure_base=bool(limits))
     if limits:
         label = f"{ref_a or 'HEAD'}..{ref_b or '(workspace)'}"
-        ok = gate_drift(d.result, limits, (d.base_files, d.base_bytes), "json" if json_ else fmt or "table", output, label, lambda: print_diff(d.result, stat))
-        raise typer.Exit(0 if ok else 1)
+        ok = gate_drift(d.result, limits, (d.base_files, d.base_bytes), "json" if json_ else fmt or "table", output, label, lambda: show(d.result))
+        raise typer.Exit(0 if ok else EXIT_FAILURE)
     if json_:
         emit_json(d.result.to_dict())
     else:
-        print_diff(d.result, stat)
+        show(d.result)
     if exit_code and d.result.changes:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILURE)
 
 
 # -- checkout / tag -------------------------------------------------------------------

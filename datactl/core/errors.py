@@ -44,6 +44,10 @@ class UnknownRef(DatactlError):
     """A ref names nothing in the store."""
 
 
+class PathNotFound(DatactlError):
+    """A path names nothing in a version."""
+
+
 class AmbiguousRef(DatactlError):
     """An id prefix matches several commits."""
 

@@ -18,8 +18,15 @@ class ProgressReporter(Protocol):
     def stop(self) -> None: ...
 
 
+def draws(progress: ProgressReporter) -> bool:
+    """Whether ``progress`` shows anything (``enabled``; a reporter without it does): work done only for a total is skipped when not."""
+    return bool(getattr(progress, "enabled", True))
+
+
 class NullProgress:
     """Reports nothing."""
+
+    enabled = False
 
     def start(self, description: str, total: int | None) -> None:
         pass
@@ -33,6 +40,8 @@ class NullProgress:
 
 class TqdmProgress:
     """A tqdm bar on stderr, for library use outside the CLI."""
+
+    enabled = True
 
     def __init__(self) -> None:
         self._bar = None

@@ -46,6 +46,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from datactl.core.crashpoints import crash_point
 from datactl.core.errors import CorruptObject, DatactlError, RefConflict, StoreFormatError
 from datactl.core.ids import object_id
 from datactl.core.parallel import parallel_map
@@ -341,6 +342,7 @@ class LineageIndex:
             if len(new_segs) > MAX_SEGMENTS:
                 new_segs = [self._compact(new_segs)]
                 compacted = True
+            crash_point("before-lineage-swap")
             if self.backend.compare_and_swap(LINEAGE_HEAD_KEY, encode_head(new_segs), current):
                 result.compacted = compacted
                 break

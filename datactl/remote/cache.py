@@ -200,7 +200,8 @@ class Cache:
         for (commit_id,) in rows:
             if self.info().total_bytes <= limit:
                 break
-            self._evict_copy(commit_id)
+            if self._evict_copy(commit_id):
+                self._drop_unlinked_files()  # a copy is hard links: its bytes are freed only with its contents
         self._drop_unlinked_files()
         if self.info().total_bytes > limit:
             self._evict_object_packs(limit)

@@ -30,6 +30,7 @@ import tomlkit
 from datactl.core.errors import NotAWorkspace, UsageError
 from datactl.core.settings import CONFIG_FILE, edit_settings, read_settings
 from datactl.format.layout import WorkspaceLayout, check_name
+from datactl.store.backend import check_store_url
 
 REMOTE_ENV = "DATACTL_REMOTE"
 CACHE_ENV = "DATACTL_CACHE_DIR"
@@ -115,7 +116,7 @@ def add_remote(root: str, name: str, url: str, options: dict[str, Any] | None = 
     check_name(name, "remote name")
     if name in list_remotes(root):
         raise UsageError(f"remote {name} already exists", "remove it first with `datactl remote remove`")
-    spec = RemoteSpec(name, normalize_url(url)).with_options(options)
+    spec = RemoteSpec(name, check_store_url(normalize_url(url))).with_options(options)
 
     def change(doc: tomlkit.TOMLDocument) -> None:
         if "remotes" not in doc:

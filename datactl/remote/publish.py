@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from datactl.core.crashpoints import crash_point
 from datactl.core.errors import RefConflict
-from datactl.core.progress import NullProgress, ProgressReporter
+from datactl.core.progress import NullProgress, ProgressReporter, draws
 from datactl.lineage.commits import StoreCommits
 from datactl.lineage.index import record_commits
 from datactl.remote.remotestore import RemoteStore
@@ -68,11 +69,14 @@ def publish(
         )
     result = PushResult(rs.spec.label, ref, remote_head, head)
     complete = commit_closure(repo, [remote_head]) if remote_head else set()
-    progress.start(f"push to {rs.spec.label}", None)
+    roots = [head, *tags.values()]
+    # A first walk for the total (the index has every object's stored size), only when a bar shows it.
+    total = sum(repo.locate(oid).entry.stored_len for oid in local_objects_to_push(repo, roots, complete, rs.has)) if draws(progress) else None
+    progress.start(f"push to {rs.spec.label}", total)
     try:
         uploader = Uploader(rs, repo, tmp_dir, jobs, progress)
         try:
-            for oid in local_objects_to_push(repo, [head, *tags.values()], complete, rs.has):
+            for oid in local_objects_to_push(repo, roots, complete, rs.has):
                 uploader.add(oid)
         except BaseException:
             uploader.close()
@@ -82,6 +86,7 @@ def publish(
         progress.stop()
     result.objects, result.packs, result.bytes_uploaded = uploader.objects, uploader.packs, uploader.bytes_uploaded
 
+    crash_point("before-ref-update")
     expected = remote_head
     while expected != head:
         try:
@@ -96,12 +101,14 @@ def publish(
                 f"{rs.spec.label} moved on while pushing: {ref} is now {now[:12] if now else 'deleted'}",
                 "run `datactl pull` to take in the other writer's version, then push again; nothing was overwritten",
             ) from None
+    crash_point("after-ref-moved")
     for tref, cid in sorted(tags.items()):
         tag = tref.rsplit("/", 1)[-1]
         current = rs.refs.get(tref)
         if current == cid:
             continue
         if current is None:
+            crash_point("before-tag-update")
             try:
                 rs.refs.update(tref, cid, expected=None)
                 result.tags_pushed.append(tag)

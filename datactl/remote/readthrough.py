@@ -4,14 +4,24 @@ Training code reads versions without a workspace: objects come from a remote
 store, are verified, kept in a local cache store, and read from there next
 time. With no remote (offline, or a workspace's own store), only what is
 already cached can be read.
+
+What was downloaded becomes durable in the cache without anyone calling
+``close``: the first download is flushed when the call that made it returns,
+later ones at most every ``FLUSH_INTERVAL`` seconds (a flush writes and fsyncs
+a pack and an index file: doing it per small read would cost more than the
+read), and the rest when the store is closed, garbage-collected, or the
+process exits, worker processes of ``multiprocessing`` included.
 """
 
 from __future__ import annotations
 
 import collections
+import multiprocessing.util
+import os
+import time
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from datactl.core.errors import ObjectMissing
+from datactl.core.errors import ObjectMissing, StorageError
 from datactl.format.objects import Commit, Tree, TreeEntry, decode_commit, decode_tree
 from datactl.remote.remotestore import RemoteStore
 from datactl.remote.transfer import DEFAULT_JOBS, Downloader
@@ -20,18 +30,45 @@ from datactl.store.repository import Repository
 from datactl.store.walk import walk_trees
 
 RECENT_BYTES = 64 * 1024 * 1024
+# Decoded tree entries kept for path lookups: reading file after file of a version looks up the same folders.
+TREE_CACHE_ENTRIES = 200_000
+# Seconds between flushes of what was downloaded (see the module doc; benchmarks/bench_api.py measures it).
+FLUSH_INTERVAL = 2.0
+# multiprocessing runs finalizers at exit in order of decreasing priority; any value will do, none depends on another.
+EXIT_PRIORITY = 10
+
+
+def _finish(cache: Repository, downloader: Downloader | None, remote: RemoteStore | None, pid: int) -> None:
+    """Make the cache durable and release everything (run once: by close, garbage collection, or at exit)."""
+    if os.getpid() != pid:
+        return  # a forked child inherited the open packs; only their owner may seal them
+    try:
+        cache.flush()
+    finally:
+        cache.close()
+        if downloader is not None:
+            downloader.close()
+        if remote is not None:
+            remote.close()
 
 
 class ReadThroughStore:
     """Objects from ``cache`` (a local Repository), downloading misses from ``remote``."""
 
-    def __init__(self, cache: Repository, remote: RemoteStore | None, jobs: int = DEFAULT_JOBS) -> None:
+    def __init__(self, cache: Repository, remote: RemoteStore | None, jobs: int = DEFAULT_JOBS, unavailable: StorageError | None = None) -> None:
+        """``unavailable``: why there is no remote to read from (unreachable, access refused, no store there), if that is the case."""
         self.cache = cache
         self.remote = remote
+        self.unavailable = unavailable
         self._downloader = Downloader(remote, cache, jobs) if remote is not None else None
         # Just-downloaded objects, so a read does not have to seal the cache's open pack to see them.
         self._recent: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self._recent_bytes = 0
+        self._last_flush = float("-inf")
+        self._trees: collections.OrderedDict[str, Tree] = collections.OrderedDict()
+        self._tree_entries = 0
+        # multiprocessing's Finalize, not weakref.finalize: it also runs when a worker process exits (atexit does not).
+        self._finish = multiprocessing.util.Finalize(self, _finish, (cache, self._downloader, remote, os.getpid()), exitpriority=EXIT_PRIORITY)
 
     @property
     def bytes_downloaded(self) -> int:
@@ -48,12 +85,20 @@ class ReadThroughStore:
         if not missing:
             return
         if self._downloader is None:
-            raise ObjectMissing(
-                f"object {missing[0]} is not cached and no remote is reachable",
-                "connect to the remote (or set DATACTL_REMOTE) and try again",
-            )
+            raise self._not_cached(missing[0])
         for oid, raw in self._downloader.download(missing, keep=lambda e: True, flush=False).items():
             self._remember(oid, raw)
+        if time.monotonic() - self._last_flush >= FLUSH_INTERVAL:
+            self.flush()
+
+    def _not_cached(self, oid: str) -> Exception:
+        """The error for an object the cache lacks when there is no remote to fetch it from: why there is none."""
+        why = self.unavailable
+        if why is not None:
+            error = type(why)(f"{why.message}; and object {oid} was never fetched on this machine", why.hint)
+            error.__cause__ = why
+            return error
+        return ObjectMissing(f"object {oid} is not cached and no remote is reachable", "connect to the remote (or set DATACTL_REMOTE) and try again")
 
     def _remember(self, oid: str, raw: bytes) -> None:
         self._recent[oid] = raw
@@ -88,7 +133,18 @@ class ReadThroughStore:
         return decode_commit(oid, self.read(oid))
 
     def read_tree(self, oid: str) -> Tree:
-        return decode_tree(oid, self.read(oid))
+        """A decoded tree; recently read ones are kept decoded (a folder of 2,000 files took 20 ms to decode per file read)."""
+        tree = self._trees.get(oid)
+        if tree is not None:
+            self._trees.move_to_end(oid)
+            return tree
+        tree = decode_tree(oid, self.read(oid))
+        self._trees[oid] = tree
+        self._tree_entries += len(tree.entries)
+        while self._tree_entries > TREE_CACHE_ENTRIES and len(self._trees) > 1:
+            _, old = self._trees.popitem(last=False)
+            self._tree_entries -= len(old.entries)
+        return tree
 
     # -- ChunkSource, for Dataset.open -----------------------------------------------
 
@@ -108,6 +164,8 @@ class ReadThroughStore:
         loc = self.cache.index.lookup(oid)
         if loc is None and self.remote is not None:
             loc = self.remote.index.lookup(oid)
+        if loc is None and self.remote is None:
+            raise self._not_cached(oid)
         if loc is None:
             raise ObjectMissing(f"object {oid} is neither cached nor on the remote")
         return loc.entry.raw_len
@@ -115,14 +173,10 @@ class ReadThroughStore:
     def flush(self) -> None:
         """Make everything downloaded so far durable in the cache."""
         self.cache.flush()
+        self._last_flush = time.monotonic()
 
     def close(self) -> None:
-        self.cache.flush()
-        self.cache.close()
-        if self._downloader is not None:
-            self._downloader.close()
-        if self.remote is not None:
-            self.remote.close()
+        self._finish()
 
 
 def prefetch_trees(store: ReadThroughStore, root_tree: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from datactl.core.closing import Closing
-from datactl.core.errors import CorruptObject, StoreFormatError
+from datactl.core.errors import CorruptObject, StoreFormatError, StoreNotFound
 from datactl.core.ids import object_id
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import PACKS_PREFIX, key_name
@@ -62,7 +62,7 @@ class RemoteStore(Closing):
         """Create the remote store on first use; refuse one that chunks differently."""
         try:
             remote = self.config()
-        except StoreFormatError:
+        except StoreNotFound:  # no store there yet (or no bucket: creating the config then says so)
             remote = write_store_config(self.backend, StoreConfig(chunker=local.chunker, pack_size=local.pack_size, compression_level=local.compression_level))
             self._config = remote
         if remote.chunker != local.chunker:
@@ -77,8 +77,10 @@ class RemoteStore(Closing):
 
         When an index file read before is gone (gc or fsck --repair rewrote the
         index), the cache starts over from the files listed now, so it never
-        keeps listing objects that were deleted.
+        keeps listing objects that were deleted. A location without a store
+        raises StoreNotFound here, rather than look like an empty store.
         """
+        self.config()
         known = self.index.known_index_files()
         listed = list_index_files(self.backend)
         if known - set(listed):
@@ -164,5 +166,11 @@ class RemoteStore(Closing):
 
 
 def list_datasets(spec: RemoteSpec) -> list[DatasetInfo]:
-    """The datasets and models in the store ``spec`` names, with heads and tags."""
-    return RefStore(open_store_backend(spec.url, spec.options)).datasets()
+    """The datasets and models in the store ``spec`` names, with heads and tags.
+
+    A location without a store (a mistyped path or prefix) is an error
+    (StoreNotFound), not an empty list.
+    """
+    backend = open_store_backend(spec.url, spec.options)
+    read_store_config(backend)
+    return RefStore(backend).datasets()

@@ -14,6 +14,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, Sequence
 
+from datactl.core.crashpoints import crash_point
 from datactl.core.errors import ObjectMissing
 from datactl.core.progress import NullProgress, ProgressReporter
 from datactl.format.layout import pack_key
@@ -117,13 +118,14 @@ class Uploader:
         if writer.size >= self.pack_size:
             self._seal(is_data)
 
-    def _upload(self, pack_id: str, path: str, size: int, entries: list[PackEntry]) -> tuple[str, int, list[PackEntry]]:
+    def _upload(self, pack_id: str, path: str, size: int, entries: list[PackEntry]) -> tuple[str, int, list[PackEntry], str]:
         try:
             self.remote.backend.put_file(pack_key(pack_id), path)
-            write_index_file(self.remote.backend, {pack_id: (size, entries)})
+            crash_point("after-pack-upload")
+            index_id = write_index_file(self.remote.backend, {pack_id: (size, entries)})
         finally:
             os.unlink(path)
-        return pack_id, size, entries
+        return pack_id, size, entries, index_id
 
     def _seal(self, is_data: bool) -> None:
         pack_id, path, entries = self._writers.pop(is_data).finish()
@@ -133,11 +135,13 @@ class Uploader:
             self._record(self._inflight.popleft())
 
     def _record(self, fut: Future) -> None:
-        pack_id, size, entries = fut.result()
+        pack_id, size, entries, index_id = fut.result()
         self.remote.index.add_pack(pack_id, size, entries)
+        # Known by name, so a later sync notices when the store lost it (and stops trusting its objects).
+        self.remote.index.mark_index_file(index_id)
         self.bytes_uploaded += size
         self.packs += 1
-        self.progress.advance(size)
+        self.progress.advance(sum(e.stored_len for e in entries))  # the objects' bytes, as a push's total counts them
 
     def finish(self) -> None:
         """Seal and upload what is left; return once every pack and index file is stored."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 from typing import Any, BinaryIO, Callable, Iterator, TypeVar
 
-from datactl.core.errors import DiskFull, StorageError, StoreAccessDenied, StoreNotFound, StoreUnreachable
+from datactl.core.errors import DiskFull, StorageError, StoreAccessDenied, StoreNotFound, StoreUnreachable, UsageError
 from storage_backends import (
     AccessDenied,
     Backend,
@@ -28,6 +28,8 @@ from storage_backends import (
     ShortRead,
     Versioned,
     open_backend,
+    supported_schemes,
+    url_scheme,
 )
 
 T = TypeVar("T")
@@ -140,8 +142,19 @@ def guarded(backend: Backend) -> Backend:
     return backend if isinstance(backend, GuardedBackend) else GuardedBackend(backend)
 
 
+def check_store_url(url: str) -> str:
+    """``url`` if a backend can open it; otherwise a UsageError naming the schemes that work."""
+    scheme = url_scheme(url)
+    schemes = supported_schemes()
+    if scheme not in schemes:
+        others = ", ".join(f"{s}://" for s in schemes if s != "file")
+        raise UsageError(f"datactl cannot store data at {scheme}:// URLs ({url})", f"a store is a folder (a path or file://) or a {others} URL")
+    return url
+
+
 def open_store_backend(url: str, options: dict[str, Any] | None = None) -> Backend:
     """The backend of the store at ``url`` (a path, ``file://``, ``s3://``, ``gs://``), its failures made datactl errors."""
+    check_store_url(url)
     try:
         backend = open_backend(url, options)
     except BackendError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from datactl.core.errors import CorruptObject
 from datactl.core.ids import object_id
 from datactl.format.indexfile import PackListing, decode_index_file, encode_index_file
 from datactl.format.layout import INDEX_PREFIX, index_file_key, key_name
@@ -16,8 +17,11 @@ def list_index_files(backend: Backend) -> dict[str, ObjectInfo]:
 
 
 def read_index_file(backend: Backend, index_id: str) -> PackListing:
-    """One index file, decoded and checked (KeyNotFound if it is gone)."""
-    return decode_index_file(index_id, backend.get(index_file_key(index_id)))
+    """One index file, checked against its name (the hash of its bytes) and decoded (KeyNotFound if it is gone)."""
+    data = backend.get(index_file_key(index_id))
+    if object_id(data) != index_id:  # a flipped byte can still decompress to a well-formed, wrong listing
+        raise CorruptObject(f"index file {index_id} is unreadable: its bytes do not hash to its name", "run `datactl fsck --repair`")
+    return decode_index_file(index_id, data)
 
 
 def write_index_file(backend: Backend, packs: PackListing) -> str:

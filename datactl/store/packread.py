@@ -137,7 +137,18 @@ class PackReader(Closing):
         return f"pack {pack} on {self.label}"
 
     def read_range(self, rng: PackRange) -> list[ReadObject]:
-        """One ranged read; every object in it decoded and verified."""
+        """One ranged read; every object in it decoded and verified.
+
+        Bytes that fail their check are read once more before they count as
+        damage: a ranged read carries no checksum of the transport's (S3 checks
+        only whole objects), so a body damaged on the way is first seen here.
+        """
+        try:
+            return self._read_range(rng)
+        except CorruptObject:
+            return self._read_range(rng)
+
+    def _read_range(self, rng: PackRange) -> list[ReadObject]:
         where = self.where(rng.pack)
         try:
             blob = self.backend.get_range(pack_key(rng.pack), rng.start, rng.end - rng.start)
@@ -191,7 +202,16 @@ class PackReader(Closing):
             yield from objects
 
     def read_footer(self, pack_id: str, size: int) -> list[PackEntry]:
-        """A pack's object list, read from its footer with two ranged reads (KeyNotFound if the pack is gone)."""
+        """A pack's object list, read from its footer with two ranged reads (KeyNotFound if the pack is gone).
+
+        Like objects, a trailer or footer that fails its check is read once more before it counts as damage.
+        """
+        try:
+            return self._read_footer(pack_id, size)
+        except CorruptObject:
+            return self._read_footer(pack_id, size)
+
+    def _read_footer(self, pack_id: str, size: int) -> list[PackEntry]:
         key = pack_key(pack_id)
         if size < TRAILER_SIZE:
             raise CorruptObject(f"pack {pack_id} is truncated ({size} bytes)", "run `datactl fsck --repair`")

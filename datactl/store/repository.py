@@ -13,14 +13,14 @@ from __future__ import annotations
 import collections
 import errno
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator
 
 from datactl.core import compression
 from datactl.core.closing import Closing
-from datactl.core.errors import CorruptObject, DiskFull, StoreFormatError
+from datactl.core.errors import CorruptObject, DiskFull, StoreNotFound
 from datactl.core.ids import object_id
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import CONFIG_KEY, PACKS_PREFIX, key_name, pack_key
@@ -255,11 +255,18 @@ class Repository(Closing):
 
 
 def read_store_config(backend: Backend) -> StoreConfig:
-    """The config of the store at ``backend`` (StoreFormatError if there is none or it is unreadable)."""
+    """The config of the store at ``backend``: StoreNotFound if there is none, StoreFormatError if it is unreadable.
+
+    Every store has a config, so its absence means there is no store there
+    (a mistyped path or prefix): reading fails, a push creates the store.
+    """
     try:
         return StoreConfig.decode(backend.get(CONFIG_KEY), backend.url)
     except KeyNotFound:
-        raise StoreFormatError(f"{backend.url} is not a datactl store (no config)") from None
+        raise StoreNotFound(
+            f"there is no datactl store at {backend.url}",
+            "check the path or URL (bucket and prefix); `datactl push` to it creates a store",
+        ) from None
 
 
 def write_store_config(backend: Backend, config: StoreConfig) -> StoreConfig:

@@ -51,9 +51,14 @@ class AddBatch:
         self.deletes: list[str] = []
         self._bytes_since_flush = 0
 
+    @staticmethod
+    def _vouched(d: DiskEntry, row: StageRow | None) -> bool:
+        """Whether the stat cache proves ``d`` unchanged since it was staged (so it is not read)."""
+        return row is not None and row.entry is not None and row.entry.kind == d.kind and row.stat is not None and row.stat.matches(d.st)
+
     def consider(self, d: DiskEntry, row: StageRow | None) -> None:
         """Stage the file ``d`` unless the stat cache proves it unchanged."""
-        if row is not None and row.entry is not None and row.entry.kind == d.kind and row.stat is not None and row.stat.matches(d.st):
+        if self._vouched(d, row):
             self.result.unchanged += 1
             return
         abs_path = self.disk.abs_path(d.path)
@@ -96,6 +101,23 @@ class AddBatch:
         self.stage.write(self.rows, self.deletes)
         self.rows, self.deletes = [], []
         self._bytes_since_flush = 0
+
+    def bytes_to_read(self, rels: list[str], rules: IgnoreRules) -> int:
+        """The bytes ``add_path`` will read for ``rels`` (files the stat cache does not vouch for): a scan that reads no file."""
+        total = 0
+        for rel in rels:
+            try:
+                st = os.lstat(self.disk.abs_path(rel))
+            except FileNotFoundError:
+                st = None
+            if st is not None and not statmod.S_ISDIR(st.st_mode):
+                found = [(rel, DiskEntry(rel, FILE, st), self.stage.get(rel))] if statmod.S_ISREG(st.st_mode) else []
+            else:
+                found = self.disk.scan(rules, start=rel)  # type: ignore[assignment]
+            for _, d, row in found:
+                if d is not None and d.kind == FILE and not self._vouched(d, row):
+                    total += d.st.st_size
+        return total
 
     def add_path(self, rel: str, rules: IgnoreRules, in_scope: Callable[[str], bool]) -> None:
         """Stage ``rel``: a file or symlink, or every new, changed and deleted file under a folder."""

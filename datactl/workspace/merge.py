@@ -32,9 +32,9 @@ from typing import Any
 
 from datactl.core.errors import LocalChanges, ObjectMissing, UnknownRef, UsageError
 from datactl.core.ids import hash_file
+from datactl.core.progress import NullProgress, ProgressReporter
 from datactl.core.safepath import check_depth
 from datactl.core.settings import check_not_workspace_file
-from datactl.core.progress import NullProgress, ProgressReporter
 from datactl.format.objects import DIR, FILE, TreeEntry, decode_chunklist
 from datactl.format.pack import ObjectType
 from datactl.lineage.index import record_local_commit

@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 from datactl.core.dirs import remove_tree
 from datactl.core.errors import LocalChanges, RefConflict, UnknownRef, UsageError
-from datactl.core.progress import NullProgress, ProgressReporter
+from datactl.core.progress import NullProgress, ProgressReporter, draws
 from datactl.core.safepath import check_rel_path
 from datactl.core.settings import read_settings
 from datactl.format.layout import HEAD_PREFIX, check_name, head_ref
@@ -195,13 +195,32 @@ def restore(ws: Workspace, ref: str, paths: list[str] | tuple[str, ...], *, prog
     return ws.restore(commit_id, wanted, progress=progress)
 
 
+def _download_total(ws: Workspace, rs: RemoteStore, dl: Downloader, commit_id: str, in_scope: Callable[[str], bool]) -> int:
+    """The stored bytes a download of ``commit_id``'s missing file data fetches (its chunk lists are fetched first: they name the chunks)."""
+    lists = [oid for oid, is_list in _missing_file_data(ws, commit_id, in_scope) if is_list]
+    for i in range(0, len(lists), 1000):
+        dl.download(lists[i : i + 1000])
+    rs.sync_index()
+    total = 0
+    seen: set[str] = set()  # a chunk shared by files is fetched once; bounded, so a repeat far away may count twice
+    for oid, _ in _missing_file_data(ws, commit_id, in_scope):
+        if oid in seen:
+            continue
+        if len(seen) >= CHUNK_BATCH * 4:
+            seen.clear()
+        seen.add(oid)
+        loc = rs.index.lookup(oid)
+        total += loc.entry.stored_len if loc is not None else 0
+    return total
+
+
 def _download_version(
     ws: Workspace, rs: RemoteStore, commit_id: str, progress: ProgressReporter, title: str, in_scope: Callable[[str], bool]
 ) -> int:
     """Download the file data of ``commit_id`` the workspace needs and lacks; return the bytes downloaded."""
     dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
-    progress.start(title, None)
     try:
+        progress.start(title, _download_total(ws, rs, dl, commit_id, in_scope) if draws(progress) else None)
         download_files(ws, dl, commit_id, in_scope)
     finally:
         progress.stop()

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 from datactl.core.author import default_author
 from datactl.core.closing import Closing
 from datactl.core.errors import DatabaseDamaged, DatactlError, LocalChanges, NotAtLatest, NothingToCommit, UsageError
-from datactl.core.progress import NullProgress, ProgressReporter
+from datactl.core.progress import NullProgress, ProgressReporter, draws
 from datactl.core.settings import read_settings, settings_path
 from datactl.core.units import now_iso
 from datactl.format.layout import KINDS, WorkspaceLayout, check_name, head_ref, tag_ref, tags_prefix
@@ -309,10 +309,10 @@ class Workspace(Closing):
                 raise UsageError(f"{p} is ignored by .datactlignore", "use --force to add it anyway")
             targets.append(rel)
         with self.locked():
-            progress.start("adding", None)
+            batch = AddBatch(self.repo, self.stage, self.chunker, self.disk, result, progress)
+            progress.start("adding", batch.bytes_to_read(targets, rules) if draws(progress) else None)
             in_scope = scope_test(self.sparse)
             try:
-                batch = AddBatch(self.repo, self.stage, self.chunker, self.disk, result, progress)
                 for rel in targets:
                     batch.add_path(rel, rules, in_scope)
                 batch.flush()

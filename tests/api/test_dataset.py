@@ -194,22 +194,28 @@ def test_offline_use_of_a_cached_version(cache_dir: str, tmp_path: Path) -> None
         Dataset.get("ds", "v2", remote=str(remote_dir))
 
 
-def _read_all(reader: FileReader) -> list[bytes]:
-    with multiprocessing.get_context("spawn").Pool(3) as pool:
-        return pool.map(reader.__getitem__, range(len(reader)))
-
-
 def test_reader_works_from_several_worker_processes(cache_dir: str, published) -> None:
     src, remote, _ = published
     reader = FileReader("ds", "v1", remote=remote, pattern="train/*")
-    try:
-        import torch.utils.data as tud  # noqa: F401
+    assert reader[1] == (src / reader.paths[1]).read_bytes()
+    # spawn: each worker gets the reader pickled (its address, with the store's options) and opens the version itself.
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        got = pool.map(reader.__getitem__, range(len(reader)))
+    assert len(got) == 20 and got == [(src / p).read_bytes() for p in reader.paths]
 
-        loader = tud.DataLoader(reader, num_workers=2, batch_size=None)
-        got = list(loader)
-    except ImportError:
-        got = _read_all(reader)
-    assert got == [(src / p).read_bytes() for p in reader.paths]
+
+def test_reader_works_in_a_torch_dataloader(cache_dir: str, tmp_path: Path) -> None:
+    import torch.utils.data as tud  # a test dependency (pyproject.toml), not one of datactl's
+
+    src = tmp_path / "src"
+    rng = random.Random(6)
+    for i in range(12):
+        write(src / f"{i:02d}.bin", rng.randbytes(rng.randint(100, 30_000)))
+    publish_dataset(src, str(tmp_path / "remote"), {})
+    reader = FileReader("ds", "v1", remote=str(tmp_path / "remote"))
+    assert reader[0] == (src / reader.paths[0]).read_bytes()  # opened here: the workers must still open their own
+    loader = tud.DataLoader(reader, num_workers=2, batch_size=None, multiprocessing_context="spawn")
+    assert list(loader) == [(src / p).read_bytes() for p in reader.paths] and len(reader) == 12
 
 
 def test_draft_from_a_parent_and_log_model(cache_dir: str, published, tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -21,8 +23,8 @@ from hypothesis import strategies as st
 
 from conftest import Cli, write
 from datactl.api.lineage import lineage, remote_lineage_store
+from datactl.core.crashpoints import CRASH_ENV
 from datactl.core.errors import CorruptObject
-from datactl.format.layout import LINEAGE_HEAD_KEY
 from datactl.format.objects import Commit, Tree
 from datactl.format.pack import ObjectType
 from datactl.format.storeconfig import StoreConfig
@@ -30,13 +32,14 @@ from datactl.lineage import index as li
 from datactl.lineage.commits import StoreCommits
 from datactl.lineage.query import query
 from datactl.lineage.stores import LineageStore
-from datactl.remote import publish as publish_module
 from datactl.remote.locate import RemoteSpec, add_remote
 from datactl.remote.remotestore import RemoteStore
 from datactl.store.index import ObjectIndex
+from datactl.store.refs import RefStore
 from datactl.store.repository import Repository, write_store_config
 from datactl.workspace import sync
 from datactl.workspace.workspace import Workspace
+from pausepoint import PausePoint
 from storage_backends import LocalBackend, open_backend
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -357,7 +360,7 @@ def test_across_remotes(tmp_path: Path, cli: Cli) -> None:
     clf.close()
 
 
-def test_concurrent_pushes_of_two_derived_versions_keep_both_edges(tmp_path: Path, store_url: tuple[str, dict], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concurrent_pushes_of_two_derived_versions_keep_both_edges(tmp_path: Path, store_url: tuple[str, dict]) -> None:
     url, options = store_url
     remotes = {"origin": (url, options)}
     raw = workspace(tmp_path, "raw", remotes=remotes)
@@ -368,21 +371,21 @@ def test_concurrent_pushes_of_two_derived_versions_keep_both_edges(tmp_path: Pat
     a1 = version(a, "a\n", "a", inputs=["raw@v1"])
     b1 = version(b, "b\n", "b", inputs=["raw@v1"])
 
-    # Deterministic interleaving: b's whole push lands between a's read of the index HEAD and a's swap.
-    backend_cls = type(open_backend(url, options))
-    real_cas = backend_cls.compare_and_swap
-    state = {"done": False}
-
-    def racing_cas(self, key, data, expected):
-        if key == LINEAGE_HEAD_KEY and not state["done"]:
-            state["done"] = True
-            sync.push(b)
-        return real_cas(self, key, data, expected)
-
-    monkeypatch.setattr(backend_cls, "compare_and_swap", racing_cas)
-    sync.push(a)
-    assert state["done"]
-    monkeypatch.setattr(backend_cls, "compare_and_swap", real_cas)
+    # Deterministic interleaving: b's whole push lands between a's read of the index HEAD and a's swap
+    # (a's push, in another process, held just before it swaps HEAD).
+    a.close()
+    pause = PausePoint(tmp_path, "before-lineage-swap")
+    proc = subprocess.Popen([sys.executable, "-m", "datactl", "push"], cwd=tmp_path / "cleaned", env={**os.environ, **pause.env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pause.wait(proc)
+    try:
+        sync.push(b)
+    finally:
+        pause.release()
+    assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    a = Workspace.open(str(tmp_path / "cleaned"))
+    view = li.LineageIndex(open_backend(url, options)).load(check_refs=False)  # the index alone, no catching up
+    assert {c for c, kind in view.children()[raw1] if kind == "input"} == {a1, b1}, "a's swap kept b's segment"
 
     # And for real: two more derived versions pushed at the same moment from two threads.
     a2 = version(a, "a2\n", "a2", inputs=["raw@v1"])
@@ -410,7 +413,7 @@ def test_concurrent_pushes_of_two_derived_versions_keep_both_edges(tmp_path: Pat
         w.close()
 
 
-def test_a_push_that_died_before_the_index_is_caught_up(tmp_path: Path, store_url: tuple[str, dict], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_push_that_died_before_the_index_is_caught_up(tmp_path: Path, store_url: tuple[str, dict]) -> None:
     url, options = store_url
     remotes = {"origin": (url, options)}
     raw = workspace(tmp_path, "raw", remotes=remotes)
@@ -418,10 +421,12 @@ def test_a_push_that_died_before_the_index_is_caught_up(tmp_path: Path, store_ur
     sync.push(raw, tags=True)
     a = workspace(tmp_path, "cleaned", remotes=remotes)
     a1 = version(a, "a\n", "a", inputs=["raw@v1"])
-    monkeypatch.setattr(publish_module, "record_commits", lambda *args, **kw: None)  # the push dies right after its ref moved
-    sync.push(a)
-    monkeypatch.undo()
+    a.close()
+    killed = subprocess.run([sys.executable, "-m", "datactl", "push"], cwd=tmp_path / "cleaned", capture_output=True, text=True,
+                            env={**os.environ, CRASH_ENV: "after-ref-moved"})  # the push dies right after its ref moved
+    assert killed.returncode == 137, killed.stderr
     backend = open_backend(url, options)
+    assert RefStore(backend).get("datasets/cleaned") == a1, "the version was published"
     assert a1 not in li.LineageIndex(backend).load(check_refs=False)
 
     # A query sees it anyway: the ref moved after the index did, so it is read and walked.
@@ -446,7 +451,7 @@ def test_a_push_that_died_before_the_index_is_caught_up(tmp_path: Path, store_ur
     assert result.nodes == 3
     view = li.LineageIndex(backend).load(check_refs=False)
     assert set(query(view, raw1, "down").ids("down")) == {a1}
-    for w in (raw, a, b):
+    for w in (raw, b):
         w.close()
 
 

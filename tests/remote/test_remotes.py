@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
+import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import Cli, snapshot, write
+from datactl.core.crashpoints import CRASH_ENV
 from datactl.core.errors import LocalChanges, RefConflict
 from datactl.format.storeconfig import StoreConfig
 from datactl.remote.locate import RemoteSpec
@@ -246,16 +246,10 @@ def test_killed_push_resumes_sending_only_what_is_missing(tmp_path: Path, store_
     ws.close()
     env = {**os.environ, "DATACTL_AUTHOR": "t"}
     backend = open_backend(url, options)
-    proc = subprocess.Popen([sys.executable, "-c", PUSH_SCRIPT, str(src)], env=env, stdout=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if len(list(backend.list("packs/"))) >= 3:  # killed once a few packs are up
-            break
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    if backend.exists("refs/datasets/ds"):
-        pytest.skip("push finished before it could be killed")
+    # Killed right after its third pack is up (a named crash point, not a race against the clock).
+    killed = subprocess.run([sys.executable, "-c", PUSH_SCRIPT, str(src)], env={**env, CRASH_ENV: "after-pack-upload#3"}, capture_output=True, text=True)
+    assert killed.returncode == 137, killed.stderr
+    assert not backend.exists("refs/datasets/ds"), "the killed push published nothing"
     uploaded_by_killed = sum(i.size for i in backend.list("packs/"))
     assert uploaded_by_killed > 0
     done = subprocess.run([sys.executable, "-c", PUSH_SCRIPT, str(src)], env=env, capture_output=True, text=True)
@@ -300,3 +294,21 @@ def test_concurrent_pushes_each_land_or_are_told(tmp_path: Path, store_url: tupl
     ws = Workspace.open(str(tmp_path / f"w{winners[0]}"))
     assert ws.head == head
     ws.close()
+
+
+def test_a_store_emptied_and_recreated_gets_every_object_on_the_next_push(tmp_path: Path, cli: Cli) -> None:
+    """The local cache of a remote's index must not vouch for objects whose index files the store lost."""
+    ws = tmp_path / "w"
+    remote = tmp_path / "remote"
+    ws.mkdir()
+    cli("init", "--name", "d", cwd=ws)
+    (ws / "a.txt").write_text("hello\n")
+    cli("add", ".", cwd=ws)
+    cli("commit", "-m", "v1", cwd=ws)
+    cli("remote", "add", "origin", str(remote), cwd=ws)
+    cli("push", cwd=ws)
+    shutil.rmtree(remote)  # the store is gone: a new, empty one is made at the same place
+    out = cli("push", cwd=ws).out
+    assert "0 objects" not in out
+    cli("clone", str(remote), "d", str(tmp_path / "copy"), cwd=tmp_path)
+    assert (tmp_path / "copy" / "a.txt").read_text() == "hello\n"

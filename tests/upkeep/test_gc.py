@@ -323,32 +323,42 @@ def _answer(p: subprocess.Popen) -> dict:
 
 def test_gc_running_alongside_pushes_from_other_processes_never_loses_a_pushed_version(tmp_path: Path, store_url: tuple[str, dict]) -> None:
     url, options = store_url
-    # The grace period must exceed a push's duration (the documented assumption); pushes to the
-    # test servers take up to a second under load.
-    writers, grace = 2, {"local": 1.0, "gs": 1.5}.get(kind_of(url), 3.0)
-    min_rounds, deadline = 5, time.monotonic() + 45
+    writers, min_rounds = 2, 4
     procs = [_spawn(["writer", url, json.dumps(options), str(tmp_path / f"w{k}"), f"w{k}", str(k)]) for k in range(writers)]
-    collector = _spawn(["collector", url, json.dumps(options), str(tmp_path / "gc-tmp"), str(grace), "0.3"])
+    collector = None
+    backend = backend_of(url, options)
     heads: dict[str, str | None] = {}
     longest = 0.0
-    totals: dict = {"totals": {"packs_deleted": 0}}
-    backend = backend_of(url, options)
-    r = 0
+
+    def step(r: int) -> None:
+        nonlocal longest
+        for p in procs:
+            _ask(p, f"step {r}")
+        for p in procs:
+            ans = _answer(p)
+            assert "error" not in ans, ans.get("trace")
+            heads.update(ans["heads"])
+            longest = max(longest, ans["longest_push"])
+
     try:
-        # Rounds go on until gc has deleted packs condemned in earlier rounds (at least min_rounds).
-        while r < min_rounds or (totals["totals"]["packs_deleted"] == 0 and time.monotonic() < deadline):
+        # docs/gc.md: gc is safe as long as the grace period exceeds the longest push. The grace period
+        # is set far above the pushes this machine makes (ten times a first round's longest), and every
+        # round checks that premise before it checks that nothing was lost.
+        step(0)
+        grace = max(2.0, 10 * longest)
+        collector = _spawn(["collector", url, json.dumps(options), str(tmp_path / "gc-tmp"), str(grace), "0.3"])
+        totals: dict = {"totals": {"packs_deleted": 0}}
+        hang_guard = time.monotonic() + 120 + 20 * grace  # only against a hang: deletion comes about 2 grace periods in
+        r = 1
+        while r < min_rounds or totals["totals"]["packs_deleted"] == 0:
+            assert time.monotonic() < hang_guard, f"gc deleted nothing in {r} rounds: {totals}"
             _ask(collector, "go")
-            for p in procs:
-                _ask(p, f"step {r}")
-            for p in procs:
-                ans = _answer(p)
-                assert "error" not in ans, ans.get("trace")
-                heads.update(ans["heads"])
-                longest = max(longest, ans["longest_push"])
-            time.sleep(0.3)
+            step(r)
+            time.sleep(0.3)  # gc passes keep running meanwhile (how long does not matter)
             _ask(collector, "stop")
             totals = _answer(collector)
             assert not totals["errors"], totals["errors"]
+            assert longest * 3 < grace, f"a push took {longest:.2f}s, too close to the {grace:.1f}s grace period for this test's premise"
             for name, head in heads.items():  # after every round: every pushed version is whole
                 assert gc.RefStore(backend).get(f"datasets/{name}") == head
             with ThreadPoolExecutor(4) as pool:
@@ -356,10 +366,10 @@ def test_gc_running_alongside_pushes_from_other_processes_never_loses_a_pushed_v
                 list(pool.map(lambda n: verify_deep(url, options, n, tmp_path / f"verify-{n}"), live))
             r += 1
         t = totals["totals"]
-        assert t["runs"] >= r and t["packs_condemned"] > 0 and t["packs_deleted"] > 0, t
-        print(f"{r} rounds, longest push {longest:.2f}s, gc: {t}")
+        assert t["runs"] >= r - 1 and t["packs_condemned"] > 0 and t["packs_deleted"] > 0, t
+        print(f"{r} rounds, longest push {longest:.2f}s, grace {grace:.1f}s, gc: {t}")
     finally:
-        for p in [*procs, collector]:
+        for p in [*procs, *([collector] if collector else [])]:
             try:
                 _ask(p, "quit")
             except (BrokenPipeError, OSError):
@@ -573,9 +583,12 @@ def test_squash_collapses_a_range_and_keeps_what_a_model_was_trained_on(tmp_path
     assert squashed["metadata"]["squashed"]["versions"] == heads[1:4]
     verify_deep(url, {}, "d", tmp_path / "cache")
     verify_deep(url, {}, "m", tmp_path / "cache")
-    up = cli("lineage", "m", "--up", "--json", ok=False, cwd=model_root)
-    if up.code == 0:
-        assert heads[2] in up.out
+    # The lineage edge to the squashed version v3 survives, even in an index rebuilt from the commits gc kept.
+    cli("lineage", "--rebuild-index", "--remote", url, cwd=tmp_path)
+    up = json.loads(cli("lineage", "m", "--up", "--format", "json", cwd=model_root).out)
+    assert {"from": heads[2], "to": model_commit, "type": "input"} in up["edges"]
+    v3 = next(n for n in up["nodes"] if n["id"] == heads[2])
+    assert (v3["name"], v3["message"]) == ("d", "v3"), "the index rebuilt from the store still reads v3"
     # A tag inside the range is refused unless asked.
     ws2, h2, _ = _versions(tmp_path / "second", str(tmp_path / "remote2"), 3, tag_first=True)
     r = cli("squash", "d", str(tmp_path / "remote2"), "--from", h2[0][:12], "--to", h2[1][:12], ok=False, cwd=tmp_path)

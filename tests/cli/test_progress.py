@@ -1,0 +1,135 @@
+"""Progress bars know their totals: add (bytes to read), push (bytes to send), pull, clone, checkout (bytes to fetch and write).
+
+The library is driven with a reporter that records what it is told (the
+ProgressReporter protocol training code implements too); the CLI is run on a
+pseudo-terminal, where its bar draws, and on a pipe, where it does not. A
+local store; about 5 s.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conftest import Cli, age_files, write
+from datactl.remote.locate import add_remote
+from datactl.workspace import sync
+from datactl.workspace.workspace import Workspace
+
+
+@dataclass
+class Bar:
+    description: str
+    total: int | None
+    done: int = 0
+
+
+@dataclass
+class Recorder:
+    """Records every bar started and what it was advanced by."""
+
+    enabled: bool = True
+    bars: list[Bar] = field(default_factory=list)
+
+    def start(self, description: str, total: int | None) -> None:
+        self.bars.append(Bar(description, total))
+
+    def advance(self, amount: int) -> None:
+        assert self.bars, "advanced before a bar was started"
+        self.bars[-1].done += amount
+
+    def stop(self) -> None:
+        pass
+
+    def only(self, prefix: str) -> Bar:
+        found = [b for b in self.bars if b.description.startswith(prefix)]
+        assert len(found) == 1, self.bars
+        return found[0]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DATACTL_AUTHOR", "Test <test@example.com>")
+    monkeypatch.setenv("DATACTL_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_add_push_pull_clone_and_checkout_bars_have_totals(env: Path) -> None:
+    src = env / "src"
+    sizes = {f"data/{i}.bin": 30_000 + 7_000 * i for i in range(8)}
+    for path, size in sizes.items():
+        write(src / path, os.urandom(size))
+    age_files(src)  # files written a while ago: the stat cache can vouch for them
+    ws = Workspace.init(str(src), name="ds")
+    add_remote(ws.root, "origin", str(env / "store"), {})
+
+    p = Recorder()
+    ws.add([str(src)], progress=p)
+    assert p.only("adding").total == sum(sizes.values()) == p.only("adding").done
+    ws.commit("v1", tags=["v1"])
+    write(src / "data" / "3.bin", os.urandom(50_000))
+    p = Recorder()
+    ws.add([str(src)], progress=p)
+    assert p.only("adding").total == 50_000 == p.only("adding").done  # only what the stat cache cannot vouch for
+    ws.commit("v2")
+
+    p = Recorder()
+    sync.push(ws, tags=True, progress=p)
+    push = p.only("push to")
+    assert push.total is not None and push.total > sum(sizes.values()) // 2 and push.done == push.total
+    ws.close()
+
+    p = Recorder()
+    clone = sync.clone(str(env / "store"), "ds", str(env / "clone"), progress=p)
+    download, write_out = p.only("pull from"), p.only("checkout")
+    assert download.total is not None and download.done == download.total > 0
+    assert write_out.total == sum(sizes.values()) - sizes["data/3.bin"] + 50_000 == write_out.done
+
+    p = Recorder()
+    sync.checkout(clone, "v1", progress=p)  # v1's 3.bin was never downloaded
+    assert p.only("download from").total == p.only("download from").done > 0
+    assert p.only("checkout").total == sizes["data/3.bin"] == p.only("checkout").done
+    clone.close()
+
+
+def _on_a_terminal(args: list[str], cwd: Path) -> str:
+    """datactl ARGS with stdout and stderr on a pseudo-terminal; what it wrote there."""
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, "-m", "datactl", *args], cwd=cwd, stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0, b"".join(chunks)
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+
+
+def test_the_cli_draws_totals_on_a_terminal_and_nothing_on_a_pipe(env: Path, cli: Cli, ws_dir: Path) -> None:
+    for i in range(4):
+        write(ws_dir / f"{i}.bin", os.urandom(512 * 1024))
+    cli("init", ".", "--name", "ds")
+    cli("remote", "add", "origin", str(env / "store"))
+    screen = _on_a_terminal(["add", "."], ws_dir)
+    assert re.search(r"adding .* 0\.0/2\.0 MiB", screen), screen  # the total, before the first byte is read
+    assert re.search(r"2\.0/2\.0 MiB .* \d+:\d\d:\d\d", screen), screen  # and the time left
+    cli("commit", "-m", "v1")
+    screen = _on_a_terminal(["push"], ws_dir)
+    assert re.search(r"push to origin .*/2\.0 MiB", screen), screen
+    write(ws_dir / "more.bin", os.urandom(1000))
+    r = cli("add", ".")  # not a terminal: no bar, only the summary
+    assert r.err == "" and r.out.startswith("staged 1 added")
