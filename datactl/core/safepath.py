@@ -19,9 +19,10 @@ TEMP_SUFFIX = ".datactl-tmp"  # our own temp files; a manifest naming one is hos
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # The longest file name, in bytes, that the file systems datactl writes to accept (ext4, XFS, btrfs, APFS).
 NAME_MAX = 255
-# How deep folders may nest in a version: a file sits at most this many folders down. Deeper data is refused
-# with a clear error rather than walked (docs/security.md).
-MAX_DEPTH = 1000
+# How deep folders may nest in a version: a file sits at most this many folders down. A 4,096-byte path (Linux's
+# PATH_MAX) holds at most 2,048 one-letter folders, so deeper data cannot be written anyway: it is refused with a
+# clear error rather than walked (docs/security.md).
+MAX_DEPTH = 2048
 _HOSTILE = "the version was written by a faulty or hostile tool; nothing was written"
 
 
