@@ -40,7 +40,9 @@ def database_error(exc: sqlite3.DatabaseError, path: str, hint: str) -> DatactlE
     if code in _DAMAGED or text.startswith(("no such table", "no such column")):
         return DatabaseDamaged(f"{path} is damaged ({text})", hint)
     if code == sqlite3.SQLITE_FULL:
-        return DiskFull(f"{path}: the disk is full", "free some space and run the command again; nothing half-written was kept")
+        return DiskFull(
+            f"{path}: the disk is full", "free some space and run the command again; nothing was lost: the database keeps its last complete change"
+        )
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return DatactlError(f"{path} is locked ({text})", "another datactl command is using it; wait for it to finish, then retry")
     return DatactlError(f"{path}: {text}", "check that the file and its folder are readable and writable")
