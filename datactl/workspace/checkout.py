@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from datactl.core.dirs import make_dirs, walk_folder
-from datactl.core.errors import LocalChanges, UnsafePath, UsageError
+from datactl.core.errors import LocalChanges, PathNotFound, UnsafePath
 from datactl.core.progress import ProgressReporter
 from datactl.core.safepath import check_rel_path, temp_name
 from datactl.core.settings import check_not_workspace_file
@@ -273,7 +273,7 @@ def plan_restore(repo: Repository, tree_id: str, paths: list[str], label: str) -
     for rel in paths:
         entry = lookup_path(repo, tree_id, rel)
         if entry is None:
-            raise UsageError(f"{rel or '.'} is not in {label}", "`datactl ls -r REF` lists its files")
+            raise PathNotFound(f"{rel or '.'} is not in {label}", "`datactl ls -r REF` lists its files")
         if entry.kind == DIR:
             found.update(walk_files(repo, entry.digest, rel + "/" if rel else ""))
         else:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from datactl.core.dirs import remove_tree
-from datactl.core.errors import LocalChanges, RefConflict, UnknownRef, UsageError
+from datactl.core.errors import LocalChanges, PathNotFound, RefConflict, UnknownRef, UsageError
 from datactl.core.progress import NullProgress, ProgressReporter, draws
 from datactl.core.safepath import check_rel_path
 from datactl.core.settings import read_settings
@@ -243,7 +243,7 @@ def _pull_scope(ws: Workspace, paths: list[str] | tuple[str, ...], commit_id: st
             return [], []
         check_rel_path(rel)
         if lookup_path(ws.repo, ws.repo.read_commit(commit_id).tree, rel) is None:
-            raise UsageError(f"{rel} is not in version {commit_id[:12]} of {ws.name}", "`datactl ls -r REF` lists its files")
+            raise PathNotFound(f"{rel} is not in version {commit_id[:12]} of {ws.name}", "`datactl ls -r REF` lists its files")
         wanted.append(rel)
     current = ws.sparse
     if ws.head is not None and not current:
