@@ -87,6 +87,9 @@ def verify(
             f"{verdict}: {report.commits} version(s), {report.trees} trees, {report.files} files, {report.chunks} chunks "
             f"in {report.packs} pack(s) checked{read}"
         )
+        if report.not_fetched:
+            where = f" (they are on {report.fetch_from}: `datactl verify --remote` checks its copy)" if report.fetch_from else ""
+            out.print(f"not fetched: {report.not_fetched} object(s) of older versions or of paths outside this workspace's selection{where}")
     if not report.ok:
         raise typer.Exit(EXIT_FAILURE)
 
