@@ -24,7 +24,11 @@ OUTPUT = os.path.join(HERE, "cli.md")
 PROG = "datactl"
 
 # click ParamType names and Python annotations, spelled one way.
-_CLICK_TYPE_NAMES = {"text": "TEXT", "integer": "INTEGER", "float": "FLOAT", "boolean": "BOOLEAN", "path": "PATH"}
+# Click's type names, and the shorter ones typer 0.28's own click copy uses ("str", "int", "int range").
+_CLICK_TYPE_NAMES = {
+    "text": "TEXT", "integer": "INTEGER", "float": "FLOAT", "boolean": "BOOLEAN", "path": "PATH",
+    "str": "TEXT", "int": "INTEGER", "int range": "INTEGER", "integer range": "INTEGER", "bool": "BOOLEAN",
+}
 _PY_TYPE_NAMES = {str: "TEXT", int: "INTEGER", float: "FLOAT", bool: "BOOLEAN"}
 
 

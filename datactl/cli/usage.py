@@ -28,6 +28,10 @@ class NamedArgument(TyperArgument):
     def display_name_raw(self) -> str:
         return self.metavar or (self.name or "").upper()
 
+    @property
+    def human_readable_name(self) -> str:  # "Missing argument 'PATHS'" (typer 0.28 would say 'paths')
+        return self.display_name_raw
+
     def _rich_display_name(self) -> str:
         return self.display_name_raw + ("..." if self.nargs != 1 else "")
 
@@ -38,7 +42,7 @@ class NamedArgument(TyperArgument):
     def display_type_rich(self, ctx: Any) -> str | None:
         return None  # the name says what it is; the help line says the rest
 
-    def make_metavar(self, ctx: Any = None) -> str:  # typer before 0.25 and click use this one
+    def make_metavar(self, ctx: Any = None, usage: bool = False) -> str:  # click, and typer's usage line (0.28: usage=True)
         return self._usage_display_name()
 
 

@@ -379,7 +379,7 @@ def diff(
 
 def checkout(
     ref: str = typer.Argument(..., help="The version to restore (a tag, id, HEAD~N, or the dataset name for its latest)."),
-    paths: Optional[list[str]] = typer.Argument(None, metavar="[-- PATHS...]", help="Only restore these files or folders from REF, and stage them; HEAD stays where it is."),
+    paths: Optional[list[str]] = typer.Argument(None, metavar="-- PATHS", help="Only restore these files or folders from REF, and stage them; HEAD stays where it is."),
     force: bool = typer.Option(False, "--force", "-f", help="Discard local changes and overwrite untracked files in the way."),
 ) -> None:
     """Make the workspace hold exactly the files of a version (file data it lacks comes from the default remote).
