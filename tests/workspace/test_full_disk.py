@@ -27,8 +27,8 @@ def test_add_on_a_full_disk_says_so_and_loses_nothing(cli: Cli, tmp_path: Path) 
         assert "nothing was lost" in r.err and "Traceback" not in r.err
         assert snapshot(ws) == files
         assert "writing a pack" in lines[0]
-        tmp = ws / ".datactl" / "tmp"
-        assert not tmp.exists() or os.listdir(tmp) == [], "the cut pack is gone"
+        tmp = ws / ".datactl" / "store" / "tmp"
+        assert os.listdir(tmp) == [], "the cut pack is gone"
         assert cli("log", cwd=ws).out == log
         assert "big.bin" in cli("status", cwd=ws).out  # still just untracked
         assert cli("fsck", cwd=ws).code == 0
