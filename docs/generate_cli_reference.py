@@ -210,6 +210,8 @@ def render() -> str:
         "A REF argument accepts the forms described in [concepts.md](concepts.md#refs-naming-a-version).",
         "Every error is one line on stderr starting with `error:` (what is wrong, and where), usually followed by",
         "a `hint:` line (what to do); no command prints a traceback unless `DATACTL_DEBUG=1` is set.",
+        "What each command leaves behind when it fails half-way (a crash, a full disk, damaged data), and what it",
+        "trusts and checks, is in [security.md](security.md).",
         "",
         "## Exit codes",
         "",
