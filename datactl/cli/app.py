@@ -65,6 +65,8 @@ def _show_warnings() -> None:
     logger = logging.getLogger("datactl")
     if not any(isinstance(h, _WarningLines) for h in logger.handlers):
         logger.addHandler(_WarningLines(logging.WARNING))
+
+
 @app.command("help")
 def help_cmd(
     ctx: typer.Context,
