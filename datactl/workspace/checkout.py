@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from datactl.core.crashpoints import crash_point
 from datactl.core.dirs import make_dirs, walk_folder
 from datactl.core.errors import LocalChanges, PathNotFound, UnsafePath
 from datactl.core.progress import ProgressReporter
@@ -72,6 +73,17 @@ def _holds(disk: DiskState, path: str, entry: TreeEntry) -> bool:
         return disk.entry_of(d).digest == entry.digest
     except OSError:
         return False
+
+
+def already_there(repo: Repository, disk: DiskState, tree_id: str, paths: Iterable[str]) -> set[str]:
+    """Those of ``paths`` that already are as the tree ``tree_id`` has them (its file on disk, or absent from both):
+    what a checkout of it that was cut short had done."""
+    done = set()
+    for path in paths:
+        entry = lookup_path(repo, tree_id, path)
+        if (entry is None and not os.path.lexists(disk.abs_path(path))) or (entry is not None and entry.kind != DIR and _holds(disk, path, entry)):
+            done.add(path)
+    return done
 
 
 def plan_checkout(
@@ -252,7 +264,8 @@ def apply_checkout(repo: Repository, stage: Stage, disk: DiskState, plan: Checko
             result.deleted += 1
         stage.write([], [r.path for r in plan.deletes])
         rows: list[StageRow] = []
-        for i, p in enumerate(prepared):
+        for p in prepared:
+            crash_point("checkout-placing")
             st = place_entry(disk.root, p)
             rows.append(StageRow(p.path, p.entry, st, head_info(p.entry)))
             result.written += 1

@@ -40,7 +40,15 @@ from datactl.store.revparse import RefContext, resolve_ref
 from datactl.store.trees import build_tree
 from datactl.validation.hook import run_commit_rules
 from datactl.workspace.add import AddBatch, AddResult
-from datactl.workspace.checkout import CheckoutResult, apply_checkout, apply_restore, plan_checkout, plan_restore, prune_empty_dirs
+from datactl.workspace.checkout import (
+    CheckoutResult,
+    already_there,
+    apply_checkout,
+    apply_restore,
+    plan_checkout,
+    plan_restore,
+    prune_empty_dirs,
+)
 from datactl.workspace.disk import DiskState
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.inputs import resolve_input
@@ -507,8 +515,13 @@ class Workspace(Closing):
         with self.locked():
             if not force:
                 st = self.status()
-                if not st.clean:
-                    changed = [c.path for c in (st.staged + st.unstaged)][:10]
+                changed = [c.path for c in (st.staged + st.unstaged)]
+                if changed and self.interrupted_checkout == commit_id:
+                    # Finishing a checkout that was cut short: what it already placed or deleted is not a change.
+                    done = already_there(self.repo, self.disk, tree_id, changed)
+                    changed = [p for p in changed if p not in done]
+                if changed:
+                    changed = changed[:10]
                     raise LocalChanges(
                         f"checkout would overwrite local changes: {', '.join(changed)}",
                         "commit them, or use --force to discard them",

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import Cli, snapshot, write
+import pytest
+
+from conftest import Cli, run_datactl, snapshot, write
 from datactl.format.layout import pack_key
 from datactl.workspace.workspace import Workspace
 
@@ -78,3 +80,38 @@ def test_a_checkout_that_meets_damaged_data_changes_nothing(cli: Cli, ws_dir: Pa
     assert [p for p in os.listdir(ws_dir) if "tmp" in p] == []
     assert _heads(ws_dir) == heads
     assert "nothing to commit, workspace clean" in cli("status").out
+
+
+def test_a_pull_killed_while_placing_files_is_described_by_status_and_finished_by_checkout(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    for i in range(6):
+        write(ws_dir / f"f{i}.txt", f"v1 {i}\n")
+    cli("init", "--name", "ds")
+    cli("add", ".")
+    cli("commit", "-m", "v1")
+    cli("push", store)
+    clone = tmp_path / "clone"
+    cli("clone", store, "ds", str(clone), cwd=tmp_path)
+    for i in range(6):
+        write(ws_dir / f"f{i}.txt", f"v2 {i}\n")
+    cli("add", ".")
+    cli("commit", "-m", "v2")
+    cli("push", store)
+    v1, v2 = _heads(clone)[0], _heads(ws_dir)[0]
+    assert v1 and v2
+
+    with pytest.MonkeyPatch.context() as mp:  # only the child process dies
+        mp.setenv("DATACTL_TEST_CRASH_AT", "checkout-placing#3")
+        killed = run_datactl(["pull"], clone)
+    assert killed.returncode == 137, killed.stderr
+    st = cli("status", cwd=clone).out
+    assert f"the checkout of {v2[:12]} was cut short" in st and f"datactl checkout {v2[:12]}" in st
+    assert "nothing to commit" not in st
+    r = cli("commit", "-m", "mix", "--allow-empty", ok=False, cwd=clone)
+    assert r.code == 1 and "cut short" in r.err
+
+    cli("checkout", v2[:12], cwd=clone)
+    assert snapshot(clone) == snapshot(ws_dir)
+    assert _heads(clone) == (v2, v2), "HEAD, and then the ref the pull was moving"
+    assert "nothing to commit, workspace clean" in cli("status", cwd=clone).out
+    assert "already up to date" in cli("pull", cwd=clone).out
