@@ -41,6 +41,8 @@ def test_verify_passes_in_a_healthy_clone_and_names_what_was_not_fetched(cli: Cl
         assert "\nnot fetched: " in r.out and "they are on origin" in r.out
     report = json.loads(cli("verify", "--deep", "--json", cwd=clone).out)
     assert report["ok"] and report["not_fetched"] > 0
+    junit = cli("verify", "--format", "junit", cwd=clone).out
+    assert f'name="not_fetched" value="{report["not_fetched"]}"' in junit and "<failure" not in junit
     # The remote holds everything: its own check finds nothing missing.
     assert cli("verify", "--remote", store, "ds", "--deep", cwd=clone).code == 0
 
