@@ -24,7 +24,11 @@ OUTPUT = os.path.join(HERE, "cli.md")
 PROG = "datactl"
 
 # click ParamType names and Python annotations, spelled one way.
-_CLICK_TYPE_NAMES = {"text": "TEXT", "str": "TEXT", "integer": "INTEGER", "int": "INTEGER", "float": "FLOAT", "boolean": "BOOLEAN", "bool": "BOOLEAN", "path": "PATH", "integer range": "INTEGER", "int range": "INTEGER"}
+# Click's type names, and the shorter ones typer 0.28's own click copy uses ("str", "int", "int range").
+_CLICK_TYPE_NAMES = {
+    "text": "TEXT", "integer": "INTEGER", "float": "FLOAT", "boolean": "BOOLEAN", "path": "PATH",
+    "str": "TEXT", "int": "INTEGER", "int range": "INTEGER", "integer range": "INTEGER", "bool": "BOOLEAN",
+}
 _PY_TYPE_NAMES = {str: "TEXT", int: "INTEGER", float: "FLOAT", bool: "BOOLEAN"}
 
 
@@ -206,6 +210,8 @@ def render() -> str:
         "A REF argument accepts the forms described in [concepts.md](concepts.md#refs-naming-a-version).",
         "Every error is one line on stderr starting with `error:` (what is wrong, and where), usually followed by",
         "a `hint:` line (what to do); no command prints a traceback unless `DATACTL_DEBUG=1` is set.",
+        "What each command leaves behind when it fails half-way (a crash, a full disk, damaged data), and what it",
+        "trusts and checks, is in [security.md](security.md).",
         "",
         "## Exit codes",
         "",

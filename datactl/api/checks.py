@@ -13,15 +13,15 @@ from typing import Any
 
 from datactl.core.errors import DatactlError, NotAWorkspace, UsageError
 from datactl.core.progress import ProgressReporter
-from datactl.remote.locate import RemoteSpec, index_cache_dir, resolve_remote, settings_root, workspace_root
+from datactl.remote.locate import RemoteSpec, default_remote, index_cache_dir, resolve_remote, settings_root, workspace_root
 from datactl.remote.remotestore import RemoteStore
 from datactl.remote.source import remote_source, resolve_on_remote
 from datactl.store.diff import DiffResult, diff_tree_and_entries, diff_trees
 from datactl.store.source import VersionSource, local_source
-from datactl.upkeep.verify import StoreVerifyReport, verify_local, verify_remote
+from datactl.upkeep.verify import MustBeLocal, StoreVerifyReport, verify_local, verify_remote
 from datactl.validation import Rule, ValidationReport, prepare_rules, run_rules
 from datactl.validation.drift import tree_totals
-from datactl.workspace.workspace import Workspace, read_workspace_config
+from datactl.workspace.workspace import Workspace, read_workspace_config, scope_test
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ def validate(
     source: VersionSource | None = None,
     workers: int | None = None,
     progress: ProgressReporter | None = None,
+    trust_plugins: bool = False,
 ) -> ValidationReport:
     """Check version ``ref`` against rules; return the report (``report.ok``, ``report.exit_code``).
 
@@ -100,9 +101,10 @@ def validate(
     come from ``rules_file`` or the workspace's datactl.toml. ``remote`` reads
     the version in place on a remote store; ``source`` checks any VersionSource.
     A configuration mistake raises (UsageError, exit code 2); a broken or
-    unreadable version does not: it is in the report.
+    unreadable version does not: it is in the report. Plugins named in a file
+    are imported only with ``trust_plugins`` (or DATACTL_TRUST_PLUGINS=1).
     """
-    built, config = prepare_rules(rules, rules_file, root)
+    built, config = prepare_rules(rules, rules_file, root, trust_plugins)
     n_workers = workers or (config.workers if config else 8)
     if source is not None:
         return run_rules(source, built, workers=n_workers, progress=progress)
@@ -120,7 +122,12 @@ def verify(
     seed: int | None = None,
     progress: ProgressReporter | None = None,
 ) -> StoreVerifyReport:
-    """Check that every object of version ``ref`` (its history included) is present, and with ``deep`` or ``sample`` intact."""
+    """Check that every object of version ``ref`` (its history included) is present, and with ``deep`` or ``sample`` intact.
+
+    In a workspace with a remote (a clone), only HEAD's files in its selection must have their data local: the
+    data of older versions and of paths a partial clone left out, if it was never fetched, is counted in
+    ``not_fetched`` and is not a problem (``verify --remote`` checks the remote's copy).
+    """
     if sample is not None and not 0 < sample <= 1:
         raise UsageError(f"--sample must be a fraction in (0, 1], not {sample}")
     kwargs: dict[str, Any] = {"deep": deep, "sample": sample, "seed": seed, "progress": progress}
@@ -129,11 +136,20 @@ def verify(
         if root is None:
             raise NotAWorkspace("not in a datactl workspace", "run it inside a workspace, or check a store with --remote URL")
         with Workspace(root) as ws:
-            return verify_local(ws.repo, ws.resolve(ref), **kwargs)
+            remote_spec = default_remote(ws.root)
+            report = verify_local(ws.repo, ws.resolve(ref), must_be_local=_fetched_part(ws) if remote_spec else None, **kwargs)
+            report.fetch_from = remote_spec.label if remote_spec else None
+            return report
     ctx = remote_context(remote, None, options)
     _no_head(ref, ctx)
     with RemoteStore(ctx.spec, ctx.cache_dir) as rs:
         return verify_remote(rs, ref, name=ctx.name, kind=ctx.kind, **kwargs)
+
+
+def _fetched_part(ws: Workspace) -> MustBeLocal:
+    """Which files a clone must hold the data of: HEAD's, in its selection; the rest is fetched when needed."""
+    head, in_scope = ws.head, scope_test(ws.sparse)
+    return lambda commit_id, path: commit_id == head and in_scope(path)
 
 
 @dataclass(frozen=True)

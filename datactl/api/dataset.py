@@ -24,8 +24,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from datactl.api.location import Location, open_location, resolve_any, resolve_version
 from datactl.core.author import default_author
 from datactl.core.closing import Closing
+from datactl.core.dirs import make_dirs, remove_tree, walk_folder
 from datactl.core.errors import RefConflict, StoreNotFound, UsageError
-from datactl.core.safepath import check_rel_path, safe_join
+from datactl.core.safepath import check_rel_path, safe_join, temp_name
+from datactl.core.settings import WORKSPACE_FILES, check_not_workspace_file
 from datactl.core.units import now_iso
 from datactl.format.layout import KINDS, check_name, head_ref, tag_ref
 from datactl.format.objects import DIR, FILE, SYMLINK, Commit, TreeEntry, symlink_entry
@@ -226,10 +228,12 @@ class Dataset(Closing):
     def _materialize(self, target: str, place: Callable[[str, str, TreeEntry], None]) -> None:
         """Write every entry under ``target``: links as links, files through ``place(src, dest, entry)``."""
         entries = list(self._walk())
+        for p, _e in entries:
+            check_not_workspace_file(p, f"version {self.id[:12]}")
         self._ensure_contents(entries, deep=False)
         for p, e in entries:
             dest = safe_join(target, p)
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            make_dirs(os.path.dirname(dest))
             if e.kind == SYMLINK:
                 os.symlink(e.target or "", dest)
             else:
@@ -237,13 +241,13 @@ class Dataset(Closing):
 
     def _build_copy(self, path: str) -> None:
         tmp = os.path.join(os.path.dirname(path), f".tmp-{self.id}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         os.makedirs(tmp)
         try:
             self._materialize(tmp, lambda src, dest, _e: self._cache.link_or_copy(src, dest))
             os.replace(tmp, path)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
             raise
 
     def _repair_copy(self, path: str, deep: bool) -> None:
@@ -273,7 +277,7 @@ class Dataset(Closing):
         self._ensure_contents(bad, deep=False)
         for p, e in bad:
             dest = os.path.join(path, *p.split("/"))
-            tmp = f"{dest}.repair-{os.getpid()}"
+            tmp = os.path.join(os.path.dirname(dest), temp_name(os.path.basename(dest), f"-{os.getpid()}"))
             self._cache.link_or_copy(self._cache.file_path(e.digest), tmp)
             os.replace(tmp, dest)
 
@@ -283,7 +287,7 @@ class Dataset(Closing):
         if os.path.exists(target) and os.listdir(target):
             if not overwrite:
                 raise UsageError(f"{target} is not empty", "pass overwrite=True to replace its contents")
-            shutil.rmtree(target)
+            remove_tree(target)
         os.makedirs(target, exist_ok=True)
 
         def place(src: str, dest: str, e: TreeEntry) -> None:
@@ -411,9 +415,8 @@ class DatasetDraft:
             items = [(os.path.basename(path), path)]
         else:
             items = []
-            for dirpath, dirs, files in os.walk(path):
-                dirs.sort()
-                for f in sorted(files):
+            for dirpath, _dirs, files in walk_folder(path):
+                for f in files:
                     rel = os.path.relpath(os.path.join(dirpath, f), path).replace(os.sep, "/")
                     if pattern is None or fnmatch.fnmatchcase(rel, pattern) or fnmatch.fnmatchcase(f, pattern):
                         items.append((rel, os.path.join(dirpath, f)))
@@ -424,7 +427,10 @@ class DatasetDraft:
 
         with FileIngest(self._repo, self._chunker, stored) as ingest:
             for rel, full in items:
-                self._add_one(ingest, check_rel_path(f"{dest}/{rel}" if dest else rel), full)
+                target = check_rel_path(f"{dest}/{rel}" if dest else rel)
+                if target in WORKSPACE_FILES:
+                    raise UsageError(f"{full} cannot be added as {target}: a version never carries a workspace's own configuration", "give it another name with dest=")
+                self._add_one(ingest, target, full)
             ingest.drain()
         return len(items)
 

@@ -7,6 +7,7 @@ result; errors are turned into what a user reads by one table
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -53,6 +54,19 @@ for group in (workspace, remotes, quickstart, cache, lineage, ci, upkeep):
     group.register(app)
 
 
+class _WarningLines(logging.Handler):
+    """What the library logs as a warning (an index rebuilt, a lineage index not updated) as ``warning:`` lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"warning: {record.getMessage()}", style="yellow")
+
+
+def _show_warnings() -> None:
+    logger = logging.getLogger("datactl")
+    if not any(isinstance(h, _WarningLines) for h in logger.handlers):
+        logger.addHandler(_WarningLines(logging.WARNING))
+
+
 @app.command("help")
 def help_cmd(
     ctx: typer.Context,
@@ -78,6 +92,7 @@ def command() -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (docs/cli.md lists them)."""
+    _show_warnings()
     try:
         # Standalone mode prints usage errors and exits with 2 by itself.
         command()(args=argv, prog_name="datactl")

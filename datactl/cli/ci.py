@@ -87,6 +87,9 @@ def verify(
             f"{verdict}: {report.commits} version(s), {report.trees} trees, {report.files} files, {report.chunks} chunks "
             f"in {report.packs} pack(s) checked{read}"
         )
+        if report.not_fetched:
+            where = f" (they are on {report.fetch_from}: `datactl verify --remote` checks its copy)" if report.fetch_from else ""
+            out.print(f"not fetched: {report.not_fetched} object(s) of older versions or of paths outside this workspace's selection{where}")
     if not report.ok:
         raise typer.Exit(EXIT_FAILURE)
 
@@ -122,6 +125,7 @@ def validate(
     json_: bool = typer.Option(False, "--json", help="Same as --format json."),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint for a remote given as a URL."),
     region: Optional[str] = typer.Option(None, "--region", help="S3 region for a remote given as a URL."),
+    trust_plugins: bool = typer.Option(False, "--trust-plugins", help="Import the plugin code the rules name ([validate] plugins); also DATACTL_TRUST_PLUGINS=1."),
 ) -> None:
     """Check a version against the rules in datactl.toml ([validate]) or a rules file."""
     from datactl.api.checks import open_source
@@ -131,7 +135,7 @@ def validate(
     fmt = _check_format("json" if json_ else fmt)
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1")
-    built, config = load_rules(None, rules)
+    built, config = load_rules(None, rules, trust_plugins)
     if not built:
         raise UsageError(f"no rules in {config.origin}", "add [[validate.rules]] tables (see docs/validate.md)")
     n = workers or config.workers

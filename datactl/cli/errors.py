@@ -65,7 +65,7 @@ def _os(exc: BaseException) -> UserError:
     where = f"{exc.filename}: " if exc.filename else ""
     what = exc.strerror or str(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return UserError(f"{where}the disk is full", "free some space and run the command again; nothing half-written was kept", EXIT_FAILURE)
+        return UserError(f"{where}the disk is full", "free some space and run the command again; nothing was lost: what was cut short is discarded", EXIT_FAILURE)
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return UserError(f"{where}{what}", "check the file's permissions (or that the file system is writable)", EXIT_FAILURE)
     if exc.errno == errno.ENAMETOOLONG:

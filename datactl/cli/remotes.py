@@ -111,12 +111,24 @@ def pull(
 
     with Workspace.open() as ws:
         r = sync.pull(ws, remote, paths or (), progress=RichProgress())
+    co = r.checkout
+    written, deleted = (co.written, co.deleted) if co else (0, 0)
     if json_:
-        emit_json({"old": r.old, "new": r.new, "bytes_downloaded": r.bytes_downloaded, "written": r.checkout.written if r.checkout else 0})
+        emit_json(
+            {"old": r.old, "new": r.new, "ref_old": r.ref_old, "ref_new": r.ref_new, "bytes_downloaded": r.bytes_downloaded,
+             "written": written, "deleted": deleted, "added_paths": r.added_paths}
+        )
         return
-    moved = f"{r.old[:12] if r.old else '(none)'} -> {r.new[:12]}" if r.old != r.new else f"already at {r.new[:12]}"
-    written = r.checkout.written if r.checkout else 0
-    out.print(f"{r.fetch.remote}: {moved}; {human_bytes(r.bytes_downloaded)} downloaded, {written} files written")
+    if r.old != r.new:
+        moved = f"HEAD {r.old[:12] if r.old else '(none)'} -> {r.new[:12]}"
+    elif written or deleted:
+        moved = f"HEAD stays at {r.new[:12]}"
+    else:
+        moved = f"already up to date at {r.new[:12]}"
+    if r.ref_new != r.ref_old and r.ref_new != r.new:
+        moved += f" (the latest version, {r.ref_new[:12] if r.ref_new else '-'}, is not checked out)"
+    added = f"; now also holds {', '.join(r.added_paths)}" if r.added_paths else ""
+    out.print(f"{r.fetch.remote}: {moved}{added}; {human_bytes(r.bytes_downloaded)} downloaded, {written} file(s) written, {deleted} deleted")
 
 
 def clone(

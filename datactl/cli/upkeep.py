@@ -104,14 +104,15 @@ def fsck_cmd(
 ) -> None:
     """Check a store: index files, index entries pointing nowhere, packs missing from the index, refs to missing objects.
 
-    Exits 1 when it finds an error. With --repair, the index is rebuilt from
-    the packs' own footers and the store checked again.
+    In a workspace (no store named) its own databases are checked first. Exits
+    1 when it finds an error. With --repair, a workspace's damaged index.db and
+    stage.db are rebuilt (from the packs; from HEAD and the files on disk),
+    the store's index is rebuilt from the packs' own footers, and the store
+    checked again.
     """
-    from datactl.upkeep.fsck import fsck
-    from datactl.workspace.upkeep import open_upkeep_store
+    from datactl.workspace.upkeep import fsck_store
 
-    with open_upkeep_store(remote, store_options(endpoint_url, region), lock_workspace=repair) as store:
-        report = fsck(store.target, repair=repair, read_data=read_data)
+    report = fsck_store(remote, store_options(endpoint_url, region), repair=repair, read_data=read_data)
     if json_:
         emit_json(report.to_dict())
     else:
@@ -119,10 +120,17 @@ def fsck_cmd(
         for issue in report.issues:
             fix = " [--repair fixes this]" if issue.repairable and not report.repaired and issue.severity != "info" else ""
             out.print(f"{issue.severity}: [{issue.check}] {issue.message}{fix}", style=styles.get(issue.severity))
-        if report.repaired and report.repair:
+        for line in report.rebuilt:
+            out.print(f"repaired: {line}")
+        for line in report.lost:
+            err.print(f"warning: {line}", style="yellow")
+        if report.repair and (report.repair["packs_indexed"] or report.repair["index_files_written"] or report.repair["index_files_deleted"]):
             r = report.repair
             out.print(f"repaired: index rebuilt from {r['packs_indexed']} pack footer(s): {r['index_files_written']} index file(s) written, {r['index_files_deleted']} deleted")
         verdict = "ok" if report.ok else f"{len(report.errors)} error(s)"
+        if not report.store_checked:
+            out.print(f"{verdict} in the workspace's own databases; `datactl fsck --repair` rebuilds them, then checks the store")
+            raise typer.Exit(1)
         read = f", {report.packs_read} pack(s) re-hashed" if report.read_data else ""
         out.print(
             f"{verdict}: {report.refs} ref(s), {report.versions} version(s), {report.packs} pack(s) ({human_bytes(report.bytes)}), "

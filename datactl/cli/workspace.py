@@ -83,12 +83,13 @@ def commit(
     allow_empty: bool = typer.Option(False, "--allow-empty", help="Commit even if nothing changed."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the [validate] rules that on_commit = true runs first."),
     from_old: bool = typer.Option(False, "--from-old", help="With an older version checked out: make it, plus the staged changes, the latest version (undoing what later versions changed)."),
+    trust_plugins: bool = typer.Option(False, "--trust-plugins", help="Let the [validate] rules import the plugin code datactl.toml names (also: DATACTL_TRUST_PLUGINS=1)."),
 ) -> None:
     """Record the staged files as a new version."""
     from datactl.workspace.workspace import Workspace
 
     with Workspace.open() as ws:
-        cid = ws.commit(message, tags=tag, metadata=_parse_meta(meta), inputs=input_, allow_empty=allow_empty, verify=not no_verify, from_old=from_old)
+        cid = ws.commit(message, tags=tag, metadata=_parse_meta(meta), inputs=input_, allow_empty=allow_empty, verify=not no_verify, from_old=from_old, trust_plugins=trust_plugins)
         name = ws.name
     out.print(f"[{name} {cid[:12]}] {message}")
 
@@ -98,9 +99,15 @@ def commit(
 
 def print_status(st: Status) -> None:
     out.print(f"HEAD: {st.head[:12] if st.head else '(no commits yet)'}")
+    if st.interrupted:
+        out.print(
+            f"the checkout of {st.interrupted[:12]} was cut short: the workspace holds a mix of two versions; "
+            f"`datactl checkout {st.interrupted[:12]}` finishes it",
+            style="red",
+        )
     if st.latest:
         out.print(f"HEAD is an older version; the latest is {st.latest[:12]} (commits need --from-old)")
-    if st.clean and not st.untracked:
+    if st.clean and not st.untracked and not st.interrupted:
         out.print("nothing to commit, workspace clean")
     sections = (("Changes to be committed", st.staged, "green"), ("Changes not staged", st.unstaged, "red"))
     for title, changes, color in sections:
@@ -151,6 +158,7 @@ def status(
             {
                 "head": st.head,
                 "latest": st.latest,
+                "interrupted_checkout": st.interrupted,
                 "clean": st.clean,
                 "staged": [c.__dict__ for c in st.staged],
                 "unstaged": [c.__dict__ for c in st.unstaged],
@@ -371,16 +379,27 @@ def diff(
 
 def checkout(
     ref: str = typer.Argument(..., help="The version to restore (a tag, id, HEAD~N, or the dataset name for its latest)."),
+    paths: Optional[list[str]] = typer.Argument(None, metavar="-- PATHS", help="Only restore these files or folders from REF, and stage them; HEAD stays where it is."),
     force: bool = typer.Option(False, "--force", "-f", help="Discard local changes and overwrite untracked files in the way."),
 ) -> None:
-    """Make the workspace hold exactly the files of a version (file data it lacks comes from the default remote)."""
+    """Make the workspace hold exactly the files of a version (file data it lacks comes from the default remote).
+
+    With PATHS (`datactl checkout v1 -- labels.csv`), only those files are put
+    back as they are in REF, and staged; HEAD and every other file stay.
+    """
     from datactl.workspace import sync
     from datactl.workspace.workspace import Workspace
 
     with Workspace.open() as ws:
+        if paths:
+            result = sync.restore(ws, ref, paths, progress=RichProgress())
+            out.print(f"restored {result.written} file(s) ({human_bytes(result.bytes_written)}) from {result.commit[:12]}; HEAD stays at {ws.head[:12] if ws.head else '(none)'}")
+            return
+        old = ws.head
         result = sync.checkout(ws, ref, force=force, progress=RichProgress())
+    moved = f"HEAD {old[:12]} -> {result.commit[:12]}" if old and old != result.commit else f"HEAD is now {result.commit[:12]}"
     out.print(
-        f"HEAD is now {result.commit[:12]}: {result.written} written ({human_bytes(result.bytes_written)}), "
+        f"{moved}: {result.written} written ({human_bytes(result.bytes_written)}), "
         f"{result.deleted} deleted, {result.kept} unchanged"
     )
 

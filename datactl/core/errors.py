@@ -101,6 +101,10 @@ class ValidationFailed(DatactlError):
         self.exit_code = report.exit_code or EXIT_FAILURE
 
 
+class DatabaseDamaged(DatactlError):
+    """A local SQLite database (a workspace's object index or stage) is damaged, or missing where it must exist."""
+
+
 class StorageError(DatactlError, BackendError):
     """The store could not be read or written: unreachable, access refused, or an I/O failure.
 

@@ -133,11 +133,14 @@ class PackWriter:
         return self._hasher.hexdigest(), self.path, self.entries
 
     def abort(self) -> None:
-        if not self._file.closed:
+        """Discard the pack; never raises (a full disk may refuse the buffered bytes, which are discarded anyway)."""
+        try:
             self._file.close()
+        except OSError:
+            pass
         try:
             os.unlink(self.path)
-        except FileNotFoundError:
+        except OSError:
             pass
 
 

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
+from datactl.core.dirs import remove_tree, walk_folder
 from datactl.core.errors import CorruptObject
 from datactl.core.ids import hash_file, object_id
 from datactl.core.sqlite import connect
@@ -60,7 +61,7 @@ class CacheInfo:
 
 def _du(path: str) -> int:
     total = 0
-    for dirpath, _dirs, files in os.walk(path):
+    for dirpath, _dirs, files in walk_folder(path):  # a copy's folders are as deep as its version's
         for f in files:
             try:
                 st = os.lstat(os.path.join(dirpath, f))
@@ -97,7 +98,7 @@ class Cache:
         root = os.path.join(self.root, "stores", object_id(url.encode())[:16])
         backend = local_store_backend(root)
         write_store_config(backend, StoreConfig(chunker=config.chunker, pack_size=config.pack_size))
-        return Repository(backend, ObjectIndex(os.path.join(root, "index.db")), read_store_config(backend), os.path.join(root, "tmp"))
+        return Repository(backend, ObjectIndex(os.path.join(root, "index.db"), "delete it (or run `datactl cache clear`): it is made again when needed"), read_store_config(backend), os.path.join(root, "tmp"))
 
     # -- ref resolutions (offline use) ---------------------------------------
 
@@ -213,7 +214,7 @@ class Cache:
         try:
             path = self.copy_path(commit_id)
             if os.path.isdir(path):
-                shutil.rmtree(path)
+                remove_tree(path)
             self._db.execute("DELETE FROM copies WHERE commit_id=?", (commit_id,))
             return True
         finally:
@@ -233,7 +234,7 @@ class Cache:
     def _evict_object_packs(self, limit: int) -> None:
         for store_dir in os.listdir(os.path.join(self.root, "stores")):
             root = os.path.join(self.root, "stores", store_dir)
-            index = ObjectIndex(os.path.join(root, "index.db"))
+            index = ObjectIndex(os.path.join(root, "index.db"), "delete it (or run `datactl cache clear`): it is made again when needed")
             try:
                 packs = []
                 for dirpath, _dirs, files in os.walk(os.path.join(root, "packs")):

@@ -41,7 +41,7 @@ class RemoteStore(Closing):
         self.backend = guarded(backend) if backend is not None else open_store_backend(spec.url, spec.options)
         self.refs = RefStore(self.backend)
         os.makedirs(cache_dir, exist_ok=True)
-        self.index = ObjectIndex(cache_path(cache_dir, spec.url))
+        self.index = ObjectIndex(cache_path(cache_dir, spec.url), "delete it: it is a local copy of the remote's index, made again when needed")
         self._config: StoreConfig | None = None
         self.condemned: set[str] = set()  # packs gc condemned, as of the last sync_index
 

@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 
 from datactl.core.errors import CorruptObject, DatactlError
 from datactl.core.ids import ID_BYTES, new_hasher, object_id
-from datactl.core.safepath import TEMP_SUFFIX
+from datactl.core.safepath import temp_name
 from datactl.format.objects import FILE, TreeEntry, decode_chunklist, encode_chunklist
 from datactl.format.pack import ObjectType
 from datactl.store.chunker import Chunker
@@ -104,22 +104,35 @@ def iter_file_bytes(repo: Repository, entry: TreeEntry, where: str) -> Iterator[
         yield pending
 
 
-def restore_file(repo: Repository, entry: TreeEntry, dest: str, where: str, progress: ProgressFn | None = None) -> None:
-    """Write ``entry``'s bytes to ``dest`` through a temp file renamed on success."""
-    tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}{TEMP_SUFFIX}")
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
+def write_new_file(repo: Repository, entry: TreeEntry, path: str, where: str, progress: ProgressFn | None = None) -> None:
+    """Write ``entry``'s verified bytes, with its mode, to a new file at ``path``; on failure nothing is left there.
+
+    A file or link already at ``path`` (a temp name left by a killed run) is
+    replaced; O_EXCL|O_NOFOLLOW means a link planted there is never written through.
+    """
+    if os.path.lexists(path):
+        os.unlink(path)
     try:
-        # O_EXCL|O_NOFOLLOW: never write through a link planted at the temp name.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with open(fd, "wb") as f:
             for data in iter_file_bytes(repo, entry, where):
                 f.write(data)
                 if progress:
                     progress(len(data))
-        os.chmod(tmp, entry.mode & 0o7777)
+        os.chmod(path, entry.mode & 0o7777)
+    except BaseException:
+        if os.path.lexists(path):
+            os.unlink(path)
+        raise
+
+
+def restore_file(repo: Repository, entry: TreeEntry, dest: str, where: str, progress: ProgressFn | None = None) -> None:
+    """Write ``entry``'s bytes to ``dest`` through a temp name beside it, renamed on success."""
+    tmp = os.path.join(os.path.dirname(dest), temp_name(os.path.basename(dest)))
+    write_new_file(repo, entry, tmp, where, progress)
+    try:
         os.replace(tmp, dest)
     except BaseException:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
         raise

@@ -42,8 +42,8 @@ CREATE TABLE IF NOT EXISTS index_files (id TEXT PRIMARY KEY) WITHOUT ROWID;
 class ObjectIndex(Database):
     """Lookups and inserts over the ``objects`` and ``packs`` tables."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(path, _SCHEMA)
+    def __init__(self, path: str, hint: str = "run `datactl fsck --repair` to rebuild it from the packs") -> None:
+        super().__init__(path, _SCHEMA, hint)
 
     def lookup(self, object_id: str) -> ObjectLocation | None:
         row = self._db.execute(

@@ -11,14 +11,16 @@ and writes an ``index/`` file; only after that may a ref point at them.
 from __future__ import annotations
 
 import collections
+import errno
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 from datactl.core import compression
 from datactl.core.closing import Closing
-from datactl.core.errors import StoreNotFound
+from datactl.core.errors import CorruptObject, DiskFull, StoreNotFound
 from datactl.core.ids import object_id
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import CONFIG_KEY, PACKS_PREFIX, key_name, pack_key
@@ -49,6 +51,15 @@ class _Queued:
     @property
     def raw_bytes(self) -> int:
         return sum(raw_len for _, raw_len in self.objects)
+
+
+@dataclass
+class IndexRebuild:
+    """What rebuilding an index from the packs' footers found: packs and objects indexed, packs whose footer is damaged."""
+
+    packs: int = 0
+    objects: int = 0
+    damaged: dict[str, str] = field(default_factory=dict)
 
 
 class Repository(Closing):
@@ -103,6 +114,21 @@ class Repository(Closing):
         self._queue(_Queued(obj_type, [(oid, len(raw))], fut))
         return oid
 
+    @contextmanager
+    def _writing_pack(self) -> Iterator[None]:
+        """A full disk (or a size limit) while a pack is written is a DiskFull error saying where, and that nothing was lost."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            what = "the disk is full" if exc.errno != errno.EFBIG else "the file size limit was reached"
+            raise DiskFull(
+                f"{what} while writing a pack in {self.tmp_dir} ({exc.strerror})",
+                "free some space and run the command again; nothing was lost: the store keeps only whole packs, "
+                "and nothing names the one cut short",
+            ) from exc
+
     def put_many(self, obj_type: ObjectType, objects: Sequence[tuple[str, bytes]]) -> None:
         """Store every (id, raw bytes) not yet present, ids already computed: one index query and one compression task for all."""
         present = self.index.present([oid for oid, _ in objects if oid not in self._pending])
@@ -126,10 +152,11 @@ class Repository(Closing):
         self._inflight_bytes -= item.raw_bytes
         is_data = item.obj_type in DATA_TYPES
         for (oid, raw_len), (codec, stored) in zip(item.objects, item.stored.result()):
-            writer = self._writers.get(is_data)
-            if writer is None:
-                writer = self._writers[is_data] = PackWriter(self.tmp_dir)
-            writer.add(oid, item.obj_type, codec, stored, raw_len)
+            with self._writing_pack():
+                writer = self._writers.get(is_data)
+                if writer is None:
+                    writer = self._writers[is_data] = PackWriter(self.tmp_dir)
+                writer.add(oid, item.obj_type, codec, stored, raw_len)
             if writer.size >= self.config.pack_size:
                 self._seal(is_data)
 
@@ -146,7 +173,12 @@ class Repository(Closing):
             self._record_sealed(self._sealing.popleft())
 
     def _store_pack(self, writer: PackWriter) -> tuple[str, int, list[PackEntry]]:
-        pack_id, path, entries = writer.finish()
+        try:
+            with self._writing_pack():
+                pack_id, path, entries = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
         size = os.path.getsize(path)
         try:
             self.backend.move_file_in(pack_key(pack_id), path)
@@ -242,15 +274,41 @@ class Repository(Closing):
 
     # -- index upkeep --------------------------------------------------------
 
-    def rebuild_index(self) -> int:
-        """Recreate the index from the packs' footers; return the number of packs read."""
+    def rebuild_index(self) -> IndexRebuild:
+        """Recreate the index from the packs' footers; a pack whose footer cannot be read is left out and named."""
         self.index.clear()
-        n = 0
+        result = IndexRebuild()
         for info in self.backend.list(PACKS_PREFIX):
             pack_id = key_name(info.key)
-            self.index.add_pack(pack_id, info.size, self.objects.packs.read_footer(pack_id, info.size))
-            n += 1
-        return n
+            try:
+                entries = self.objects.packs.read_footer(pack_id, info.size)
+            except CorruptObject as exc:
+                result.damaged[pack_id] = exc.message
+                continue
+            self.index.add_pack(pack_id, info.size, entries)
+            result.packs += 1
+            result.objects += len(entries)
+        return result
+
+    def index_disagreements(self) -> int:
+        """How many objects the index places where no pack's footer has them, or misses though a pack holds them."""
+        bad = 0
+        listed = {key_name(info.key): info.size for info in self.backend.list(PACKS_PREFIX)}
+        indexed = self.index.packs()
+        for pack_id in set(indexed) - set(listed):
+            bad += max(1, len(self.index.entries_of_pack(pack_id)))
+        for pack_id, size in listed.items():
+            try:
+                entries = {e.id: e for e in self.objects.packs.read_footer(pack_id, size)}
+            except CorruptObject:
+                continue  # a damaged pack is fsck's to report, not the index's fault
+            if pack_id in indexed and indexed[pack_id] != size:
+                bad += 1
+            for e in self.index.entries_of_pack(pack_id):
+                if entries.get(e.id) != e:
+                    bad += 1
+            bad += sum(1 for oid in entries if self.index.lookup(oid) is None)
+        return bad
 
 
 def read_store_config(backend: Backend) -> StoreConfig:

@@ -68,6 +68,9 @@ class FsckReport:
     repaired: bool = False
     repair: dict | None = None
     seconds: float = 0.0
+    store_checked: bool = True  # False: a workspace's databases must be rebuilt before its store can be checked
+    rebuilt: list[str] = field(default_factory=list)  # a workspace's own databases rebuilt (what, from what)
+    lost: list[str] = field(default_factory=list)  # what a rebuild could not bring back
 
     @property
     def errors(self) -> list[FsckIssue]:

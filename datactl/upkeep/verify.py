@@ -15,6 +15,12 @@ included):
 
 Only commits, trees, chunk lists and footers are read unless 6 is asked for.
 Every problem names the object (and the file it belongs to).
+
+A workspace holds only part of what its remote has (a clone fetches the
+data of one version, ``clone --path`` of some of its paths): ``must_be_local``
+says which files' data the store must hold. The data of other files that is
+in no pack of the store (not in its index) is counted as not fetched, not as
+damage; whatever the index lists is checked as usual.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Sequence
+
+# Whether the file at (commit id, path) must have its data in the store being verified.
+MustBeLocal = Callable[[str, str], bool]
 
 from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing
 from datactl.core.parallel import parallel_map
@@ -77,6 +86,8 @@ class StoreVerifyReport:
     packs: int = 0
     files_rehashed: int = 0
     pruned: int = 0  # older versions whose files gc pruned: history and trees checked, not files
+    not_fetched: int = 0  # chunks and chunk lists a partial copy never fetched (see ``must_be_local``)
+    fetch_from: str | None = None  # where what was not fetched can be had (a workspace's remote)
     bytes_read: int = 0
     requests: int = 0
     details: list[VerifyProblem] = field(default_factory=list)
@@ -104,7 +115,11 @@ class StoreVerifyReport:
 
 
 class _Verifier:
-    def __init__(self, reader: ObjectReader, report: StoreVerifyReport, progress: ProgressReporter, seed: int | None, jobs: int) -> None:
+    def __init__(
+        self, reader: ObjectReader, report: StoreVerifyReport, progress: ProgressReporter, seed: int | None, jobs: int, must_be_local: MustBeLocal
+    ) -> None:
+        self.must_be_local = must_be_local
+        self.unfetched: set[str] = set()  # objects not in the store that no file needing them locally has met yet
         self.reader = reader
         self.report = report
         self.progress = progress
@@ -113,6 +128,7 @@ class _Verifier:
         self.lock = threading.Lock()
         self.chunk_owner: dict[str, tuple[str, str]] = {}  # chunk -> (path, commit) where first seen
         self.needed: dict[str, list[PackEntry]] = collections.defaultdict(list)
+        self.seen_needed: set[str] = set()
         self.failed: dict[str, DatactlError] = {}  # objects that could not be read, and why
 
     def problem(self, check: str, message: str, obj: str | None = None, path: str | None = None, commit: str | None = None) -> None:
@@ -161,8 +177,13 @@ class _Verifier:
 
         def settle() -> None:
             listed = self._read(list(lists)) if lists else {}
+            local = {e.chunklist for e, path, cid in files if self.must_be_local(cid, path)}
             for oid, (path, cid) in lists.items():
                 if oid not in listed:
+                    if oid not in local and isinstance(self.failed.get(oid), ObjectMissing) and self.reader.lookup(oid) is None:
+                        self.failed.pop(oid)
+                        self.unfetched.add(oid)
+                        continue
                     self.problem("trees", f"chunk list of {path} in commit {cid[:12]}: {self._why(oid)}", oid, path, cid)
             for e, path, cid in files:
                 on_file(e, path, cid, listed)
@@ -185,8 +206,9 @@ class _Verifier:
                 settle()
         settle()
 
-    def file(self, e, path: str, cid: str, listed: dict[str, bytes]) -> list[str] | None:
-        """Record a file's chunks as needed; return its chunk ids (None if unreadable)."""
+    def file(self, e, path: str, cid: str, listed: dict[str, bytes], local: bool) -> list[str] | None:
+        """Record a file's chunks as needed (``local``: they must be in the store); return its chunk ids (None if
+        unreadable or not fetched)."""
         if e.chunklist is not None:
             if e.chunklist not in listed:
                 return None
@@ -195,22 +217,31 @@ class _Verifier:
             except DatactlError as exc:
                 self.problem("trees", f"{path} in commit {cid[:12]}: {exc.message}", e.chunklist, path, cid)
                 return None
-            self._need(e.chunklist, path, cid, record_owner=False)
+            self._need(e.chunklist, path, cid, local)
         else:
             chunks = list(e.chunks)
         for chunk in chunks:
-            if chunk in self.chunk_owner:
+            if chunk in self.unfetched:
+                if not local:
+                    continue
+                self.unfetched.discard(chunk)  # a file that must be local needs it after all: a problem below
+            elif chunk in self.chunk_owner:
                 continue
             self.chunk_owner[chunk] = (path, cid)
-            self._need(chunk, path, cid)
+            self._need(chunk, path, cid, local)
         return chunks
 
-    def _need(self, oid: str, path: str, cid: str, record_owner: bool = True) -> None:
+    def _need(self, oid: str, path: str, cid: str, local: bool) -> None:
         loc = self.reader.lookup(oid)
         if loc is None:
+            if not local:
+                self.unfetched.add(oid)
+                return
             self.problem("objects indexed", f"{path} in commit {cid[:12]}: chunk {oid} is missing (no pack of {self.reader.label} holds it)", oid, path, cid)
             return
-        self.needed[loc.pack].append(loc.entry)
+        if oid not in self.seen_needed:
+            self.seen_needed.add(oid)
+            self.needed[loc.pack].append(loc.entry)
 
     # -- 4, 5. packs and footers -----------------------------------------------
 
@@ -301,8 +332,12 @@ def verify_version(
     seed: int | None = None,
     progress: ProgressReporter | None = None,
     jobs: int = 8,
+    must_be_local: MustBeLocal | None = None,
 ) -> StoreVerifyReport:
-    """Check every object reachable from ``commit_id`` in the store ``reader`` reads (see the module doc)."""
+    """Check every object reachable from ``commit_id`` in the store ``reader`` reads (see the module doc).
+
+    ``must_be_local`` (default: every file) says which files' data must be in that store.
+    """
     import time
 
     if sample is not None and not 0.0 < sample <= 1.0:
@@ -310,8 +345,8 @@ def verify_version(
     started = time.monotonic()
     progress = progress or NullProgress()
     report = StoreVerifyReport(commit_id, reader.label, deep, sample)
-    v = _Verifier(reader, report, progress, seed, jobs)
-    seen_files: set[str] = set()
+    v = _Verifier(reader, report, progress, seed, jobs, must_be_local or (lambda _cid, _path: True))
+    seen_files: dict[str, bool] = {}  # file digest -> whether a file with it must be local
     rehash_all = deep or sample == 1.0
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="datactl-verify") if (deep or sample) else None
     window: collections.deque[Future] = collections.deque()
@@ -337,12 +372,15 @@ def verify_version(
 
     def on_file(e, path: str, cid: str, listed: dict[str, bytes]) -> None:
         nonlocal batch_bytes
-        if e.digest in seen_files:
+        local = v.must_be_local(cid, path)
+        before = seen_files.get(e.digest)
+        if before is not None and (before or not local):
             return
-        seen_files.add(e.digest)
-        report.files += 1
-        chunks = v.file(e, path, cid, listed)
-        if pool is None or chunks is None:
+        seen_files[e.digest] = local
+        if before is None:
+            report.files += 1
+        chunks = v.file(e, path, cid, listed, local)
+        if pool is None or chunks is None or (not local and any(c in v.unfetched for c in chunks)):
             return
         if rehash_all or v.rng.random() < (sample or 0.0):
             if e.chunklist is not None or e.size >= BATCH_BYTES:
@@ -370,6 +408,7 @@ def verify_version(
             if pool is not None:
                 pool.shutdown(wait=True)
         report.chunks = len(v.chunk_owner)
+        report.not_fetched = len(v.unfetched)
         v.packs()
     finally:
         progress.stop()

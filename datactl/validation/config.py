@@ -13,6 +13,13 @@
     min = 1000
 
 A rules file holds the same ``[validate]`` table, or its keys at the top level.
+
+Plugins named in a file are code from the workspace (or wherever the file
+came from): they are imported only when the user said to trust them, with
+``--trust-plugins`` or ``DATACTL_TRUST_PLUGINS=1`` in the environment (never
+a setting in a file the plugin could ship with). Rules of installed packages
+(the ``datactl.rules`` entry points) and plugins a program passes in need no
+trust.
 """
 
 from __future__ import annotations
@@ -20,18 +27,18 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
 from datactl.core.errors import UsageError
-from datactl.core.settings import settings_path
+from datactl.core.settings import load_toml, settings_path
 from datactl.remote.locate import settings_root
 from datactl.validation import builtin  # noqa: F401  (registers the built-in rules)
 from datactl.validation.rules import RULES, Options, Rule, RuleConfigError, register_rule
 
 ENTRY_POINT_GROUP = "datactl.rules"
+TRUST_ENV = "DATACTL_TRUST_PLUGINS"
 SETTINGS = ("rules", "plugins", "workers", "on_commit")
 
 
@@ -43,6 +50,7 @@ class RulesConfig:
     on_commit: bool = False
     base_dir: str = "."
     origin: str = "(given)"
+    plugins_need_trust: bool = False  # read from a file: its plugins are imported only when trusted
 
 
 def parse_config(table: dict[str, Any], origin: str, base_dir: str) -> RulesConfig:
@@ -69,16 +77,15 @@ def parse_config(table: dict[str, Any], origin: str, base_dir: str) -> RulesConf
 
 def read_rules_file(path: str) -> RulesConfig:
     try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
+        doc = load_toml(path)
     except FileNotFoundError:
         raise UsageError(f"rules file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RuleConfigError(f"{path} is not valid TOML: {exc}") from None
     table = doc.get("validate", doc) if isinstance(doc.get("validate"), dict) else doc
     if "dataset" in table or "remotes" in table:  # a whole datactl.toml without [validate]
         table = {}
-    return parse_config(table, path, os.path.dirname(os.path.abspath(path)))
+    config = parse_config(table, path, os.path.dirname(os.path.abspath(path)))
+    config.plugins_need_trust = True
+    return config
 
 
 def read_workspace_rules(root: str) -> RulesConfig:
@@ -86,12 +93,16 @@ def read_workspace_rules(root: str) -> RulesConfig:
     path = settings_path(root)
     if not os.path.exists(path):
         return RulesConfig(base_dir=root, origin=path)
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise RuleConfigError(f"{path} is not valid TOML: {exc}") from None
-    return parse_config(doc.get("validate", {}), path, root)
+    doc = load_toml(path)
+    config = parse_config(doc.get("validate", {}), path, root)
+    config.plugins_need_trust = True
+    return config
+
+
+def plugins_trusted(trust_plugins: bool = False) -> bool:
+    """Whether plugin code named in a settings or rules file may be imported: ``--trust-plugins``, or
+    ``DATACTL_TRUST_PLUGINS=1`` set by the user outside any versioned file."""
+    return trust_plugins or os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 _entry_points_loaded = False
@@ -135,9 +146,20 @@ def load_plugin(spec: str, base_dir: str) -> type[Rule]:
     return register_rule(cls)
 
 
-def build_rules(config: RulesConfig) -> list[Rule]:
-    """Rule objects for every ``[[validate.rules]]`` entry; any mistake is a RuleConfigError."""
+def build_rules(config: RulesConfig, trust_plugins: bool = False) -> list[Rule]:
+    """Rule objects for every ``[[validate.rules]]`` entry; any mistake is a RuleConfigError.
+
+    Plugins of a config read from a file are imported only when trusted
+    (``trust_plugins``, or DATACTL_TRUST_PLUGINS=1); otherwise nothing is
+    imported and the config is refused.
+    """
     load_entry_point_rules()
+    if config.plugins and config.plugins_need_trust and not plugins_trusted(trust_plugins):
+        raise RuleConfigError(
+            f"{config.origin}: [validate] plugins names code ({', '.join(config.plugins)}) that datactl runs only when you trust it",
+            f"if you trust the code of this workspace, pass --trust-plugins or set {TRUST_ENV}=1; "
+            "rules of installed packages (entry points) need no trust",
+        )
     for spec in config.plugins:
         load_plugin(spec, config.base_dir)
     rules: list[Rule] = []
@@ -161,7 +183,7 @@ def build_rules(config: RulesConfig) -> list[Rule]:
     return rules
 
 
-def load_rules(root: str | None = None, rules_file: str | None = None) -> tuple[list[Rule], RulesConfig]:
+def load_rules(root: str | None = None, rules_file: str | None = None, trust_plugins: bool = False) -> tuple[list[Rule], RulesConfig]:
     """Rules from ``rules_file``, or from ``[validate]`` in the workspace's (or current folder's) datactl.toml."""
     if rules_file is not None:
         config = read_rules_file(rules_file)
@@ -170,16 +192,20 @@ def load_rules(root: str | None = None, rules_file: str | None = None) -> tuple[
         if where is None:
             raise UsageError("no rules: no datactl.toml here and no rules file given", "pass --rules FILE")
         config = read_workspace_rules(where)
-    return build_rules(config), config
+    return build_rules(config, trust_plugins), config
 
 
 def prepare_rules(
-    rules: list[Rule] | list[dict] | dict | None, rules_file: str | None = None, root: str | None = None
+    rules: list[Rule] | list[dict] | dict | None, rules_file: str | None = None, root: str | None = None, trust_plugins: bool = False
 ) -> tuple[list[Rule], RulesConfig | None]:
-    """Rules as a caller gives them: Rule objects, rule tables, a whole ``[validate]`` table, or None (from settings)."""
+    """Rules as a caller gives them: Rule objects, rule tables, a whole ``[validate]`` table, or None (from settings).
+
+    Plugins the caller names in ``rules`` are its own code and are imported;
+    those named in a file need ``trust_plugins`` (see ``build_rules``).
+    """
     base_dir = os.path.abspath(root or os.getcwd())
     if rules is None:
-        return load_rules(root, rules_file)
+        return load_rules(root, rules_file, trust_plugins)
     if isinstance(rules, dict):
         config = parse_config(rules, "(given)", base_dir)
         return build_rules(config), config

@@ -82,6 +82,7 @@ def verify_suite(report) -> Suite:
         "chunks": str(report.chunks),
         "packs": str(report.packs),
         "bytes_read": str(report.bytes_read),
+        "not_fetched": str(report.not_fetched),
     }
     return Suite(f"datactl verify {report.commit[:12]} in {report.store}", cases, "verify", report.seconds, None, None, props)
 

@@ -10,7 +10,9 @@ from datactl.validation.config import build_rules, read_workspace_rules
 from datactl.validation.engine import ValidationReport, run_rules
 
 
-def run_commit_rules(repo: Repository, root: str, tree_id: str, progress: ProgressReporter | None = None) -> ValidationReport | None:
+def run_commit_rules(
+    repo: Repository, root: str, tree_id: str, progress: ProgressReporter | None = None, trust_plugins: bool = False
+) -> ValidationReport | None:
     """The pre-commit hook: with ``[validate] on_commit = true``, check the tree about to be committed.
 
     Raises ValidationFailed when a rule fails; returns None when the hook is off.
@@ -18,7 +20,7 @@ def run_commit_rules(repo: Repository, root: str, tree_id: str, progress: Progre
     config = read_workspace_rules(root)
     if not config.on_commit:
         return None
-    rules = build_rules(config)
+    rules = build_rules(config, trust_plugins)
     repo.flush()  # the new trees must be readable from the packs
     with local_source(repo, tree_id=tree_id, label="the staged files") as src:
         report = run_rules(src, rules, workers=config.workers, progress=progress)

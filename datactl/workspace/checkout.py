@@ -1,24 +1,41 @@
-"""Checking out a version: plan what to write, delete and keep, then do it.
+"""Checking out a version: plan what to write, delete and keep, then do it in two phases.
 
-Untracked files are never overwritten (unless forced), tracked files that
-already hold the version's content are kept untouched, paths outside a sparse
-workspace's scope follow the version in the stage only.
+Untracked files are never overwritten (unless forced, or they already hold
+the version's content), tracked files that already hold the version's
+content are kept untouched, paths outside a sparse workspace's scope follow
+the version in the stage only.
+
+Applying a plan is all or nothing for every failure that reading data can
+cause (a digest mismatch, a missing object, a full disk, a name or folder
+the file system refuses): first every file to write is written, verified, to
+a hidden temporary name (in its folder, or the nearest folder that exists);
+only then are files deleted and the temporary names renamed into place, and
+the stage and HEAD updated. A failure in the first phase removes the
+temporary files and changes nothing else. The second phase does no data
+I/O; if it is cut short (a crash, an I/O error), the stage records the
+version being checked out, ``status`` says so, and checking it out again
+finishes the job.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
-from datactl.core.errors import LocalChanges
+from datactl.core.crashpoints import crash_point
+from datactl.core.dirs import make_dirs, walk_folder
+from datactl.core.errors import LocalChanges, PathNotFound, UnsafePath
 from datactl.core.progress import ProgressReporter
-from datactl.core.safepath import TEMP_SUFFIX, safe_join
+from datactl.core.safepath import check_rel_path, temp_name
+from datactl.core.settings import check_not_workspace_file
 from datactl.core.sortedmerge import merge_by_path
-from datactl.format.objects import FILE, SYMLINK, TreeEntry
-from datactl.store.filedata import restore_file
+from datactl.format.objects import DIR, FILE, SYMLINK, TreeEntry
+from datactl.store.filedata import write_new_file
 from datactl.store.repository import Repository
+from datactl.store.trees import lookup_path
 from datactl.store.walk import walk_files
 from datactl.workspace.disk import DiskState
 from datactl.workspace.scan import DiskEntry
@@ -47,8 +64,36 @@ class CheckoutPlan:
     bytes: int = 0
 
 
-def plan_checkout(repo: Repository, stage: Stage, disk: DiskState, tree_id: str, force: bool, in_scope: Callable[[str], bool]) -> CheckoutPlan:
-    """What checking out ``tree_id`` writes, deletes and keeps; LocalChanges if it would overwrite untracked files."""
+def _holds(disk: DiskState, path: str, entry: TreeEntry) -> bool:
+    """Whether the untracked file or link at ``path`` already holds ``entry``'s content (so writing it loses nothing)."""
+    d = disk.lstat_entry(path)
+    if d is None or d.kind != entry.kind or (entry.kind == FILE and d.st.st_size != entry.size):
+        return False
+    try:
+        return disk.entry_of(d).digest == entry.digest
+    except OSError:
+        return False
+
+
+def already_there(repo: Repository, disk: DiskState, tree_id: str, paths: Iterable[str]) -> set[str]:
+    """Those of ``paths`` that already are as the tree ``tree_id`` has them (its file on disk, or absent from both):
+    what a checkout of it that was cut short had done."""
+    done = set()
+    for path in paths:
+        entry = lookup_path(repo, tree_id, path)
+        if (entry is None and not os.path.lexists(disk.abs_path(path))) or (entry is not None and entry.kind != DIR and _holds(disk, path, entry)):
+            done.add(path)
+    return done
+
+
+def plan_checkout(
+    repo: Repository, stage: Stage, disk: DiskState, tree_id: str, force: bool, in_scope: Callable[[str], bool], label: str = "the version"
+) -> CheckoutPlan:
+    """What checking out ``tree_id`` writes, deletes and keeps; LocalChanges if it would overwrite untracked files.
+
+    Every name is checked here (safe, not too long or deep, not the
+    workspace's own configuration), before anything is written.
+    """
     plan = CheckoutPlan()
     conflicts: list[str] = []
     dir_collisions: list[str] = []
@@ -61,12 +106,14 @@ def plan_checkout(repo: Repository, stage: Stage, disk: DiskState, tree_id: str,
             else:
                 plan.stale_rows.append(row.path)  # type: ignore[union-attr]
             continue
+        check_not_workspace_file(path, label)
         entry = t[1]
         abs_path = disk.abs_path(path)
         if not in_scope(path):
             # Tracked but not materialized: the row follows the version, the disk is left alone.
             plan.head_updates.append(StageRow(path, entry, None, head_info(entry)))
             continue
+        check_rel_path(path)
         if staged is not None:
             on_disk = os.path.lexists(abs_path)
             if same_content(staged, head_info(entry)) and on_disk and disk.matches(row, DiskEntry(path, staged.kind, os.lstat(abs_path))):
@@ -76,7 +123,7 @@ def plan_checkout(repo: Repository, stage: Stage, disk: DiskState, tree_id: str,
                 continue
         elif os.path.isdir(abs_path) and not os.path.islink(abs_path):
             dir_collisions.append(path)
-        elif os.path.lexists(abs_path) and not force:
+        elif os.path.lexists(abs_path) and not force and not _holds(disk, path, entry):
             conflicts.append(path)
             continue
         plan.writes.append((path, entry))
@@ -85,7 +132,7 @@ def plan_checkout(repo: Repository, stage: Stage, disk: DiskState, tree_id: str,
     # A folder where the version has a file is fine only if it holds nothing but tracked files being deleted.
     leaving = {row.path for row in plan.deletes}
     for path in dir_collisions:
-        for dirpath, _dirs, files in os.walk(disk.abs_path(path)):
+        for dirpath, _dirs, files in walk_folder(disk.abs_path(path)):
             rel_dir = os.path.relpath(dirpath, disk.root).replace(os.sep, "/")
             if any(f"{rel_dir}/{f}" not in leaving for f in files):
                 conflicts.append(path + "/")
@@ -100,49 +147,175 @@ def plan_checkout(repo: Repository, stage: Stage, disk: DiskState, tree_id: str,
     return plan
 
 
-def apply_checkout(repo: Repository, stage: Stage, disk: DiskState, plan: CheckoutPlan, commit_id: str, progress: ProgressReporter) -> CheckoutResult:
-    """Delete, write and record what ``plan`` says; HEAD becomes ``commit_id``."""
-    result = CheckoutResult(commit_id, kept=plan.kept)
-    for row in plan.deletes:
-        abs_path = disk.abs_path(row.path)
-        if os.path.islink(abs_path) or os.path.isfile(abs_path):
-            os.unlink(abs_path)
-        prune_empty_dirs(disk.root, row.path)
-        result.deleted += 1
-    stage.write([], [r.path for r in plan.deletes])
-    rows: list[StageRow] = []
-    for path, entry in plan.writes:
-        st = write_entry(repo, disk.root, path, entry, progress)
-        rows.append(StageRow(path, entry, st, head_info(entry)))
-        result.written += 1
-        result.bytes_written += entry.size
-        if len(rows) >= ROW_BATCH:
-            stage.write(rows)
-            rows = []
-    stage.write(rows + plan.head_updates)
-    stage.set_meta("head", commit_id)
-    return result
+# -- writing -----------------------------------------------------------------------------------------
 
 
-def write_entry(repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter) -> StatInfo:
-    """Write one file or symlink of a version at ``path`` (verified, through a temp name); return its stat."""
-    dest = safe_join(root, path)
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
+@dataclass(frozen=True)
+class Prepared:
+    """A file or link of a version written and verified under a temporary name, waiting to be renamed into place."""
+
+    path: str
+    entry: TreeEntry
+    tmp: str
+
+
+def _temp_folder(root: str, path: str, leaving: set[str]) -> tuple[str, str]:
+    """(the folder to write ``path``'s temporary file in, the part of ``path`` below it).
+
+    That is ``path``'s own folder when it exists, else the nearest one above
+    that does: no folder is created before the data is safe. A parent that is
+    a symlink, or a file that is not being deleted, is refused.
+    """
+    parts = path.split("/")
+    current = root
+    for i, part in enumerate(parts[:-1]):
+        nxt = os.path.join(current, part)
+        try:
+            st = os.lstat(nxt)
+        except FileNotFoundError:
+            return current, "/".join(parts[i:])
+        if stat.S_ISDIR(st.st_mode):
+            current = nxt
+            continue
+        if stat.S_ISREG(st.st_mode) and "/".join(parts[: i + 1]) in leaving:
+            return current, "/".join(parts[i:])  # a file of the old version, deleted before the rename
+        raise UnsafePath(
+            f"{'/'.join(parts[: i + 1])} is a {'symlink' if stat.S_ISLNK(st.st_mode) else 'file'}, not a folder",
+            "move it away, then run the command again",
+        )
+    return current, parts[-1]
+
+
+def prepare_entry(repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter, leaving: set[str], taken: set[str]) -> Prepared:
+    """Write one file or symlink of a version, verified, under a temporary name; nothing is created at ``path`` yet."""
+    folder, rest = _temp_folder(root, path, leaving)
+    tmp = os.path.join(folder, temp_name(rest.replace("/", "%")))
+    n = 1
+    while tmp in taken:  # two paths of one version map to one temporary name (names with '%', or cut long ones)
+        tmp = os.path.join(folder, temp_name(rest.replace("/", "%"), f"-{n}"))
+        n += 1
+    taken.add(tmp)
+    if entry.kind == SYMLINK:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(entry.target or "", tmp)
+    else:
+        write_new_file(repo, entry, tmp, path, progress.advance)
+    return Prepared(path, entry, tmp)
+
+
+def place_entry(root: str, p: Prepared) -> StatInfo:
+    """Rename a prepared entry into place (creating its folders; an empty folder in the way is removed); return its stat."""
+    dest = os.path.join(root, *p.path.split("/"))
+    make_dirs(os.path.dirname(dest))
     if os.path.isdir(dest) and not os.path.islink(dest):
         try:
             os.rmdir(dest)
         except OSError:
-            raise LocalChanges(f"{path} is a folder with untracked files where the version has a file", "move it away and retry") from None
-    if entry.kind == SYMLINK:
-        tmp = f"{dest}{TEMP_SUFFIX}"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(entry.target or "", tmp)
-        os.replace(tmp, dest)
-    else:
-        restore_file(repo, entry, dest, path, progress.advance)
-    read_at = time.time_ns()
-    return StatInfo.of(os.lstat(dest), read_at)
+            raise LocalChanges(f"{p.path} is a folder with untracked files where the version has a file", "move it away and retry") from None
+    os.replace(p.tmp, dest)
+    return StatInfo.of(os.lstat(dest), time.time_ns())
+
+
+def discard(prepared: Iterable[Prepared]) -> None:
+    """Remove the temporary files of entries that will not be placed."""
+    for p in prepared:
+        try:
+            os.unlink(p.tmp)
+        except FileNotFoundError:
+            pass
+
+
+def prepare_all(repo: Repository, root: str, writes: list[tuple[str, TreeEntry]], progress: ProgressReporter, leaving: set[str]) -> list[Prepared]:
+    """Phase one: every entry of ``writes`` written and verified under a temporary name; on failure none is left."""
+    prepared: list[Prepared] = []
+    taken: set[str] = set()
+    try:
+        for path, entry in writes:
+            prepared.append(prepare_entry(repo, root, path, entry, progress, leaving, taken))
+    except BaseException:
+        discard(prepared)
+        raise
+    return prepared
+
+
+def write_entry(repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter) -> StatInfo:
+    """Write one file or symlink of a version at ``path`` (verified, through a temp name); return its stat."""
+    check_rel_path(path)
+    p = prepare_entry(repo, root, path, entry, progress, set(), set())
+    try:
+        return place_entry(root, p)
+    except BaseException:
+        discard([p])
+        raise
+
+
+def apply_checkout(repo: Repository, stage: Stage, disk: DiskState, plan: CheckoutPlan, commit_id: str, progress: ProgressReporter, scope: list[str] | None = None) -> CheckoutResult:
+    """Write, delete and record what ``plan`` says; HEAD becomes ``commit_id`` (and the sparse paths ``scope``, when given)."""
+    result = CheckoutResult(commit_id, kept=plan.kept)
+    prepared = prepare_all(repo, disk.root, plan.writes, progress, {row.path for row in plan.deletes})
+    # Phase two: renames and deletions only. Until it ends, the stage says which version is being checked out.
+    stage.set_meta("checkout", commit_id)
+    try:
+        for row in plan.deletes:
+            abs_path = disk.abs_path(row.path)
+            if os.path.islink(abs_path) or os.path.isfile(abs_path):
+                os.unlink(abs_path)
+            prune_empty_dirs(disk.root, row.path)
+            result.deleted += 1
+        stage.write([], [r.path for r in plan.deletes])
+        rows: list[StageRow] = []
+        for p in prepared:
+            crash_point("checkout-placing")
+            st = place_entry(disk.root, p)
+            rows.append(StageRow(p.path, p.entry, st, head_info(p.entry)))
+            result.written += 1
+            result.bytes_written += p.entry.size
+            if len(rows) >= ROW_BATCH:
+                stage.write(rows)
+                rows = []
+    except BaseException:
+        discard(prepared[result.written :])
+        raise
+    stage.finish_checkout(rows + plan.head_updates, commit_id, scope)
+    return result
+
+
+def plan_restore(repo: Repository, tree_id: str, paths: list[str], label: str) -> list[tuple[str, TreeEntry]]:
+    """The files and links under ``paths`` (files or folders) of the tree ``tree_id``, each once; a path not in it is refused."""
+    found: dict[str, TreeEntry] = {}
+    for rel in paths:
+        entry = lookup_path(repo, tree_id, rel)
+        if entry is None:
+            raise PathNotFound(f"{rel or '.'} is not in {label}", "`datactl ls -r REF` lists its files")
+        if entry.kind == DIR:
+            found.update(walk_files(repo, entry.digest, rel + "/" if rel else ""))
+        else:
+            found[rel] = entry
+    for path in found:
+        check_not_workspace_file(path, label)
+        check_rel_path(path)
+    return sorted(found.items(), key=lambda item: item[0].encode("utf-8"))
+
+
+def apply_restore(repo: Repository, stage: Stage, root: str, writes: list[tuple[str, TreeEntry]], commit_id: str, progress: ProgressReporter) -> CheckoutResult:
+    """Write ``writes`` over what is there and stage them (HEAD stays); every file is written and verified before the first is placed."""
+    result = CheckoutResult(commit_id)
+    prepared = prepare_all(repo, root, writes, progress, set())
+    rows: list[StageRow] = []
+    try:
+        for p in prepared:
+            st = place_entry(root, p)
+            old = stage.get(p.path)
+            rows.append(StageRow(p.path, p.entry, st, old.head if old is not None else None))
+            result.written += 1
+            result.bytes_written += p.entry.size
+    except BaseException:
+        discard(prepared[result.written :])
+        raise
+    finally:
+        stage.write(rows)  # what was placed is staged, so status tells the truth even after a failure
+    return result
 
 
 def prune_empty_dirs(root: str, rel: str) -> None:

@@ -7,9 +7,8 @@ import os
 import pathspec
 
 from datactl.core.safepath import METADATA_DIR, TEMP_SUFFIX
-from datactl.core.settings import CONFIG_FILE
+from datactl.core.settings import CONFIG_FILE, IGNORE_FILE, read_text
 
-IGNORE_FILE = ".datactlignore"
 ALWAYS_IGNORED = (f"{METADATA_DIR}/", CONFIG_FILE, IGNORE_FILE, f"*{TEMP_SUFFIX}")  # as gitignore patterns, for the docs
 
 
@@ -25,8 +24,7 @@ class IgnoreRules:
         path = os.path.join(root, IGNORE_FILE)
         lines: list[str] = []
         if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().splitlines()
+            lines = read_text(path).splitlines()
         spec = pathspec.GitIgnoreSpec.from_lines(lines)
         self._user = spec if len(spec) else None
 

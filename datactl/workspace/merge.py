@@ -33,6 +33,8 @@ from typing import Any
 from datactl.core.errors import LocalChanges, ObjectMissing, UnknownRef, UsageError
 from datactl.core.ids import hash_file
 from datactl.core.progress import NullProgress, ProgressReporter
+from datactl.core.safepath import check_depth
+from datactl.core.settings import check_not_workspace_file
 from datactl.format.objects import DIR, FILE, TreeEntry, decode_chunklist
 from datactl.format.pack import ObjectType
 from datactl.lineage.index import record_local_commit
@@ -138,34 +140,56 @@ def merge_trees(
     conflicts: list[Conflict] = []
     resolved: dict[str, str] = {}
 
-    def merge_dir(b: str | None, o: str | None, t: str | None, prefix: str) -> list[TreeEntry]:
-        be_all, oe_all, te_all = _entries(repo, b), _entries(repo, o), _entries(repo, t)
-        out: list[TreeEntry] = []
-        for name in sorted(be_all.keys() | oe_all.keys() | te_all.keys()):
-            be, oe, te = be_all.get(name), oe_all.get(name), te_all.get(name)
-            if _same(oe, te):
-                chosen = oe
-            elif _same(be, oe):
-                chosen = te
-            elif _same(be, te):
-                chosen = oe
-            elif all(e is None or _is_dir(e) for e in (be, oe, te)):
-                # Folders (or no folder) on every side: merge what is inside, file by file.
-                sub = merge_dir(*(e.digest if e is not None else None for e in (be, oe, te)), f"{prefix}{name}/")
-                chosen = replace(write_tree(repo, sub), name=name) if sub else None
-            else:
-                path = prefix + name
-                if strategy is None:
-                    conflicts.append(Conflict(path, _reason(be, oe, te)))
-                else:
-                    resolved[path] = strategy
-                chosen = te if strategy == "theirs" else oe
-            if chosen is not None:
-                out.append(chosen)
-        return out
+    def open_folder(b: str | None, o: str | None, t: str | None, prefix: str, name: str) -> _Folder:
+        sides = (_entries(repo, b), _entries(repo, o), _entries(repo, t))
+        return _Folder(prefix, name, sorted(sides[0].keys() | sides[1].keys() | sides[2].keys()), sides)
 
-    root = merge_dir(base, ours, theirs, "")
-    return write_tree(repo, root).digest, conflicts, resolved
+    # Folders merged on both sides are opened on a stack (no recursion, whatever the depth).
+    stack = [open_folder(base, ours, theirs, "", "")]
+    while True:
+        folder = stack[-1]
+        if folder.next >= len(folder.names):
+            stack.pop()
+            if not stack:
+                return write_tree(repo, folder.out).digest, conflicts, resolved
+            if folder.out:
+                stack[-1].out.append(replace(write_tree(repo, folder.out), name=folder.name))
+            continue
+        name = folder.names[folder.next]
+        folder.next += 1
+        be, oe, te = (side.get(name) for side in folder.sides)
+        if _same(oe, te):
+            chosen = oe
+        elif _same(be, oe):
+            chosen = te
+        elif _same(be, te):
+            chosen = oe
+        elif all(e is None or _is_dir(e) for e in (be, oe, te)):
+            # Folders (or no folder) on every side: merge what is inside, file by file.
+            check_depth(f"{folder.prefix}{name}/", len(stack))
+            stack.append(open_folder(*(e.digest if e is not None else None for e in (be, oe, te)), f"{folder.prefix}{name}/", name))
+            continue
+        else:
+            path = folder.prefix + name
+            if strategy is None:
+                conflicts.append(Conflict(path, _reason(be, oe, te)))
+            else:
+                resolved[path] = strategy
+            chosen = te if strategy == "theirs" else oe
+        if chosen is not None:
+            folder.out.append(chosen)
+
+
+@dataclass
+class _Folder:
+    """A folder being merged: its path, name, the names on any side, each side's entries, and the merged entries so far."""
+
+    prefix: str
+    name: str
+    names: list[str]
+    sides: tuple[dict[str, TreeEntry], dict[str, TreeEntry], dict[str, TreeEntry]]
+    out: list[TreeEntry] = field(default_factory=list)
+    next: int = 0
 
 
 def _lookup(repo: Repository, tree_id: str | None, path: str) -> TreeEntry | None:
@@ -283,6 +307,9 @@ def merge(
     merged, conflicts, resolved = merge_trees(ws.repo, base_tree, ours_tree, tc.tree, strategy)
     ws.repo.flush()
     updates = list(walk_changes(ws.repo, ours_tree, merged))
+    for path, _old, new in updates:
+        if new is not None:
+            check_not_workspace_file(path, label)
     sidecars: list[tuple[str, str, TreeEntry]] = []  # (conflict path, sidecar path, their entry)
     final_conflicts: list[Conflict] = []
     for c in conflicts:

@@ -12,6 +12,7 @@ import stat
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from datactl.core.safepath import check_depth
 from datactl.workspace.ignore import IgnoreRules
 
 FILE = "file"
@@ -44,52 +45,68 @@ def display_name(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def _list_folder(root: str, rel_dir: str, report: Callable[[str, str], None]) -> list[tuple[str, str, bool, os.stat_result]]:
+    """(sort key, name, is a folder, stat) of each entry of the folder ``rel_dir`` ('' or ending in '/'), in path order."""
+    abs_dir = os.path.join(root, *rel_dir.split("/")) if rel_dir else root
+    items = []
+    try:
+        with os.scandir(abs_dir) as it:
+            for de in it:
+                try:
+                    st = de.stat(follow_symlinks=False)
+                except OSError as exc:
+                    report(f"{rel_dir}{de.name}", f"cannot stat: {exc.strerror}")
+                    continue
+                is_dir = stat.S_ISDIR(st.st_mode)
+                items.append((de.name + "/" if is_dir else de.name, de.name, is_dir, st))
+    except PermissionError:
+        report(rel_dir or ".", "cannot list folder: permission denied")
+        return []
+    except FileNotFoundError:
+        return []
+    items.sort(key=lambda t: t[0].encode("utf-8", "surrogateescape"))
+    return items
+
+
 def walk(
     root: str,
     rules: IgnoreRules,
     start: str = "",
     on_problem: Callable[[ScanProblem], None] | None = None,
 ) -> Iterator[DiskEntry]:
-    """Yield files and symlinks under ``start`` (a relative folder, '' for all), skipping ignored ones."""
+    """Yield files and symlinks under ``start`` (a relative folder, '' for all), skipping ignored ones.
+
+    Iterative (a stack of open folders), so any depth is walked without
+    recursion; a folder deeper than MAX_DEPTH is refused with UnsafePath.
+    """
 
     def report(path: str, reason: str) -> None:
         if on_problem is not None:
             on_problem(ScanProblem(path, reason))
 
-    def visit(rel_dir: str) -> Iterator[DiskEntry]:
-        abs_dir = os.path.join(root, *rel_dir.split("/")) if rel_dir else root
-        try:
-            with os.scandir(abs_dir) as it:
-                items = []
-                for de in it:
-                    try:
-                        st = de.stat(follow_symlinks=False)
-                    except OSError as exc:
-                        report(f"{rel_dir}{de.name}", f"cannot stat: {exc.strerror}")
-                        continue
-                    is_dir = stat.S_ISDIR(st.st_mode)
-                    items.append((de.name + "/" if is_dir else de.name, de.name, is_dir, st))
-        except PermissionError:
-            report(rel_dir or ".", "cannot list folder: permission denied")
-            return
-        except FileNotFoundError:
-            return
-        items.sort(key=lambda t: t[0].encode("utf-8", "surrogateescape"))
-        for _key, name, is_dir, st in items:
-            rel = f"{rel_dir}{name}"
-            if not _utf8_ok(name):
-                report(display_name(rel), "name is not valid UTF-8; rename it to track it")
-                continue
-            if rules.ignored(rel, is_dir):
-                continue
-            if is_dir:
-                yield from visit(rel + "/")
-            elif stat.S_ISREG(st.st_mode):
-                yield DiskEntry(rel, FILE, st)
-            elif stat.S_ISLNK(st.st_mode):
-                yield DiskEntry(rel, SYMLINK, st)
-            else:
-                report(rel, "not a regular file, folder or symlink; skipped")
-
     start = start.strip("/")
-    yield from visit(start + "/" if start else "")
+    first = start + "/" if start else ""
+    # One frame per open folder: its path ('' or ending in '/'), its entries, and the next one to look at.
+    stack: list[tuple[str, list, list[int]]] = [(first, _list_folder(root, first, report), [0])]
+    while stack:
+        rel_dir, items, pos = stack[-1]
+        if pos[0] >= len(items):
+            stack.pop()
+            continue
+        _key, name, is_dir, st = items[pos[0]]
+        pos[0] += 1
+        rel = f"{rel_dir}{name}"
+        if not _utf8_ok(name):
+            report(display_name(rel), "name is not valid UTF-8; rename it to track it")
+            continue
+        if rules.ignored(rel, is_dir):
+            continue
+        if is_dir:
+            check_depth(rel + "/", rel.count("/") + 1)
+            stack.append((rel + "/", _list_folder(root, rel + "/", report), [0]))
+        elif stat.S_ISREG(st.st_mode):
+            yield DiskEntry(rel, FILE, st)
+        elif stat.S_ISLNK(st.st_mode):
+            yield DiskEntry(rel, SYMLINK, st)
+        else:
+            report(rel, "not a regular file, folder or symlink; skipped")

@@ -10,14 +10,16 @@ One SQLite row per tracked path, with
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from datactl.core.ids import is_hex, is_object_id
 from datactl.core.sqlite import Database
-from datactl.format.objects import TreeEntry
+from datactl.format.objects import FILE, SYMLINK, TreeEntry
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -29,6 +31,8 @@ CREATE TABLE IF NOT EXISTS entries (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 """
+
+STAGE_HINT = "run `datactl fsck --repair` to rebuild it from HEAD and the files on disk"
 
 # A file whose mtime is this close to the moment we read it may be changed
 # again within the same timestamp tick without its stat changing ("racy
@@ -139,7 +143,7 @@ class Stage(Database):
     """The staging table of a workspace, with its stat cache and metadata (HEAD, a merge in progress, sparse paths)."""
 
     def __init__(self, path: str) -> None:
-        super().__init__(path, _SCHEMA)
+        super().__init__(path, _SCHEMA, STAGE_HINT)
 
     # -- meta ----------------------------------------------------------------
 
@@ -152,6 +156,19 @@ class Stage(Database):
             self._db.execute("DELETE FROM meta WHERE key=?", (key,))
         else:
             self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def get_sparse(self) -> list[str]:
+        """The paths (files or folders) the workspace holds on disk; empty means all."""
+        raw = self.get_meta("sparse")
+        return json.loads(raw) if raw else []
+
+    @staticmethod
+    def _sparse_value(paths: list[str]) -> str | None:
+        scope = sorted(set(p.strip("/") for p in paths))
+        return json.dumps(scope) if scope and "" not in scope else None
+
+    def set_sparse(self, paths: list[str]) -> None:
+        self.set_meta("sparse", self._sparse_value(paths))
 
     # -- rows ----------------------------------------------------------------
 
@@ -166,6 +183,10 @@ class Stage(Database):
         only digests); such rows must not be written back whole.
         """
         cols = _COLS if with_chunks else _COLS.replace("chunks,", "'' AS chunks,")
+        with self.translated():
+            yield from self._snapshot_rows(cols, prefix)
+
+    def _snapshot_rows(self, cols: str, prefix: str) -> Iterator[StageRow]:
         reader = sqlite3.connect(self.path, timeout=60)
         try:
             if prefix:
@@ -217,6 +238,40 @@ class Stage(Database):
             self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('head', ?)", (commit_id,))
             # A commit also ends a merge in progress (its second parent was merge_head).
             self._db.execute("DELETE FROM meta WHERE key IN ('pending_commit', 'merge', 'merge_head')")
+
+    def row_problem(self) -> str | None:
+        """The first row whose fields cannot be right (a damage SQLite's own check cannot see), or None."""
+        kinds = (None, FILE, SYMLINK)
+        with self.translated():
+            for r in self._db.execute(f"SELECT {_COLS} FROM entries"):
+                path, kind, digest, chunks, head_kind, head_digest = r[0], r[1], r[4], r[5] or "", r[14], r[17]
+                bad = (
+                    not isinstance(path, str) or not path or path.startswith("/") or "//" in path
+                    or kind not in kinds or head_kind not in kinds
+                    or (kind is not None and not is_object_id(digest))
+                    or (head_kind is not None and not is_object_id(head_digest))
+                    or len(chunks) % 32 != 0 or (chunks and not is_hex(chunks))
+                )
+                if bad:
+                    return f"row {path!r} is garbled"
+        return None
+
+    def finish_checkout(self, rows: Iterable[StageRow], commit_id: str, sparse: list[str] | None = None) -> None:
+        """After a checkout, in one transaction: the last rows, HEAD, and (unless None) the sparse paths; the
+        mark of a checkout in progress is cleared."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO entries({_COLS}) VALUES ({', '.join('?' * 18)})",
+                (_row_to_sql(r) for r in rows),
+            )
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('head', ?)", (commit_id,))
+            self._db.execute("DELETE FROM meta WHERE key = 'checkout'")
+            if sparse is not None:
+                value = self._sparse_value(sparse)
+                self._db.execute("DELETE FROM meta WHERE key = 'sparse'")
+                if value is not None:
+                    self._db.execute("INSERT INTO meta(key, value) VALUES ('sparse', ?)", (value,))
 
     def staged_changes(self) -> Iterator[StageRow]:
         cur = self._db.execute(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
-from datactl.core.errors import DatactlError, LocalChanges, RefConflict, UnknownRef, UsageError
+from datactl.core.dirs import remove_tree
+from datactl.core.errors import DatactlError, LocalChanges, PathNotFound, RefConflict, UnknownRef, UsageError
 from datactl.core.progress import NullProgress, ProgressReporter, draws
 from datactl.core.safepath import check_rel_path
 from datactl.core.settings import read_settings
@@ -28,11 +29,12 @@ from datactl.store.backend import open_store_backend
 from datactl.store.filedata import chunk_ids_of
 from datactl.store.refs import RefStore
 from datactl.store.repository import read_store_config
+from datactl.store.trees import lookup_path
 from datactl.store.walk import walk_files
 from datactl.upkeep.consolidate import consolidate_packs, needs_consolidation
 from datactl.upkeep.targets import remote_target
 from datactl.workspace.checkout import CheckoutResult
-from datactl.workspace.workspace import Workspace
+from datactl.workspace.workspace import RefMove, Workspace, scope_test
 from storage_backends import BackendError
 
 _log = logging.getLogger("datactl.sync")
@@ -51,11 +53,16 @@ class FetchResult:
 
 @dataclass
 class PullResult:
+    """What a pull did: HEAD ``old`` -> ``new`` (the same when it stayed), the dataset's ref, the files changed."""
+
     fetch: FetchResult
     old: str | None
     new: str
     bytes_downloaded: int = 0
     checkout: CheckoutResult | None = None
+    ref_old: str | None = None
+    ref_new: str | None = None
+    added_paths: list[str] = field(default_factory=list)  # paths a partial workspace now also holds
 
 
 def transfer_jobs(ws: Workspace) -> int:
@@ -141,10 +148,10 @@ def fetch(ws: Workspace, remote: str | None = None, progress: ProgressReporter |
         return _fetch_into(ws, rs, progress or NullProgress())
 
 
-def _missing_file_data(ws: Workspace, commit_id: str) -> Iterator[tuple[str, bool]]:
+def _missing_file_data(ws: Workspace, commit_id: str, in_scope: Callable[[str], bool]) -> Iterator[tuple[str, bool]]:
     """(id, is_chunklist) of what the in-scope files of ``commit_id`` need and the store lacks."""
     for path, entry in walk_files(ws.repo, ws.repo.read_commit(commit_id).tree):
-        if entry.kind != FILE or not ws.in_scope(path):
+        if entry.kind != FILE or not in_scope(path):
             continue
         if entry.chunklist is not None and not ws.repo.has(entry.chunklist):
             yield entry.chunklist, True
@@ -154,7 +161,7 @@ def _missing_file_data(ws: Workspace, commit_id: str) -> Iterator[tuple[str, boo
                 yield c, False
 
 
-def download_files(ws: Workspace, dl: Downloader, commit_id: str) -> None:
+def download_files(ws: Workspace, dl: Downloader, commit_id: str, in_scope: Callable[[str], bool]) -> None:
     """Make every chunk of the files in scope of version ``commit_id`` local."""
     batch: list[str] = []
     lists: list[str] = []
@@ -163,7 +170,7 @@ def download_files(ws: Workspace, dl: Downloader, commit_id: str) -> None:
         dl.download(batch)
         batch.clear()
 
-    for oid, is_list in _missing_file_data(ws, commit_id):
+    for oid, is_list in _missing_file_data(ws, commit_id, in_scope):
         (lists if is_list else batch).append(oid)
         if len(batch) >= CHUNK_BATCH:
             flush_chunks()
@@ -176,6 +183,13 @@ def download_files(ws: Workspace, dl: Downloader, commit_id: str) -> None:
     flush_chunks()
 
 
+def _fetch_missing(ws: Workspace, commit_id: str, in_scope: Callable[[str], bool], progress: ProgressReporter) -> None:
+    """Download from the default remote the file data of ``commit_id`` (in scope) that the store lacks, if there is a remote."""
+    if list_remotes(ws.root) and next(_missing_file_data(ws, commit_id, in_scope), None) is not None:
+        with open_remote(ws, None) as rs:
+            _download_version(ws, rs, commit_id, progress, f"download from {rs.spec.label}", in_scope)
+
+
 def checkout(ws: Workspace, ref: str, *, force: bool = False, progress: ProgressReporter | None = None) -> CheckoutResult:
     """Check out ``ref``, first downloading from the default remote the file data it needs that the store lacks.
 
@@ -185,21 +199,31 @@ def checkout(ws: Workspace, ref: str, *, force: bool = False, progress: Progress
     """
     progress = progress or NullProgress()
     commit_id = ws.resolve(ref)
-    if list_remotes(ws.root) and next(_missing_file_data(ws, commit_id), None) is not None:
-        with open_remote(ws, None) as rs:
-            _download_version(ws, rs, commit_id, progress, f"download from {rs.spec.label}")
+    _fetch_missing(ws, commit_id, scope_test(ws.sparse), progress)
     return ws.checkout(commit_id, force=force, progress=progress)
 
 
-def _download_total(ws: Workspace, rs: RemoteStore, dl: Downloader, commit_id: str) -> int:
+def restore(ws: Workspace, ref: str, paths: list[str] | tuple[str, ...], *, progress: ProgressReporter | None = None) -> CheckoutResult:
+    """``checkout REF -- PATH...``: put the files under ``paths`` of version ``ref`` in the workspace and stage them; HEAD stays.
+
+    File data the store lacks comes from the default remote first.
+    """
+    progress = progress or NullProgress()
+    commit_id = ws.resolve(ref)
+    wanted = [ws.rel_path(p) for p in paths]
+    _fetch_missing(ws, commit_id, scope_test(wanted), progress)
+    return ws.restore(commit_id, wanted, progress=progress)
+
+
+def _download_total(ws: Workspace, rs: RemoteStore, dl: Downloader, commit_id: str, in_scope: Callable[[str], bool]) -> int:
     """The stored bytes a download of ``commit_id``'s missing file data fetches (its chunk lists are fetched first: they name the chunks)."""
-    lists = [oid for oid, is_list in _missing_file_data(ws, commit_id) if is_list]
+    lists = [oid for oid, is_list in _missing_file_data(ws, commit_id, in_scope) if is_list]
     for i in range(0, len(lists), 1000):
         dl.download(lists[i : i + 1000])
     rs.sync_index()
     total = 0
     seen: set[str] = set()  # a chunk shared by files is fetched once; bounded, so a repeat far away may count twice
-    for oid, _ in _missing_file_data(ws, commit_id):
+    for oid, _ in _missing_file_data(ws, commit_id, in_scope):
         if oid in seen:
             continue
         if len(seen) >= CHUNK_BATCH * 4:
@@ -210,16 +234,43 @@ def _download_total(ws: Workspace, rs: RemoteStore, dl: Downloader, commit_id: s
     return total
 
 
-def _download_version(ws: Workspace, rs: RemoteStore, commit_id: str, progress: ProgressReporter, title: str) -> int:
+def _download_version(
+    ws: Workspace, rs: RemoteStore, commit_id: str, progress: ProgressReporter, title: str, in_scope: Callable[[str], bool]
+) -> int:
     """Download the file data of ``commit_id`` the workspace needs and lacks; return the bytes downloaded."""
     dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
     try:
-        progress.start(title, _download_total(ws, rs, dl, commit_id) if draws(progress) else None)
-        download_files(ws, dl, commit_id)
+        progress.start(title, _download_total(ws, rs, dl, commit_id, in_scope) if draws(progress) else None)
+        download_files(ws, dl, commit_id, in_scope)
     finally:
         progress.stop()
         dl.close()
     return dl.bytes_downloaded
+
+
+def _pull_scope(ws: Workspace, paths: list[str] | tuple[str, ...], commit_id: str) -> tuple[list[str] | None, list[str]]:
+    """(the sparse paths after pulling ``paths``, those of them new to the workspace); None keeps the scope as it is.
+
+    A workspace with nothing checked out becomes partial; a partial one adds
+    the paths to its selection; a full one stays full. "." means everything.
+    """
+    if not paths:
+        return None, []
+    wanted = []
+    for p in paths:
+        rel = p.strip("/")
+        if rel in ("", "."):
+            return [], []
+        check_rel_path(rel)
+        if lookup_path(ws.repo, ws.repo.read_commit(commit_id).tree, rel) is None:
+            raise PathNotFound(f"{rel} is not in version {commit_id[:12]} of {ws.name}", "`datactl ls -r REF` lists its files")
+        wanted.append(rel)
+    current = ws.sparse
+    if ws.head is not None and not current:
+        return None, []  # the workspace holds every path already
+    in_scope = scope_test(current) if ws.head is not None else (lambda _p: False)
+    added = [p for p in wanted if not in_scope(p)]
+    return sorted(set(current) | set(wanted)) if ws.head is not None else sorted(set(wanted)), added
 
 
 def pull(
@@ -232,9 +283,13 @@ def pull(
     """Fetch, fast-forward this dataset to the remote's head, and check it out.
 
     With ``version`` (a tag or commit id), that version is downloaded and
-    checked out instead of the head. With ``paths`` (inside the dataset, like ``ls`` takes them), only those
-    files and folders are downloaded and written (the workspace becomes
-    sparse: other paths are tracked but not present).
+    checked out instead of the head. With ``paths`` (inside the dataset, like
+    ``ls`` takes them), a partial workspace adds them to the paths it holds
+    (a new workspace holds only them: the others are tracked but absent).
+
+    All or nothing: the dataset's ref moves only once the version is checked
+    out; if the checkout fails, HEAD, the ref, the stage and the files stay as
+    they were (see ``datactl.workspace.checkout``).
     """
     progress = progress or NullProgress()
     status = ws.status()
@@ -242,6 +297,7 @@ def pull(
         changed = ", ".join(c.path for c in (status.staged + status.unstaged)[:10])
         raise LocalChanges(f"pull would overwrite local changes: {changed}", "commit them first (or check out with --force to drop them)")
     ref = ws.head_ref
+    old_head = ws.head
     with open_remote(ws, remote) as rs:
         fetched = _fetch_into(ws, rs, progress)
         remote_head = fetched.refs.get(ref)
@@ -257,14 +313,13 @@ def pull(
                 f"{ws.name} has diverged: your head {local_head[:12]} and {rs.spec.label}'s {remote_head[:12]} both have new versions",
                 "merge them (`datactl merge`), then push",
             )
-        if paths:
-            ws.set_sparse([check_rel_path(p.strip("/")) for p in paths])
         wanted = ws.resolve(version) if version else target
-        downloaded = _download_version(ws, rs, wanted, progress, f"pull from {rs.spec.label}")
-        if target != local_head:
-            ws.repo.refs.update(ref, target, expected=local_head)
-        result = PullResult(fetched, local_head, target, downloaded + fetched.bytes_downloaded)
-    result.checkout = ws.checkout(wanted, progress=progress)
+        scope, added = _pull_scope(ws, paths, wanted)
+        in_scope = scope_test(ws.sparse if scope is None else scope)
+        downloaded = _download_version(ws, rs, wanted, progress, f"pull from {rs.spec.label}", in_scope)
+    result = PullResult(fetched, old_head, wanted, downloaded + fetched.bytes_downloaded, ref_old=local_head, ref_new=target, added_paths=added)
+    move = RefMove(target, local_head) if target != local_head else None
+    result.checkout = ws.checkout(wanted, progress=progress, scope=scope, move_ref=move)
     return result
 
 
@@ -291,11 +346,26 @@ def clone(
     if os.path.exists(root) and os.listdir(root):
         raise UsageError(f"{root} exists and is not empty", "give another folder")
     config = StoreConfig(chunker=remote_config.chunker, pack_size=remote_config.pack_size, compression_level=remote_config.compression_level)
-    ws = Workspace.init(root, name=name, kind=kind, store_config=config)
+    existed = os.path.exists(root)
+    try:
+        ws = Workspace.init(root, name=name, kind=kind, store_config=config)
+    except BaseException:
+        _remove_clone(root, existed)
+        raise
     try:
         add_remote(ws.root, "origin", spec.url, spec.options)
         pull(ws, "origin", paths=paths, progress=progress, version=version or None)
     except BaseException:
         ws.close()
+        _remove_clone(root, existed)
         raise
     return ws
+
+
+def _remove_clone(root: str, existed: bool) -> None:
+    """A failed clone leaves nothing: the folder it made, or what it put in the empty folder it was given."""
+    if not existed:
+        remove_tree(root)
+        return
+    for name in os.listdir(root):
+        remove_tree(os.path.join(root, name))

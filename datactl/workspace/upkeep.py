@@ -21,7 +21,9 @@ from datactl.remote.locate import choose_store
 from datactl.remote.remotestore import RemoteStore
 from datactl.store.index import ObjectIndex
 from datactl.store.repository import Repository
+from datactl.upkeep.fsck import FsckIssue, FsckReport, fsck
 from datactl.upkeep.targets import ExtraRoots, IndexChange, StoreTarget, remote_target
+from datactl.workspace.repair import check_databases
 from datactl.workspace.workspace import Workspace
 
 
@@ -72,6 +74,29 @@ class UpkeepStore:
             yield repo
         finally:
             repo.close()
+
+
+def fsck_store(
+    text: str | None, options: dict[str, Any] | None = None, *, repair: bool = False, read_data: bool = False
+) -> FsckReport:
+    """``datactl fsck``: check the store ``text`` names, or the workspace's own store and its databases first.
+
+    With ``repair``, a workspace's damaged index.db and stage.db are rebuilt
+    (``datactl.workspace.repair``), then the store's index from the packs.
+    """
+    choice = choose_store(text, options=options)
+    databases = check_databases(choice.root, repair) if choice.own and choice.root is not None else None
+    if databases is not None and databases.damaged and not repair:
+        report = FsckReport(f"the store of {choice.root}", store_checked=False)
+        for why in databases.damaged.values():
+            report.issues.append(FsckIssue("error", "workspace databases", why, True))
+        return report
+    with open_upkeep_store(text, options, lock_workspace=repair) as store:
+        report = fsck(store.target, repair=repair, read_data=read_data)
+    if databases is not None:
+        report.rebuilt, report.lost = databases.rebuilt, databases.lost
+        report.repaired = report.repaired or bool(databases.rebuilt)
+    return report
 
 
 @contextmanager

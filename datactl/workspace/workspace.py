@@ -18,16 +18,16 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from datactl.core.author import default_author
 from datactl.core.closing import Closing
-from datactl.core.errors import DatactlError, LocalChanges, NotAtLatest, NothingToCommit, UsageError
+from datactl.core.errors import DatabaseDamaged, DatactlError, LocalChanges, NotAtLatest, NothingToCommit, UsageError
 from datactl.core.progress import NullProgress, ProgressReporter, draws
 from datactl.core.settings import read_settings, settings_path
 from datactl.core.units import now_iso
 from datactl.format.layout import KINDS, WorkspaceLayout, check_name, head_ref, tag_ref, tags_prefix
-from datactl.format.objects import Commit, TreeEntry
+from datactl.format.objects import FILE, Commit, TreeEntry
 from datactl.format.pack import ObjectType
 from datactl.format.storeconfig import StoreConfig
 from datactl.remote.locate import find_workspace_root
@@ -38,12 +38,20 @@ from datactl.store.repository import Repository, read_store_config, write_store_
 from datactl.store.revparse import RefContext, resolve_ref
 from datactl.store.trees import build_tree, patch_tree
 from datactl.workspace.add import AddBatch, AddResult
-from datactl.workspace.checkout import CheckoutResult, apply_checkout, plan_checkout, prune_empty_dirs
+from datactl.workspace.checkout import (
+    CheckoutResult,
+    already_there,
+    apply_checkout,
+    apply_restore,
+    plan_checkout,
+    plan_restore,
+    prune_empty_dirs,
+)
 from datactl.workspace.disk import DiskState
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.inputs import resolve_input
 from datactl.workspace.scan import DiskEntry, ScanProblem
-from datactl.workspace.stage import Stage, StageRow
+from datactl.workspace.stage import STAGE_HINT, Stage, StageRow
 from storage_backends import BackendError
 
 if TYPE_CHECKING:
@@ -56,6 +64,14 @@ _log = logging.getLogger("datactl.workspace")
 class WorkspaceConfig:
     name: str
     kind: str
+
+
+@dataclass(frozen=True)
+class RefMove:
+    """Move the dataset's ref from ``expected`` (None: it does not exist yet) to ``to``."""
+
+    to: str
+    expected: str | None
 
 
 @dataclass(frozen=True)
@@ -75,11 +91,19 @@ class Status:
     unstaged: list[PathChange] = field(default_factory=list)
     untracked: list[str] = field(default_factory=list)
     problems: list[ScanProblem] = field(default_factory=list)
+    interrupted: str | None = None  # a checkout of this version was cut short; checking it out again finishes it
 
     @property
     def clean(self) -> bool:
         """No staged and no unstaged change (untracked files do not count)."""
         return not self.staged and not self.unstaged
+
+
+def scope_test(scope: list[str]) -> Callable[[str], bool]:
+    """Whether a path is inside ``scope`` (sparse paths: files or folders; empty means everything)."""
+    if not scope or "" in scope:
+        return lambda path: True
+    return lambda path: any(path == p or path.startswith(p + "/") for p in scope)
 
 
 def read_workspace_config(root: str) -> WorkspaceConfig:
@@ -90,12 +114,58 @@ def read_workspace_config(root: str) -> WorkspaceConfig:
     return WorkspaceConfig(check_name(name), kind)
 
 
+_log = logging.getLogger("datactl.workspace")
+
 CONFIG_TEMPLATE = """\
 # datactl workspace settings
 [dataset]
 name = "{name}"
 kind = "{kind}"   # "dataset" or "model"
 """
+
+
+@contextmanager
+def workspace_lock(layout: WorkspaceLayout) -> Iterator[None]:
+    """Hold a workspace's lock (one changing command at a time); refused at once when another holds it."""
+    fd = os.open(layout.lock_file, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatactlError("another datactl command is changing this workspace", "wait for it to finish, then retry") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def database_present(path: str) -> bool:
+    """Whether the SQLite file ``path`` exists with content (in it, or still in its write-ahead log)."""
+    for name in (path, path + "-wal"):
+        try:
+            if os.path.getsize(name) > 0:
+                return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
+def open_store(layout: WorkspaceLayout, announce: bool = True) -> Repository:
+    """A workspace's local store; its object index (index.db, derived from the packs) is rebuilt when missing
+    (and, with ``announce``, a warning says so)."""
+    backend = local_store_backend(layout.store_dir)
+    missing = not database_present(layout.index_db)
+    repo = Repository(backend, ObjectIndex(layout.index_db), read_store_config(backend), tmp_dir=layout.tmp_dir)
+    if missing:
+        try:
+            rebuilt = repo.rebuild_index()
+        except BaseException:
+            repo.close()
+            raise
+        if announce and (rebuilt.packs or rebuilt.damaged):
+            _log.warning("%s was missing; rebuilt it from the footers of %d pack(s)", layout.index_db, rebuilt.packs)
+        for pack_id, why in rebuilt.damaged.items():
+            _log.warning("pack %s left out of the index: %s (`datactl fsck` checks the store)", pack_id, why)
+    return repo
 
 
 class Workspace(Closing):
@@ -106,14 +176,14 @@ class Workspace(Closing):
         self.layout = WorkspaceLayout(self.root)
         self.dotdir = self.layout.dotdir
         self.config = read_workspace_config(self.root)
-        backend = local_store_backend(self.layout.store_dir)
-        self.repo = Repository(
-            backend,
-            ObjectIndex(self.layout.index_db),
-            read_store_config(backend),
-            tmp_dir=self.layout.tmp_dir,
-        )
-        self.stage = Stage(self.layout.stage_db)
+        if not database_present(self.layout.stage_db):
+            raise DatabaseDamaged(f"{self.layout.stage_db} is missing", STAGE_HINT)
+        self.repo = open_store(self.layout)
+        try:
+            self.stage = Stage(self.layout.stage_db)
+        except BaseException:
+            self.repo.close()
+            raise
         self.chunker = Chunker(self.repo.config.chunker)
         self.disk = DiskState(self.root, self.stage)
         self._recover_pending_commit()
@@ -138,6 +208,7 @@ class Workspace(Closing):
         if not os.path.exists(config_path):
             with open(config_path, "w", encoding="utf-8") as f:
                 f.write(CONFIG_TEMPLATE.format(name=name, kind=kind))
+        Stage(layout.stage_db).close()  # from now on a missing stage.db is damage, not a new workspace
         return cls(root)
 
     @classmethod
@@ -153,17 +224,8 @@ class Workspace(Closing):
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the workspace lock (one changing command at a time)."""
-        fd = os.open(self.layout.lock_file, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DatactlError(
-                    "another datactl command is changing this workspace", "wait for it to finish, then retry"
-                ) from None
+        with workspace_lock(self.layout):
             yield
-        finally:
-            os.close(fd)
 
     # -- names ---------------------------------------------------------------
 
@@ -187,16 +249,11 @@ class Workspace(Closing):
     @property
     def sparse(self) -> list[str]:
         """Paths (files or folders) this workspace holds on disk; empty means all."""
-        raw = self.stage.get_meta("sparse")
-        return json.loads(raw) if raw else []
-
-    def set_sparse(self, paths: list[str]) -> None:
-        self.stage.set_meta("sparse", json.dumps(sorted(set(p.strip("/") for p in paths))) if paths else None)
+        return self.stage.get_sparse()
 
     def in_scope(self, path: str) -> bool:
         """Whether ``path`` is materialized on disk (always, unless the workspace is sparse)."""
-        scope = self.sparse
-        return not scope or any(p == "" or path == p or path.startswith(p + "/") for p in scope)
+        return scope_test(self.sparse)(path)
 
     def ref_context(self) -> RefContext:
         return RefContext(self.name, self.kind, self.head)
@@ -224,7 +281,8 @@ class Workspace(Closing):
     def status(self) -> Status:
         """Stage versus HEAD, and disk versus stage."""
         latest = self.repo.refs.get(self.head_ref)
-        result = Status(head=self.head, latest=latest if latest != self.head else None)
+        result = Status(head=self.head, latest=latest if latest != self.head else None, interrupted=self.interrupted_checkout)
+        in_scope = scope_test(self.sparse)
         for row in self.stage.staged_changes():
             if row.entry is None:
                 result.staged.append(PathChange(row.path, "deleted", row.head.size if row.head else 0))
@@ -234,7 +292,7 @@ class Workspace(Closing):
         for path, d, row in self.disk.scan(IgnoreRules(self.root), on_problem=result.problems.append):
             tracked = row is not None and row.entry is not None
             if d is None:
-                if tracked and self.in_scope(path):
+                if tracked and in_scope(path):
                     result.unstaged.append(PathChange(path, "deleted", row.entry.size))  # type: ignore[union-attr]
             elif not tracked:
                 result.untracked.append(path)
@@ -265,9 +323,10 @@ class Workspace(Closing):
         with self.locked():
             with AddBatch(self.repo, self.stage, self.chunker, self.disk, result, progress) as batch:
                 progress.start("adding", batch.bytes_to_read(targets, rules) if draws(progress) else None)
+                in_scope = scope_test(self.sparse)
                 try:
                     for rel in targets:
-                        batch.add_path(rel, rules, self.in_scope)
+                        batch.add_path(rel, rules, in_scope)
                     batch.flush()
                 except BaseException:
                     self.repo.abort()
@@ -317,14 +376,35 @@ class Workspace(Closing):
     # -- commit --------------------------------------------------------------
 
     def _recover_pending_commit(self) -> None:
-        """Finish a commit whose ref moved but whose stage update was cut short."""
+        """Finish a commit whose ref moved but whose stage update was cut short, and a ref move a pull or merge
+        left undone after its checkout."""
         pending = self.stage.get_meta("pending_commit")
-        if pending is None:
-            return
-        if self.repo.refs.get(self.head_ref) == pending:
-            self.stage.finish_commit(pending)
-        else:
-            self.stage.set_meta("pending_commit", None)
+        if pending is not None:
+            if self.repo.refs.get(self.head_ref) == pending:
+                self.stage.finish_commit(pending)
+            else:
+                self.stage.set_meta("pending_commit", None)
+        move = self.stage.get_meta("pending_ref")
+        if move is not None:
+            want = json.loads(move)
+            if self.head == want["head"] and self.repo.refs.get(self.head_ref) == want["expected"]:
+                self.repo.refs.update(self.head_ref, want["commit"], expected=want["expected"])
+            elif self.interrupted_checkout == want["head"]:
+                return  # checking that version out again finishes the checkout, then this
+            self.stage.set_meta("pending_ref", None)
+
+    @property
+    def interrupted_checkout(self) -> str | None:
+        """The version whose checkout was cut short after it started changing files, or None."""
+        return self.stage.get_meta("checkout")
+
+    def _refuse_if_interrupted(self, what: str) -> None:
+        pending = self.interrupted_checkout
+        if pending is not None:
+            raise LocalChanges(
+                f"the checkout of {pending[:12]} was cut short, so the workspace holds a mix of two versions; {what} would record that mix",
+                f"finish it with `datactl checkout {pending[:12]}` (or go back with `datactl checkout {(self.head or pending)[:12]} --force`)",
+            )
 
     def commit(
         self,
@@ -337,6 +417,7 @@ class Workspace(Closing):
         allow_empty: bool = False,
         verify: bool = True,
         from_old: bool = False,
+        trust_plugins: bool = False,
     ) -> str:
         """Record the staged files as a new version; return its commit id.
 
@@ -347,11 +428,14 @@ class Workspace(Closing):
 
         With ``[validate] on_commit = true`` in datactl.toml the rules run on
         the staged files first and a failure refuses the commit
-        (``ValidationFailed``); ``verify=False`` skips them.
+        (``ValidationFailed``); ``verify=False`` skips them. Plugin rules
+        named there are imported only with ``trust_plugins`` (or
+        DATACTL_TRUST_PLUGINS=1; see docs/security.md).
         """
         input_ids = tuple(dict.fromkeys(resolve_input(self, r) for r in inputs))
         tag_refs = [tag_ref(self.name, t) for t in tags]
         merge_head = self.stage.get_meta("merge_head")  # set by `datactl merge` until it is committed
+        self._refuse_if_interrupted("a commit")
         with self.locked():
             for ref in tag_refs:
                 if self.repo.refs.get(ref) is not None:
@@ -378,7 +462,7 @@ class Workspace(Closing):
                     # Imported here: only a commit needs the rules (and the lineage index below); every other command starts faster.
                     from datactl.validation.hook import run_commit_rules
 
-                    run_commit_rules(self.repo, self.root, tree_id)
+                    run_commit_rules(self.repo, self.root, tree_id, trust_plugins=trust_plugins)
                 commit = Commit(
                     tree=tree_id,
                     parents=tuple(p for p in (current, merge_head) if p),
@@ -447,24 +531,75 @@ class Workspace(Closing):
 
     # -- checkout ------------------------------------------------------------
 
-    def checkout(self, ref: str, force: bool = False, progress: ProgressReporter | None = None) -> CheckoutResult:
-        """Make the workspace hold version ``ref`` exactly; untracked files are never touched."""
+    def checkout(
+        self,
+        ref: str,
+        force: bool = False,
+        progress: ProgressReporter | None = None,
+        *,
+        scope: list[str] | None = None,
+        move_ref: RefMove | None = None,
+    ) -> CheckoutResult:
+        """Make the workspace hold version ``ref`` exactly; untracked files are never touched.
+
+        ``scope`` replaces the sparse paths (None keeps them). ``move_ref``
+        moves the dataset's ref once the version is checked out (as a pull or
+        a fast-forward does), and only then; a crash in between is finished on
+        the next open. All or nothing: see ``datactl.workspace.checkout``.
+        """
         progress = progress or NullProgress()
         commit_id = self.resolve(ref)
         tree_id = self.repo.read_commit(commit_id).tree
         with self.locked():
             if not force:
                 st = self.status()
-                if not st.clean:
-                    changed = [c.path for c in (st.staged + st.unstaged)][:10]
+                changed = [c.path for c in (st.staged + st.unstaged)]
+                if changed and self.interrupted_checkout == commit_id:
+                    # Finishing a checkout that was cut short: what it already placed or deleted is not a change.
+                    done = already_there(self.repo, self.disk, tree_id, changed)
+                    changed = [p for p in changed if p not in done]
+                if changed:
+                    changed = changed[:10]
                     raise LocalChanges(
                         f"checkout would overwrite local changes: {', '.join(changed)}",
                         "commit them, or use --force to discard them",
                     )
-            plan = plan_checkout(self.repo, self.stage, self.disk, tree_id, force, self.in_scope)
+            in_scope = scope_test(self.sparse if scope is None else scope)
+            plan = plan_checkout(self.repo, self.stage, self.disk, tree_id, force, in_scope, f"version {commit_id[:12]}")
+            if move_ref is not None:
+                self.stage.set_meta("pending_ref", json.dumps({"head": commit_id, "commit": move_ref.to, "expected": move_ref.expected}))
             progress.start("checkout", plan.bytes)
             try:
-                result = apply_checkout(self.repo, self.stage, self.disk, plan, commit_id, progress)
+                result = apply_checkout(self.repo, self.stage, self.disk, plan, commit_id, progress, scope)
+            except BaseException:
+                if self.interrupted_checkout is None:
+                    self.stage.set_meta("pending_ref", None)  # nothing moved
+                raise
             finally:
                 progress.stop()
+            if move_ref is not None:
+                self.repo.refs.update(self.head_ref, move_ref.to, expected=move_ref.expected)
+                self.stage.set_meta("pending_ref", None)
+        return result
+
+    def restore(self, ref: str, paths: list[str], progress: ProgressReporter | None = None) -> CheckoutResult:
+        """Put the files under ``paths`` (workspace-relative files or folders) of version ``ref`` on disk and in
+        the stage, as git's ``checkout REF -- PATH`` does; HEAD stays.
+
+        What is at those paths is overwritten, as asked; other files are left
+        alone. A partial workspace adds the paths to those it holds.
+        """
+        progress = progress or NullProgress()
+        commit_id = self.resolve(ref)
+        writes = plan_restore(self.repo, self.repo.read_commit(commit_id).tree, paths, f"version {commit_id[:12]}")
+        with self.locked():
+            self.disk.forget_refreshed()
+            progress.start("checkout", sum(e.size for _, e in writes if e.kind == FILE))
+            try:
+                result = apply_restore(self.repo, self.stage, self.root, writes, commit_id, progress)
+            finally:
+                progress.stop()
+            scope = self.sparse
+            if scope and not all(scope_test(scope)(p) for p in paths):
+                self.stage.set_sparse(scope + list(paths))
         return result

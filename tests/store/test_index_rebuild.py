@@ -39,7 +39,8 @@ def test_rebuild_index_after_index_db_is_deleted_finds_every_object(cli: Cli, ws
 
     repo = Repository(backend, ObjectIndex(layout.index_db), read_store_config(backend), layout.tmp_dir)
     try:
-        assert repo.rebuild_index() == len(list(backend.list("packs/")))
+        rebuilt = repo.rebuild_index()
+        assert rebuilt.packs == len(list(backend.list("packs/"))) and rebuilt.objects == len(indexed) and not rebuilt.damaged
         assert set(repo.index.iter_ids()) == indexed == footer_ids(backend)
         for oid in sorted(indexed):
             repo.read(oid)  # found through the rebuilt index, and hashed against its id

@@ -268,7 +268,7 @@ def test_plugin_rule_from_config_module_path(cli: Cli, ws_dir: Path) -> None:
         glob = "*.png"
         byte = 0x89
     """)
-    report = json.loads(cli("validate", "--format", "json", ok=False).out)
+    report = json.loads(cli("validate", "--format", "json", "--trust-plugins", ok=False).out)
     by_type = {r["type"]: r for r in report["rules"]}
     assert by_type["no_spaces"]["status"] == "failed" and by_type["no_spaces"]["findings"][0]["path"] == "data/a b.txt"
     assert by_type["first_byte"]["status"] == "passed" and by_type["first_byte"]["files_read"] == 8

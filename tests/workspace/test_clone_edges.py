@@ -1,0 +1,85 @@
+"""Clones that users widen, pull and restore from (issue 11, clones)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from conftest import Cli, snapshot, write
+from datactl.workspace.workspace import Workspace
+
+
+def _published(cli: Cli, ws_dir: Path, store: str) -> None:
+    """v1: features/ (3 files), labels.csv, README.md; v2 rewrites one file, deletes two; both pushed, with tags."""
+    for i in range(3):
+        write(ws_dir / "features" / f"f{i}.csv", f"feature {i}\n")
+    write(ws_dir / "labels.csv", "id,label\n1,cat\n")
+    write(ws_dir / "README.md", "read me\n")
+    cli("init", "--name", "ds")
+    cli("add", ".")
+    cli("commit", "-m", "v1", "--tag", "v1")
+    cli("push", store, "--tags")
+    write(ws_dir / "labels.csv", "id,label\n1,dog\n")
+    os.unlink(ws_dir / "features" / "f0.csv")
+    os.unlink(ws_dir / "README.md")
+    cli("add", ".")
+    cli("commit", "-m", "v2", "--tag", "v2")
+    cli("push", store, "--tags")
+
+
+def test_pull_of_a_path_widens_a_partial_clone(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    _published(cli, ws_dir, store)
+    clone = tmp_path / "clone"
+    cli("clone", store, "ds", str(clone), "--path", "features", cwd=tmp_path)
+    assert sorted(snapshot(clone)) == ["features/f1.csv", "features/f2.csv"]
+    assert "nothing to commit, workspace clean" in cli("status", cwd=clone).out  # labels.csv is not "deleted"
+
+    r = cli("pull", "origin", "labels.csv", cwd=clone)
+    assert "now also holds labels.csv" in r.out and "1 file(s) written" in r.out
+    assert (clone / "labels.csv").read_text() == "id,label\n1,dog\n"
+    assert "nothing to commit, workspace clean" in cli("status", cwd=clone).out
+    assert not (clone / "README.md").exists()  # still outside the selection
+    with Workspace.open(str(clone)) as ws:
+        assert ws.sparse == ["features", "labels.csv"]
+
+
+def test_pull_after_cloning_an_older_version_says_what_it_did(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    _published(cli, ws_dir, store)
+    clone = tmp_path / "clone"
+    cli("clone", store, "ds@v1", str(clone), cwd=tmp_path)
+    v1 = cli("log", "v1", "-n", "1", cwd=clone).out.split()[1]
+    v2 = cli("log", "v2", "-n", "1", cwd=clone).out.split()[1]
+
+    r = cli("pull", cwd=clone)
+    assert f"HEAD {v1[:12]} -> {v2[:12]}" in r.out
+    assert re.search(r"\b1 file\(s\) written, 2 deleted", r.out), r.out
+    assert "already" not in r.out
+    assert snapshot(clone) == snapshot(ws_dir)
+    r = cli("pull", cwd=clone)
+    assert f"already up to date at {v2[:12]}" in r.out and "0 file(s) written, 0 deleted" in r.out
+
+
+def test_checkout_ref_paths_restores_some_files_and_keeps_head(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    _published(cli, ws_dir, store)
+    head = cli("log", "-n", "1").out.split()[1]
+    write(ws_dir / "features" / "f1.csv", "edited, not committed\n")
+    write(ws_dir / "features" / "f2.csv", "kept as edited\n")
+
+    r = cli("checkout", "v1", "--", "labels.csv", "features/f0.csv", "features/f1.csv")
+    assert "restored 3 file(s)" in r.out and f"HEAD stays at {head[:12]}" in r.out
+    assert (ws_dir / "labels.csv").read_text() == "id,label\n1,cat\n"
+    assert (ws_dir / "features" / "f0.csv").read_text() == "feature 0\n"
+    assert (ws_dir / "features" / "f1.csv").read_text() == "feature 1\n"
+    assert (ws_dir / "features" / "f2.csv").read_text() == "kept as edited\n"
+    assert not (ws_dir / "README.md").exists()
+    st = cli("status").out
+    staged, _, unstaged = st.partition("Changes not staged")
+    assert "labels.csv" in staged and "features/f0.csv" in staged and "features/f2.csv" in unstaged
+    assert cli("log", "-n", "1").out.split()[1] == head
+
+    r = cli("checkout", "v1", "--", "no/such.csv", ok=False)
+    assert r.code == 1 and "no/such.csv is not in version" in r.err
