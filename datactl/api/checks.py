@@ -21,7 +21,8 @@ from datactl.store.source import VersionSource, local_source
 from datactl.upkeep.verify import MustBeLocal, StoreVerifyReport, verify_local, verify_remote
 from datactl.validation import Rule, ValidationReport, prepare_rules, run_rules
 from datactl.validation.drift import tree_totals
-from datactl.workspace.workspace import Workspace, read_workspace_config, scope_test
+from datactl.workspace.opening import read_workspace_config, scope_test
+from datactl.workspace.workspace import Workspace
 
 
 @dataclass(frozen=True)

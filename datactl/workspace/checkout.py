@@ -23,7 +23,7 @@ import os
 import stat
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from datactl.core.crashpoints import crash_point
 from datactl.core.dirs import make_dirs, walk_folder
@@ -278,6 +278,73 @@ def apply_checkout(repo: Repository, stage: Stage, disk: DiskState, plan: Checko
         discard(prepared[result.written :])
         raise
     stage.finish_checkout(rows + plan.head_updates, commit_id, scope)
+    return result
+
+
+# -- a workspace that tracks nothing yet (a clone) ------------------------------------------------------
+
+
+def plan_fresh(repo: Repository, disk: DiskState, tree_id: str, force: bool, in_scope: Callable[[str], bool], label: str) -> int:
+    """Check what checking out ``tree_id`` into a workspace that tracks nothing would write; return its bytes.
+
+    The version's names are checked and untracked files in the way refused
+    (LocalChanges) as ``plan_checkout`` does, in one streaming pass that keeps
+    nothing per file, so a version of any number of files needs constant memory.
+    """
+    conflicts: list[str] = []
+    total = 0
+    for path, entry in walk_files(repo, tree_id):
+        check_not_workspace_file(path, label)
+        if not in_scope(path):
+            continue
+        check_rel_path(path)
+        abs_path = disk.abs_path(path)
+        if os.path.isdir(abs_path) and not os.path.islink(abs_path):
+            if any(True for _ in walk_folder_files(abs_path)):
+                conflicts.append(path + "/")
+        elif os.path.lexists(abs_path) and not force and not _holds(disk, path, entry):
+            conflicts.append(path)
+        if len(conflicts) >= 10:
+            break
+        total += entry.size if entry.kind == FILE else 0
+    if conflicts:
+        raise LocalChanges(
+            f"checkout would overwrite untracked files: {', '.join(conflicts[:10])}",
+            "move them away, or use --force to overwrite them",
+        )
+    return total
+
+
+def walk_folder_files(folder: str) -> Iterator[str]:
+    for _dirpath, _dirs, files in walk_folder(folder):
+        yield from files
+
+
+def apply_fresh(
+    repo: Repository, stage: Stage, disk: DiskState, tree_id: str, commit_id: str, in_scope: Callable[[str], bool], progress: ProgressReporter, scope: list[str] | None
+) -> CheckoutResult:
+    """Write ``tree_id``'s files into a workspace that tracks nothing, as the tree is walked; HEAD becomes ``commit_id``.
+
+    There is nothing to lose, so each file is placed as soon as it is written
+    and verified, and its stage row saved with the next batch; until the end
+    the stage says which version is being checked out, and checking it out
+    again finishes the job.
+    """
+    result = CheckoutResult(commit_id)
+    stage.set_meta("checkout", commit_id)
+    rows: list[StageRow] = []
+    for path, entry in walk_files(repo, tree_id):
+        if not in_scope(path):
+            rows.append(StageRow(path, entry, None, head_info(entry)))
+        else:
+            crash_point("checkout-placing")
+            rows.append(StageRow(path, entry, write_entry(repo, disk.root, path, entry, progress), head_info(entry)))
+            result.written += 1
+            result.bytes_written += entry.size
+        if len(rows) >= ROW_BATCH:
+            stage.write(rows)
+            rows = []
+    stage.finish_checkout(rows, commit_id, scope)
     return result
 
 

@@ -24,8 +24,9 @@ from datactl.core.errors import DatabaseDamaged, DatactlError
 from datactl.core.ids import is_object_id
 from datactl.format.layout import WorkspaceLayout, head_ref
 from datactl.store.walk import walk_files
+from datactl.workspace.opening import database_present, open_store, read_workspace_config, workspace_lock
 from datactl.workspace.stage import Stage, StageRow, head_info
-from datactl.workspace.workspace import Workspace, database_present, open_store, read_workspace_config, workspace_lock
+from datactl.workspace.workspace import Workspace
 
 # Meta values of the stage kept across a rebuild, when they can be read.
 KEPT_META = ("head", "sparse", "merge", "merge_head", "pending_commit", "pending_ref", "checkout")

@@ -34,7 +34,8 @@ from datactl.store.walk import walk_files
 from datactl.upkeep.consolidate import consolidate_packs, needs_consolidation
 from datactl.upkeep.targets import remote_target
 from datactl.workspace.checkout import CheckoutResult
-from datactl.workspace.workspace import RefMove, Workspace, scope_test
+from datactl.workspace.opening import scope_test
+from datactl.workspace.workspace import RefMove, Workspace
 from storage_backends import BackendError
 
 _log = logging.getLogger("datactl.sync")

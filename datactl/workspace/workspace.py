@@ -12,19 +12,18 @@ Layout of a workspace root::
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from datactl.core.author import default_author
 from datactl.core.closing import Closing
 from datactl.core.errors import DatabaseDamaged, DatactlError, LocalChanges, NotAtLatest, NothingToCommit, UsageError
 from datactl.core.progress import NullProgress, ProgressReporter, draws
-from datactl.core.settings import read_settings, settings_path
+from datactl.core.settings import settings_path
 from datactl.core.units import now_iso
 from datactl.format.layout import KINDS, WorkspaceLayout, check_name, head_ref, tag_ref, tags_prefix
 from datactl.format.objects import FILE, Commit, TreeEntry
@@ -33,8 +32,7 @@ from datactl.format.storeconfig import StoreConfig
 from datactl.remote.locate import find_workspace_root
 from datactl.store.backend import local_store_backend
 from datactl.store.chunker import Chunker
-from datactl.store.index import ObjectIndex
-from datactl.store.repository import Repository, read_store_config, write_store_config
+from datactl.store.repository import write_store_config
 from datactl.store.revparse import RefContext, resolve_ref
 from datactl.store.trees import build_tree, patch_tree
 from datactl.workspace.add import AddBatch, AddResult
@@ -42,14 +40,17 @@ from datactl.workspace.checkout import (
     CheckoutResult,
     already_there,
     apply_checkout,
+    apply_fresh,
     apply_restore,
     plan_checkout,
+    plan_fresh,
     plan_restore,
     prune_empty_dirs,
 )
 from datactl.workspace.disk import DiskState
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.inputs import resolve_input
+from datactl.workspace.opening import database_present, open_store, read_workspace_config, scope_test, workspace_lock
 from datactl.workspace.scan import DiskEntry, ScanProblem
 from datactl.workspace.stage import STAGE_HINT, Stage, StageRow
 from storage_backends import BackendError
@@ -58,12 +59,6 @@ if TYPE_CHECKING:
     from datactl.upkeep.consolidate import ConsolidateReport
 
 _log = logging.getLogger("datactl.workspace")
-
-
-@dataclass(frozen=True)
-class WorkspaceConfig:
-    name: str
-    kind: str
 
 
 @dataclass(frozen=True)
@@ -99,21 +94,6 @@ class Status:
         return not self.staged and not self.unstaged
 
 
-def scope_test(scope: list[str]) -> Callable[[str], bool]:
-    """Whether a path is inside ``scope`` (sparse paths: files or folders; empty means everything)."""
-    if not scope or "" in scope:
-        return lambda path: True
-    return lambda path: any(path == p or path.startswith(p + "/") for p in scope)
-
-
-def read_workspace_config(root: str) -> WorkspaceConfig:
-    section = read_settings(root).get("dataset", {})
-    name, kind = section.get("name"), section.get("kind", "dataset")
-    if not isinstance(name, str) or kind not in KINDS:
-        raise UsageError(f"{settings_path(root)}: [dataset] needs name = \"...\" and kind = \"dataset\" or \"model\"")
-    return WorkspaceConfig(check_name(name), kind)
-
-
 _log = logging.getLogger("datactl.workspace")
 
 CONFIG_TEMPLATE = """\
@@ -122,50 +102,6 @@ CONFIG_TEMPLATE = """\
 name = "{name}"
 kind = "{kind}"   # "dataset" or "model"
 """
-
-
-@contextmanager
-def workspace_lock(layout: WorkspaceLayout) -> Iterator[None]:
-    """Hold a workspace's lock (one changing command at a time); refused at once when another holds it."""
-    fd = os.open(layout.lock_file, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DatactlError("another datactl command is changing this workspace", "wait for it to finish, then retry") from None
-        yield
-    finally:
-        os.close(fd)
-
-
-def database_present(path: str) -> bool:
-    """Whether the SQLite file ``path`` exists with content (in it, or still in its write-ahead log)."""
-    for name in (path, path + "-wal"):
-        try:
-            if os.path.getsize(name) > 0:
-                return True
-        except FileNotFoundError:
-            pass
-    return False
-
-
-def open_store(layout: WorkspaceLayout, announce: bool = True) -> Repository:
-    """A workspace's local store; its object index (index.db, derived from the packs) is rebuilt when missing
-    (and, with ``announce``, a warning says so)."""
-    backend = local_store_backend(layout.store_dir)
-    missing = not database_present(layout.index_db)
-    repo = Repository(backend, ObjectIndex(layout.index_db), read_store_config(backend), tmp_dir=layout.tmp_dir)
-    if missing:
-        try:
-            rebuilt = repo.rebuild_index()
-        except BaseException:
-            repo.close()
-            raise
-        if announce and (rebuilt.packs or rebuilt.damaged):
-            _log.warning("%s was missing; rebuilt it from the footers of %d pack(s)", layout.index_db, rebuilt.packs)
-        for pack_id, why in rebuilt.damaged.items():
-            _log.warning("pack %s left out of the index: %s (`datactl fsck` checks the store)", pack_id, why)
-    return repo
 
 
 class Workspace(Closing):
@@ -565,12 +501,22 @@ class Workspace(Closing):
                         "commit them, or use --force to discard them",
                     )
             in_scope = scope_test(self.sparse if scope is None else scope)
-            plan = plan_checkout(self.repo, self.stage, self.disk, tree_id, force, in_scope, f"version {commit_id[:12]}")
+            label = f"version {commit_id[:12]}"
+            # A workspace that tracks nothing yet (a clone) has nothing to lose: its checkout streams, in constant memory.
+            fresh = self.head is None and self.stage.count() == 0
+            if fresh:
+                total = plan_fresh(self.repo, self.disk, tree_id, force, in_scope, label)
+            else:
+                plan = plan_checkout(self.repo, self.stage, self.disk, tree_id, force, in_scope, label)
+                total = plan.bytes
             if move_ref is not None:
                 self.stage.set_meta("pending_ref", json.dumps({"head": commit_id, "commit": move_ref.to, "expected": move_ref.expected}))
-            progress.start("checkout", plan.bytes)
+            progress.start("checkout", total)
             try:
-                result = apply_checkout(self.repo, self.stage, self.disk, plan, commit_id, progress, scope)
+                if fresh:
+                    result = apply_fresh(self.repo, self.stage, self.disk, tree_id, commit_id, in_scope, progress, scope)
+                else:
+                    result = apply_checkout(self.repo, self.stage, self.disk, plan, commit_id, progress, scope)
             except BaseException:
                 if self.interrupted_checkout is None:
                     self.stage.set_meta("pending_ref", None)  # nothing moved
