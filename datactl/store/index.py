@@ -127,7 +127,8 @@ class ObjectIndex(Database):
 
     def replace_packs(self, removed: Iterable[str], added: dict[str, tuple[int, list[PackEntry]]]) -> None:
         """Forget ``removed`` packs and record ``added`` ones in one transaction: a reader never sees an object
-        that moved from one to the other missing (an object already indexed in a kept pack keeps that home)."""
+        that moved from one to the other missing. An object of an added pack is homed there: added packs hold
+        copies made because their old packs are going (gc, merging small packs), possibly in a later call."""
         with self._db:
             self._db.execute("BEGIN")
             for pack_id in removed:
@@ -136,7 +137,7 @@ class ObjectIndex(Database):
             for pack_id, (size, entries) in added.items():
                 self._db.execute("INSERT OR REPLACE INTO packs(id, size) VALUES (?, ?)", (pack_id, size))
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO objects(id, type, pack, offset, stored_len, raw_len, codec)"
+                    "INSERT OR REPLACE INTO objects(id, type, pack, offset, stored_len, raw_len, codec)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     ((e.id, int(e.type), pack_id, e.offset, e.stored_len, e.raw_len, e.codec) for e in entries),
                 )

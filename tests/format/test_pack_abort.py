@@ -18,7 +18,8 @@ def test_abort_on_a_full_disk_discards_the_pack_without_raising(tmp_path: Path) 
         data = os.urandom(4000)
         writer.add(object_id(data), ObjectType.CHUNK, 0, data, len(data))  # still in the write buffer
         fill(disk)
-        with pytest.raises(OSError):
-            writer.add(object_id(data[::-1]), ObjectType.CHUNK, 0, data[::-1], len(data)) or writer.finish()
+        with pytest.raises(OSError):  # the buffered bytes meet the full disk when they are written out
+            writer.add(object_id(data[::-1]), ObjectType.CHUNK, 0, data[::-1], len(data))
+            writer.finish()
         writer.abort()
         assert os.listdir(disk / "tmp") == []
