@@ -123,7 +123,7 @@ def _fetch_into(ws: Workspace, rs: RemoteStore, progress: ProgressReporter) -> F
     dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
     progress.start(f"fetch from {rs.spec.label}", None)
     try:
-        result.objects = fetch_metadata(dl, result.refs.values(), complete)
+        result.objects = fetch_metadata(dl, result.refs.values(), complete).objects
     finally:
         progress.stop()
     result.bytes_downloaded = dl.bytes_downloaded
