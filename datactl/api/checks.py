@@ -21,6 +21,7 @@ from datactl.store.source import VersionSource, local_source
 from datactl.upkeep.verify import StoreVerifyReport, verify_local, verify_remote
 from datactl.validation import Rule, ValidationReport, prepare_rules, run_rules
 from datactl.validation.drift import tree_totals
+from datactl.workspace.shallow import shallow_commits
 from datactl.workspace.workspace import Workspace, read_workspace_config
 
 
@@ -129,7 +130,7 @@ def verify(
         if root is None:
             raise NotAWorkspace("not in a datactl workspace", "run it inside a workspace, or check a store with --remote URL")
         with Workspace(root) as ws:
-            return verify_local(ws.repo, ws.resolve(ref), **kwargs)
+            return verify_local(ws.repo, ws.resolve(ref), cut=shallow_commits(ws.stage), **kwargs)
     ctx = remote_context(remote, None, options)
     _no_head(ref, ctx)
     with RemoteStore(ctx.spec, ctx.cache_dir) as rs:

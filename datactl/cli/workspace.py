@@ -170,14 +170,19 @@ def _tags_by_commit(ws: Workspace) -> dict[str, list[str]]:
 
 
 def print_log(ws: Workspace, start: str, limit: Optional[int], oneline: bool) -> None:
-    from datactl.store.history import iter_history
+    from datactl.store.history import HISTORY_CUT, iter_history
+    from datactl.workspace.shallow import shallow_commits
 
     tags = _tags_by_commit(ws)
-    for cid, c in iter_history(ws.repo, start, limit):
+    cut = shallow_commits(ws.stage)
+    for cid, c in iter_history(ws.repo, start, limit, cut):
         labels = (["HEAD"] if cid == ws.head else []) + [f"tag: {t}" for t in tags.get(cid, [])]
         deco = f" ({', '.join(labels)})" if labels else ""
+        cut_line = HISTORY_CUT if cid in cut and c.parents else None
         if oneline:
             out.print(Text(cid[:12] + deco, style="yellow") + Text(" " + (c.message.splitlines()[0] if c.message else "")))
+            if cut_line:
+                out.print(cut_line)
             continue
         out.print(f"commit {cid}{deco}", style="yellow")
         if len(c.parents) > 1:
@@ -190,6 +195,8 @@ def print_log(ws: Workspace, start: str, limit: Optional[int], oneline: bool) ->
         for line in c.message.splitlines() or [""]:
             out.print(f"    {line}")
         out.print("")
+        if cut_line:
+            out.print(cut_line)
 
 
 def log(
@@ -200,12 +207,14 @@ def log(
 ) -> None:
     """Show the history of a version, newest first."""
     from datactl.store.history import iter_history
+    from datactl.workspace.shallow import shallow_commits
     from datactl.workspace.workspace import Workspace
 
     with Workspace.open() as ws:
         start = ws.resolve(ref)
         if json_:
-            emit_json([c.to_dict(cid) for cid, c in iter_history(ws.repo, start, n)])
+            cut = shallow_commits(ws.stage)
+            emit_json([{**c.to_dict(cid), **({"history_cut": True} if cid in cut else {})} for cid, c in iter_history(ws.repo, start, n, cut)])
         else:
             print_log(ws, start, n, oneline)
 

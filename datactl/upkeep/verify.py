@@ -24,7 +24,7 @@ import random
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Container, Iterator, Sequence
 
 from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing
 from datactl.core.parallel import parallel_map
@@ -139,14 +139,14 @@ class _Verifier:
         exc = self.failed.pop(oid, None)
         return exc.message if exc is not None else f"object {oid} is missing"
 
-    def commits(self, start: str) -> list[tuple[str, Commit]]:
+    def commits(self, start: str, cut: Container[str] = frozenset()) -> list[tuple[str, Commit]]:
         def absent(cid: str) -> None:
             self.problem("history", f"commit {cid}: {self._why(cid)}", cid, commit=cid)
 
         def damaged(cid: str, exc: DatactlError) -> None:
             self.problem("history", exc.message, cid, commit=cid)
 
-        out = list(walk_commits(self._read, [start], on_absent=absent, on_damaged=damaged))
+        out = list(walk_commits(self._read, [start], cut=cut, on_absent=absent, on_damaged=damaged))
         self.report.commits = len(out)
         return out
 
@@ -301,8 +301,12 @@ def verify_version(
     seed: int | None = None,
     progress: ProgressReporter | None = None,
     jobs: int = 8,
+    cut: Container[str] = frozenset(),
 ) -> StoreVerifyReport:
-    """Check every object reachable from ``commit_id`` in the store ``reader`` reads (see the module doc)."""
+    """Check every object reachable from ``commit_id`` in the store ``reader`` reads (see the module doc).
+
+    The parents of commits in ``cut`` (where a shallow workspace's history ends) are not checked.
+    """
     import time
 
     if sample is not None and not 0.0 < sample <= 1.0:
@@ -356,7 +360,7 @@ def verify_version(
     progress.start("verifying", None)
     try:
         try:
-            commits = v.commits(commit_id)
+            commits = v.commits(commit_id, cut)
             # Older versions whose files gc pruned (--keep-last ...): their trees are checked, not their files.
             pruned = read_pruned(reader.backend) - {commit_id}
             v.trees([c for c in commits if c[0] not in pruned], on_file)

@@ -32,6 +32,7 @@ from datactl.store.walk import walk_files
 from datactl.upkeep.consolidate import consolidate_packs, needs_consolidation
 from datactl.upkeep.targets import remote_target
 from datactl.workspace.checkout import CheckoutResult
+from datactl.workspace.shallow import set_shallow_commits, shallow_commits
 from datactl.workspace.workspace import Workspace
 from storage_backends import BackendError
 
@@ -47,6 +48,8 @@ class FetchResult:
     refs: dict[str, str] = field(default_factory=dict)
     objects: int = 0
     bytes_downloaded: int = 0
+    requests: int = 0  # reads from the remote's packs
+    shallow: list[str] = field(default_factory=list)  # where the workspace's history is cut now (empty: whole)
 
 
 @dataclass
@@ -108,7 +111,14 @@ def _consolidate_remote(rs: RemoteStore, tmp_dir: str, jobs: int) -> None:
         _log.warning("small packs of %s not merged: %s", rs.spec.label, exc)
 
 
-def _fetch_into(ws: Workspace, rs: RemoteStore, progress: ProgressReporter) -> FetchResult:
+def _fetch_into(ws: Workspace, rs: RemoteStore, progress: ProgressReporter, depth: int | None = None, unshallow: bool = False) -> FetchResult:
+    """Fetch the remote's head and tags of this dataset: their whole history, or with ``depth`` the newest versions.
+
+    A shallow workspace (one cut by a ``depth``) takes only the tags of versions it holds; ``depth`` or
+    ``unshallow`` there walks again from the remote's head, so the history grows past the old cut.
+    """
+    if depth is not None and depth < 1:
+        raise UsageError(f"--depth must be at least 1, not {depth}")
     config = rs.config()
     if config.chunker != ws.repo.config.chunker:
         raise UsageError(f"{rs.url} chunks files with other parameters than this workspace's store", "clone from it instead")
@@ -117,16 +127,23 @@ def _fetch_into(ws: Workspace, rs: RemoteStore, progress: ProgressReporter) -> F
     head = rs.refs.get(ws.head_ref)
     if head is not None:
         result.refs[ws.head_ref] = head
-    for r in rs.refs.list(f"tags/{ws.name}/"):
-        result.refs[r.ref] = r.commit
-    complete = commit_closure(ws.repo, [r.commit for r in ws.repo.refs.list("")])
+    tags = {r.ref: r.commit for r in rs.refs.list(f"tags/{ws.name}/")}
+    cut_before = shallow_commits(ws.stage)
+    shallow = depth is not None or (bool(cut_before) and not unshallow)
+    deepen = bool(cut_before) and (depth is not None or unshallow)
+    complete = set() if deepen else commit_closure(ws.repo, [r.commit for r in ws.repo.refs.list("")])
     dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
     progress.start(f"fetch from {rs.spec.label}", None)
     try:
-        result.objects = fetch_metadata(dl, result.refs.values(), complete).objects
+        fetched = fetch_metadata(dl, [*result.refs.values(), *(() if shallow else tags.values())], complete, depth)
     finally:
         progress.stop()
-    result.bytes_downloaded = dl.bytes_downloaded
+        dl.close()
+    result.objects, result.bytes_downloaded, result.requests = fetched.objects, dl.bytes_downloaded, dl.requests
+    # Before any ref names the new commits: where their history stops, and which old cuts are filled in.
+    set_shallow_commits(ws.stage, [*fetched.cut, *(c for c in cut_before if not all(map(ws.repo.has, ws.repo.read_commit(c).parents)))])
+    result.shallow = sorted(shallow_commits(ws.stage))
+    result.refs.update((ref, cid) for ref, cid in tags.items() if not shallow or ws.repo.has(cid))
     for ref, cid in result.refs.items():
         _set_tracking(ws, rs.spec, ref, cid)
         if ref.startswith("tags/") and ws.repo.refs.get(ref) is None:
@@ -135,10 +152,18 @@ def _fetch_into(ws: Workspace, rs: RemoteStore, progress: ProgressReporter) -> F
     return result
 
 
-def fetch(ws: Workspace, remote: str | None = None, progress: ProgressReporter | None = None) -> FetchResult:
-    """Download the remote's versions of this dataset (commits and trees, not file data)."""
+def fetch(
+    ws: Workspace, remote: str | None = None, progress: ProgressReporter | None = None, *, depth: int | None = None, unshallow: bool = False
+) -> FetchResult:
+    """Download the remote's versions of this dataset (commits and trees, not file data).
+
+    With ``depth``, only the newest ``depth`` versions (the workspace records where its history is cut);
+    ``unshallow`` fetches the whole history of a workspace cloned or fetched with a depth.
+    """
+    if depth is not None and unshallow:
+        raise UsageError("give either --depth or --unshallow, not both")
     with open_remote(ws, remote) as rs:
-        return _fetch_into(ws, rs, progress or NullProgress())
+        return _fetch_into(ws, rs, progress or NullProgress(), depth, unshallow)
 
 
 def _missing_file_data(ws: Workspace, commit_id: str) -> Iterator[tuple[str, bool]]:
@@ -228,13 +253,15 @@ def pull(
     paths: list[str] | tuple[str, ...] = (),
     progress: ProgressReporter | None = None,
     version: str | None = None,
+    depth: int | None = None,
 ) -> PullResult:
     """Fetch, fast-forward this dataset to the remote's head, and check it out.
 
     With ``version`` (a tag or commit id), that version is downloaded and
     checked out instead of the head. With ``paths`` (inside the dataset, like ``ls`` takes them), only those
     files and folders are downloaded and written (the workspace becomes
-    sparse: other paths are tracked but not present).
+    sparse: other paths are tracked but not present). ``depth`` fetches only
+    the newest versions of the history (see ``fetch``).
     """
     progress = progress or NullProgress()
     status = ws.status()
@@ -243,7 +270,7 @@ def pull(
         raise LocalChanges(f"pull would overwrite local changes: {changed}", "commit them first (or check out with --force to drop them)")
     ref = ws.head_ref
     with open_remote(ws, remote) as rs:
-        fetched = _fetch_into(ws, rs, progress)
+        fetched = _fetch_into(ws, rs, progress, depth)
         remote_head = fetched.refs.get(ref)
         if remote_head is None:
             raise UnknownRef(f"{rs.spec.label} has no {ws.kind} named {ws.name}", "push it there first")
@@ -276,8 +303,12 @@ def clone(
     options: dict | None = None,
     paths: list[str] | tuple[str, ...] = (),
     progress: ProgressReporter | None = None,
+    depth: int | None = None,
 ) -> Workspace:
-    """Make a workspace of ``dataset`` (``NAME`` or ``NAME@VERSION``) from the store at ``url``."""
+    """Make a workspace of ``dataset`` (``NAME`` or ``NAME@VERSION``) from the store at ``url``.
+
+    With ``depth``, only the newest ``depth`` versions of its history are fetched (a shallow clone).
+    """
     name, _, version = dataset.partition("@")
     check_name(name)
     spec = RemoteSpec("origin", url if "://" in url else os.path.abspath(url), dict(options or {}))
@@ -294,7 +325,7 @@ def clone(
     ws = Workspace.init(root, name=name, kind=kind, store_config=config)
     try:
         add_remote(ws.root, "origin", spec.url, spec.options)
-        pull(ws, "origin", paths=paths, progress=progress, version=version or None)
+        pull(ws, "origin", paths=paths, progress=progress, version=version or None, depth=depth)
     except BaseException:
         ws.close()
         raise

@@ -22,6 +22,7 @@ from datactl.remote.remotestore import RemoteStore
 from datactl.store.index import ObjectIndex
 from datactl.store.repository import Repository
 from datactl.upkeep.targets import ExtraRoots, IndexChange, StoreTarget, remote_target
+from datactl.workspace.shallow import shallow_commits
 from datactl.workspace.workspace import Workspace
 
 
@@ -29,7 +30,7 @@ def workspace_target(ws: Workspace) -> StoreTarget:
     """The workspace's own store (call under ``ws.locked()``)."""
 
     def roots() -> ExtraRoots:
-        extra = ExtraRoots()
+        extra = ExtraRoots(cut=shallow_commits(ws.stage))
         for key in ("head", "pending_commit", "merge_head"):
             v = ws.stage.get_meta(key)
             if v and is_object_id(v):
