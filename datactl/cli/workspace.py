@@ -253,16 +253,20 @@ def show(ref: str = typer.Argument("HEAD", help="The version to show."), json_: 
     """Show one version: its metadata, lineage inputs and what changed from its parent."""
     from datactl.store.diff import diff_trees
     from datactl.store.stats import version_stats
+    from datactl.workspace.shallow import shallow_commits
     from datactl.workspace.workspace import Workspace
 
     with Workspace.open() as ws:
         cid = ws.resolve(ref)
         c = ws.repo.read_commit(cid)
-        parent_tree = ws.repo.read_commit(c.parents[0]).tree if c.parents else None
-        changes = diff_trees(ws.repo, parent_tree, c.tree)
+        # At a shallow workspace's cut the parent was never fetched: what changed from it is unknown here.
+        at_cut = cid in shallow_commits(ws.stage) and bool(c.parents) and not ws.repo.has(c.parents[0])
+        parent_tree = ws.repo.read_commit(c.parents[0]).tree if c.parents and not at_cut else None
+        changes = None if at_cut else diff_trees(ws.repo, parent_tree, c.tree)
         stats = version_stats(ws.repo, cid)
         if json_:
-            emit_json({**c.to_dict(cid), "stats": stats.to_dict(), "diff": changes.to_dict()})
+            cut = {"history_cut": True} if at_cut else {}
+            emit_json({**c.to_dict(cid), **cut, "stats": stats.to_dict(), "diff": changes.to_dict() if changes else None})
             return
         print_log(ws, cid, 1, False)
         if c.metadata:
@@ -270,7 +274,8 @@ def show(ref: str = typer.Argument("HEAD", help="The version to show."), json_: 
             for k, v in sorted(c.metadata.items()):
                 out.print(f"    {k} = {json.dumps(v)}")
         out.print(f"Files:  {stats.files} ({human_bytes(stats.logical_bytes)})")
-        print_diff(changes, stat=True)
+        if changes is not None:
+            print_diff(changes, stat=True)
 
 
 def ls_(

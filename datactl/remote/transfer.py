@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import collections
 import os
-from dataclasses import dataclass, field
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
 from datactl.core.crashpoints import crash_point
@@ -22,11 +22,14 @@ from datactl.format.layout import pack_key
 from datactl.format.objects import FILE, decode_chunklist
 from datactl.format.pack import ObjectType, PackEntry, PackWriter
 from datactl.remote.remotestore import RemoteStore
-from datactl.store.indexfiles import write_index_file
 from datactl.store.index import ObjectLocation
+from datactl.store.indexfiles import write_index_file
 from datactl.store.packread import DEFAULT_JOBS, META_GAP, PackReader, ReadObject
 from datactl.store.repository import Repository
 from datactl.store.walk import BATCH, ReadBatch, present, walk_commits, walk_trees
+
+# A walk this many levels deep reads commit by commit rather than every commit of the packs it meets.
+SHALLOW_LEVELS = 32
 
 
 class Downloader:
@@ -42,6 +45,7 @@ class Downloader:
         self._synced = False
         # Commits read ahead from packs already read (see read_commits), kept until a walk asks for them.
         self._ahead: dict[str, ReadObject] = {}
+        self._packs_seen: set[str] = set()
         self._packs_read: set[str] = set()
 
     @property
@@ -85,20 +89,27 @@ class Downloader:
         self.bytes_downloaded += len(obj.stored)
         self.progress.advance(len(obj.stored))
 
-    def read_commits(self, oids: Sequence[str]) -> dict[str, bytes]:
+    def read_commits(self, oids: Sequence[str], read_ahead: bool = True) -> dict[str, bytes]:
         """Commits by id, a ReadBatch for ``walk_commits``; those the local store lacks are stored there (unflushed).
 
-        A history is a chain a walk would otherwise fetch one commit per step. So a commit the remote holds is
-        read with every other commit of its pack (one coalesced pass per pack, commits being small), and the
-        others wait here, in memory, until the walk reaches them: a walk that stops early (``--depth``) stores
-        none of those it did not reach.
+        A history is a chain a walk would otherwise fetch one commit per step. So once a walk comes back to a
+        pack for another commit, every commit of that pack is read in one coalesced pass (commits are small)
+        and those not reached yet wait here, in memory; a walk that stops early (``--depth``) stores none of
+        them. The first visit reads only what is asked, so fetching a few new versions reads a few commits.
         """
         got = self.local.read_batch([o for o in oids if self.local.has(o)])
-        missing = [o for o in oids if o not in got and o not in self._ahead]
-        packs = {self._locate(o).pack for o in missing} - self._packs_read
-        self._packs_read |= packs
-        ahead = [(p, e) for p in sorted(packs) for e in self.remote.index.entries_of_pack(p, ObjectType.COMMIT) if not self.local.has(e.id)]
-        for obj in self.packs.read_located(ahead, max_gap=META_GAP):
+        wanted = []
+        for oid in oids:
+            if oid in got or oid in self._ahead:
+                continue
+            loc = self._locate(oid)
+            if read_ahead and loc.pack in self._packs_seen and loc.pack not in self._packs_read:
+                self._packs_read.add(loc.pack)
+                wanted.extend((loc.pack, e) for e in self.remote.index.entries_of_pack(loc.pack, ObjectType.COMMIT) if not self.local.has(e.id))
+            else:
+                wanted.append((loc.pack, loc.entry))
+            self._packs_seen.add(loc.pack)
+        for obj in self.packs.read_located(wanted, max_gap=META_GAP):
             self._ahead[obj.entry.id] = obj
         for oid in oids:
             obj = self._ahead.pop(oid, None)
@@ -258,15 +269,19 @@ def fetch_metadata(dl: Downloader, roots: Iterable[str], complete: set[str], dep
 
     History below a commit in ``complete`` is already local. Trees already
     local are still walked, since an interrupted fetch may have stopped below them.
-    Commits come a pack at a time (``Downloader.read_commits``), trees a level at a time.
+    Commits come a pack at a time (``Downloader.read_commits``; a shallow walk, one level at a time), trees a level at a time.
     """
     before = dl.objects
     stop = set(complete)  # grows by the parents a depth leaves out, so the walk does not follow them
     distance = dict.fromkeys(roots, 0)
     edge: list[tuple[str, tuple[str, ...]]] = []
+    read_ahead = depth is None or depth > SHALLOW_LEVELS
+
+    def read(ids: Sequence[str]) -> dict[str, bytes]:
+        return dl.read_commits(ids, read_ahead)
 
     def tree_roots() -> Iterator[tuple[str, str]]:
-        for cid, commit in walk_commits(dl.read_commits, list(distance), stop=stop):
+        for cid, commit in walk_commits(read, list(distance), stop=stop):
             d = distance[cid]
             if depth is not None and d + 1 >= depth and commit.parents:
                 stop.update(commit.parents)

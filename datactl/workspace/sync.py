@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from datactl.core.errors import DatactlError, LocalChanges, RefConflict, UnknownRef, UsageError
+from datactl.core.errors import DatactlError, LocalChanges, RefConflict, StoreNotFound, UnknownRef, UsageError
 from datactl.core.progress import NullProgress, ProgressReporter, draws
 from datactl.core.safepath import check_rel_path
 from datactl.core.settings import read_settings
@@ -32,7 +32,7 @@ from datactl.store.walk import walk_files
 from datactl.upkeep.consolidate import consolidate_packs, needs_consolidation
 from datactl.upkeep.targets import remote_target
 from datactl.workspace.checkout import CheckoutResult
-from datactl.workspace.shallow import set_shallow_commits, shallow_commits
+from datactl.workspace.shallow import cut_parents, set_shallow_commits, shallow_commits
 from datactl.workspace.workspace import Workspace
 from storage_backends import BackendError
 
@@ -90,6 +90,7 @@ def push(ws: Workspace, remote: str | None = None, *, tags: bool = False, progre
         raise UsageError(f"nothing to push: {ws.name} has no commits yet")
     tag_map = {f"tags/{ws.name}/{t}": c for t, c in ws.list_tags().items()} if tags else {}
     with open_remote(ws, remote) as rs:
+        _check_below_cut(ws, rs)
         result = publish(
             ws.repo, rs, ref, head, tags=tag_map, tmp_dir=os.path.join(ws.dotdir, "store", "tmp"),
             jobs=transfer_jobs(ws), progress=progress,
@@ -97,6 +98,23 @@ def push(ws: Workspace, remote: str | None = None, *, tags: bool = False, progre
         _set_tracking(ws, rs.spec, ref, head)
         _consolidate_remote(rs, os.path.join(ws.dotdir, "store", "tmp"), jobs=transfer_jobs(ws))
     return result
+
+
+def _check_below_cut(ws: Workspace, rs: RemoteStore) -> None:
+    """A shallow workspace pushes only where the history below its cut already is (else the remote would get a
+    version whose parents it lacks)."""
+    below = cut_parents(ws.stage, ws.repo)
+    if not below:
+        return
+    try:
+        rs.sync_index()
+    except StoreNotFound:  # a push that would create the store
+        pass
+    if not all(rs.has(c) for c in below):
+        raise UsageError(
+            f"{rs.spec.label} lacks the history below this shallow workspace's cut",
+            "push to the remote it was cloned from, or run `datactl fetch --unshallow` first",
+        )
 
 
 def _consolidate_remote(rs: RemoteStore, tmp_dir: str, jobs: int) -> None:

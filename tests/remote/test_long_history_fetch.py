@@ -55,6 +55,9 @@ def test_a_shallow_clone_has_the_newest_versions_and_says_where_history_ends(rem
     assert len(lines) == 6 and "history cut here" in lines[5] and "--unshallow" in lines[5]
     log = json.loads(cli("log", "--json", cwd=dest).out)
     assert [e["id"] for e in log] == chain[::-1][:5] and log[-1]["history_cut"] is True
+    shown = cli("show", "HEAD~4", cwd=dest).out
+    assert "version 1996" in shown and "history cut here" in shown
+    assert json.loads(cli("show", "HEAD~4", "--json", cwd=dest).out)["diff"] is None
     # Its own store alone: the lineage ends at the cut, said as such (not a warning of damage).
     up = cli("lineage", "--up", "--local", cwd=dest)
     assert up.out.splitlines()[-1].endswith("history cut here (shallow clone; `datactl fetch --unshallow` or `datactl fetch --depth M` fetches more)")
@@ -71,6 +74,8 @@ def test_a_shallow_clone_has_the_newest_versions_and_says_where_history_ends(rem
     cli("add", "c.txt", cwd=dest)
     cli("commit", "-m", "version 2001", cwd=dest)
     cli("push", cwd=dest)
+    r = cli("push", str(tmp_path / "elsewhere"), cwd=dest, ok=False)
+    assert r.code == 2 and "lacks the history below this shallow workspace's cut" in r.err and "hint:" in r.err
     check = tmp_path / "check"
     cli("clone", str(url), "long", str(check), cwd=tmp_path)
     assert (check / "c.txt").read_bytes() == b"new\n"
