@@ -129,14 +129,17 @@ def _consolidate_remote(rs: RemoteStore, tmp_dir: str, jobs: int) -> None:
         _log.warning("small packs of %s not merged: %s", rs.spec.label, exc)
 
 
+def _check_depth(depth: int | None) -> None:
+    if depth is not None and depth < 1:
+        raise UsageError(f"--depth must be at least 1, not {depth}")
+
+
 def _fetch_into(ws: Workspace, rs: RemoteStore, progress: ProgressReporter, depth: int | None = None, unshallow: bool = False) -> FetchResult:
     """Fetch the remote's head and tags of this dataset: their whole history, or with ``depth`` the newest versions.
 
     A shallow workspace (one cut by a ``depth``) takes only the tags of versions it holds; ``depth`` or
     ``unshallow`` there walks again from the remote's head, so the history grows past the old cut.
     """
-    if depth is not None and depth < 1:
-        raise UsageError(f"--depth must be at least 1, not {depth}")
     config = rs.config()
     if config.chunker != ws.repo.config.chunker:
         raise UsageError(f"{rs.url} chunks files with other parameters than this workspace's store", "clone from it instead")
@@ -180,6 +183,7 @@ def fetch(
     """
     if depth is not None and unshallow:
         raise UsageError("give either --depth or --unshallow, not both")
+    _check_depth(depth)
     with open_remote(ws, remote) as rs:
         return _fetch_into(ws, rs, progress or NullProgress(), depth, unshallow)
 
@@ -281,6 +285,7 @@ def pull(
     sparse: other paths are tracked but not present). ``depth`` fetches only
     the newest versions of the history (see ``fetch``).
     """
+    _check_depth(depth)
     progress = progress or NullProgress()
     status = ws.status()
     if not status.clean:
@@ -329,6 +334,7 @@ def clone(
     """
     name, _, version = dataset.partition("@")
     check_name(name)
+    _check_depth(depth)
     spec = RemoteSpec("origin", url if "://" in url else os.path.abspath(url), dict(options or {}))
     backend = open_store_backend(spec.url, spec.options)
     remote_config = read_store_config(backend)

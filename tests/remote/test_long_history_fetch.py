@@ -3,13 +3,19 @@ and fetches only the newest versions, with `log` and `lineage` saying where the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import Cli, build_chain, write
+from datactl.format.pack import ObjectType
+from datactl.store.history import iter_history
 from datactl.workspace import sync
+from datactl.workspace.shallow import shallow_commits
 from datactl.workspace.workspace import Workspace
 
 VERSIONS = 2_000
@@ -102,7 +108,64 @@ def test_a_shallow_clone_has_the_newest_versions_and_says_where_history_ends(rem
     assert cli("verify", cwd=dest).code == 0
 
 
-def test_depth_must_be_positive(remote: tuple[Path, list[str]], tmp_path: Path, cli: Cli) -> None:
-    url, _ = remote
-    r = cli("clone", str(url), "long", str(tmp_path / "c"), "--depth", "0", cwd=tmp_path, ok=False)
-    assert r.code == 2 and "error: --depth must be at least 1" in r.err
+def test_depth_must_be_positive(cli: Cli, tmp_path: Path) -> None:
+    r = cli("clone", str(tmp_path / "remote"), "long", str(tmp_path / "c"), "--depth", "0", cwd=tmp_path, ok=False)
+    assert r.code == 2 and "error: --depth must be at least 1, not 0" in r.err and not (tmp_path / "c").exists()
+    cli("init", "--name", "long")
+    r = cli("fetch", "--depth", "2", "--unshallow", ok=False)
+    assert r.code == 2 and "error: give either --depth or --unshallow, not both" in r.err
+
+
+def distances(parents: dict[str, tuple[str, ...]], head: str) -> dict[str, int]:
+    """Each ancestor of ``head`` and its distance from it (fewest parent steps), by breadth-first search."""
+    dist, level = {head: 0}, [head]
+    while level:
+        below: list[str] = []
+        for c in level:
+            for p in parents[c]:
+                if p not in dist:
+                    dist[p] = dist[c] + 1
+                    below.append(p)
+        level = below
+    return dist
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    shape=st.lists(st.tuples(st.integers(1, 3), st.integers(0, 6)), min_size=1, max_size=25),
+    depth=st.integers(1, 8),
+    deeper=st.integers(1, 8),
+)
+def test_depth_fetches_exactly_the_versions_within_it_on_any_history(tmp_path_factory: pytest.TempPathFactory, shape: list[tuple[int, int]], depth: int, deeper: int) -> None:
+    """On any graph of merges: --depth N holds the versions fewer than N parent steps from the head, the cut is
+    where a parent is left out, a deeper fetch moves it, and --unshallow fetches the rest."""
+    base = tmp_path_factory.mktemp("dag")
+    with Workspace.init(str(base / "ws"), name="dag") as ws:
+        write(base / "ws" / "f.txt", b"data\n")
+        ws.add([str(base / "ws" / "f.txt")])
+        ids = [ws.commit("root")]
+        tree = ws.repo.read_commit(ids[0])
+        parents = {ids[0]: ()}
+        for n, (fan, back) in enumerate(shape):
+            ps = tuple(dict.fromkeys(ids[max(0, len(ids) - 1 - back - k)] for k in range(fan)))
+            c = dataclasses.replace(tree, parents=ps, message=f"v{n}")
+            ids.append(ws.repo.put(ObjectType.COMMIT, c.encode()))
+            parents[ids[-1]] = ps
+        ws.repo.flush()
+        ws.repo.refs.update(ws.head_ref, ids[-1], expected=ids[0])
+        sync.push(ws, str(base / "remote"))
+    dist = distances(parents, ids[-1])
+
+    def check(clone: Workspace, n: int | None) -> None:
+        held = {c for c in dist if clone.repo.has(c)}
+        assert held == {c for c, d in dist.items() if n is None or d < n}
+        cut = {c for c, d in dist.items() if n is not None and d == n - 1 and any(dist[p] >= n for p in parents[c])}
+        assert shallow_commits(clone.stage) == cut
+        assert {c for c, _ in iter_history(clone.repo, ids[-1], cut=cut)} == held
+
+    with sync.clone(str(base / "remote"), "dag", str(base / "clone"), depth=depth) as clone:
+        check(clone, depth)
+        sync.fetch(clone, depth=depth + deeper)
+        check(clone, depth + deeper)
+        sync.fetch(clone, unshallow=True)
+        check(clone, None)
