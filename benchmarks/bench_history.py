@@ -16,6 +16,7 @@ process per version. Then, for both:
 * push (datactl): medians of the first and last 5 pushes;
 * clone of the whole history: ``datactl clone`` from the folder remote (fresh
   cache) against ``git clone --no-local`` (git's pack transport, not hard links);
+  and ``clone --depth 10`` of both;
 * ``log -n 10`` in the workspace / repository;
 * ``datactl lineage --up`` of the latest version against ``git rev-list HEAD``
   (every ancestor, the closest git has);
@@ -70,6 +71,7 @@ MIN_SIZE, MAX_SIZE = 1024, 8192
 WINDOW = 100  # versions in the "first" and "last" medians
 PUSH_WINDOW = 5
 CLONE, LINEAGE, CLI_COMMIT = "clone, whole history", "lineage --up (git: rev-list HEAD)", "add+commit through the CLI, at the end"
+SHALLOW_CLONE = "clone --depth 10"
 
 
 def rel_path(i: int) -> str:
@@ -233,6 +235,11 @@ def bench_datactl(args: argparse.Namespace, runs: Path) -> HistoryResult:
         res.counts.update(store_counts("clone", dest / ".datactl" / "store"))
         res.problems += [f"clone: {p}" for p in compare_trees(dest / DATA_DIR, root / DATA_DIR)]
 
+    def shallow_clone() -> None:
+        dc("clone", str(remote), "bench", str(dest), "--depth", "10", cwd=runs, env={"DATACTL_CACHE_DIR": str(clone_cache)})
+
+    try_measure(res, SHALLOW_CLONE, args.repeat, shallow_clone, peak, fresh_clone)
+
     def cli_commit(k: int) -> Callable[[], object]:
         rel = write_version(root, args.files, args.versions + 1 + k, rng)
         time.sleep(0.11)  # past datactl's racy-timestamp window, as a person's edit would be
@@ -289,6 +296,8 @@ def bench_git(args: argparse.Namespace, runs: Path) -> HistoryResult:
     dest = runs / "clone"
     if not try_measure(res, CLONE, args.repeat, lambda: git("clone", "-q", "--no-local", str(repo), str(dest), cwd=runs), peak, lambda: clear_dir(dest)).failed:
         res.counts.update(git_counts("clone", dest))
+    shallow = lambda: git("clone", "-q", "--depth", "10", f"file://{repo}", str(dest), cwd=runs)  # noqa: E731
+    try_measure(res, SHALLOW_CLONE, args.repeat, shallow, peak, lambda: clear_dir(dest))
 
     def cli_commit(k: int) -> Callable[[], object]:
         rel = write_version(repo, args.files, args.versions + 1 + k, rng)
@@ -326,7 +335,7 @@ def results_table(dc: HistoryResult | None, git: HistoryResult | None, window: i
     add(f"add+commit per version, first {w}", [c[0] for c in commit], fmt_ms)
     add(f"add+commit per version, last {w}", [c[1] for c in commit], fmt_ms)
     add("  last / first", [c[1] / c[0] if c[0] and c[1] else None for c in commit], lambda v: "n/a" if v is None else f"{v:.2f}x")
-    for name in ("log -n 10", LINEAGE, CLONE, CLI_COMMIT):
+    for name in ("log -n 10", LINEAGE, CLONE, SHALLOW_CLONE, CLI_COMMIT):
         steps = [r.steps.get(name) if r else None for r in pair]
         failed = ["FAILED" if m is not None and m.failed else None for m in steps]
         times = [m.seconds if m else None for m in steps]

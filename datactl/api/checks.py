@@ -22,6 +22,7 @@ from datactl.upkeep.verify import MustBeLocal, StoreVerifyReport, verify_local, 
 from datactl.validation import Rule, ValidationReport, prepare_rules, run_rules
 from datactl.validation.drift import tree_totals
 from datactl.workspace.opening import read_workspace_config, scope_test
+from datactl.workspace.shallow import shallow_commits
 from datactl.workspace.workspace import Workspace
 
 
@@ -138,7 +139,7 @@ def verify(
             raise NotAWorkspace("not in a datactl workspace", "run it inside a workspace, or check a store with --remote URL")
         with Workspace(root) as ws:
             remote_spec = default_remote(ws.root)
-            report = verify_local(ws.repo, ws.resolve(ref), must_be_local=_fetched_part(ws) if remote_spec else None, **kwargs)
+            report = verify_local(ws.repo, ws.resolve(ref), must_be_local=_fetched_part(ws) if remote_spec else None, cut=shallow_commits(ws.stage), **kwargs)
             report.fetch_from = remote_spec.label if remote_spec else None
             return report
     ctx = remote_context(remote, None, options)

@@ -25,6 +25,7 @@ from datactl.lineage.stores import LineageStore, query_stores, resolve_in_stores
 from datactl.remote.locate import REMOTE_ENV, RemoteSpec, default_remote, index_cache_dir, list_remotes, resolve_remote, workspace_root
 from datactl.remote.remotestore import RemoteStore
 from datactl.store.revparse import RefContext
+from datactl.workspace.shallow import cut_parents
 from datactl.workspace.workspace import Workspace
 from storage_backends import BackendError
 
@@ -140,6 +141,14 @@ def resolve_ref_anywhere(ref: str, stores: Sequence[LineageStore], workspace: Wo
             raise first from None
 
 
+def _mark_cut(graph: LineageGraph, workspace: Workspace) -> LineageGraph:
+    """Versions below a shallow workspace's cut that no store searched holds: where its history ends, not damage."""
+    below = cut_parents(workspace.stage, workspace.repo)
+    graph.cut = sorted(c for c in below if c in graph.nodes and graph.nodes[c].name is None)
+    graph.unresolved = [u for u in graph.unresolved if u not in below]
+    return graph
+
+
 def lineage(
     ref: str,
     direction: str = UP,
@@ -158,7 +167,8 @@ def lineage(
     ``DATACTL_REMOTE``.
     """
     if stores is not None:
-        return query_stores(stores, resolve_ref_anywhere(ref, stores, workspace), direction, depth)
+        graph = query_stores(stores, resolve_ref_anywhere(ref, stores, workspace), direction, depth)
+        return _mark_cut(graph, workspace) if workspace is not None else graph
     if workspace is None and not remotes:
         with open_sources() as sources:
             return lineage(ref, direction, depth, workspace=sources.workspace, stores=sources.stores)

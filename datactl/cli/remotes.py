@@ -84,6 +84,8 @@ def push(
 
 def fetch(
     remote: Optional[str] = typer.Argument(None, help="Remote name or URL (default: origin)."),
+    depth: Optional[int] = typer.Option(None, "--depth", metavar="N", help="Only the newest N versions of the history (deepens a shallow workspace)."),
+    unshallow: bool = typer.Option(False, "--unshallow", help="Fetch the whole history of a shallow workspace."),
     json_: bool = JSON_OPT,
 ) -> None:
     """Download the remote's versions of this dataset (history only, not file data)."""
@@ -91,7 +93,7 @@ def fetch(
     from datactl.workspace.workspace import Workspace
 
     with Workspace.open() as ws:
-        r = sync.fetch(ws, remote, progress=RichProgress())
+        r = sync.fetch(ws, remote, progress=RichProgress(), depth=depth, unshallow=unshallow)
     if json_:
         emit_json(r.__dict__)
         return
@@ -138,11 +140,13 @@ def clone(
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint."),
     region: Optional[str] = typer.Option(None, "--region", help="S3 region."),
     path: list[str] = typer.Option([], "--path", help="Only download these files or folders (repeatable)."),
+    depth: Optional[int] = typer.Option(None, "--depth", metavar="N", help="Only the newest N versions of the history (a shallow clone)."),
 ) -> None:
     """Make a workspace of a dataset or model from a store."""
     from datactl.workspace import sync
 
-    with sync.clone(url, dataset, directory, options=store_options(endpoint_url, region), paths=path, progress=RichProgress()) as ws:
+    options = store_options(endpoint_url, region)
+    with sync.clone(url, dataset, directory, options=options, paths=path, progress=RichProgress(), depth=depth) as ws:
         out.print(f"cloned {ws.kind} {ws.name} at {ws.head[:12] if ws.head else '-'} into {ws.root}")
 
 

@@ -178,14 +178,19 @@ def _tags_by_commit(ws: Workspace) -> dict[str, list[str]]:
 
 
 def print_log(ws: Workspace, start: str, limit: Optional[int], oneline: bool) -> None:
-    from datactl.store.history import iter_history
+    from datactl.store.history import HISTORY_CUT, iter_history
+    from datactl.workspace.shallow import shallow_commits
 
     tags = _tags_by_commit(ws)
-    for cid, c in iter_history(ws.repo, start, limit):
+    cut = shallow_commits(ws.stage)
+    for cid, c in iter_history(ws.repo, start, limit, cut):
         labels = (["HEAD"] if cid == ws.head else []) + [f"tag: {t}" for t in tags.get(cid, [])]
         deco = f" ({', '.join(labels)})" if labels else ""
+        cut_line = HISTORY_CUT if cid in cut and c.parents else None
         if oneline:
             out.print(Text(cid[:12] + deco, style="yellow") + Text(" " + (c.message.splitlines()[0] if c.message else "")))
+            if cut_line:
+                out.print(cut_line)
             continue
         out.print(f"commit {cid}{deco}", style="yellow")
         if len(c.parents) > 1:
@@ -198,6 +203,8 @@ def print_log(ws: Workspace, start: str, limit: Optional[int], oneline: bool) ->
         for line in c.message.splitlines() or [""]:
             out.print(f"    {line}")
         out.print("")
+        if cut_line:
+            out.print(cut_line)
 
 
 def log(
@@ -208,12 +215,14 @@ def log(
 ) -> None:
     """Show the history of a version, newest first."""
     from datactl.store.history import iter_history
+    from datactl.workspace.shallow import shallow_commits
     from datactl.workspace.workspace import Workspace
 
     with Workspace.open() as ws:
         start = ws.resolve(ref)
         if json_:
-            emit_json([c.to_dict(cid) for cid, c in iter_history(ws.repo, start, n)])
+            cut = shallow_commits(ws.stage)
+            emit_json([{**c.to_dict(cid), **({"history_cut": True} if cid in cut else {})} for cid, c in iter_history(ws.repo, start, n, cut)])
         else:
             print_log(ws, start, n, oneline)
 
@@ -252,16 +261,20 @@ def show(ref: str = typer.Argument("HEAD", help="The version to show."), json_: 
     """Show one version: its metadata, lineage inputs and what changed from its parent."""
     from datactl.store.diff import diff_trees
     from datactl.store.stats import version_stats
+    from datactl.workspace.shallow import shallow_commits
     from datactl.workspace.workspace import Workspace
 
     with Workspace.open() as ws:
         cid = ws.resolve(ref)
         c = ws.repo.read_commit(cid)
-        parent_tree = ws.repo.read_commit(c.parents[0]).tree if c.parents else None
-        changes = diff_trees(ws.repo, parent_tree, c.tree)
+        # At a shallow workspace's cut the parent was never fetched: what changed from it is unknown here.
+        at_cut = cid in shallow_commits(ws.stage) and bool(c.parents) and not ws.repo.has(c.parents[0])
+        parent_tree = ws.repo.read_commit(c.parents[0]).tree if c.parents and not at_cut else None
+        changes = None if at_cut else diff_trees(ws.repo, parent_tree, c.tree)
         stats = version_stats(ws.repo, cid)
         if json_:
-            emit_json({**c.to_dict(cid), "stats": stats.to_dict(), "diff": changes.to_dict()})
+            cut = {"history_cut": True} if at_cut else {}
+            emit_json({**c.to_dict(cid), **cut, "stats": stats.to_dict(), "diff": changes.to_dict() if changes else None})
             return
         print_log(ws, cid, 1, False)
         if c.metadata:
@@ -269,7 +282,8 @@ def show(ref: str = typer.Argument("HEAD", help="The version to show."), json_: 
             for k, v in sorted(c.metadata.items()):
                 out.print(f"    {k} = {json.dumps(v)}")
         out.print(f"Files:  {stats.files} ({human_bytes(stats.logical_bytes)})")
-        print_diff(changes, stat=True)
+        if changes is not None:
+            print_diff(changes, stat=True)
 
 
 def ls_(

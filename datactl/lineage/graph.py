@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Container, NamedTuple
 
 from datactl.core.errors import UsageError
+from datactl.store.history import HISTORY_CUT
 
 UP, DOWN, BOTH = "up", "down", "both"
 DIRECTIONS = (UP, DOWN, BOTH)
@@ -62,6 +63,8 @@ class LineageGraph:
     edges: list[LineageEdge] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
     unresolved: list[str] = field(default_factory=list)
+    # Versions a shallow workspace does not hold because its history is cut there (not damage: not unresolved).
+    cut: list[str] = field(default_factory=list)
 
     def ids(self, direction: str) -> set[str]:
         """Ids found in ``direction`` ("up" or "down"), without the root."""
@@ -86,6 +89,7 @@ class LineageGraph:
             "edges": [e.to_dict() for e in sorted(self.edges, key=lambda e: (e.source, e.target, e.type))],
             "stats": dict(self.stats),
             "unresolved": list(self.unresolved),
+            **({"history_cut": list(self.cut)} if self.cut else {}),
         }
 
     def render(self, fmt: str = "tree") -> str:
@@ -104,7 +108,9 @@ class LineageGraph:
 # -- drawing ------------------------------------------------------------------------------------------
 
 
-def _details(n: LineageNode) -> str:
+def _details(n: LineageNode, cut: Container[str] = ()) -> str:
+    if n.id in cut:
+        return f"{n.label}  {HISTORY_CUT}"
     if n.name is None:
         return f"{n.label}  (not in the stores searched)"
     parts = [n.label, n.kind, n.id[:12]]
@@ -162,7 +168,7 @@ def _tree_lines(g: LineageGraph, adj: dict[str, list[tuple[str, str]]], root: st
             lines.append(f"{pre}{branch}[{kind}] {n.label}  {n.id[:12]}  (shown above)")
             continue
         shown.add(child)
-        lines.append(f"{pre}{branch}[{kind}] {_details(n)}")
+        lines.append(f"{pre}{branch}[{kind}] {_details(n, g.cut)}")
         grandkids = adj.get(child, [])
         # A line of history (a sole parent whose own upstream is one parent) is drawn at one depth, like
         # `git log`: indenting every step would make a long history's drawing grow with the square of its length.

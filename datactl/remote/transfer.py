@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
 from datactl.core.crashpoints import crash_point
@@ -21,10 +22,14 @@ from datactl.format.layout import pack_key
 from datactl.format.objects import FILE, decode_chunklist
 from datactl.format.pack import ObjectType, PackEntry, PackWriter
 from datactl.remote.remotestore import RemoteStore
+from datactl.store.index import ObjectLocation
 from datactl.store.indexfiles import write_index_file
-from datactl.store.packread import DEFAULT_JOBS, META_GAP, PackReader
+from datactl.store.packread import DEFAULT_JOBS, META_GAP, PackReader, ReadObject
 from datactl.store.repository import Repository
 from datactl.store.walk import BATCH, ReadBatch, present, walk_commits, walk_trees
+
+# A walk this many levels deep reads commit by commit rather than every commit of the packs it meets.
+SHALLOW_LEVELS = 32
 
 
 class Downloader:
@@ -38,6 +43,10 @@ class Downloader:
         self.objects = 0
         self.bytes_downloaded = 0  # stored bytes of the objects downloaded
         self._synced = False
+        # Commits read ahead from packs already read (see read_commits), kept until a walk asks for them.
+        self._ahead: dict[str, ReadObject] = {}
+        self._packs_seen: set[str] = set()
+        self._packs_read: set[str] = set()
 
     @property
     def requests(self) -> int:
@@ -53,30 +62,61 @@ class Downloader:
         packs (durable at its next flush), which keeps many small reads from
         each writing a pack.
         """
-        wanted = []
-        for oid in dict.fromkeys(oids):
-            if self.local.has(oid):
-                continue
-            loc = self.remote.index.lookup(oid)
-            if loc is None and not self._synced:
-                self.remote.sync_index()  # the cached index may predate what was pushed since
-                self._synced = True
-                loc = self.remote.index.lookup(oid)
-            if loc is None:
-                raise ObjectMissing(f"object {oid} is not on the remote {self.remote.url}", "the remote is incomplete; push it again from a complete copy")
-            wanted.append((loc.pack, loc.entry))
+        wanted = [self._locate(oid) for oid in dict.fromkeys(oids) if not self.local.has(oid)]
         kept: dict[str, bytes] = {}
-        for obj in self.packs.read_located(wanted, max_gap=META_GAP):
-            e = obj.entry
-            self.local.put_stored(e.id, e.type, e.codec, obj.stored, e.raw_len)
-            self.objects += 1
-            self.bytes_downloaded += len(obj.stored)
-            self.progress.advance(len(obj.stored))
-            if keep(e):
-                kept[e.id] = obj.raw
+        for obj in self.packs.read_located(((loc.pack, loc.entry) for loc in wanted), max_gap=META_GAP):
+            self._store(obj)
+            if keep(obj.entry):
+                kept[obj.entry.id] = obj.raw
         if flush and wanted:
             self.local.flush()
         return kept
+
+    def _locate(self, oid: str) -> ObjectLocation:
+        loc = self.remote.index.lookup(oid)
+        if loc is None and not self._synced:
+            self.remote.sync_index()  # the cached index may predate what was pushed since
+            self._synced = True
+            loc = self.remote.index.lookup(oid)
+        if loc is None:
+            raise ObjectMissing(f"object {oid} is not on the remote {self.remote.url}", "the remote is incomplete; push it again from a complete copy")
+        return loc
+
+    def _store(self, obj: ReadObject) -> None:
+        e = obj.entry
+        self.local.put_stored(e.id, e.type, e.codec, obj.stored, e.raw_len)
+        self.objects += 1
+        self.bytes_downloaded += len(obj.stored)
+        self.progress.advance(len(obj.stored))
+
+    def read_commits(self, oids: Sequence[str], read_ahead: bool = True) -> dict[str, bytes]:
+        """Commits by id, a ReadBatch for ``walk_commits``; those the local store lacks are stored there (unflushed).
+
+        A history is a chain a walk would otherwise fetch one commit per step. So once a walk comes back to a
+        pack for another commit, every commit of that pack is read in one coalesced pass (commits are small)
+        and those not reached yet wait here, in memory; a walk that stops early (``--depth``) stores none of
+        them. The first visit reads only what is asked, so fetching a few new versions reads a few commits.
+        """
+        got = self.local.read_batch([o for o in oids if self.local.has(o)])
+        wanted = []
+        for oid in oids:
+            if oid in got or oid in self._ahead:
+                continue
+            loc = self._locate(oid)
+            if read_ahead and loc.pack in self._packs_seen and loc.pack not in self._packs_read:
+                self._packs_read.add(loc.pack)
+                wanted.extend((loc.pack, e) for e in self.remote.index.entries_of_pack(loc.pack, ObjectType.COMMIT) if not self.local.has(e.id))
+            else:
+                wanted.append((loc.pack, loc.entry))
+            self._packs_seen.add(loc.pack)
+        for obj in self.packs.read_located(wanted, max_gap=META_GAP):
+            self._ahead[obj.entry.id] = obj
+        for oid in oids:
+            obj = self._ahead.pop(oid, None)
+            if obj is not None:
+                self._store(obj)
+                got[oid] = obj.raw
+        return got
 
     def read_batch(self, oids: Sequence[str]) -> dict[str, bytes]:
         """Objects from the local repository, downloading those it lacks first (a ReadBatch for walks)."""
@@ -216,14 +256,42 @@ def local_objects_to_push(repo: Repository, roots: Iterable[str], complete: set[
             yield cid
 
 
-def fetch_metadata(dl: Downloader, roots: Iterable[str], complete: set[str]) -> int:
-    """Download the commits and trees reachable from ``roots``; return how many objects were fetched.
+@dataclass
+class FetchedHistory:
+    """What ``fetch_metadata`` brought: how many objects, and the commits whose parents it left on the remote."""
+
+    objects: int
+    cut: list[str] = field(default_factory=list)
+
+
+def fetch_metadata(dl: Downloader, roots: Iterable[str], complete: set[str], depth: int | None = None) -> FetchedHistory:
+    """Download the commits and trees reachable from ``roots``: all of them, or with ``depth`` the newest ``depth`` versions.
 
     History below a commit in ``complete`` is already local. Trees already
     local are still walked, since an interrupted fetch may have stopped below them.
+    Commits come a pack at a time (``Downloader.read_commits``; a shallow walk, one level at a time), trees a level at a time.
     """
     before = dl.objects
-    commits = walk_commits(dl.read_batch, roots, stop=complete)
-    for _ in walk_trees(dl.read_batch, ((c.tree, cid) for cid, c in commits)):
+    stop = set(complete)  # grows by the parents a depth leaves out, so the walk does not follow them
+    distance = dict.fromkeys(roots, 0)
+    edge: list[tuple[str, tuple[str, ...]]] = []
+    read_ahead = depth is None or depth > SHALLOW_LEVELS
+
+    def read(ids: Sequence[str]) -> dict[str, bytes]:
+        return dl.read_commits(ids, read_ahead)
+
+    def tree_roots() -> Iterator[tuple[str, str]]:
+        for cid, commit in walk_commits(read, list(distance), stop=stop):
+            d = distance[cid]
+            if depth is not None and d + 1 >= depth and commit.parents:
+                stop.update(commit.parents)
+                edge.append((cid, commit.parents))
+            for p in commit.parents:
+                distance.setdefault(p, d + 1)
+            yield commit.tree, cid
+
+    for _ in walk_trees(dl.read_batch, tree_roots()):
         pass
-    return dl.objects - before
+    dl.local.flush()
+    cut = [cid for cid, parents in edge if not all(dl.local.has(p) for p in parents)]
+    return FetchedHistory(dl.objects - before, cut)

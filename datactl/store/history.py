@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import heapq
 from datetime import datetime
-from typing import Iterator
+from typing import Container, Iterator
 
 from datactl.format.objects import Commit
 from datactl.store.repository import Repository
 
+# What log and lineage say where a shallow workspace's history ends.
+HISTORY_CUT = "history cut here (shallow clone; `datactl fetch --unshallow` or `datactl fetch --depth M` fetches more)"
 
-def iter_history(repo: Repository, start: str, limit: int | None = None) -> Iterator[tuple[str, Commit]]:
-    """Yield (id, commit) for ``start`` and its ancestors, each once, newest first."""
+
+def iter_history(repo: Repository, start: str, limit: int | None = None, cut: Container[str] = frozenset()) -> Iterator[tuple[str, Commit]]:
+    """Yield (id, commit) for ``start`` and its ancestors, each once, newest first.
+
+    The parents of commits in ``cut`` (where a shallow history ends) are not followed.
+    """
     seen = {start}
     first = repo.read_commit(start)
     heap: list[tuple[float, str, Commit]] = []
@@ -21,7 +27,7 @@ def iter_history(repo: Repository, start: str, limit: int | None = None) -> Iter
         _, cid, commit = heapq.heappop(heap)
         yield cid, commit
         n += 1
-        for parent in commit.parents:
+        for parent in commit.parents if cid not in cut else ():
             if parent not in seen:
                 seen.add(parent)
                 pc = repo.read_commit(parent)

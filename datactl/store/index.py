@@ -99,10 +99,11 @@ class ObjectIndex(Database):
     def packs(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT id, size FROM packs").fetchall())
 
-    def entries_of_pack(self, pack_id: str) -> list[PackEntry]:
+    def entries_of_pack(self, pack_id: str, obj_type: ObjectType | None = None) -> list[PackEntry]:
+        """The objects a pack holds (only those of ``obj_type`` when given), in pack order."""
         rows = self._db.execute(
-            "SELECT id, type, offset, stored_len, raw_len, codec FROM objects WHERE pack=? ORDER BY offset",
-            (pack_id,),
+            "SELECT id, type, offset, stored_len, raw_len, codec FROM objects WHERE pack=? AND (? IS NULL OR type=?) ORDER BY offset",
+            (pack_id, None if obj_type is None else int(obj_type), None if obj_type is None else int(obj_type)),
         ).fetchall()
         return [PackEntry(r[0], ObjectType(r[1]), r[5], r[2], r[3], r[4]) for r in rows]
 

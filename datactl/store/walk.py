@@ -53,12 +53,14 @@ def walk_commits(
     *,
     inputs: bool = False,
     stop: Container[str] = frozenset(),
+    cut: Container[str] = frozenset(),
     on_absent: Callable[[str], None] | None = None,
     on_damaged: OnDamaged | None = None,
 ) -> Iterator[tuple[str, Commit]]:
     """Every commit reachable from ``starts`` through parents (and ``inputs``), each once, level by level.
 
-    Commits in ``stop`` are neither yielded nor followed. An id the store does
+    Commits in ``stop`` are neither yielded nor followed; those in ``cut`` are
+    yielded but their parents are not followed (where a shallow history ends). An id the store does
     not hold is passed to ``on_absent`` (and not followed). A commit that does
     not decode raises, or with ``on_damaged`` is reported there and not followed.
     ``read`` may return decoded commits instead of bytes.
@@ -86,7 +88,7 @@ def walk_commits(
                     on_damaged(cid, exc)
                     continue
                 yield cid, commit
-                for p in (*commit.parents, *(commit.inputs if inputs else ())):
+                for p in (*(commit.parents if cid not in cut else ()), *(commit.inputs if inputs else ())):
                     if p not in seen and p not in stopped:
                         seen.add(p)
                         nxt.append(p)

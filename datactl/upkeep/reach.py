@@ -117,7 +117,7 @@ class Reachability:
         def damaged(cid: str, exc: DatactlError) -> None:
             raise StoreDamaged(f"commit {cid} in {self.view.backend.url} is unreadable: {exc.message}", "run `datactl fsck`")
 
-        for cid, c in walk_commits(self._read, tips, inputs=True, on_absent=absent.append, on_damaged=damaged):
+        for cid, c in walk_commits(self._read, tips, inputs=True, cut=self.extra.cut, on_absent=absent.append, on_damaged=damaged):
             self.commits[cid] = c
             self._mark(cid, True)
             where = self._where.get(cid, f"version {cid[:12]}")

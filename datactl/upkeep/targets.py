@@ -28,6 +28,7 @@ class ExtraRoots:
 
     commits: list[str] = field(default_factory=list)
     entries: list[TreeEntry] = field(default_factory=list)
+    cut: frozenset[str] = frozenset()  # a shallow workspace's commits whose parents it never fetched
 
 
 @dataclass

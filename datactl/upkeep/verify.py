@@ -30,7 +30,7 @@ import random
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Container, Iterator, Sequence
 
 # Whether the file at (commit id, path) must have its data in the store being verified.
 MustBeLocal = Callable[[str, str], bool]
@@ -155,14 +155,14 @@ class _Verifier:
         exc = self.failed.pop(oid, None)
         return exc.message if exc is not None else f"object {oid} is missing"
 
-    def commits(self, start: str) -> list[tuple[str, Commit]]:
+    def commits(self, start: str, cut: Container[str] = frozenset()) -> list[tuple[str, Commit]]:
         def absent(cid: str) -> None:
             self.problem("history", f"commit {cid}: {self._why(cid)}", cid, commit=cid)
 
         def damaged(cid: str, exc: DatactlError) -> None:
             self.problem("history", exc.message, cid, commit=cid)
 
-        out = list(walk_commits(self._read, [start], on_absent=absent, on_damaged=damaged))
+        out = list(walk_commits(self._read, [start], cut=cut, on_absent=absent, on_damaged=damaged))
         self.report.commits = len(out)
         return out
 
@@ -333,10 +333,12 @@ def verify_version(
     progress: ProgressReporter | None = None,
     jobs: int = 8,
     must_be_local: MustBeLocal | None = None,
+    cut: Container[str] = frozenset(),
 ) -> StoreVerifyReport:
     """Check every object reachable from ``commit_id`` in the store ``reader`` reads (see the module doc).
 
-    ``must_be_local`` (default: every file) says which files' data must be in that store.
+    ``must_be_local`` (default: every file) says which files' data must be in that store. The parents of
+    commits in ``cut`` (where a shallow workspace's history ends) are not checked.
     """
     import time
 
@@ -394,7 +396,7 @@ def verify_version(
     progress.start("verifying", None)
     try:
         try:
-            commits = v.commits(commit_id)
+            commits = v.commits(commit_id, cut)
             # Older versions whose files gc pruned (--keep-last ...): their trees are checked, not their files.
             pruned = read_pruned(reader.backend) - {commit_id}
             v.trees([c for c in commits if c[0] not in pruned], on_file)

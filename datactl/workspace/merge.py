@@ -90,13 +90,14 @@ def merge_base(repo: Repository, a: str, b: str) -> str | None:
     if not common:
         return None
     below: set[str] = set()
-    stack = [p for c in common for p in repo.read_commit(c).parents]
+    # Parents the store lacks are where a shallow history ends: commit_closure did not reach them either.
+    stack = [p for c in common for p in repo.read_commit(c).parents if repo.has(p)]
     while stack:
         c = stack.pop()
         if c in below:
             continue
         below.add(c)
-        stack.extend(repo.read_commit(c).parents)
+        stack.extend(p for p in repo.read_commit(c).parents if repo.has(p))
     bases = common - below
     return max(bases, key=lambda c: (repo.read_commit(c).time, c))
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from datactl.core.dirs import remove_tree
-from datactl.core.errors import DatactlError, LocalChanges, PathNotFound, RefConflict, UnknownRef, UsageError
+from datactl.core.errors import DatactlError, LocalChanges, PathNotFound, RefConflict, StoreNotFound, UnknownRef, UsageError
 from datactl.core.progress import NullProgress, ProgressReporter, draws
 from datactl.core.safepath import check_rel_path
 from datactl.core.settings import read_settings
@@ -35,6 +35,7 @@ from datactl.upkeep.consolidate import consolidate_packs, needs_consolidation
 from datactl.upkeep.targets import remote_target
 from datactl.workspace.checkout import CheckoutResult
 from datactl.workspace.opening import scope_test
+from datactl.workspace.shallow import cut_parents, set_shallow_commits, shallow_commits
 from datactl.workspace.workspace import RefMove, Workspace
 from storage_backends import BackendError
 
@@ -50,6 +51,8 @@ class FetchResult:
     refs: dict[str, str] = field(default_factory=dict)
     objects: int = 0
     bytes_downloaded: int = 0
+    requests: int = 0  # reads from the remote's packs
+    shallow: list[str] = field(default_factory=list)  # where the workspace's history is cut now (empty: whole)
 
 
 @dataclass
@@ -95,6 +98,7 @@ def push(ws: Workspace, remote: str | None = None, *, tags: bool = False, progre
         raise UsageError(f"nothing to push: {ws.name} has no commits yet")
     tag_map = {f"tags/{ws.name}/{t}": c for t, c in ws.list_tags().items()} if tags else {}
     with open_remote(ws, remote) as rs:
+        _check_below_cut(ws, rs)
         result = publish(
             ws.repo, rs, ref, head, tags=tag_map, tmp_dir=os.path.join(ws.dotdir, "store", "tmp"),
             jobs=transfer_jobs(ws), progress=progress,
@@ -102,6 +106,23 @@ def push(ws: Workspace, remote: str | None = None, *, tags: bool = False, progre
         _set_tracking(ws, rs.spec, ref, head)
         _consolidate_remote(rs, os.path.join(ws.dotdir, "store", "tmp"), jobs=transfer_jobs(ws))
     return result
+
+
+def _check_below_cut(ws: Workspace, rs: RemoteStore) -> None:
+    """A shallow workspace pushes only where the history below its cut already is (else the remote would get a
+    version whose parents it lacks)."""
+    below = cut_parents(ws.stage, ws.repo)
+    if not below:
+        return
+    try:
+        rs.sync_index()
+    except StoreNotFound:  # a push that would create the store
+        pass
+    if not all(rs.has(c) for c in below):
+        raise UsageError(
+            f"{rs.spec.label} lacks the history below this shallow workspace's cut",
+            "push to the remote it was cloned from, or run `datactl fetch --unshallow` first",
+        )
 
 
 def _consolidate_remote(rs: RemoteStore, tmp_dir: str, jobs: int) -> None:
@@ -116,7 +137,17 @@ def _consolidate_remote(rs: RemoteStore, tmp_dir: str, jobs: int) -> None:
         _log.warning("small packs of %s not merged: %s", rs.spec.label, exc)
 
 
-def _fetch_into(ws: Workspace, rs: RemoteStore, progress: ProgressReporter) -> FetchResult:
+def _check_depth(depth: int | None) -> None:
+    if depth is not None and depth < 1:
+        raise UsageError(f"--depth must be at least 1, not {depth}")
+
+
+def _fetch_into(ws: Workspace, rs: RemoteStore, progress: ProgressReporter, depth: int | None = None, unshallow: bool = False) -> FetchResult:
+    """Fetch the remote's head and tags of this dataset: their whole history, or with ``depth`` the newest versions.
+
+    A shallow workspace (one cut by a ``depth``) takes only the tags of versions it holds; ``depth`` or
+    ``unshallow`` there walks again from the remote's head, so the history grows past the old cut.
+    """
     config = rs.config()
     if config.chunker != ws.repo.config.chunker:
         raise UsageError(f"{rs.url} chunks files with other parameters than this workspace's store", "clone from it instead")
@@ -125,16 +156,23 @@ def _fetch_into(ws: Workspace, rs: RemoteStore, progress: ProgressReporter) -> F
     head = rs.refs.get(ws.head_ref)
     if head is not None:
         result.refs[ws.head_ref] = head
-    for r in rs.refs.list(f"tags/{ws.name}/"):
-        result.refs[r.ref] = r.commit
-    complete = commit_closure(ws.repo, [r.commit for r in ws.repo.refs.list("")])
+    tags = {r.ref: r.commit for r in rs.refs.list(f"tags/{ws.name}/")}
+    cut_before = shallow_commits(ws.stage)
+    shallow = depth is not None or (bool(cut_before) and not unshallow)
+    deepen = bool(cut_before) and (depth is not None or unshallow)
+    complete = set() if deepen else commit_closure(ws.repo, [r.commit for r in ws.repo.refs.list("")])
     dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
     progress.start(f"fetch from {rs.spec.label}", None)
     try:
-        result.objects = fetch_metadata(dl, result.refs.values(), complete)
+        fetched = fetch_metadata(dl, [*result.refs.values(), *(() if shallow else tags.values())], complete, depth)
     finally:
         progress.stop()
-    result.bytes_downloaded = dl.bytes_downloaded
+        dl.close()
+    result.objects, result.bytes_downloaded, result.requests = fetched.objects, dl.bytes_downloaded, dl.requests
+    # Before any ref names the new commits: where their history stops, and which old cuts are filled in.
+    set_shallow_commits(ws.stage, [*fetched.cut, *(c for c in cut_before if not all(map(ws.repo.has, ws.repo.read_commit(c).parents)))])
+    result.shallow = sorted(shallow_commits(ws.stage))
+    result.refs.update((ref, cid) for ref, cid in tags.items() if not shallow or ws.repo.has(cid))
     for ref, cid in result.refs.items():
         _set_tracking(ws, rs.spec, ref, cid)
         if ref.startswith("tags/") and ws.repo.refs.get(ref) is None:
@@ -143,10 +181,19 @@ def _fetch_into(ws: Workspace, rs: RemoteStore, progress: ProgressReporter) -> F
     return result
 
 
-def fetch(ws: Workspace, remote: str | None = None, progress: ProgressReporter | None = None) -> FetchResult:
-    """Download the remote's versions of this dataset (commits and trees, not file data)."""
+def fetch(
+    ws: Workspace, remote: str | None = None, progress: ProgressReporter | None = None, *, depth: int | None = None, unshallow: bool = False
+) -> FetchResult:
+    """Download the remote's versions of this dataset (commits and trees, not file data).
+
+    With ``depth``, only the newest ``depth`` versions (the workspace records where its history is cut);
+    ``unshallow`` fetches the whole history of a workspace cloned or fetched with a depth.
+    """
+    if depth is not None and unshallow:
+        raise UsageError("give either --depth or --unshallow, not both")
+    _check_depth(depth)
     with open_remote(ws, remote) as rs:
-        return _fetch_into(ws, rs, progress or NullProgress())
+        return _fetch_into(ws, rs, progress or NullProgress(), depth, unshallow)
 
 
 def _missing_file_data(ws: Workspace, commit_id: str, in_scope: Callable[[str], bool]) -> Iterator[tuple[str, bool]]:
@@ -280,6 +327,7 @@ def pull(
     paths: list[str] | tuple[str, ...] = (),
     progress: ProgressReporter | None = None,
     version: str | None = None,
+    depth: int | None = None,
 ) -> PullResult:
     """Fetch, fast-forward this dataset to the remote's head, and check it out.
 
@@ -290,8 +338,10 @@ def pull(
 
     All or nothing: the dataset's ref moves only once the version is checked
     out; if the checkout fails, HEAD, the ref, the stage and the files stay as
-    they were (see ``datactl.workspace.checkout``).
+    they were (see ``datactl.workspace.checkout``). ``depth`` fetches only
+    the newest versions of the history (see ``fetch``).
     """
+    _check_depth(depth)
     progress = progress or NullProgress()
     status = ws.status()
     if not status.clean:
@@ -300,7 +350,7 @@ def pull(
     ref = ws.head_ref
     old_head = ws.head
     with open_remote(ws, remote) as rs:
-        fetched = _fetch_into(ws, rs, progress)
+        fetched = _fetch_into(ws, rs, progress, depth)
         remote_head = fetched.refs.get(ref)
         if remote_head is None:
             raise UnknownRef(f"{rs.spec.label} has no {ws.kind} named {ws.name}", "push it there first")
@@ -332,10 +382,15 @@ def clone(
     options: dict | None = None,
     paths: list[str] | tuple[str, ...] = (),
     progress: ProgressReporter | None = None,
+    depth: int | None = None,
 ) -> Workspace:
-    """Make a workspace of ``dataset`` (``NAME`` or ``NAME@VERSION``) from the store at ``url``."""
+    """Make a workspace of ``dataset`` (``NAME`` or ``NAME@VERSION``) from the store at ``url``.
+
+    With ``depth``, only the newest ``depth`` versions of its history are fetched (a shallow clone).
+    """
     name, _, version = dataset.partition("@")
     check_name(name)
+    _check_depth(depth)
     spec = RemoteSpec("origin", url if "://" in url else os.path.abspath(url), dict(options or {}))
     backend = open_store_backend(spec.url, spec.options)
     remote_config = read_store_config(backend)
@@ -355,7 +410,7 @@ def clone(
         raise
     try:
         add_remote(ws.root, "origin", spec.url, spec.options)
-        pull(ws, "origin", paths=paths, progress=progress, version=version or None)
+        pull(ws, "origin", paths=paths, progress=progress, version=version or None, depth=depth)
     except BaseException:
         ws.close()
         _remove_clone(root, existed)

@@ -24,6 +24,7 @@ from datactl.store.repository import Repository
 from datactl.upkeep.fsck import FsckIssue, FsckReport, fsck
 from datactl.upkeep.targets import ExtraRoots, IndexChange, StoreTarget, remote_target
 from datactl.workspace.repair import check_databases
+from datactl.workspace.shallow import shallow_commits
 from datactl.workspace.workspace import Workspace
 
 
@@ -31,7 +32,7 @@ def workspace_target(ws: Workspace) -> StoreTarget:
     """The workspace's own store (call under ``ws.locked()``)."""
 
     def roots() -> ExtraRoots:
-        extra = ExtraRoots()
+        extra = ExtraRoots(cut=shallow_commits(ws.stage))
         for key in ("head", "pending_commit", "merge_head"):
             v = ws.stage.get_meta(key)
             if v and is_object_id(v):

@@ -12,33 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Cli, write
+from conftest import Cli, build_chain, write
 from datactl.format.pack import ObjectType
-from datactl.lineage.index import record_local_commit
 from datactl.workspace.workspace import Workspace
 
 VERSIONS = 5_000
-
-
-def build_chain(ws: Workspace, versions: int, first: str, last: str) -> list[str]:
-    """Append ``versions - 2`` commits between the workspace's two real versions' trees; return every id, oldest first.
-
-    The workspace holds two versions (``first`` and ``last``, made by `add` + `commit`); the chain copies the
-    first one's tree into versions 2 .. versions-1 and ends with the last one's, all written as commit objects in
-    one flush (one pack), the ref moved once, so thousands of versions cost about a second.
-    """
-    repo = ws.repo
-    c_first, c_last = repo.read_commit(first), repo.read_commit(last)
-    ids = [first]
-    for n in range(2, versions + 1):
-        tree = c_last.tree if n == versions else c_first.tree
-        c = dataclasses.replace(c_last, tree=tree, parents=(ids[-1],), message=f"version {n}", time=f"2024-01-01T00:00:00.{n:06d}+00:00")
-        ids.append(repo.put(ObjectType.COMMIT, c.encode()))
-    repo.flush()
-    repo.refs.update(ws.head_ref, ids[-1], expected=last)
-    ws.stage.finish_commit(ids[-1])
-    record_local_commit(repo, ids[-1])
-    return ids
 
 
 @pytest.fixture
