@@ -36,7 +36,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -64,6 +63,7 @@ from benchlib import (  # noqa: E402
     markdown_table,
     measure,
     run,
+    write_json,
 )
 
 DATA_DIR = "data"
@@ -406,9 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         doc = {"machine": info, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "table": table}
         doc["results"] = {k: asdict(r) for k, r in results.items()}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, doc)
     return 1 if problems else 0
 
 

@@ -78,6 +78,7 @@ from benchlib import (  # noqa: E402
     measure,
     median_rss,
     median_seconds,
+    write_json,
 )
 
 GENERATOR_VERSION = 1
@@ -521,9 +522,7 @@ def main(argv: list[str] | None = None) -> int:
             "results": [asdict(r) | {"median": r.medians()} for r in results],
             "table": table,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, doc)
     return 1 if problems else 0
 
 

@@ -21,7 +21,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import DatactlCommand, PeakRss, Sample, compare_label, fmt_ratio, fmt_rss, machine_info, markdown_table, measure, run  # noqa: E402
+from benchlib import DatactlCommand, PeakRss, Sample, compare_label, fmt_ratio, fmt_rss, machine_info, markdown_table, measure, run, write_json  # noqa: E402
 
 SMALL_FILES = 100
 
@@ -163,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(import_report(r))
     if args.json:
         doc = {"machine": info, "floor": [asdict(s) for s in floor], "results": [asdict(r) for r in results], "table": table}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, doc)
     return 0
 
 

@@ -60,6 +60,7 @@ from benchlib import (  # noqa: E402
     median_seconds,
     run,
     timed,
+    write_json,
 )
 from workloads import DATA_DIR, Workload, load_or_generate  # noqa: E402
 
@@ -572,9 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             "results": {name: [asdict(r) | {"median": r.medians()} for r in rs] for name, rs in results.items()},
             "table": table,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, doc)
     return 1 if problems else 0
 
 

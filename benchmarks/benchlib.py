@@ -13,6 +13,7 @@ run in a child process for the same reason.
 from __future__ import annotations
 
 import filecmp
+import json
 import os
 import platform
 import shutil
@@ -297,3 +298,10 @@ def machine_info() -> dict[str, object]:
         "python": platform.python_version(),
         "load_average_at_end": os.getloadavg(),
     }
+
+
+def write_json(path: Path, doc: dict[str, object]) -> None:
+    """Write a run's results (``--json``) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2))
+    print(f"wrote {path}")
