@@ -1,1 +1,1 @@
-"""The datactl command line: thin commands over the library (``datactl.cli.app`` is the entry point)."""
+"""The datactl command line: thin commands over the library (``datactl.cli.entry`` is the entry point; ``datactl.cli.app`` the command tree)."""
