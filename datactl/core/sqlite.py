@@ -10,6 +10,7 @@ and says how to rebuild it (``DatabaseDamaged``), or that its disk is full.
 from __future__ import annotations
 
 import sqlite3
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -18,17 +19,32 @@ from datactl.core.errors import DatabaseDamaged, DatactlError, DiskFull
 
 # Primary result codes of a damaged file (extended codes carry them in their low byte).
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+# Seconds a statement waits for another process's lock before failing as "locked".
+_OPEN_TIMEOUT = 60
 
 
 def connect(path: str) -> sqlite3.Connection:
     """Open a SQLite database the way every datactl table wants it."""
-    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=_OPEN_TIMEOUT, isolation_level=None, check_same_thread=False)
     _configure(conn)
     return conn
 
 
 def _configure(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
+    # Switching a new file to WAL takes an exclusive lock, and SQLite answers SQLITE_BUSY at once
+    # (without its busy handler) while another process opens the same new file: retry until the timeout.
+    deadline = time.monotonic() + _OPEN_TIMEOUT
+    delay = 0.005
+    while True:
+        try:
+            sqlite3.Connection.execute(conn, "PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+            if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
     # NORMAL in WAL mode: a crash never corrupts; at most the last transaction is lost.
     conn.execute("PRAGMA synchronous=NORMAL")
 
@@ -136,13 +152,16 @@ class Database(Closing):
         self.path = path
         self.hint = hint
         try:
-            conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False, factory=_Connection)
+            conn = sqlite3.connect(path, timeout=_OPEN_TIMEOUT, isolation_level=None, check_same_thread=False, factory=_Connection)
         except sqlite3.DatabaseError as exc:
             raise database_error(exc, path, hint) from exc
         conn.path, conn.hint = path, hint
         self._db: sqlite3.Connection = conn
         try:
-            _configure(conn)
+            try:
+                _configure(conn)
+            except sqlite3.DatabaseError as exc:
+                raise database_error(exc, path, hint) from exc
             conn.executescript(schema)
         except BaseException:
             conn.close()

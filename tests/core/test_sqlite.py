@@ -1,7 +1,10 @@
-"""A damaged SQLite file is named in the error, whichever call meets the damage."""
+"""SQLite files: a damaged one is named in the error, whichever call meets the damage; a new one opens under concurrency."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +42,23 @@ def test_a_file_that_is_not_a_database_is_named_when_opened(tmp_path: Path) -> N
     with pytest.raises(DatabaseDamaged) as exc:
         Database(str(path), SCHEMA)
     assert str(path) in exc.value.message
+
+
+OPEN_SCRIPT = """
+import sys, time
+from datactl.core.sqlite import Database
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+for n in range(200):
+    Database(f"{sys.argv[1]}/{n}.db", "CREATE TABLE IF NOT EXISTS t (a INTEGER PRIMARY KEY);").close()
+"""
+
+
+def test_processes_opening_the_same_new_database_at_once_all_open_it(tmp_path: Path) -> None:
+    # Switching a new file to WAL is refused at once (no busy wait) while another process does the same.
+    start = time.time() + 1.5
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_SCRIPT, str(tmp_path), str(start)], stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
