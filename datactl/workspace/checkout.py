@@ -36,7 +36,7 @@ from datactl.format.objects import DIR, FILE, SYMLINK, TreeEntry
 from datactl.store.filedata import write_new_file
 from datactl.store.repository import Repository
 from datactl.store.trees import lookup_path
-from datactl.store.walk import walk_files
+from datactl.store.walk import walk_changes, walk_files
 from datactl.workspace.disk import DiskState
 from datactl.workspace.scan import DiskEntry
 from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info, same_content
@@ -129,7 +129,17 @@ def plan_checkout(
         plan.writes.append((path, entry))
         plan.bytes += entry.size if entry.kind == FILE else 0
     disk.forget_refreshed()
-    # A folder where the version has a file is fine only if it holds nothing but tracked files being deleted.
+    _refuse_untracked(disk, plan, conflicts, dir_collisions)
+    if plan.stale_rows:
+        stage.write([], plan.stale_rows)
+    return plan
+
+
+def _refuse_untracked(disk: DiskState, plan: CheckoutPlan, conflicts: list[str], dir_collisions: list[str]) -> None:
+    """LocalChanges naming the untracked files the plan would overwrite, if any.
+
+    A folder where the version has a file is fine only if it holds nothing but tracked files being deleted.
+    """
     leaving = {row.path for row in plan.deletes}
     for path in dir_collisions:
         for dirpath, _dirs, files in walk_folder(disk.abs_path(path)):
@@ -142,8 +152,63 @@ def plan_checkout(
             f"checkout would overwrite untracked files: {', '.join(conflicts[:10])}",
             "move them away, or use --force to overwrite them",
         )
-    if plan.stale_rows:
-        stage.write([], plan.stale_rows)
+
+
+
+def plan_switch(
+    repo: Repository, stage: Stage, disk: DiskState, head_tree: str, tree_id: str, in_scope: Callable[[str], bool], label: str = "the version"
+) -> CheckoutPlan:
+    """What moving a workspace from HEAD's tree ``head_tree`` to ``tree_id`` writes and deletes, looking only
+    at the paths that differ between the two trees (equal sub-trees are skipped unread), so the cost follows
+    the change, not the size of the version.
+
+    As in git, paths equal in both versions keep whatever local changes they have; a path that differs must
+    be clean (tracked and unchanged, or absent), else LocalChanges, and an untracked file in the way is
+    refused unless it already holds the new content. Names are checked as ``plan_checkout`` checks them.
+    """
+    plan = CheckoutPlan()
+    changed: list[str] = []
+    conflicts: list[str] = []
+    dir_collisions: list[str] = []
+    replaced = 0
+    for path, old, new in walk_changes(repo, head_tree, tree_id):
+        row = stage.get(path)
+        if row is not None and row.staged_change:
+            changed.append(path)
+            continue
+        tracked_here = row is not None and row.entry is not None and in_scope(path)
+        if tracked_here:
+            d = disk.lstat_entry(path)
+            if d is not None and not disk.matches(row, d):
+                changed.append(path)
+                continue
+            if d is None and new is not None:
+                changed.append(path)  # deleted locally, and the version changes it
+                continue
+        if new is None:
+            if row is not None:
+                plan.deletes.append(row)
+            continue
+        check_not_workspace_file(path, label)
+        if not in_scope(path):
+            plan.head_updates.append(StageRow(path, new, None, head_info(new)))
+            continue
+        check_rel_path(path)
+        abs_path = disk.abs_path(path)
+        if not tracked_here:
+            if os.path.isdir(abs_path) and not os.path.islink(abs_path):
+                dir_collisions.append(path)
+            elif os.path.lexists(abs_path) and not _holds(disk, path, new):
+                conflicts.append(path)
+                continue
+        plan.writes.append((path, new))
+        plan.bytes += new.size if new.kind == FILE else 0
+        replaced += row is not None and row.entry is not None
+    disk.save_refreshed()
+    plan.kept = max(0, stage.count() - len(plan.deletes) - replaced)  # every other tracked file stays as it is
+    if changed:
+        raise LocalChanges(f"checkout would overwrite local changes: {', '.join(changed[:10])}", "commit them, or use --force to discard them")
+    _refuse_untracked(disk, plan, conflicts, dir_collisions)
     return plan
 
 

@@ -17,7 +17,7 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from datactl.core.author import default_author
 from datactl.core.closing import Closing
@@ -45,6 +45,7 @@ from datactl.workspace.checkout import (
     plan_checkout,
     plan_fresh,
     plan_restore,
+    plan_switch,
     prune_empty_dirs,
 )
 from datactl.workspace.disk import DiskState
@@ -487,6 +488,13 @@ class Workspace(Closing):
         commit_id = self.resolve(ref)
         tree_id = self.repo.read_commit(commit_id).tree
         with self.locked():
+            # Moving between versions with nothing pending (no interrupted checkout, the same sparse paths) looks
+            # only at the paths that differ between HEAD and the version: its cost follows the change.
+            head = self.head
+            if not force and head is not None and scope is None and self.interrupted_checkout is None:
+                head_tree = self.repo.read_commit(head).tree
+                plan = plan_switch(self.repo, self.stage, self.disk, head_tree, tree_id, scope_test(self.sparse), f"version {commit_id[:12]}")
+                return self._carry_out(lambda: apply_checkout(self.repo, self.stage, self.disk, plan, commit_id, progress), plan.bytes, commit_id, progress, move_ref)
             if not force:
                 st = self.status()
                 changed = [c.path for c in (st.staged + st.unstaged)]
@@ -503,29 +511,32 @@ class Workspace(Closing):
             in_scope = scope_test(self.sparse if scope is None else scope)
             label = f"version {commit_id[:12]}"
             # A workspace that tracks nothing yet (a clone) has nothing to lose: its checkout streams, in constant memory.
-            fresh = self.head is None and self.stage.count() == 0
-            if fresh:
+            if self.head is None and self.stage.count() == 0:
                 total = plan_fresh(self.repo, self.disk, tree_id, force, in_scope, label)
-            else:
-                plan = plan_checkout(self.repo, self.stage, self.disk, tree_id, force, in_scope, label)
-                total = plan.bytes
-            if move_ref is not None:
-                self.stage.set_meta("pending_ref", json.dumps({"head": commit_id, "commit": move_ref.to, "expected": move_ref.expected}))
-            progress.start("checkout", total)
-            try:
-                if fresh:
-                    result = apply_fresh(self.repo, self.stage, self.disk, tree_id, commit_id, in_scope, progress, scope)
-                else:
-                    result = apply_checkout(self.repo, self.stage, self.disk, plan, commit_id, progress, scope)
-            except BaseException:
-                if self.interrupted_checkout is None:
-                    self.stage.set_meta("pending_ref", None)  # nothing moved
-                raise
-            finally:
-                progress.stop()
-            if move_ref is not None:
-                self.repo.refs.update(self.head_ref, move_ref.to, expected=move_ref.expected)
-                self.stage.set_meta("pending_ref", None)
+                return self._carry_out(
+                    lambda: apply_fresh(self.repo, self.stage, self.disk, tree_id, commit_id, in_scope, progress, scope), total, commit_id, progress, move_ref
+                )
+            full = plan_checkout(self.repo, self.stage, self.disk, tree_id, force, in_scope, label)
+            return self._carry_out(lambda: apply_checkout(self.repo, self.stage, self.disk, full, commit_id, progress, scope), full.bytes, commit_id, progress, move_ref)
+
+    def _carry_out(
+        self, run: Callable[[], CheckoutResult], total: int, commit_id: str, progress: ProgressReporter, move_ref: RefMove | None
+    ) -> CheckoutResult:
+        """Run a planned checkout (``run`` writes ``total`` bytes), then move the dataset's ref when asked."""
+        if move_ref is not None:
+            self.stage.set_meta("pending_ref", json.dumps({"head": commit_id, "commit": move_ref.to, "expected": move_ref.expected}))
+        progress.start("checkout", total)
+        try:
+            result = run()
+        except BaseException:
+            if self.interrupted_checkout is None:
+                self.stage.set_meta("pending_ref", None)  # nothing moved
+            raise
+        finally:
+            progress.stop()
+        if move_ref is not None:
+            self.repo.refs.update(self.head_ref, move_ref.to, expected=move_ref.expected)
+            self.stage.set_meta("pending_ref", None)
         return result
 
     def restore(self, ref: str, paths: list[str], progress: ProgressReporter | None = None) -> CheckoutResult:

@@ -92,6 +92,28 @@ def test_checkout_refuses_to_overwrite_local_changes(cli: Cli, ws_dir: Path) -> 
     assert (ws_dir / "a.txt").read_text() == "alpha\n"
 
 
+def test_checkout_carries_local_changes_to_files_both_versions_share(cli: Cli, ws_dir: Path) -> None:
+    # As in git: only the paths that differ between the versions must be clean; the rest keep what the user did.
+    committed(cli, ws_dir)
+    write(ws_dir / "a.txt", "alpha v2\n")
+    cli("add", ".")
+    cli("commit", "-m", "v2")
+    write(ws_dir / "sub" / "b.txt", "beta, edited\n")
+    write(ws_dir / "new.txt", "staged, not committed\n")
+    cli("add", "new.txt")
+    cli("checkout", "v1")
+    assert (ws_dir / "a.txt").read_text() == "alpha\n"
+    assert (ws_dir / "sub" / "b.txt").read_text() == "beta, edited\n"
+    st = json.loads(cli("status", "--json").out)
+    assert [c["path"] for c in st["staged"]] == ["new.txt"] and [c["path"] for c in st["unstaged"]] == ["sub/b.txt"]
+    # A file the next version changes, deleted here: refused, nothing moves.
+    (ws_dir / "a.txt").unlink()
+    before = snapshot(ws_dir)
+    r = cli("checkout", "ds", ok=False)
+    assert r.code == 1 and "local changes: a.txt" in r.err
+    assert snapshot(ws_dir) == before
+
+
 def test_checkout_never_touches_untracked_files(cli: Cli, ws_dir: Path) -> None:
     committed(cli, ws_dir)
     write(ws_dir / "c.txt", "gamma\n")
