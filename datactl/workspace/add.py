@@ -61,6 +61,9 @@ class AddBatch(Closing):
         """Whether the stat cache proves ``d`` unchanged since it was staged (so it is not read)."""
         return row is not None and row.entry is not None and row.entry.kind == d.kind and row.stat is not None and row.stat.matches(d.st)
 
+    def _unchanged(self, _d: DiskEntry) -> None:
+        self.result.unchanged += 1
+
     def consider(self, d: DiskEntry, row: StageRow | None) -> None:
         """Stage the file ``d`` unless the stat cache proves it unchanged."""
         if self._vouched(d, row):
@@ -128,7 +131,7 @@ class AddBatch(Closing):
             if st is not None and not statmod.S_ISDIR(st.st_mode):
                 found = [(rel, DiskEntry(rel, FILE, st), self.stage.get(rel))] if statmod.S_ISREG(st.st_mode) else []
             else:
-                found = self.disk.scan(rules, start=rel)  # type: ignore[assignment]
+                found = self.disk.scan(rules, start=rel, vouched=lambda _d: None)  # type: ignore[assignment]
             for _, d, row in found:
                 if d is not None and d.kind == FILE and not self._vouched(d, row):
                     total += d.st.st_size
@@ -156,7 +159,7 @@ class AddBatch(Closing):
                     self.remove(parent_row)
             self.consider(DiskEntry(rel, kind, st), self.stage.get(rel))
             return
-        for path, d, row in self.disk.scan(rules, start=rel, on_problem=self.result.problems.append):
+        for path, d, row in self.disk.scan(rules, start=rel, on_problem=self.result.problems.append, vouched=self._unchanged):
             if d is None:
                 if row is not None and in_scope(path):
                     self.remove(row)

@@ -33,6 +33,13 @@ class IgnoreRules:
             return True
         return self._user is not None and self._user.match_file(rel_path + "/" if is_dir else rel_path)
 
+    def ignored_in_walk(self, rel_path: str, name: str, is_dir: bool) -> bool:
+        """``ignored`` for a walk, which never enters an ignored folder: of datactl's own files only the last
+        name can match (they are matched by name), so the folders above are not looked at again."""
+        if (is_dir and name == METADATA_DIR) or name in (CONFIG_FILE, IGNORE_FILE) or name.endswith(TEMP_SUFFIX):
+            return True
+        return self._user is not None and self._user.match_file(rel_path + "/" if is_dir else rel_path)
+
     @staticmethod
     def internal(rel_path: str, is_dir: bool) -> bool:
         """Paths datactl itself owns (ALWAYS_IGNORED); never tracked even when named explicitly."""

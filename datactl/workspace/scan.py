@@ -96,10 +96,10 @@ def walk(
         _key, name, is_dir, st = items[pos[0]]
         pos[0] += 1
         rel = f"{rel_dir}{name}"
-        if not _utf8_ok(name):
+        if not name.isascii() and not _utf8_ok(name):  # most names are ASCII: no encoding needed to know
             report(display_name(rel), "name is not valid UTF-8; rename it to track it")
             continue
-        if rules.ignored(rel, is_dir):
+        if rules.ignored_in_walk(rel, name, is_dir):
             continue
         if is_dir:
             check_depth(rel + "/", rel.count("/") + 1)

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from datactl.core.ids import is_hex, is_object_id
 from datactl.core.sqlite import Database
@@ -107,6 +107,23 @@ _COLS = (
 )
 
 
+_STAT_COLS = "path, kind, st_size, st_mtime_ns, st_ctime_ns, st_ino, st_mode, st_trusted"
+
+
+def stat_vouches(stats: tuple, kind: str, st: os.stat_result) -> bool:
+    """Whether a row's stat columns (``Stage.iter_stats``) prove the file ``st`` of ``kind`` unchanged since it was
+    hashed: ``StatInfo.matches`` on the raw columns, so an unchanged file costs no objects."""
+    return (
+        stats[7] == 1
+        and stats[1] == kind
+        and stats[2] == st.st_size
+        and stats[3] == st.st_mtime_ns
+        and stats[4] == st.st_ctime_ns
+        and stats[5] == st.st_ino
+        and stats[6] == st.st_mode
+    )
+
+
 def _row_from_sql(r: tuple) -> StageRow:
     path = r[0]
     name = path.rsplit("/", 1)[-1]
@@ -186,7 +203,13 @@ class Stage(Database):
         with self.translated():
             yield from self._snapshot_rows(cols, prefix)
 
-    def _snapshot_rows(self, cols: str, prefix: str) -> Iterator[StageRow]:
+    def iter_stats(self, prefix: str = "") -> Iterator[tuple]:
+        """(path, kind, st_size, st_mtime_ns, st_ctime_ns, st_ino, st_mode, st_trusted) of every row in byte
+        order of path: what a scan compares with the disk before it needs a whole row (see ``stat_vouches``)."""
+        with self.translated():
+            yield from self._snapshot_rows(_STAT_COLS, prefix, None)
+
+    def _snapshot_rows(self, cols: str, prefix: str, make: Callable[[tuple], Any] | None = _row_from_sql) -> Iterator[Any]:
         reader = sqlite3.connect(self.path, timeout=60)
         try:
             if prefix:
@@ -197,8 +220,11 @@ class Stage(Database):
                 )
             else:
                 cur = reader.execute(f"SELECT {cols} FROM entries ORDER BY path")
-            for r in cur:
-                yield _row_from_sql(r)
+            if make is None:
+                yield from cur
+            else:
+                for r in cur:
+                    yield make(r)
         finally:
             reader.close()
 

@@ -226,7 +226,7 @@ class Workspace(Closing):
             else:
                 result.staged.append(PathChange(row.path, "added" if row.head is None else "modified", row.entry.size))
         self.disk.forget_refreshed()
-        for path, d, row in self.disk.scan(IgnoreRules(self.root), on_problem=result.problems.append):
+        for path, d, row in self.disk.scan(IgnoreRules(self.root), on_problem=result.problems.append, vouched=lambda _d: None):
             tracked = row is not None and row.entry is not None
             if d is None:
                 if tracked and in_scope(path):
