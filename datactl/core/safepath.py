@@ -26,8 +26,20 @@ MAX_DEPTH = 2048
 _HOSTILE = "the version was written by a faulty or hostile tool; nothing was written"
 
 
+# Names of these characters, not starting with a dot, pass every check below but the temporary suffix's: one regex
+# for the names most trees hold, instead of eight tests each.
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
 def check_entry_name(name: str) -> str:
     """Return ``name`` if it is a safe single path component, else raise UnsafePath."""
+    if type(name) is str and _PLAIN.fullmatch(name) is not None and not name.endswith(TEMP_SUFFIX):
+        return name
+    return check_any_entry_name(name)
+
+
+def check_any_entry_name(name: str) -> str:
+    """``check_entry_name`` without its shortcut for plain names."""
     if not isinstance(name, str) or name in ("", ".", "..") or name == METADATA_DIR:
         raise UnsafePath(f"unsafe file name {name!r} in a manifest", _HOSTILE)
     if "/" in name or "\\" in name or "\0" in name or _DRIVE.match(name) or name.endswith(TEMP_SUFFIX):

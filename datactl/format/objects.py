@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from datactl.core.errors import CorruptObject
-from datactl.core.ids import ID_BYTES, is_object_id, object_id
+from datactl.core.ids import ID_BYTES, all_object_ids, is_object_id, object_id
 from datactl.core.safepath import check_entry_name
 from datactl.format.jsontext import canonical_json, parse_json
 from datactl.format.layout import KINDS, is_name
@@ -101,6 +101,7 @@ def decode_tree(oid: str, data: bytes) -> Tree:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("entries"), list):
             raise _bad("tree", oid, "not a tree of format 1")
         entries = []
+        ids: list = []  # every digest, chunk list and chunk id of the tree, checked together after the loop
         previous: bytes | None = None
         for d in doc["entries"]:
             if not isinstance(d, dict):
@@ -113,16 +114,20 @@ def decode_tree(oid: str, data: bytes) -> Tree:
             kind = d["kind"]
             size = _int(d, "size", MAX_SIZE)
             digest = d["digest"]
-            if not is_object_id(digest):
-                raise _bad("tree", oid, f"bad digest under {name!r}")
+            ids.append(digest)
             if kind == FILE:
                 chunklist = d.get("chunklist")
                 if chunklist is not None:
-                    if "chunks" in d or not is_object_id(chunklist):
+                    if "chunks" in d:
                         raise _bad("tree", oid, f"bad chunk list under {name!r}")
+                    ids.append(chunklist)
                     chunks: tuple[str, ...] = ()
                 else:
-                    chunks = _ids(d.get("chunks", []), f"chunks of {name!r}")
+                    listed = d.get("chunks", [])
+                    if not isinstance(listed, list):
+                        raise ValueError(f"chunks of {name!r} must be a list of object ids")
+                    ids.extend(listed)
+                    chunks = tuple(listed)
                 entries.append(TreeEntry(name, FILE, _int(d, "mode", 0o7777), size, digest, chunks, chunklist))
             elif kind == DIR:
                 entries.append(TreeEntry(name, DIR, 0, size, digest))
@@ -136,9 +141,24 @@ def decode_tree(oid: str, data: bytes) -> Tree:
                 entries.append(link)
             else:
                 raise _bad("tree", oid, f"unknown entry kind {str(kind)[:40]!r}")
+        if not all_object_ids(ids):
+            raise _bad("tree", oid, _first_bad_id(doc["entries"]))
         return Tree(tuple(entries))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _bad("tree", oid, str(exc)) from None
+
+
+def _first_bad_id(entries: list[dict]) -> str:
+    """What is wrong with the first entry holding a malformed id (the ids of a tree are checked all at once)."""
+    for d in entries:
+        name = d["name"]
+        if not is_object_id(d["digest"]):
+            return f"bad digest under {name!r}"
+        if d.get("chunklist") is not None and not is_object_id(d["chunklist"]):
+            return f"bad chunk list under {name!r}"
+        if not all(is_object_id(i) for i in d.get("chunks", [])):
+            return f"chunks of {name!r} must be a list of object ids"
+    return "an id is malformed"
 
 
 def encode_chunklist(chunk_ids: bytes) -> bytes:
