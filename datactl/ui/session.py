@@ -1,0 +1,160 @@
+"""One store opened for the pages: every question a page asks, answered by the library's own calls.
+
+Listing is ``list_datasets`` (``datactl datasets``), history ``iter_history``
+(``datactl log``), a diff ``diff_trees`` (``datactl diff``), lineage
+``api.lineage.lineage`` (``datactl lineage``), checks ``verify_remote`` and
+``api.checks.validate`` (``datactl verify`` / ``validate`` with ``--remote``).
+Any store is read in place through a ``RemoteStore`` (a workspace's own store
+too: it has the same layout), so nothing here writes to it.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from datactl.api.checks import validate
+from datactl.api.lineage import lineage
+from datactl.core.closing import Closing
+from datactl.core.errors import PathNotFound, UnknownRef
+from datactl.core.safepath import check_rel_path
+from datactl.format.layout import check_name
+from datactl.format.objects import FILE, Commit, TreeEntry
+from datactl.lineage.graph import LineageGraph
+from datactl.lineage.stores import LineageStore
+from datactl.remote.locate import StoreChoice, choose_store
+from datactl.remote.remotestore import RemoteStore, list_datasets
+from datactl.remote.source import remote_source, resolve_on_remote
+from datactl.store.chunkedfile import ChunkedFile
+from datactl.store.diff import DiffResult, diff_trees
+from datactl.store.history import iter_history
+from datactl.store.reader import ObjectReader
+from datactl.store.refs import DatasetInfo
+from datactl.store.source import CHUNK_CACHE_BYTES
+from datactl.store.trees import lookup_path
+from datactl.store.walk import walk_files
+from datactl.upkeep.verify import StoreVerifyReport, verify_remote
+from datactl.validation import ValidationReport
+
+
+@dataclass(frozen=True)
+class Version:
+    """A version a page is about: who it belongs to and its commit."""
+
+    id: str
+    commit: Commit
+
+    @property
+    def ref(self) -> str:
+        """NAME@ID, the form every page URL uses (a tag may move; an id never does)."""
+        return f"{self.commit.name}@{self.id[:12]}"
+
+
+class StoreSession(Closing):
+    """A store read in place, shared by the requests of one server (one request at a time: the reader is not re-entrant)."""
+
+    def __init__(self, choice: StoreChoice) -> None:
+        self.spec = choice.spec
+        self.store = RemoteStore(choice.spec, choice.cache_dir)
+        self.lock = threading.RLock()
+        try:
+            self.store.sync_index()
+            self.reader: ObjectReader = self.store.reader(cache_bytes=CHUNK_CACHE_BYTES)
+        except BaseException:
+            self.store.close()
+            raise
+
+    @classmethod
+    def open(cls, store: str | None, options: dict[str, Any] | None = None) -> "StoreSession":
+        """The store ``store`` names (a remote, URL or path; None: the workspace's own, or DATACTL_REMOTE)."""
+        return cls(choose_store(store, options=options))
+
+    @property
+    def label(self) -> str:
+        """What pages call the store: its remote name or URL (never credentials: those stay in the backend's config)."""
+        return self.spec.label
+
+    def close(self) -> None:
+        self.reader.close()
+        self.store.close()
+
+    # -- versions -------------------------------------------------------------------------
+
+    def datasets(self) -> list[DatasetInfo]:
+        self.store.sync_index()
+        return list_datasets(self.spec)
+
+    def info(self, name: str) -> DatasetInfo:
+        check_name(name)
+        for i in self.datasets():
+            if i.name == name:
+                return i
+        raise UnknownRef(f"no dataset or model {name!r} in {self.label}", "the store page lists them")
+
+    def commits(self, ids: list[str]) -> dict[str, Commit]:
+        """Several commits in one batched read (the store page's heads)."""
+        found = self.reader.read_batch(ids)
+        return {cid: self.reader.read_commit(cid) for cid in ids if cid in found}
+
+    def version(self, name: str, version: str | None = None) -> Version:
+        """NAME@VERSION (a tag, an id or its prefix, HEAD~N; None: the head) as a commit of that dataset or model."""
+        info = self.info(name)
+        ref = f"{name}@{version}" if version else name
+        cid = resolve_on_remote(self.store, self.reader, ref, name, info.kind)
+        return Version(cid, self.reader.read_commit(cid))
+
+    def history(self, start: str, limit: int) -> list[tuple[str, Commit]]:
+        """Newest first, each version once (merges included), at most ``limit``."""
+        return list(iter_history(self.reader, start, limit))  # type: ignore[arg-type]
+
+    def tags_of(self, info: DatasetInfo) -> dict[str, list[str]]:
+        """commit id -> the tags naming it."""
+        out: dict[str, list[str]] = {}
+        for tag, cid in sorted(info.tags.items()):
+            out.setdefault(cid, []).append(tag)
+        return out
+
+    # -- files ------------------------------------------------------------------------------
+
+    def entry(self, v: Version, path: str) -> TreeEntry:
+        """The entry at ``path`` (checked like a checkout's names), or PathNotFound."""
+        if path:
+            check_rel_path(path)
+        found = lookup_path(self.reader, v.commit.tree, path)  # type: ignore[arg-type]
+        if found is None:
+            raise PathNotFound(f"{path} is not in {v.ref}", "the version page lists its files")
+        return found
+
+    def folder(self, entry: TreeEntry) -> list[TreeEntry]:
+        """A folder's entries (one tree object: the page lists lazily, folder by folder)."""
+        return list(self.reader.read_tree(entry.digest).entries)
+
+    def open_file(self, entry: TreeEntry, path: str) -> io.BufferedReader:
+        """A seekable verified stream that reads only the chunks asked for."""
+        if entry.kind != FILE:
+            raise PathNotFound(f"{path} is not a regular file")
+        return io.BufferedReader(ChunkedFile(self.reader, entry, path), buffer_size=64 * 1024)
+
+    def walk(self, v: Version) -> Iterator[tuple[str, TreeEntry]]:
+        return walk_files(self.reader, v.commit.tree)
+
+    # -- relations and checks ----------------------------------------------------------------
+
+    def diff(self, old: Version | None, new: Version) -> DiffResult:
+        return diff_trees(self.reader, old.commit.tree if old else None, new.commit.tree)
+
+    def lineage(self, v: Version, direction: str) -> LineageGraph:
+        index = LineageStore(self.store.lineage_index(), self.label)
+        return lineage(v.id, direction, stores=[index])
+
+    def verify(self, v: Version) -> StoreVerifyReport:
+        return verify_remote(self.store, v.id, name=v.commit.name, kind=v.commit.kind)
+
+    def validate(self, v: Version) -> ValidationReport:
+        """The rules of the current folder's datactl.toml (as ``datactl validate --remote``) on this version."""
+        source = remote_source(self.store, v.id, name=v.commit.name, kind=v.commit.kind)
+        with source:
+            return validate(source=source)
+
