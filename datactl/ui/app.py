@@ -65,6 +65,7 @@ def create_app(session: StoreSession, host: str = "127.0.0.1") -> Starlette:
         as_json = request.query_params.get("format") == "json"
         try:
             with session.lock:
+                session.refresh()
                 data = build()
         except DatactlError as exc:
             data, status = {"page": "error", "store": session.label, "error": exc.message, "hint": exc.hint}, _status(exc)
@@ -102,6 +103,7 @@ def create_app(session: StoreSession, host: str = "127.0.0.1") -> Starlette:
         path = request.path_params["path"]
         try:
             with session.lock:
+                session.refresh()
                 v = session.version(name, version)
                 entry = session.entry(v, path)
                 if entry.size > RAW_LIMIT:

@@ -87,7 +87,7 @@ def store_page(s: StoreSession, q: str = "") -> dict[str, Any]:
 
 def _tree_bytes(s: StoreSession, c: Commit) -> int:
     """Bytes of a version: a folder's entry carries the size below it, so the root tree alone tells."""
-    return sum(e.size for e in s.reader.read_tree(c.tree).entries)
+    return sum(e.size for e in s.objects.read_tree(c.tree).entries)
 
 
 # -- a dataset or model ------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def dataset_page(s: StoreSession, name: str, limit: str | None = None) -> dict[s
     versions = []
     for cid, c in history:
         v = Version(cid, c)
-        parent = Version(c.parents[0], s.reader.read_commit(c.parents[0])) if c.parents and s.reader.has(c.parents[0]) else None
+        parent = Version(c.parents[0], s.objects.read_commit(c.parents[0])) if c.parents and s.objects.has(c.parents[0]) else None
         row = version_info(s, v, tags)
         row["changes"] = s.diff(parent, v).summary()
         versions.append(row)
@@ -210,7 +210,7 @@ def diff_page(s: StoreSession, name: str, version: str, against: str | None = No
         other, _, other_version = against.partition("@") if "@" in against else (name, "", against)
         old: Version | None = s.version(other, other_version or None)
     else:
-        old = Version(new.commit.parents[0], s.reader.read_commit(new.commit.parents[0])) if new.commit.parents else None
+        old = Version(new.commit.parents[0], s.objects.read_commit(new.commit.parents[0])) if new.commit.parents else None
     result = s.diff(old, new)
     return {
         "page": "diff", "store": s.label, "version": version_info(s, new), "against": version_info(s, old) if old else None,

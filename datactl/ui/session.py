@@ -1,6 +1,6 @@
 """One store opened for the pages: every question a page asks, answered by the library's own calls.
 
-Listing is ``list_datasets`` (``datactl datasets``), history ``iter_history``
+Listing is ``RefStore.datasets`` (``datactl datasets``), history ``iter_history``
 (``datactl log``), a diff ``diff_trees`` (``datactl diff``), lineage
 ``api.lineage.lineage`` (``datactl lineage``), checks ``verify_remote`` and
 ``api.checks.validate`` (``datactl verify`` / ``validate`` with ``--remote``).
@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from datactl.api.checks import validate
 from datactl.api.lineage import lineage
@@ -21,13 +21,14 @@ from datactl.core.closing import Closing
 from datactl.core.errors import PathNotFound, UnknownRef
 from datactl.core.safepath import check_rel_path
 from datactl.format.layout import check_name
-from datactl.format.objects import FILE, Commit, TreeEntry
+from datactl.format.objects import FILE, Commit, Tree, TreeEntry, decode_commit, decode_tree
 from datactl.lineage.graph import LineageGraph
 from datactl.lineage.stores import LineageStore
 from datactl.remote.locate import StoreChoice, choose_store
-from datactl.remote.remotestore import RemoteStore, list_datasets
+from datactl.remote.remotestore import RemoteStore
 from datactl.remote.source import remote_source, resolve_on_remote
 from datactl.store.chunkedfile import ChunkedFile
+from datactl.store.packread import META_GAP
 from datactl.store.diff import DiffResult, diff_trees
 from datactl.store.history import iter_history
 from datactl.store.reader import ObjectReader
@@ -52,6 +53,32 @@ class Version:
         return f"{self.commit.name}@{self.id[:12]}"
 
 
+class CachedObjects:
+    """A reader that remembers the commits and trees it read: they never change, and pages ask for the same ones again.
+
+    It is what the walks, the diff and the history read through (``BatchReader``, ``TreeReader``).
+    """
+
+    def __init__(self, reader: ObjectReader) -> None:
+        self.reader = reader
+
+    def read(self, oid: str) -> bytes:
+        raw = self.reader.cached(oid)
+        return raw if raw is not None else self.reader.read_batch([oid], remember=True)[oid]
+
+    def read_batch(self, oids: Iterable[str], max_gap: int = META_GAP) -> dict[str, bytes]:
+        return self.reader.read_batch(oids, max_gap, remember=True)
+
+    def has(self, oid: str) -> bool:
+        return self.reader.has(oid)
+
+    def read_commit(self, oid: str) -> Commit:
+        return decode_commit(oid, self.read(oid))
+
+    def read_tree(self, oid: str) -> Tree:
+        return decode_tree(oid, self.read(oid))
+
+
 class StoreSession(Closing):
     """A store read in place, shared by the requests of one server (one request at a time: the reader is not re-entrant)."""
 
@@ -59,9 +86,11 @@ class StoreSession(Closing):
         self.spec = choice.spec
         self.store = RemoteStore(choice.spec, choice.cache_dir)
         self.lock = threading.RLock()
+        self._datasets: list[DatasetInfo] = []
         try:
-            self.store.sync_index()
             self.reader: ObjectReader = self.store.reader(cache_bytes=CHUNK_CACHE_BYTES)
+            self.objects = CachedObjects(self.reader)
+            self.refresh()
         except BaseException:
             self.store.close()
             raise
@@ -82,9 +111,14 @@ class StoreSession(Closing):
 
     # -- versions -------------------------------------------------------------------------
 
-    def datasets(self) -> list[DatasetInfo]:
+    def refresh(self) -> None:
+        """The store as it is now: its index files and its refs (once per request; a page then reads one state)."""
         self.store.sync_index()
-        return list_datasets(self.spec)
+        self._datasets = self.store.refs.datasets()
+
+    def datasets(self) -> list[DatasetInfo]:
+        """The datasets and models with heads and tags (what ``datactl datasets`` lists), as of the last ``refresh``."""
+        return list(self._datasets)
 
     def info(self, name: str) -> DatasetInfo:
         check_name(name)
@@ -95,19 +129,19 @@ class StoreSession(Closing):
 
     def commits(self, ids: list[str]) -> dict[str, Commit]:
         """Several commits in one batched read (the store page's heads)."""
-        found = self.reader.read_batch(ids)
-        return {cid: self.reader.read_commit(cid) for cid in ids if cid in found}
+        found = self.objects.read_batch(ids)
+        return {cid: decode_commit(cid, found[cid]) for cid in ids if cid in found}
 
     def version(self, name: str, version: str | None = None) -> Version:
         """NAME@VERSION (a tag, an id or its prefix, HEAD~N; None: the head) as a commit of that dataset or model."""
         info = self.info(name)
         ref = f"{name}@{version}" if version else name
         cid = resolve_on_remote(self.store, self.reader, ref, name, info.kind)
-        return Version(cid, self.reader.read_commit(cid))
+        return Version(cid, self.objects.read_commit(cid))
 
     def history(self, start: str, limit: int) -> list[tuple[str, Commit]]:
         """Newest first, each version once (merges included), at most ``limit``."""
-        return list(iter_history(self.reader, start, limit))  # type: ignore[arg-type]
+        return list(iter_history(self.objects, start, limit))  # type: ignore[arg-type]
 
     def tags_of(self, info: DatasetInfo) -> dict[str, list[str]]:
         """commit id -> the tags naming it."""
@@ -122,14 +156,14 @@ class StoreSession(Closing):
         """The entry at ``path`` (checked like a checkout's names), or PathNotFound."""
         if path:
             check_rel_path(path)
-        found = lookup_path(self.reader, v.commit.tree, path)  # type: ignore[arg-type]
+        found = lookup_path(self.objects, v.commit.tree, path)  # type: ignore[arg-type]
         if found is None:
             raise PathNotFound(f"{path} is not in {v.ref}", "the version page lists its files")
         return found
 
     def folder(self, entry: TreeEntry) -> list[TreeEntry]:
         """A folder's entries (one tree object: the page lists lazily, folder by folder)."""
-        return list(self.reader.read_tree(entry.digest).entries)
+        return list(self.objects.read_tree(entry.digest).entries)
 
     def open_file(self, entry: TreeEntry, path: str) -> io.BufferedReader:
         """A seekable verified stream that reads only the chunks asked for."""
@@ -138,12 +172,12 @@ class StoreSession(Closing):
         return io.BufferedReader(ChunkedFile(self.reader, entry, path), buffer_size=64 * 1024)
 
     def walk(self, v: Version) -> Iterator[tuple[str, TreeEntry]]:
-        return walk_files(self.reader, v.commit.tree)
+        return walk_files(self.objects, v.commit.tree, max_gap=META_GAP)
 
     # -- relations and checks ----------------------------------------------------------------
 
     def diff(self, old: Version | None, new: Version) -> DiffResult:
-        return diff_trees(self.reader, old.commit.tree if old else None, new.commit.tree)
+        return diff_trees(self.objects, old.commit.tree if old else None, new.commit.tree)
 
     def lineage(self, v: Version, direction: str) -> LineageGraph:
         index = LineageStore(self.store.lineage_index(), self.label)
