@@ -101,7 +101,8 @@ def version_info(s: StoreSession, v: Version, tags: dict[str, list[str]] | None 
         "id": v.id, "short": v.id[:12], "ref": v.ref, "name": c.name, "kind": c.kind, "tags": tags.get(v.id, []),
         "author": c.author, "time": c.time, "message": c.message, "metadata": c.metadata,
         "parents": list(c.parents), "inputs": list(c.inputs), "bytes": _tree_bytes(s, c),
-        "url": version_url(v.ref),
+        "url": version_url(v.ref), "history_url": f"/d/{quote(c.name)}",
+        "diff_url": version_url(v.ref, page="diff"), "lineage_url": version_url(v.ref, page="lineage"), "checks_url": version_url(v.ref, page="checks"),
     }
 
 

@@ -18,15 +18,24 @@ from ui_data import HOSTILE_FILE, HOSTILE_PATH, HTML_CELL, UiStore, open_session
 from datactl.ui.app import create_app
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
-def store(request: pytest.FixtureRequest) -> UiStore:
-    return request.getfixturevalue("ui_local" if request.param == "local" else "ui_s3")
+def _client(store: UiStore) -> Iterator[TestClient]:
+    with open_session(store) as session:
+        yield TestClient(create_app(session), base_url="http://127.0.0.1")
 
 
 @pytest.fixture(scope="module")
-def client(store: UiStore) -> Iterator[TestClient]:
-    with open_session(store) as session:
-        yield TestClient(create_app(session), base_url="http://127.0.0.1")
+def local_client(ui_local: UiStore) -> Iterator[TestClient]:
+    yield from _client(ui_local)
+
+
+@pytest.fixture(scope="module")
+def s3_client(ui_s3: UiStore) -> Iterator[TestClient]:
+    yield from _client(ui_s3)
+
+
+@pytest.fixture
+def client(local_client: TestClient) -> TestClient:
+    return local_client
 
 
 def get_json(client: TestClient, url: str, status: int = 200) -> dict:
@@ -56,7 +65,9 @@ def test_dataset_history_with_changes_and_graph(client: TestClient) -> None:
     assert page["links"][f"v{v2['id'][:12]}"] == v2["url"]
 
 
-def test_version_folders_paginate_and_files_preview(client: TestClient) -> None:
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_version_folders_paginate_and_files_preview(kind: str, request: pytest.FixtureRequest) -> None:
+    client = request.getfixturevalue(f"{kind}_client")
     root = get_json(client, "/d/raw@v2/")
     names = [e["name"] for e in root["entries"]]
     assert names[:3] == ["<script>alert(1)<", "data", "img"] and HOSTILE_FILE in names and "readme.txt" not in names
@@ -86,7 +97,9 @@ def test_version_folders_paginate_and_files_preview(client: TestClient) -> None:
     assert raw.headers["content-type"] == "image/png" and raw.content.startswith(b"\x89PNG")
 
 
-def test_diff_lineage_and_checks(client: TestClient, store: UiStore, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_diff_lineage_and_checks(kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, store = request.getfixturevalue(f"{kind}_client"), request.getfixturevalue(f"ui_{kind}")
     diff = get_json(client, "/diff/raw@v2/")
     assert {c["path"]: c["status"] for c in diff["changes"]} == {"data/notes.txt": "added", "data/table.csv": "modified", "readme.txt": "removed"}
     assert diff["against"]["tags"] == ["v1"]
@@ -116,11 +129,10 @@ def test_names_and_cells_are_escaped(client: TestClient) -> None:
     assert "&lt;img src=y onerror=alert(4)&gt;" in client.get(f"/d/raw@v2/{HOSTILE_PATH}").text
 
 
-def test_pages_hold_no_local_path_or_secret(client: TestClient, store: UiStore) -> None:
-    if store.url.startswith("s3://"):
-        for url in ["/", "/d/raw", "/d/raw@v2/", "/lineage/raw@v2/", "/diff/raw@v2/"]:
-            html = client.get(url).text
-            assert str(store.workspace.parent) not in html and "AWS_" not in html and store.options["endpoint_url"] not in html
+def test_pages_of_a_bucket_hold_no_local_path_or_endpoint(s3_client: TestClient, ui_s3: UiStore) -> None:
+    for url in ["/", "/d/raw", "/d/raw@v2/", "/d/raw@v2/data/table.csv", "/lineage/raw@v2/", "/diff/raw@v2/", "/checks/raw@v2/?run=1"]:
+        html = s3_client.get(url).text
+        assert ui_s3.url in html and str(ui_s3.workspace.parent) not in html and ui_s3.options["endpoint_url"] not in html
 
 
 def test_read_only_and_errors(client: TestClient) -> None:
