@@ -22,7 +22,7 @@ from ui_data import HOSTILE_FILE, HOSTILE_PATH, HTML_CELL, UiStore, open_session
 CHROMIUM = os.environ.get("DATACTL_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-DOC_SHOTS = os.environ.get("DATACTL_UI_DOC_SCREENSHOTS")
+DOC_SHOTS = os.path.abspath(os.environ["DATACTL_UI_DOC_SCREENSHOTS"]) if os.environ.get("DATACTL_UI_DOC_SCREENSHOTS") else None
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright; it is in the test extra)")
 if not (os.access(CHROMIUM, os.X_OK) or shutil.which("chromium")):
