@@ -67,6 +67,7 @@ def _matches(words: list[str], info: DatasetInfo, commit: Commit | None) -> bool
 
 def store_page(s: StoreSession, q: str = "") -> dict[str, Any]:
     infos = s.datasets()
+    s.prefetch_commits()
     heads = s.commits([i.head for i in infos])
     words = q.split()
     rows = []
@@ -109,13 +110,16 @@ def version_info(s: StoreSession, v: Version, tags: dict[str, list[str]] | None 
 def dataset_page(s: StoreSession, name: str, limit: str | None = None) -> dict[str, Any]:
     info = s.info(name)
     tags = s.tags_of(info)
+    s.prefetch_commits()
     history = s.history(info.head, _int(limit, HISTORY_PAGE, 10_000))
     versions = []
     for cid, c in history:
         v = Version(cid, c)
-        parent = Version(c.parents[0], s.objects.read_commit(c.parents[0])) if c.parents and s.objects.has(c.parents[0]) else None
         row = version_info(s, v, tags)
-        row["changes"] = s.diff(parent, v).summary()
+        # Against its first parent, reading only what differs; a first version (or a cut history) is all new, and
+        # counting its files would read every folder of it.
+        first = c.parents[0] if c.parents and s.objects.has(c.parents[0]) else None
+        row["changes"] = s.diff(Version(first, s.objects.read_commit(first)), v).summary() if first else None
         versions.append(row)
     shown = {cid for cid, _ in history}
     lines = ["flowchart BT"]

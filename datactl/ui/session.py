@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import threading
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Iterable, Iterator
 
 from datactl.api.checks import validate
@@ -22,15 +23,16 @@ from datactl.core.errors import PathNotFound, UnknownRef
 from datactl.core.safepath import check_rel_path
 from datactl.format.layout import check_name
 from datactl.format.objects import FILE, Commit, Tree, TreeEntry, decode_commit, decode_tree
+from datactl.format.pack import ObjectType
 from datactl.lineage.graph import LineageGraph
 from datactl.lineage.stores import LineageStore
 from datactl.remote.locate import StoreChoice, choose_store
 from datactl.remote.remotestore import RemoteStore
 from datactl.remote.source import remote_source, resolve_on_remote
 from datactl.store.chunkedfile import ChunkedFile
-from datactl.store.packread import META_GAP
 from datactl.store.diff import DiffResult, diff_trees
 from datactl.store.history import iter_history
+from datactl.store.packread import META_GAP
 from datactl.store.reader import ObjectReader
 from datactl.store.refs import DatasetInfo
 from datactl.store.source import CHUNK_CACHE_BYTES
@@ -38,6 +40,8 @@ from datactl.store.trees import lookup_path
 from datactl.store.walk import walk_files
 from datactl.upkeep.verify import StoreVerifyReport, verify_remote
 from datactl.validation import ValidationReport
+
+PREFETCH_COMMITS = 4096  # up to this many commits are read at once for the store and history pages (about 2 MiB)
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,12 @@ class StoreSession(Closing):
             if i.name == name:
                 return i
         raise UnknownRef(f"no dataset or model {name!r} in {self.label}", "the store page lists them")
+
+    def prefetch_commits(self) -> None:
+        """Read the store's commits together (a few ranged reads), when there are few enough to keep: history walks then read none."""
+        ids = list(islice(self.store.index.iter_ids(ObjectType.COMMIT), PREFETCH_COMMITS + 1))
+        if len(ids) <= PREFETCH_COMMITS:
+            self.objects.read_batch(ids)
 
     def commits(self, ids: list[str]) -> dict[str, Commit]:
         """Several commits in one batched read (the store page's heads)."""

@@ -21,6 +21,7 @@ from datactl.remote.locate import RemoteSpec
 HOSTILE_FILE = "<img src=x onerror=alert(1)>.csv"
 HOSTILE_PATH = "<script>alert(1)</script>.csv"
 HTML_CELL = "<b>bold</b><script>alert(3)</script>"
+BIG_ROWS = 70_000
 RULES = """
 [validate]
 [[validate.rules]]
@@ -71,6 +72,9 @@ def build_workspace(root: Path) -> Path:
     (ws / "data" / "table.csv").write_text(f'id,name,score\n1,alpha,0.5\n2,"{HTML_CELL}",1.5\n3,gamma,\n', encoding="utf-8")
     (ws / "data" / "records.jsonl").write_text('{"a": 1, "b": "x"}\n{"a": 2, "b": "<i>y</i>"}\n', encoding="utf-8")
     pq.write_table(pa.table({"x": [1, 2, 3, 4, 5], "y": ["a", "b", None, "d", "e"]}), ws / "data" / "points.parquet", row_group_size=2)
+    with open(ws / "data" / "big.csv", "w", encoding="utf-8") as f:  # about 4 MB that do not compress: a preview must not read them all
+        f.write("n,hex\n")
+        f.writelines(f"{i},{os.urandom(24).hex()}\n" for i in range(BIG_ROWS))
     _png(ws / "img" / "red.png", (200, 40, 40))
     (ws / "readme.txt").write_text("line one\nline two\n", encoding="utf-8")
     (ws / "blob.bin").write_bytes(bytes(range(256)) * 4)
