@@ -13,7 +13,7 @@ from datactl.cli.output import err, out
 def ui(
     store: Optional[str] = typer.Argument(None, help=STORE_HELP),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (the default answers this machine only)."),
-    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on; 0 picks a free one (the URL is printed)."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Port to listen on; 0 picks a free one. The URL is printed either way."),
     open_: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
     endpoint_url: Optional[str] = ENDPOINT_OPT,
     region: Optional[str] = REGION_OPT,

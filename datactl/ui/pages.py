@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from datactl.core.errors import UsageError
-from datactl.format.objects import DIR, FILE, Commit, TreeEntry
+from datactl.format.objects import DIR, FILE, Commit, TreeEntry, decode_tree
 from datactl.lineage.graph import BOTH, DIRECTIONS, LineageGraph
 from datactl.store.diff import DiffResult
 from datactl.store.refs import DatasetInfo
@@ -174,10 +174,15 @@ def version_page(s: StoreSession, name: str, version: str, path: str = "", offse
     start, count = _int(offset, 0, 10**9), _int(limit, FOLDER_PAGE, 5000)
     shown = entries[start : start + count]
     prefix = f"{path}/" if path else ""
+    subtrees = s.objects.read_batch([e.digest for e in shown if e.kind == DIR])  # one read for the page's folders
+    rows = [_entry_row(v.ref, prefix + e.name, e) for e in shown]
+    for row in rows:
+        if row["kind"] == DIR:
+            row["items"] = len(decode_tree(row["digest"], subtrees[row["digest"]]).entries)
     types, pie = types_chart([(e.name, e.size) for e in entries if e.kind == FILE])
     return {
         "page": "version", "store": s.label, "version": version_info(s, v), "path": path, "crumbs": _crumbs(v.ref, path),
-        "entries": [_entry_row(v.ref, prefix + e.name, e) for e in shown], "total": len(entries),
+        "entries": rows, "total": len(entries),
         "folders": sum(1 for e in entries if e.kind == DIR), "files": sum(1 for e in entries if e.kind != DIR),
         "offset": start, "limit": count, "more": start + count < len(entries), "types": types, "types_chart": pie,
         "bytes": entry.size if path else sum(e.size for e in entries),

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 from datactl.api.checks import validate
 from datactl.api.lineage import lineage
 from datactl.core.closing import Closing
-from datactl.core.errors import PathNotFound, UnknownRef
+from datactl.core.errors import PathNotFound, UnknownRef, UnsafePath
 from datactl.core.safepath import check_rel_path
 from datactl.format.layout import check_name
 from datactl.format.objects import FILE, Commit, Tree, TreeEntry, decode_commit, decode_tree
@@ -165,7 +165,10 @@ class StoreSession(Closing):
     def entry(self, v: Version, path: str) -> TreeEntry:
         """The entry at ``path`` (checked like a checkout's names), or PathNotFound."""
         if path:
-            check_rel_path(path)
+            try:
+                check_rel_path(path)
+            except UnsafePath as exc:
+                raise UnsafePath(f"the address names an unsafe path: {exc.message}", "paths in addresses are checked as a checkout checks names: no '..', NUL or absolute parts") from None
         found = lookup_path(self.objects, v.commit.tree, path)  # type: ignore[arg-type]
         if found is None:
             raise PathNotFound(f"{path} is not in {v.ref}", "the version page lists its files")

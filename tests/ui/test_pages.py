@@ -72,6 +72,7 @@ def test_version_folders_paginate_and_files_preview(kind: str, request: pytest.F
     root = get_json(client, "/d/raw@v2/")
     names = [e["name"] for e in root["entries"]]
     assert names[:3] == ["<script>alert(1)<", "data", "img"] and HOSTILE_FILE in names and "readme.txt" not in names
+    assert {e["name"]: e.get("items") for e in root["entries"]}["data"] == 5
     first = get_json(client, "/d/raw@v2/data/?limit=3")
     rest = get_json(client, "/d/raw@v2/data/?limit=3&offset=3")
     assert first["more"] and first["total"] == 5 and not rest["more"]
@@ -153,8 +154,11 @@ def test_read_only_and_errors(client: TestClient) -> None:
     missing = get_json(client, "/d/raw@v9/", 404)
     assert "v9" in missing["error"] and missing["hint"]
     assert "not in" in get_json(client, "/d/raw@v2/readme.txt", 404)["error"]
-    unsafe = client.get("/d/raw@v2/data/%2e%2e/%2e%2e/etc/passwd", params={"format": "json"})
-    assert unsafe.status_code in (400, 404) and "error" in unsafe.json()
+    for unsafe in ["/d/raw@v2/data/%2e%2e/%2e%2e/etc/passwd", "/d/raw@v2/data/..%2f..%2fetc", "/d/raw@v2/data%00x", "/raw/raw@v2/data/%2e%2e/x"]:
+        said = client.get(unsafe + "?format=json")
+        assert said.status_code == 400 and said.json()["error"].startswith("the address names an unsafe path"), unsafe
+    raw = client.get("/raw/raw@v2/data/table.csv")  # not an image: never shown as a page of the UI
+    assert raw.headers["content-disposition"] == "attachment" and raw.headers["content-security-policy"].startswith("sandbox")
     assert get_json(client, "/d/nope", 404)["error"].startswith("no dataset or model 'nope'")
     assert "Cannot show this page" in client.get("/d/raw@v9/").text
 
