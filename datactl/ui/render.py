@@ -15,7 +15,6 @@ import jinja2
 
 from datactl.core.units import human_bytes
 
-STATIC = ("ui.css", "ui.js", "mermaid.min.js")
 
 
 def static_bytes(name: str) -> bytes:
