@@ -16,7 +16,6 @@ import jinja2
 from datactl.core.units import human_bytes
 
 
-
 def static_bytes(name: str) -> bytes:
     """A file shipped in ``datactl/ui/static`` (mermaid is vendored there, built, with its licence)."""
     return resources.files("datactl.ui").joinpath("static", name).read_bytes()
