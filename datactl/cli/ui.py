@@ -48,8 +48,9 @@ def report(
 
     with StoreSession.open(store, store_options(endpoint_url, region)) as session:
         data = write_report(session, ref, html, against)
-    out.print(f"wrote {html}: {data['version']['ref']}, {data['files']} files, {data['diff']['summary']['added']} added since "
-              f"{data['diff']['against']['ref'] if data['diff']['against'] else 'nothing'}")
+    diff, against = data["diff"]["summary"], data["diff"]["against"]
+    changes = f"{diff['added']} added, {diff['removed']} removed, {diff['modified']} modified since {against['ref']}" if against else "a first version"
+    out.print(f"wrote {html}: {data['version']['ref']}, {data['files']} files, {changes}")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ import base64
 import os
 from typing import Any
 
+from datactl.core.errors import UsageError
 from datactl.format.objects import FILE
 from datactl.ui import pages
 from datactl.ui.preview import DELIMITERS, IMAGE_TYPES, JSON_LINES, file_suffix, preview_file
@@ -54,6 +55,9 @@ def report_data(s: StoreSession, name: str, version: str | None, against: str | 
 
 def write_report(s: StoreSession, ref: str, path: str, against: str | None = None) -> dict[str, Any]:
     """Write the report of ``ref`` (NAME or NAME@VERSION) to ``path``; return its data."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):  # said before any reading, not after
+        raise UsageError(f"cannot write {path}: there is no folder {folder}", "create it, or give another --html FILE")
     name, _, version = ref.partition("@")
     data = report_data(s, name, version or None, against)
     html = render(environment(), "report.html", data, inline=True)

@@ -166,12 +166,14 @@ def test_read_only_and_errors(client: TestClient) -> None:
 def test_report_is_one_file_with_everything(cli, ui_local: UiStore, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     r = cli("report", "raw@v2", "--html", str(out), "--store", ui_local.url)
-    assert "1 added since raw@" in r.out
+    assert "1 added, 1 removed, 1 modified since raw@" in r.out
     html = out.read_text(encoding="utf-8")
     assert re.search(r'(src|href)="(https?:)?//', html) is None  # nothing to fetch
     assert "data:text/javascript;base64," in html and "flowchart LR" in html and "pie showData" in html
     assert "&lt;b&gt;bold&lt;/b&gt;" in html and "<b>bold" not in html
     assert cli("report", "raw@v9", "--html", str(tmp_path / "x.html"), "--store", ui_local.url, ok=False).code == 1
+    nowhere = cli("report", "raw@v2", "--html", str(tmp_path / "no" / "r.html"), "--store", ui_local.url, ok=False)
+    assert nowhere.code == 2 and nowhere.err.startswith("error: cannot write") and "hint: create it" in nowhere.err
 
 
 def test_missing_extra_is_one_line_with_the_pip_command(cli, monkeypatch: pytest.MonkeyPatch) -> None:
