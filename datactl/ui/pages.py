@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from datactl.core.errors import UsageError
-from datactl.format.objects import DIR, FILE, Commit, TreeEntry, decode_tree
+from datactl.format.objects import DIR, FILE, Commit, TreeEntry
 from datactl.lineage.graph import BOTH, DIRECTIONS, LineageGraph
 from datactl.store.diff import DiffResult
 from datactl.store.refs import DatasetInfo
@@ -174,11 +174,11 @@ def version_page(s: StoreSession, name: str, version: str, path: str = "", offse
     start, count = _int(offset, 0, 10**9), _int(limit, FOLDER_PAGE, 5000)
     shown = entries[start : start + count]
     prefix = f"{path}/" if path else ""
-    subtrees = s.objects.read_batch([e.digest for e in shown if e.kind == DIR])  # one read for the page's folders
+    s.objects.read_batch([e.digest for e in shown if e.kind == DIR])  # one read for the page's folders
     rows = [_entry_row(v.ref, prefix + e.name, e) for e in shown]
     for row in rows:
         if row["kind"] == DIR:
-            row["items"] = len(decode_tree(row["digest"], subtrees[row["digest"]]).entries)
+            row["items"] = len(s.objects.read_tree(row["digest"]).entries)
     types, pie = types_chart([(e.name, e.size) for e in entries if e.kind == FILE])
     return {
         "page": "version", "store": s.label, "version": version_info(s, v), "path": path, "crumbs": _crumbs(v.ref, path),

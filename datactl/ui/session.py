@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Iterable, Iterator
@@ -42,6 +43,7 @@ from datactl.upkeep.verify import StoreVerifyReport, verify_remote
 from datactl.validation import ValidationReport
 
 PREFETCH_COMMITS = 4096  # up to this many commits are read at once for the store and history pages (about 2 MiB)
+DECODED_TREE_ENTRIES = 150_000  # entries of decoded trees kept (some tens of MB)
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,12 @@ class CachedObjects:
     It is what the walks, the diff and the history read through (``BatchReader``, ``TreeReader``).
     """
 
-    def __init__(self, reader: ObjectReader) -> None:
+    def __init__(self, reader: ObjectReader, tree_entries: int = DECODED_TREE_ENTRIES) -> None:
         self.reader = reader
+        # Decoded trees too: a folder of 100,000 files is one object that takes seconds to decode and check.
+        self._trees: OrderedDict[str, Tree] = OrderedDict()
+        self._tree_entries = 0
+        self._tree_budget = tree_entries
 
     def read(self, oid: str) -> bytes:
         raw = self.reader.cached(oid)
@@ -80,7 +86,16 @@ class CachedObjects:
         return decode_commit(oid, self.read(oid))
 
     def read_tree(self, oid: str) -> Tree:
-        return decode_tree(oid, self.read(oid))
+        tree = self._trees.get(oid)
+        if tree is not None:
+            self._trees.move_to_end(oid)
+            return tree
+        tree = decode_tree(oid, self.read(oid))
+        self._trees[oid] = tree
+        self._tree_entries += len(tree.entries)
+        while self._tree_entries > self._tree_budget and len(self._trees) > 1:
+            self._tree_entries -= len(self._trees.popitem(last=False)[1].entries)
+        return tree
 
 
 class StoreSession(Closing):
