@@ -134,10 +134,11 @@ def test_click_through_store_dataset_version_file_diff_lineage(page, kind: str, 
     graph = page.locator(".graph svg").text_content()
     assert "raw@v2" in graph and "clf@m1" in graph and "raw@v1" in graph
     shot(page, tmp_path, "lineage", store)
-    page.locator(".graph g.node", has_text="clf@m1").click()  # each node is a link to its version
-    page.wait_for_url("**/d/clf@**")
-    drawn(page)
-    assert "clf" in page.locator("h1").inner_text() and "weights.bin" in page.locator("table.files").inner_text()
+    if kind == "local":  # the node links are the same code on any store
+        page.locator(".graph g.node", has_text="clf@m1").click()  # each node is a link to its version
+        page.wait_for_url("**/d/clf@**")
+        drawn(page)
+        assert "clf" in page.locator("h1").inner_text() and "weights.bin" in page.locator("table.files").inner_text()
     assert page.dialogs == [] and page.errors == []
 
 
