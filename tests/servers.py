@@ -10,6 +10,8 @@ Fixtures (load this module as a pytest plugin):
   installed from the npm registry with the machine's npm into
   ``~/.cache/datactl-tests/azurite`` when missing), in memory, with
   ``AZURE_STORAGE_CONNECTION_STRING`` set while the session lasts.
+* ``http_server``: nginx (Debian's package) on 127.0.0.1 serving a fresh folder,
+  for stores read over HTTP.
 * ``store_url``: ``(url, options)`` of a fresh, empty store, once per backend
   kind ("local", "s3", "gcs"); ``open_backend(url, options)`` opens it. The
   options are plain JSON, so they can be handed to a subprocess or the CLI.
@@ -31,6 +33,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +302,64 @@ def new_azure_container(endpoint: str) -> str:
     name = f"datactl-{uuid.uuid4().hex[:16]}"
     BlobServiceClient.from_connection_string(azurite_connection_string(endpoint)).create_container(name)
     return name
+
+
+# -- HTTP: nginx ---------------------------------------------------------------------
+
+NGINX_CONFIG = """\
+daemon off;
+worker_processes 1;
+{user}
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    keepalive_requests 100000;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    server {{
+        listen {host}:{port};
+        root {root};
+        autoindex off;
+    }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class WebServer:
+    """A static web server on 127.0.0.1: ``url`` serves the files under ``root``."""
+
+    url: str
+    root: Path
+
+
+@pytest.fixture(scope="session")
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    """nginx (Debian's package) serving a fresh folder read-only, honouring Range requests."""
+    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None)
+    if nginx is None:
+        pytest.skip("nginx is not installed (apt-get install -y nginx)")
+    work = tmp_path_factory.mktemp("nginx")
+    root = tmp_path_factory.mktemp("www")
+    port = free_port()
+    # As root, nginx's workers would drop to "nobody", who cannot read pytest's private temporary folders.
+    user = "user root;" if hasattr(os, "geteuid") and os.geteuid() == 0 else ""
+    conf = work / "nginx.conf"
+    conf.write_text(NGINX_CONFIG.format(user=user, work=work, host=LOOPBACK, port=port, root=root))
+    process = subprocess.Popen([nginx, "-p", str(work), "-e", str(work / "error.log"), "-c", str(conf)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_listening(port, process)
+        yield WebServer(f"http://{LOOPBACK}:{port}", root)
+    finally:
+        stop_process(process)
 
 
 # -- a fresh store per backend kind -----------------------------------------------------
