@@ -90,6 +90,7 @@ def account_credential(account_url: str) -> Any:
             conn.get("AccountName")
             or os.environ.get("AZURE_STORAGE_ACCOUNT")
             or os.environ.get("AZURE_STORAGE_ACCOUNT_NAME")
+            or parsed.path.strip("/").split("/")[0]
             or (parsed.hostname or "").split(".")[0]
         )
         return {"account_name": name, "account_key": key}
