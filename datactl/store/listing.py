@@ -1,15 +1,18 @@
 """The ``listing`` file: kept true by every writer, read instead of a listing where the server cannot list.
 
 ``ListedBackend`` wraps the backend of a store opened by URL. On a store that
-can be written, each write that adds or removes a key under a listed prefix
-(an index file, a new or deleted ref, a gc record) is followed by a refresh of
-that prefix's part of the listing: list the prefix, merge, compare-and-swap,
-and start over if another writer swapped first. Each successful swap listed
-after the swap before it, so the last one is true of every write made before it,
-and every write after it is followed by its own refresh. Index files are
-written before the refs that need them move, so a reader never finds a ref whose
-objects the listing cannot lead to. A store written before the listing existed
-gets a whole one on its first such write.
+can be written, a write that adds or removes a key under a listed prefix (an
+index file, a new or deleted ref, a gc record) marks that prefix stale; stale
+prefixes are refreshed (listed, merged into the listing, compare-and-swapped,
+and started over if another writer swapped first) before the next write of a
+ref and before a store lock is released, so a push refreshes once, before its
+head moves, and a gc once, before it lets go of the store. A new or deleted ref
+is refreshed at once. Each successful swap listed after the swap before it, so
+the last one is true of every write made before it, and every later write is
+followed by its own refresh. Index files are listed before the refs that need
+them move, so a reader never finds a ref whose objects the listing cannot lead
+to. A store written before the listing existed gets a whole one on its first
+refresh; a writer killed before its refresh leaves the next one to catch up.
 
 On a store that cannot list (``listable = False``: HTTP), ``list`` answers
 from the listing, and writes are refused (``read_only``).
@@ -18,12 +21,13 @@ from the listing, and writes are refused (``read_only``).
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from datactl.core.errors import RefConflict, StoreFormatError, StoreNotListable, StoreReadOnly
-from datactl.format.layout import LISTED_PREFIXES, LISTING_KEY, listed_prefix
+from datactl.format.layout import LISTED_PREFIXES, LISTING_KEY, LOCKS_PREFIX, REFS_PREFIX, listed_prefix
 from datactl.format.listing import decode_listing, encode_listing
 from storage_backends import Backend, KeyNotFound, ObjectInfo, Versioned
 
@@ -38,6 +42,8 @@ class ListedBackend(Backend):
         self.url = inner.url
         self.read_only = bool(getattr(inner, "read_only", False))
         self.listable = bool(getattr(inner, "listable", True))
+        self._stale: set[str] = set()  # listed prefixes written since the last refresh
+        self._stale_lock = threading.Lock()  # packs and their index files go up from several threads
 
     # -- reads ------------------------------------------------------------------------
 
@@ -54,6 +60,8 @@ class ListedBackend(Backend):
         return self.inner.exists(key)
 
     def get_versioned(self, key: str) -> Versioned | None:
+        if key.startswith(REFS_PREFIX):
+            self.flush()  # a writer reads a ref before it swaps it, and may stop there (the remote moved on)
         return self.inner.get_versioned(key)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
@@ -72,47 +80,63 @@ class ListedBackend(Backend):
 
     # -- writes -----------------------------------------------------------------------
 
-    def _writable(self, key: str) -> None:
-        if self.read_only:
-            raise StoreReadOnly(f"cannot write {key} to {self.url}: it is served over HTTP, which is read-only", "push to the store behind it (the folder or bucket the web server serves)")
-
     def put_file(self, key: str, path: str) -> None:
-        self._writable(key)
+        self._before(key)
         self.inner.put_file(key, path)
-        self._refresh(key)
+        self._after(key)
 
     def move_file_in(self, key: str, path: str) -> None:
-        self._writable(key)
+        self._before(key)
         self.inner.move_file_in(key, path)
-        self._refresh(key)
+        self._after(key)
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self._writable(key)
+        self._before(key)
         self.inner.put_bytes(key, data)
-        self._refresh(key)
+        self._after(key)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        self._writable(key)
+        self._before(key)
         stored = self.inner.put_if_absent(key, data)
-        self._refresh(key)  # also when another writer stored it: its refresh may not have happened yet
+        self._after(key)  # also when another writer stored it: its refresh may not have happened yet
         return stored
 
     def compare_and_swap(self, key: str, data: bytes | None, expected: Versioned | None) -> bool:
-        self._writable(key)
+        self._before(key)
         swapped = self.inner.compare_and_swap(key, data, expected)
         if swapped and (expected is None or data is None):  # a key made or removed; a moved ref keeps its name
-            self._refresh(key)
+            self._after(key)
         return swapped
 
     def delete(self, key: str) -> None:
-        self._writable(key)
+        self._before(key)
         self.inner.delete(key)
-        self._refresh(key)
+        self._after(key)
 
-    def _refresh(self, key: str) -> None:
+    def _before(self, key: str) -> None:
+        """Refuse writes to a read-only store; refresh what is stale before a ref moves or a lock is let go."""
+        if self.read_only:
+            raise StoreReadOnly(
+                f"cannot write {key} to {self.url}: it is served over HTTP, which is read-only",
+                "push to the store behind it (the folder or bucket the web server serves)",
+            )
+        if key.startswith((REFS_PREFIX, LOCKS_PREFIX)):
+            self.flush()
+
+    def _after(self, key: str) -> None:
         prefix = listed_prefix(key)
-        if prefix is not None:
-            refresh_listing(self.inner, (prefix,))
+        if prefix == REFS_PREFIX:
+            refresh_listing(self.inner, (REFS_PREFIX,))  # nothing else may follow a new tag: list it now
+        elif prefix is not None:
+            with self._stale_lock:
+                self._stale.add(prefix)
+
+    def flush(self) -> None:
+        """Bring the listing up to date with the writes made through this backend."""
+        with self._stale_lock:
+            stale, self._stale = tuple(sorted(self._stale)), set()
+        if stale:
+            refresh_listing(self.inner, stale)
 
 
 def read_listing(backend: Backend) -> dict[str, int]:

@@ -6,6 +6,7 @@ reads it over HTTP the way a user would, and compares bytes with what was pushed
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -88,6 +89,8 @@ def test_clone_and_checkout_of_a_tag_over_http(cli: Cli, served: Served, tmp_pat
     assert snapshot(tmp_path / "c") == served.v1
     listed = cli("datasets", served.url).out
     assert "ds" in listed
+    history = cli("lineage", "ds", "--remote", served.url, "--json", cwd=tmp_path).out
+    assert [(n["message"], n["tags"]) for n in json.loads(history)["nodes"]] == [("v2", []), ("v1", ["v1"])]
 
 
 def test_pull_over_http_brings_a_version_pushed_behind_the_server(cli: Cli, http_server: WebServer, tmp_path: Path) -> None:
