@@ -2,7 +2,9 @@
 
 ``open_backend(url, options)`` picks the implementation from the URL: a plain
 path or ``file://`` for a local folder, ``s3://bucket/prefix`` for S3 (boto3),
-``gs://bucket/prefix`` for Google Cloud Storage. The cloud backends come wrapped
+``gs://bucket/prefix`` for Google Cloud Storage, ``az://container/prefix`` (or
+``azure://``) for Azure Blob Storage, and ``https://host/path`` (or ``http://``) for a
+read-only store served by a web server. The network backends come wrapped
 in ``RetryingBackend``; their SDKs are optional extras, imported only when such
 a URL is opened. Other schemes are registered through the ``datactl.backends``
 entry-point group (a callable taking the URL and the options as keywords).
@@ -59,9 +61,15 @@ def _registered(group: str) -> list:
     return list(entry_points(group=group))
 
 
+AZURE_OPTIONS = {"endpoint_url", "account_url", "connection_string", "credential"}
+HTTP_OPTIONS = {"headers"}
 CLOUD_BACKENDS = {
     "s3": ("storage_backends.s3", "S3Backend", {"endpoint_url", "region", "profile"}, "s3", "boto3"),
     "gs": ("storage_backends.gcs", "GCSBackend", {"endpoint_url", "project", "client"}, "gcs", "google-cloud-storage"),
+    "az": ("storage_backends.azure", "AzureBackend", AZURE_OPTIONS, "azure", "azure-storage-blob"),
+    "azure": ("storage_backends.azure", "AzureBackend", AZURE_OPTIONS, "azure", "azure-storage-blob"),
+    "http": ("storage_backends.http", "HTTPBackend", HTTP_OPTIONS, "http", "urllib3"),
+    "https": ("storage_backends.http", "HTTPBackend", HTTP_OPTIONS, "http", "urllib3"),
 }
 
 
@@ -91,11 +99,12 @@ def supported_schemes() -> list[str]:
 
 
 def open_backend(url: str, options: dict | None = None) -> Backend:
-    """Return the backend for ``url``: a path, ``file://``, ``s3://``, ``gs://`` or a registered scheme.
+    """Return the backend for ``url``: a path, ``file://``, ``s3://``, ``gs://``, ``az://``, ``https://`` or a registered scheme.
 
     ``options`` are backend keywords, e.g. ``endpoint_url``/``region``/``profile``
-    for S3 or ``endpoint_url``/``project``/``client`` for GCS; options set to None
-    are ignored.
+    for S3, ``endpoint_url``/``project``/``client`` for GCS, ``endpoint_url``
+    (the account URL)/``connection_string``/``credential`` for Azure, ``headers``
+    for HTTP; options set to None are ignored.
     """
     options = {k: v for k, v in (options or {}).items() if v is not None}
     parsed = urlparse(url)

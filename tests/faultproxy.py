@@ -25,7 +25,7 @@ The modes:
            says so): a body cut by something on the way that framed it as complete
 "flip"     forward, then flip one byte of the body
            ("short" and "flip" only for bodies the client can check: a checksum header,
-           as S3 and GCS send with a whole object, or a ranged read of a pack, whose
+           as S3, GCS and Azure send with a whole object, or a ranged read of a pack, whose
            objects datactl hashes; other bodies go through intact, and the next
            request of the kind gets the fault)
 "baddigest" (uploads) answer 400 BadDigest without forwarding: what S3 says when a
@@ -144,7 +144,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if fault == "lost":
             self._reset()
             return
-        checkable = status == 206 or any(name.lower().startswith(("x-amz-checksum-", "x-goog-hash")) for name, _ in headers)
+        checkable = status == 206 or any(name.lower().startswith(("x-amz-checksum-", "x-goog-hash", "content-md5")) for name, _ in headers)
         if fault == "flip" and payload and status in (200, 206) and checkable:
             damaged = bytearray(payload)
             damaged[proxy._flip_at(self.path, len(payload))] ^= 0x10

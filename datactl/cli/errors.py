@@ -29,7 +29,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
         "the command failed, found what it checks for (a problem, a difference, a conflict), or a name matched nothing "
         "(a REF, a path in a version, a workspace); nothing half-done was published",
     ),
-    (EXIT_USAGE, "a usage or configuration error: unknown option, bad argument, invalid datactl.toml or rules, a URL scheme no store can use"),
+    (EXIT_USAGE, "a usage or configuration error: unknown option, bad argument, invalid datactl.toml or rules, a URL scheme no store can use, a write to a read-only (HTTP) store"),
     (EXIT_UNREADABLE, "a store could not be read or written: unreachable, access refused, no store at that location, or data that could not be read"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C); nothing half-written was published"),
 )

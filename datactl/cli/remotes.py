@@ -16,8 +16,8 @@ remote_app = typer.Typer(help="Manage named remote stores (in datactl.toml).", n
 @remote_app.command("add")
 def remote_add(
     name: str = typer.Argument(..., help="Name for the remote, e.g. origin."),
-    url: str = typer.Argument(..., help="A path, file://, s3://bucket/prefix or gs://bucket/prefix."),
-    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (MinIO, Ceph, R2)."),
+    url: str = typer.Argument(..., help="A path, file://, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or (read-only) https://host/path."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (MinIO, Ceph, R2), an emulator, or an Azure account URL."),
     region: Optional[str] = typer.Option(None, "--region", help="S3 region."),
     profile: Optional[str] = typer.Option(None, "--profile", help="AWS profile name (credentials stay in the AWS config)."),
 ) -> None:

@@ -128,3 +128,11 @@ class StoreNotFound(StorageError):
 
 class DiskFull(StorageError):
     """The disk that holds a store or a workspace is full."""
+
+
+class StoreNotListable(StorageError):
+    """The store's server cannot list keys (an HTTP store) and its ``listing`` file does not name them."""
+
+
+class StoreReadOnly(UsageError):
+    """A write to a store that can only be read (an HTTP store)."""

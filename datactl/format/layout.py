@@ -12,6 +12,8 @@ A store (a local folder or a bucket prefix)::
     gc/pruned/<id>          versions whose files gc may have deleted
     lineage/HEAD            the lineage index (format/lineage.py)
     lineage/seg/<id>
+    listing                 the keys under index/, refs/ and gc/ (format/listing.py), for
+                            readers that cannot list: a store served over HTTP
 
 A workspace::
 
@@ -46,6 +48,14 @@ PRUNED_PREFIX = "gc/pruned/"
 LINEAGE_PREFIX = "lineage/"
 LINEAGE_HEAD_KEY = "lineage/HEAD"
 LINEAGE_SEGMENT_PREFIX = "lineage/seg/"
+LISTING_KEY = "listing"
+# What the listing names: every prefix a reader lists (packs are named by the index files).
+LISTED_PREFIXES = (INDEX_PREFIX, REFS_PREFIX, CONDEMNED_PREFIX, PRUNED_PREFIX)
+
+
+def listed_prefix(key: str) -> str | None:
+    """The listed prefix ``key`` is under (a listing section), or None."""
+    return next((p for p in LISTED_PREFIXES if key.startswith(p)), None)
 
 
 def pack_key(pack_id: str) -> str:

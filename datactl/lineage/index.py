@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from datactl.core.crashpoints import crash_point
-from datactl.core.errors import CorruptObject, DatactlError, RefConflict, StoreFormatError
+from datactl.core.errors import CorruptObject, DatactlError, RefConflict, StoreFormatError, StoreNotListable
 from datactl.core.ids import object_id
 from datactl.core.parallel import parallel_map
 from datactl.format.layout import LINEAGE_HEAD_KEY, LINEAGE_PREFIX, LINEAGE_SEGMENT_PREFIX, REFS_PREFIX, lineage_segment_key, parse_tag_ref
@@ -168,9 +168,12 @@ class LineageIndex:
 
     def _head_mtime(self) -> float | None:
         self.stats.lists += 1
-        for info in self.backend.list(LINEAGE_PREFIX):
-            if info.key == LINEAGE_HEAD_KEY:
-                return info.mtime
+        try:
+            for info in self.backend.list(LINEAGE_PREFIX):
+                if info.key == LINEAGE_HEAD_KEY:
+                    return info.mtime
+        except StoreNotListable:  # a store read over HTTP: unknown, so every ref is checked against the index
+            return None
         return None
 
     def load(self, check_refs: bool = True) -> LineageView:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from datactl.core.closing import Closing
-from datactl.core.errors import CorruptObject, StoreFormatError, StoreNotFound
+from datactl.core.errors import CorruptObject, StoreFormatError, StoreNotFound, StoreNotListable
 from datactl.core.ids import object_id
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import PACKS_PREFIX, key_name
@@ -116,7 +116,11 @@ class RemoteStore(Closing):
         condemned = condemned_packs(self.backend)  # gc deletes these after its grace period: never rely on them
         adopted: PackListing = {}
         packs = PackReader(self.backend, self.spec.label)
-        for info in self.backend.list(PACKS_PREFIX):
+        try:
+            listed = list(self.backend.list(PACKS_PREFIX))
+        except StoreNotListable:  # an HTTP store, which cannot be written either: the first write says so
+            return 0
+        for info in listed:
             pack_id = key_name(info.key)
             if pack_id in indexed or pack_id in condemned:
                 continue

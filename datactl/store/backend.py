@@ -15,6 +15,7 @@ import io
 from typing import Any, BinaryIO, Callable, Iterator, TypeVar
 
 from datactl.core.errors import DiskFull, StorageError, StoreAccessDenied, StoreNotFound, StoreUnreachable, UsageError
+from datactl.store.listing import ListedBackend
 from storage_backends import (
     AccessDenied,
     Backend,
@@ -153,13 +154,17 @@ def check_store_url(url: str) -> str:
 
 
 def open_store_backend(url: str, options: dict[str, Any] | None = None) -> Backend:
-    """The backend of the store at ``url`` (a path, ``file://``, ``s3://``, ``gs://``), its failures made datactl errors."""
+    """The backend of the store at ``url`` (a path, ``file://``, ``s3://``, ``gs://``, ``az://``, ``https://``).
+
+    Its failures are made datactl errors, and its ``listing`` is kept (store/listing.py): any store
+    opened by URL may be served over HTTP one day.
+    """
     check_store_url(url)
     try:
         backend = open_backend(url, options)
     except BackendError as exc:
         raise storage_error(exc, url) from exc
-    return guarded(backend)
+    return guarded(ListedBackend(backend))
 
 
 def local_store_backend(path: str) -> Backend:

@@ -35,7 +35,7 @@ from typing import Callable, Container, Iterator, Sequence
 # Whether the file at (commit id, path) must have its data in the store being verified.
 MustBeLocal = Callable[[str, str], bool]
 
-from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing
+from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing, StoreNotListable
 from datactl.core.parallel import parallel_map
 from datactl.core.progress import NullProgress, ProgressReporter
 from datactl.format.layout import PACKS_PREFIX, pack_key
@@ -263,9 +263,12 @@ class _Verifier:
         self.report.packs = len(self.needed)
         if not self.needed:
             return
-        listed = {info.key: info.size for info in backend.list(PACKS_PREFIX)}
         with self.reader.index_lock:
             indexed_sizes = self.reader.index.packs()
+        try:
+            listed = {info.key: info.size for info in backend.list(PACKS_PREFIX)}
+        except StoreNotListable:  # an HTTP store: the index's sizes stand in, and reading each footer finds a pack gone or cut
+            listed = {pack_key(pack): size for pack, size in indexed_sizes.items()}
         present = []
         for pack in sorted(self.needed):
             entries = sorted(self.needed[pack], key=lambda e: e.offset)

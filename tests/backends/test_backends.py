@@ -1,4 +1,4 @@
-"""One behavioural suite for every storage backend: local folder, S3 (moto), GCS (fake-gcs-server).
+"""One behavioural suite for every storage backend: local folder, S3 (moto), GCS (fake-gcs-server), Azure (Azurite).
 
 The fault-injection tests at the end put FaultyProxy between the S3 backend and
 moto to check that RetryingBackend rides through throttling and dropped
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import STORE_KINDS, FaultyProxy, new_s3_bucket, new_store
+from servers import WRITABLE_KINDS, FaultyProxy, new_s3_bucket, new_store
 from storage_backends import Backend, BackendError, KeyNotFound, RetryingBackend, TransientError, open_backend
 
 pytest_plugins = ["servers"]
@@ -23,7 +23,7 @@ pytest_plugins = ["servers"]
 MiB = 1 << 20
 
 
-@pytest.fixture(params=STORE_KINDS)
+@pytest.fixture(params=WRITABLE_KINDS)
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict]:
     """A fresh store on each backend (like ``store_url``, but never overridden by a conftest)."""
     return new_store(request.param, request, tmp_path)

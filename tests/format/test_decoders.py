@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from datactl.core import compression
 from datactl.core.errors import CorruptObject, StoreFormatError, UnsafePath
 from datactl.core.ids import object_id
-from datactl.format import gcrecords, indexfile, lineage, objects, pack
+from datactl.format import gcrecords, indexfile, lineage, listing, objects, pack
 from datactl.format.layout import KINDS
 from datactl.format.objects import (
     DIR,
@@ -1049,3 +1049,53 @@ def test_zstd_frame_claiming_an_enormous_size_is_refused() -> None:
         else:
             assert got is None, f"the {what} decoded to {got!r}"
     assert not crashed, f"crashed: {crashed}"
+
+
+# -- the listing (stores read over HTTP) -------------------------------------------------------------
+
+LISTED_KEY = re.compile(r"(index|refs|gc/condemned|gc/pruned)/[^/\\\0]+(/[^/\\\0]+)*")
+listed_keys = st.builds(
+    lambda prefix, parts: prefix + "/".join(parts),
+    st.sampled_from(["index/", "refs/", "gc/condemned/", "gc/pruned/"]),
+    st.lists(st.sampled_from(["a", "b0", "x.y", "_z", "ds", "v1.2", "0f3a", "-"]), min_size=1, max_size=3),
+)
+
+
+@settings(SETTINGS, max_examples=60)
+@given(st.dictionaries(listed_keys, st.integers(0, 2**40), max_size=12))
+def test_listing_round_trips(entries: dict[str, int]) -> None:
+    data = listing.encode_listing(entries)
+    assert listing.decode_listing(data, "store") == entries
+    assert listing.encode_listing(dict(reversed(list(entries.items())))) == data, "the same entries give the same bytes"
+
+
+@SETTINGS
+@given(st.one_of(st.binary(max_size=300), st.binary(max_size=300).map(lambda b: b"datactl-listing 1\n" + b)))
+def test_listing_of_random_bytes_is_refused_or_valid(data: bytes) -> None:
+    try:
+        entries = listing.decode_listing(data, "store")
+    except StoreFormatError:
+        return
+    for key, size in entries.items():
+        assert LISTED_KEY.fullmatch(key) and ".." not in key.split("/") and "." not in key.split("/"), key
+        assert isinstance(size, int) and size >= 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "datactl-listing 2\n",
+        "datactl-listing 1\nindex/a 1",  # cut
+        "datactl-listing 1\nindex/../../etc/passwd 1\n",
+        "datactl-listing 1\n/index/a 1\n",
+        "datactl-listing 1\npacks/aa/b 1\n",  # outside the listed prefixes
+        "datactl-listing 1\nindex/a -1\n",
+        "datactl-listing 1\nindex/a 99999999999999999999\n",
+        "datactl-listing 1\nindex/b 1\nindex/a 1\n",  # out of order
+        "datactl-listing 1\nindex/a 1\nindex/a 1\n",  # repeated
+        "datactl-listing 1\nrefs/tags/x\\y 1\n",
+    ],
+)
+def test_damaged_listing_is_refused_naming_the_store(text: str) -> None:
+    with pytest.raises(StoreFormatError, match="the listing of https://host/store is damaged"):
+        listing.decode_listing(text.encode(), "https://host/store")

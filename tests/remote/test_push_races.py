@@ -20,6 +20,7 @@ from datactl.store.refs import RefStore
 from datactl.workspace import sync
 from datactl.workspace.workspace import Workspace
 from pausepoint import PausePoint
+from servers import WRITABLE_KINDS, new_store
 from storage_backends import open_backend
 
 
@@ -50,8 +51,14 @@ def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
-def test_push_fast_forwards_again_when_the_remote_moved_to_a_commit_it_already_has(tmp_path: Path, store_url: tuple[str, dict]) -> None:
-    url, options = store_url
+@pytest.fixture(params=WRITABLE_KINDS)
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict]:
+    """A fresh store on every writable backend, Azure included."""
+    return new_store(request.param, request, tmp_path)
+
+
+def test_push_fast_forwards_again_when_the_remote_moved_to_a_commit_it_already_has(tmp_path: Path, any_store: tuple[str, dict]) -> None:
+    url, options = any_store
     mirror = str(tmp_path / "mirror")
     a = workspace(tmp_path / "a", {"origin": (url, options), "mirror": (mirror, {})}, {"one.txt": b"1\n"})
     c1 = a.head

@@ -15,11 +15,14 @@ import pytest
 from conftest import Cli, snapshot, write
 from datactl.core.crashpoints import CRASH_ENV
 from datactl.core.errors import LocalChanges, RefConflict
+from datactl.format.layout import LISTED_PREFIXES, LISTING_KEY
+from datactl.format.listing import decode_listing
 from datactl.format.storeconfig import StoreConfig
 from datactl.remote.locate import RemoteSpec
 from datactl.remote.remotestore import list_datasets
 from datactl.workspace import sync
 from datactl.workspace.workspace import Workspace
+from servers import WRITABLE_KINDS, new_store
 from storage_backends import open_backend
 
 
@@ -262,8 +265,14 @@ def test_killed_push_resumes_sending_only_what_is_missing(tmp_path: Path, store_
     clone.close()
 
 
-def test_concurrent_pushes_each_land_or_are_told(tmp_path: Path, store_url: tuple[str, dict]) -> None:
-    url, options = store_url
+@pytest.fixture(params=WRITABLE_KINDS)
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict]:
+    """A fresh store on every writable backend, Azure included (for the concurrent-writer tests only, to keep the suite short)."""
+    return new_store(request.param, request, tmp_path)
+
+
+def test_concurrent_pushes_each_land_or_are_told(tmp_path: Path, any_store: tuple[str, dict]) -> None:
+    url, options = any_store
     base = new_workspace(tmp_path / "base", url, options)
     write(tmp_path / "base" / "shared.txt", "shared\n")
     base.add([str(tmp_path / "base")])
@@ -294,6 +303,10 @@ def test_concurrent_pushes_each_land_or_are_told(tmp_path: Path, store_url: tupl
     ws = Workspace.open(str(tmp_path / f"w{winners[0]}"))
     assert ws.head == head
     ws.close()
+    # The listing (what HTTP readers go by) names exactly what the store holds, whoever swapped it last.
+    backend = open_backend(url, options)
+    real = {info.key: info.size for prefix in LISTED_PREFIXES for info in backend.list(prefix)}
+    assert decode_listing(backend.get(LISTING_KEY), url) == real
 
 
 def test_a_store_emptied_and_recreated_gets_every_object_on_the_next_push(tmp_path: Path, cli: Cli) -> None:

@@ -31,7 +31,8 @@ def test_thousands_of_small_files_take_a_handful_of_puts(tmp_path: Path, s3_serv
         ws.commit("v1")
         result = sync.push(ws)
         puts = proxy.counts["PUT"] + proxy.counts["POST"]
-        assert puts <= 12, f"5,000 files took {puts} PUT/POST requests ({dict(proxy.counts)})"
+        # The store's listing (for readers over HTTP) costs a first push two of them: new index files, the new head's name.
+        assert puts <= 14, f"5,000 files took {puts} PUT/POST requests ({dict(proxy.counts)})"
         assert result.packs <= 4
 
         # Editing 1% of the files uploads about 1% of the bytes.
