@@ -39,7 +39,7 @@ from datactl.remote.cache import Cache
 from datactl.remote.locate import RemoteSpec
 from datactl.remote.publish import PushResult, publish
 from datactl.remote.readthrough import prefetch_trees
-from datactl.store.chunkedfile import ChunkedFile
+from datactl.store.chunkedfile import open_chunked
 from datactl.store.chunker import Chunker
 from datactl.store.diff import DiffResult, diff_trees
 from datactl.store.filedata import chunk_ids_of, iter_file_bytes
@@ -182,7 +182,7 @@ class Dataset(Closing):
             raise FileNotFoundError(f"{path} is a symlink to {entry.target}")
         if self._cache.file_ok(entry.digest, entry.size):
             return open(self._cache.file_path(entry.digest), "rb")
-        return io.BufferedReader(ChunkedFile(self._loc.store, entry, path), buffer_size=1 << 16)
+        return io.BufferedReader(open_chunked(self._loc.store, entry, path, self._loc.store.sources), buffer_size=1 << 16)  # type: ignore[arg-type]
 
     def read_bytes(self, path: str) -> bytes:
         with self.open(path) as f:
@@ -220,7 +220,7 @@ class Dataset(Closing):
         todo = [(p, e) for p, e in entries if e.kind == FILE and not self._cache.file_ok(e.digest, e.size, deep)]
         for i in range(0, len(todo), 256):
             batch = todo[i : i + 256]
-            self._loc.store.ensure(c for _, e in batch for c in chunk_ids_of(self._loc.store, e))  # type: ignore[arg-type]
+            self._loc.store.ensure(c for _, e in batch if not e.is_external for c in chunk_ids_of(self._loc.store, e))  # type: ignore[arg-type]
             for p, e in batch:
                 if not self._cache.file_ok(e.digest, e.size):
                     self._cache.put_file(e.digest, iter_file_bytes(self._loc.store, e, p))  # type: ignore[arg-type]

@@ -26,6 +26,8 @@ from storage_backends import (
     NoSpace,
     ObjectInfo,
     ShortRead,
+    SourceChanged,
+    SourceObject,
     Versioned,
     open_backend,
     supported_schemes,
@@ -62,10 +64,19 @@ class GuardedBackend(Backend):
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             return fn(*args)
-        except (KeyNotFound, ShortRead, StorageError):
+        except (KeyNotFound, ShortRead, SourceChanged, StorageError):
             raise
         except BackendError as exc:
             raise storage_error(exc, self.url) from exc
+
+    def stat(self, key: str) -> SourceObject:
+        return self._call(self.inner.stat, key)
+
+    def get_range_at(self, key: str, offset: int, length: int, version: str | None, etag: str | None = None) -> bytes:
+        return self._call(self.inner.get_range_at, key, offset, length, version, etag)
+
+    def open_read_at(self, key: str, version: str | None, etag: str | None = None) -> BinaryIO:
+        return _GuardedStream(self._call(self.inner.open_read_at, key, version, etag), self.url)  # type: ignore[return-value]
 
     def get(self, key: str) -> bytes:
         return self._call(self.inner.get, key)
@@ -124,7 +135,7 @@ class _GuardedStream(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         try:
             data = self._raw.read(len(buffer))
-        except (ShortRead, StorageError):
+        except (ShortRead, SourceChanged, StorageError):
             raise
         except BackendError as exc:
             raise storage_error(exc, self._url) from exc

@@ -48,6 +48,7 @@ from datactl.workspace.checkout import (
     prune_empty_dirs,
 )
 from datactl.workspace.disk import DiskState
+from datactl.workspace.external import ExternalAdd, external_paths, external_targets
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.inputs import resolve_input
 from datactl.workspace.opening import database_present, open_store, read_workspace_config, scope_test, workspace_lock
@@ -269,6 +270,27 @@ class Workspace(Closing):
                     raise
                 finally:
                     progress.stop()
+        return result
+
+    def add_external(self, urls: list[str], dest: str | None = None, copy: bool = False, progress: ProgressReporter | None = None) -> AddResult:
+        """Record the objects the URLs (objects, prefixes, globs) name as external files under ``dest``; with
+        ``copy``, as ordinary stored files."""
+        progress, result = progress or NullProgress(), AddResult()
+        files = external_targets(self.rel_path(dest) if dest else "", urls, self.repo)
+        with self.locked():
+            progress.start("recording", None)
+            try:
+                ExternalAdd(self.root, self.stage, self.repo, result).run(files, stage_rows=not copy, on_file=progress.advance)
+            finally:
+                progress.stop()
+        return self.add([self.disk.abs_path(t) for _, t in files], force=True, progress=progress) if copy else result
+
+    def update(self, paths: list[str], progress: ProgressReporter | None = None) -> AddResult:
+        """Re-record external files from their sources as they are now (staged for the next commit)."""
+        progress, result = progress or NullProgress(), AddResult()
+        files = external_paths(self.stage, [self.rel_path(p) for p in paths])
+        with self.locked():
+            ExternalAdd(self.root, self.stage, self.repo, result).run(files, stage_rows=True, on_file=progress.advance)
         return result
 
     def remove(self, paths: list[str], cached: bool = False) -> list[str]:
