@@ -44,6 +44,7 @@ from datactl.store.chunker import Chunker
 from datactl.store.diff import DiffResult, diff_trees
 from datactl.store.filedata import chunk_ids_of, iter_file_bytes
 from datactl.store.ingest import FileIngest, StoredFile
+from datactl.store.sourcerecord import SOURCE_JOBS, list_sources, record_sources
 from datactl.store.trees import build_tree, lookup_path
 from datactl.store.walk import walk_files
 
@@ -434,8 +435,23 @@ class DatasetDraft:
             ingest.drain()
         return len(items)
 
-    def _add_one(self, ingest: "FileIngest[str]", target: str, full: str) -> None:
-        """Put ``full`` at ``target``, replacing a folder or file in the way (its bytes go through ``ingest``)."""
+    def add_external_files(self, url: str, dest: str | None = None) -> int:
+        """Record the objects ``url`` names (an object, a prefix ending in '/', or a glob; s3://, gs://, file://,
+        https://) under ``dest`` as external files: their bytes stay at the source; returns how many."""
+        dest = (dest or "").strip("/")
+        files = []
+        for sf in list_sources(self._repo.sources, url):
+            target = check_rel_path(f"{dest}/{sf.rel}" if dest else sf.rel)
+            if target in WORKSPACE_FILES:
+                raise UsageError(f"{sf.url} cannot be added as {target}: a version never carries a workspace's own configuration", "give it another name with dest=")
+            files.append((sf.url, target))
+        for target, entry in record_sources(self._repo.sources, self._repo.config.chunker, files, SOURCE_JOBS):
+            self._make_room(target)
+            self._files[target] = entry
+        return len(files)
+
+    def _make_room(self, target: str) -> None:
+        """Drop a folder or file in the way of a file at ``target``."""
         parts = target.split("/")
         if target in self._folders:  # a folder becomes a file (rare: the scan of every path is paid only then)
             for existing in [p for p in self._files if p.startswith(target + "/")]:
@@ -443,6 +459,11 @@ class DatasetDraft:
         self._folders.update(_folders_above(target))
         for i in range(1, len(parts)):
             self._files.pop("/".join(parts[:i]), None)
+
+    def _add_one(self, ingest: "FileIngest[str]", target: str, full: str) -> None:
+        """Put ``full`` at ``target``, replacing a folder or file in the way (its bytes go through ``ingest``)."""
+        parts = target.split("/")
+        self._make_room(target)
         if os.path.islink(full):
             self._files[target] = symlink_entry(parts[-1], os.readlink(full))
             return

@@ -29,6 +29,7 @@ from datactl.store.sourceread import SourceBackends, join_source_url, split_sour
 from storage_backends import KeyNotFound, SourceChanged, SourceObject
 
 GLOB_CHARS = "*?["
+SOURCE_JOBS = 16  # objects read at once: requests wait on the network far more than on the chunker
 EXTERNAL_MODE = 0o644
 # Schemes whose stores can list a prefix; an https:// source is one object per URL.
 LISTABLE = ("s3", "gs", "az", "azure", "file")

@@ -12,9 +12,11 @@ included):
 6. bytes re-hashed: with ``deep`` every file (with ``sample`` a random
    fraction of them) is read back, each chunk hashed against its id and each
    file against its digest, like restic's ``check --read-data-subset``;
-7. external sources: every external file's source still holds the recorded
-   object (a stat: size and version / ETag, nothing downloaded); with
-   ``deep`` its bytes are read from the source and re-hashed instead.
+7. external sources: the source of every external file of the version
+   checked (not of its history: ``verify REF`` checks an older one) still
+   holds the recorded object (a stat: size and version / ETag, nothing
+   downloaded); with ``deep`` its bytes are read from the source and
+   re-hashed instead.
 
 Only commits, trees, chunk lists and footers are read unless 6 is asked for.
 Every problem names the object (and the file it belongs to).
@@ -357,6 +359,7 @@ class _Verifier:
         for (e, path, cid), (n, why) in zip(items, parallel_map(check, items, self.jobs, "datactl-source")):
             self.report.external += 1
             self.report.bytes_read += n
+            self.report.files_rehashed += 1 if deep and why is None else 0
             if why is not None:
                 self.problem("external sources", f"{why} (in commit {cid[:12]})", e.digest, path, cid)
 
@@ -413,7 +416,8 @@ def verify_version(
     def on_file(e, path: str, cid: str, listed: dict[str, bytes]) -> None:
         nonlocal batch_bytes
         if e.is_external:  # its bytes are at its source, checked once per object after the walk
-            v.external.setdefault((e.source.url, e.digest), (e, path, cid))
+            if cid == commit_id:  # sources outlive no promise: an older version's is that version's to check
+                v.external.setdefault((e.source.url, e.digest), (e, path, cid))
             return
         local = v.must_be_local(cid, path)
         before = seen_files.get(e.digest)

@@ -20,12 +20,11 @@ from datactl.core.errors import UsageError
 from datactl.core.safepath import check_rel_path, safe_join, temp_name
 from datactl.format.objects import TreeEntry
 from datactl.store.repository import Repository
-from datactl.store.sourcerecord import list_sources, record_source, record_sources
+from datactl.store.sourcerecord import SOURCE_JOBS, list_sources, record_source, record_sources
 from datactl.workspace.add import AddResult
 from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info, same_content
 
 ROW_BATCH = 2_000
-SOURCE_JOBS = 16  # objects read at once: requests wait on the network far more than on the chunker
 
 
 def external_targets(root_rel: str, urls: Iterable[str], repo: Repository) -> list[tuple[str, str]]:
