@@ -11,7 +11,19 @@ import uuid
 from datetime import datetime, timezone
 from typing import BinaryIO, Iterator
 
-from storage_backends.base import AccessDenied, Backend, BackendError, KeyNotFound, NoSpace, ObjectInfo, ShortRead, SourceChanged, SourceObject, Versioned, validate_key
+from storage_backends.base import (
+    AccessDenied,
+    Backend,
+    BackendError,
+    KeyNotFound,
+    NoSpace,
+    ObjectInfo,
+    ShortRead,
+    SourceChanged,
+    SourceObject,
+    Versioned,
+    validate_key,
+)
 
 # A lock file older than this is taken to belong to a crashed writer.
 STALE_LOCK_SECONDS = 60.0

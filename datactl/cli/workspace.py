@@ -139,7 +139,7 @@ def print_status(st: Status) -> None:
         err.print(f"warning: {problem.path}: {problem.reason}")
 
 
-STATUS_CODES = {"added": "A", "modified": "M", "deleted": "D"}
+STATUS_CODES = {"added": "A", "modified": "M", "deleted": "D", "source changed": "S"}
 
 
 def print_short_status(st: Status) -> None:

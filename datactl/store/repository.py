@@ -30,10 +30,10 @@ from datactl.format.storeconfig import StoreConfig
 from datactl.store.index import ObjectIndex, ObjectLocation
 from datactl.store.indexfiles import write_index_file
 from datactl.store.packread import ReadObject
-from datactl.store.sourceread import SourceBackends
 from datactl.store.reader import ObjectReader
 from datactl.store.refs import RefStore
 from datactl.store.revparse import StoreRefs
+from datactl.store.sourceread import SourceBackends
 from storage_backends import Backend, KeyNotFound
 
 DATA_TYPES = (ObjectType.CHUNK,)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from datactl.core.closing import Closing
 from datactl.core.errors import SourceChangedError
 from datactl.core.ids import new_hasher, object_id
+from datactl.format.external import ExternalSource
 from datactl.format.objects import TreeEntry
 from datactl.store.backend import open_store_backend
 from storage_backends import Backend, KeyNotFound, ShortRead, SourceChanged, SourceObject
@@ -72,6 +73,18 @@ class SourceBackends(Closing):
 
     def close(self) -> None:
         self._open.clear()
+
+
+def source_moved(sources: SourceBackends, entry: TreeEntry) -> str | None:
+    """Why ``entry``'s source no longer holds the recorded object, by a stat (size, version, ETag), or None."""
+    assert entry.source is not None
+    now = sources.stat(entry.source.url)
+    if now is None:
+        return "is gone"
+    seen = ExternalSource(entry.source.url, now.etag, now.version, now.modified)
+    if now.size != entry.size or not entry.source.same_object(seen):
+        return "changed since it was recorded (size, version or ETag differs)"
+    return None
 
 
 def _pin(entry: TreeEntry) -> tuple[str | None, str | None]:

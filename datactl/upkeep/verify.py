@@ -43,7 +43,6 @@ MustBeLocal = Callable[[str, str], bool]
 from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing
 from datactl.core.parallel import parallel_map
 from datactl.core.progress import NullProgress, ProgressReporter
-from datactl.format.external import ExternalSource
 from datactl.format.layout import PACKS_PREFIX, pack_key
 from datactl.format.objects import FILE, Commit, TreeEntry, decode_chunklist
 from datactl.format.pack import PackEntry
@@ -55,7 +54,7 @@ from datactl.store.reader import ObjectReader
 from datactl.store.records import read_pruned
 from datactl.store.repository import Repository
 from datactl.store.source import CHUNK_CACHE_BYTES
-from datactl.store.sourceread import SourceBackends
+from datactl.store.sourceread import SourceBackends, source_moved
 from datactl.store.walk import walk_commits, walk_trees
 from storage_backends import KeyNotFound
 
@@ -340,20 +339,15 @@ class _Verifier:
         """Each external file's source against the recorded object: by a stat, or (``deep``) by re-hashing its bytes."""
 
         def check(item: tuple[TreeEntry, str, str]) -> tuple[int, str | None]:
-            e, path, _cid = item
+            e, path, cid = item
             assert e.source is not None
             try:
                 if deep:
-                    return self.rehash(e, path, _cid), None
-                now = self.sources.stat(e.source.url)
+                    return self.rehash(e, path, cid), None
+                why = source_moved(self.sources, e)
             except DatactlError as exc:
                 return 0, exc.message
-            if now is None:
-                return 0, f"{path}: its source {e.source.url} is gone"
-            seen = ExternalSource(e.source.url, now.etag, now.version, now.modified)
-            if now.size != e.size or not e.source.same_object(seen):
-                return 0, f"{path}: its source {e.source.url} changed since it was recorded (size, version or ETag differs)"
-            return 0, None
+            return 0, None if why is None else f"{path}: its source {e.source.url} {why}"
 
         items = list(self.external.values())
         for (e, path, cid), (n, why) in zip(items, parallel_map(check, items, self.jobs, "datactl-source")):

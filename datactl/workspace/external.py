@@ -17,9 +17,11 @@ from typing import Callable, Iterable
 
 from datactl.core.dirs import make_dirs
 from datactl.core.errors import UsageError
+from datactl.core.parallel import parallel_map
 from datactl.core.safepath import check_rel_path, safe_join, temp_name
 from datactl.format.objects import TreeEntry
 from datactl.store.repository import Repository
+from datactl.store.sourceread import SourceBackends, source_moved
 from datactl.store.sourcerecord import SOURCE_JOBS, list_sources, record_source, record_sources
 from datactl.workspace.add import AddResult
 from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info, same_content
@@ -107,3 +109,9 @@ def external_paths(stage: Stage, rels: list[str]) -> list[tuple[str, str]]:
             raise UsageError(f"{rel or '.'} holds no external file", "`datactl add` records a changed stored file")
         out.extend(external)
     return out
+
+
+def changed_sources(sources: SourceBackends, entries: list[tuple[str, TreeEntry]]) -> list[str]:
+    """The paths of the external files whose source no longer holds the recorded object (a stat each, in parallel)."""
+    moved = parallel_map(lambda item: source_moved(sources, item[1]), entries, SOURCE_JOBS, "datactl-source")
+    return [path for (path, _), why in zip(entries, moved) if why is not None]

@@ -48,7 +48,7 @@ from datactl.workspace.checkout import (
     prune_empty_dirs,
 )
 from datactl.workspace.disk import DiskState
-from datactl.workspace.external import ExternalAdd, external_paths, external_targets
+from datactl.workspace.external import ExternalAdd, changed_sources, external_paths, external_targets
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.inputs import resolve_input
 from datactl.workspace.opening import database_present, open_store, read_workspace_config, scope_test, workspace_lock
@@ -75,7 +75,7 @@ class PathChange:
     """One path that differs between two states."""
 
     path: str
-    change: str  # "added", "modified", "deleted"
+    change: str  # "added", "modified", "deleted", "source changed" (an external file's source moved on)
     size: int = 0
 
 
@@ -226,8 +226,11 @@ class Workspace(Closing):
             else:
                 result.staged.append(PathChange(row.path, "added" if row.head is None else "modified", row.entry.size))
         self.disk.forget_refreshed()
+        external: list[tuple[str, TreeEntry]] = []
         for path, d, row in self.disk.scan(IgnoreRules(self.root), on_problem=result.problems.append):
             tracked = row is not None and row.entry is not None
+            if tracked and row.entry.source is not None:  # type: ignore[union-attr]
+                external.append((path, row.entry))  # type: ignore[union-attr]
             if d is None:
                 if tracked and in_scope(path):
                     result.unstaged.append(PathChange(path, "deleted", row.entry.size))  # type: ignore[union-attr]
@@ -236,6 +239,8 @@ class Workspace(Closing):
             elif not self.disk.matches(row, d):
                 result.unstaged.append(PathChange(path, "modified", d.st.st_size))
         self.disk.save_refreshed()
+        moved = changed_sources(self.repo.sources, external)
+        result.unstaged = sorted(result.unstaged + [PathChange(p, "source changed", 0) for p in moved], key=lambda c: c.path)
         return result
 
     # -- add / rm ------------------------------------------------------------

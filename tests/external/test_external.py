@@ -103,7 +103,10 @@ def test_s3_overwritten_then_deleted_source_is_a_clear_error_and_update_records_
     cli("commit", "-m", "v1")
     url = f"s3://{bucket}/models/w.bin"
 
+    assert "source changed" not in cli("status").out
     s3.put_object(Bucket=bucket, Key="models/w.bin", Body=B[::-1])
+    r = cli("status")
+    assert "source changed: w.bin" in r.out and "S w.bin" in cli("status", "--short").out
     (ws_dir / "w.bin").unlink()
     r = cli("checkout", "-f", "HEAD", ok=False)
     assert r.code == 3
