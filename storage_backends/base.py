@@ -206,3 +206,12 @@ class Backend(abc.ABC):
     def open_read_at(self, key: str, version: str | None, etag: str | None = None) -> BinaryIO:
         """Streaming read of that version, same rules as ``get_range_at``."""
         raise BackendError(f"{self.url} cannot read objects in place (no pinned read of {key})")
+
+    def open_read_current(self, key: str) -> tuple[SourceObject, BinaryIO]:
+        """What the object is now and a streaming read pinned to exactly that (for recording it).
+
+        The default asks twice (``stat``, then ``open_read_at``); a backend whose GET answers with the
+        object's version and ETag does it in one request.
+        """
+        obj = self.stat(key)
+        return obj, self.open_read_at(key, obj.version, obj.etag if obj.version is None else None)

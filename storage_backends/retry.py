@@ -98,6 +98,7 @@ class RetryingBackend(Backend):
     stat = _retried("stat")
     get_range_at = _retried("get_range_at")
     open_read_at = _retried("open_read_at")
+    open_read_current = _retried("open_read_current")
     put_file = _retried("put_file")
     put_bytes = _retried("put_bytes")
     get_versioned = _retried("get_versioned")

@@ -293,6 +293,16 @@ class S3Backend(Backend):
         reader = MappedReader(body, lambda exc: self._error(exc, key, "read"))
         return io.BufferedReader(reader, buffer_size=MiB)  # type: ignore[return-value]
 
+    def open_read_current(self, key: str) -> tuple[SourceObject, BinaryIO]:
+        try:
+            response = self._s3.get_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise self._error(exc, key, "read") from exc
+        version = response.get("VersionId")
+        obj = SourceObject(key, int(response["ContentLength"]), response.get("ETag"), None if version in (None, "null") else version, None)
+        reader = MappedReader(response["Body"], lambda exc: self._error(exc, key, "read"))
+        return obj, io.BufferedReader(reader, buffer_size=MiB)  # type: ignore[return-value]
+
     def exists(self, key: str) -> bool:
         try:
             self._s3.head_object(Bucket=self.bucket, Key=self._key(key))

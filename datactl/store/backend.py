@@ -78,6 +78,10 @@ class GuardedBackend(Backend):
     def open_read_at(self, key: str, version: str | None, etag: str | None = None) -> BinaryIO:
         return _GuardedStream(self._call(self.inner.open_read_at, key, version, etag), self.url)  # type: ignore[return-value]
 
+    def open_read_current(self, key: str) -> tuple[SourceObject, BinaryIO]:
+        obj, stream = self._call(self.inner.open_read_current, key)
+        return obj, _GuardedStream(stream, self.url)  # type: ignore[return-value]
+
     def get(self, key: str) -> bytes:
         return self._call(self.inner.get, key)
 

@@ -12,13 +12,15 @@ workspace's copy of the file).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
+import time
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
-from datactl.core.errors import SourceChangedError, UsageError
+from datactl.core.errors import SourceChangedError, StoreUnreachable, UsageError
 from datactl.core.parallel import parallel_map
 from datactl.format.external import ExternalSource, check_source_url
 from datactl.format.objects import FILE, TreeEntry
@@ -29,6 +31,7 @@ from datactl.store.sourceread import SourceBackends, join_source_url, split_sour
 from storage_backends import KeyNotFound, SourceChanged, SourceObject
 
 GLOB_CHARS = "*?["
+READ_ATTEMPTS = 3
 SOURCE_JOBS = 16  # objects read at once: requests wait on the network far more than on the chunker
 EXTERNAL_MODE = 0o644
 # Schemes whose stores can list a prefix; an https:// source is one object per URL.
@@ -103,14 +106,29 @@ def external_entry(name: str, obj: SourceObject, url: str, size: int, digest: st
     return TreeEntry(name, FILE, EXTERNAL_MODE, size, digest, chunks, None, None, source, sizes)
 
 
-def record_source(sources: SourceBackends, params: ChunkerParams, url: str, name: str, keep: Callable[[str, bytes], None] | None = None) -> TreeEntry:
-    """The external entry of the object at ``url`` as it is now: stat, then one pinned streaming read."""
+def record_source(sources: SourceBackends, params: ChunkerParams, url: str, name: str, sink: Callable[[], BinaryIO] | None = None) -> TreeEntry:
+    """The external entry of the object at ``url`` as it is now: one streaming read pinned to what it is.
+
+    ``sink()`` opens a fresh file the bytes are copied to as they stream by (again if a dropped connection
+    makes the read start over).
+    """
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return _record_once(sources, params, url, name, sink)
+        except StoreUnreachable:  # a connection dropped mid-body: only opening a stream is retried below us
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _record_once(sources: SourceBackends, params: ChunkerParams, url: str, name: str, sink: Callable[[], BinaryIO] | None) -> TreeEntry:
     backend, key = sources.locate(url)
     try:
-        obj = backend.stat(key)
-        stream: BinaryIO = backend.open_read_at(key, obj.version, obj.etag if obj.version is None else None)
+        obj, stream = backend.open_read_current(key)
         with stream:
-            read = chunk_stream(Chunker(params), stream, keep)
+            with sink() if sink is not None else contextlib.nullcontext() as out:
+                read = chunk_stream(Chunker(params), stream, None if out is None else lambda _oid, raw: out.write(raw))
     except KeyNotFound:
         raise UsageError(f"{url} does not exist (or vanished while it was recorded)") from None
     except SourceChanged:

@@ -60,8 +60,7 @@ class ExternalAdd:
         tmp = os.path.join(os.path.dirname(dest), temp_name(os.path.basename(dest)))
         read_at = time.time_ns()
         try:
-            with open(tmp, "wb") as f:
-                entry = record_source(self.repo.sources, self.repo.config.chunker, url, target.rsplit("/", 1)[-1], lambda _oid, raw: f.write(raw))
+            entry = record_source(self.repo.sources, self.repo.config.chunker, url, target.rsplit("/", 1)[-1], lambda: open(tmp, "wb"))
             os.chmod(tmp, entry.mode)
             os.replace(tmp, dest)
         except BaseException:

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+import fsspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -70,6 +71,11 @@ def test_s3_prefix_recorded_in_place_and_pinned_version_restores(cli: Cli, ws_di
     want = {"data/a.csv": A, "data/sub/b.bin": B, "data/c.txt": C}
     assert {p: (ws_dir / p).read_bytes() for p in want} == want
     assert store_bytes(ws_dir) < 20_000  # trees and a commit; none of the 300 kB
+
+    # validation rules read external files' bytes like any file's (from the source, verified)
+    write(home / "rules.toml", '[[validate.rules]]\ntype = "csv"\nglob = "data/a.csv"\nheader = ["id", "label"]\nmin_rows = 3\n')
+    r = cli("validate", "--rules", str(home / "rules.toml"), ok=False)
+    assert r.code == 1 and "data/a.csv" in r.out and "2" in r.out  # read: it has 2 rows, not 3
 
     # the source moves on: verify notices without downloading; the pinned version still restores
     s3.put_object(Bucket=bucket, Key="raw/a.csv", Body=b"id,label\n1,bird\n")
@@ -146,6 +152,8 @@ def test_gcs_objects_through_the_python_api(home: Path, gcs_server: str, monkeyp
     assert draft.add_external_files(f"gs://{bucket.name}/imgs/*.bin", dest="train") == 2
     draft.commit("v1", tags=["v1"])
     draft.push()
+    with fsspec.open("datactl://pics@v1/train/2.bin", remote=remote) as f:
+        assert f.read() == A
     with Dataset.get("pics", "v1", remote=remote) as ds:
         assert sorted(f.path for f in ds.files()) == ["train/1.bin", "train/2.bin"]
         assert ds.read_bytes("train/2.bin") == A
