@@ -44,7 +44,7 @@ from datactl.store.chunker import Chunker
 from datactl.store.diff import DiffResult, diff_trees
 from datactl.store.filedata import chunk_ids_of, iter_file_bytes
 from datactl.store.ingest import FileIngest, StoredFile
-from datactl.store.sourcerecord import SOURCE_JOBS, list_sources, record_sources
+from datactl.store.sourcerecord import SOURCE_JOBS, record_sources, source_targets
 from datactl.store.trees import build_tree, lookup_path
 from datactl.store.walk import walk_files
 
@@ -438,13 +438,10 @@ class DatasetDraft:
     def add_external_files(self, url: str, dest: str | None = None) -> int:
         """Record the objects ``url`` names (an object, a prefix ending in '/', or a glob; s3://, gs://, file://,
         https://) under ``dest`` as external files: their bytes stay at the source; returns how many."""
-        dest = (dest or "").strip("/")
-        files = []
-        for sf in list_sources(self._repo.sources, url):
-            target = check_rel_path(f"{dest}/{sf.rel}" if dest else sf.rel)
+        files = source_targets(self._repo.sources, [url], (dest or "").strip("/"))
+        for source, target in files:
             if target in WORKSPACE_FILES:
-                raise UsageError(f"{sf.url} cannot be added as {target}: a version never carries a workspace's own configuration", "give it another name with dest=")
-            files.append((sf.url, target))
+                raise UsageError(f"{source} cannot be added as {target}: a version never carries a workspace's own configuration", "give it another name with dest=")
         for target, entry in record_sources(self._repo.sources, self._repo.config.chunker, files, SOURCE_JOBS):
             self._make_room(target)
             self._files[target] = entry

@@ -12,16 +12,18 @@ workspace's copy of the file).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fnmatch
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from datactl.core.errors import SourceChangedError, StoreUnreachable, UsageError
-from datactl.core.parallel import parallel_map
+from datactl.core.safepath import check_rel_path
 from datactl.format.external import ExternalSource, check_source_url
 from datactl.format.objects import FILE, TreeEntry
 from datactl.format.storeconfig import ChunkerParams
@@ -101,6 +103,19 @@ def list_sources(sources: SourceBackends, url: str) -> list[SourceFile]:
     return found
 
 
+def source_targets(sources: SourceBackends, urls: Iterable[str], dest: str) -> list[tuple[str, str]]:
+    """(url, path in the version) of every object the URLs name, placed under the folder ``dest``."""
+    out: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for url in urls:
+        for sf in list_sources(sources, url):
+            target = check_rel_path(f"{dest}/{sf.rel}" if dest else sf.rel)  # refuses .datactl and escapes
+            if seen.setdefault(target, sf.url) != sf.url:
+                raise UsageError(f"{seen[target]} and {sf.url} would both become {target}", "add them under different destination folders")
+            out.append((sf.url, target))
+    return out
+
+
 def external_entry(name: str, obj: SourceObject, url: str, size: int, digest: str, chunks: tuple[str, ...], sizes: tuple[int, ...]) -> TreeEntry:
     source = ExternalSource(url, obj.etag, obj.version, obj.modified)
     return TreeEntry(name, FILE, EXTERNAL_MODE, size, digest, chunks, None, None, source, sizes)
@@ -154,4 +169,16 @@ def record_sources(
         name = target.rsplit("/", 1)[-1]
         return target, (record(url, target) if record is not None else record_source(sources, params, url, name))
 
-    yield from parallel_map(one, files, jobs, "datactl-source")
+    # A bounded window of objects in flight, so a million objects cost a million small entries, not futures.
+    window: collections.deque[Future] = collections.deque()
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="datactl-source") as pool:
+        try:
+            for item in files:
+                window.append(pool.submit(one, item))
+                if len(window) >= 4 * jobs:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for fut in window:
+                fut.cancel()

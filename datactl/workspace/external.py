@@ -13,34 +13,20 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable, Iterable
+from typing import Callable
 
 from datactl.core.dirs import make_dirs
 from datactl.core.errors import UsageError
 from datactl.core.parallel import parallel_map
-from datactl.core.safepath import check_rel_path, safe_join, temp_name
+from datactl.core.safepath import safe_join, temp_name
 from datactl.format.objects import TreeEntry
 from datactl.store.repository import Repository
 from datactl.store.sourceread import SourceBackends, source_moved
-from datactl.store.sourcerecord import SOURCE_JOBS, list_sources, record_source, record_sources
+from datactl.store.sourcerecord import SOURCE_JOBS, record_source, record_sources
 from datactl.workspace.add import AddResult
 from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info, same_content
 
 ROW_BATCH = 2_000
-
-
-def external_targets(root_rel: str, urls: Iterable[str], repo: Repository) -> list[tuple[str, str]]:
-    """(url, workspace path) of every object the URLs name, placed under the folder ``root_rel``."""
-    out: list[tuple[str, str]] = []
-    seen: dict[str, str] = {}
-    for url in urls:
-        for sf in list_sources(repo.sources, url):
-            target = check_rel_path(f"{root_rel}/{sf.rel}" if root_rel else sf.rel)  # refuses .datactl and escapes
-            if target in seen and seen[target] != sf.url:
-                raise UsageError(f"{seen[target]} and {sf.url} would both become {target}", "add them with different --dest folders")
-            seen[target] = sf.url
-            out.append((sf.url, target))
-    return out
 
 
 class ExternalAdd:

@@ -34,6 +34,7 @@ from datactl.store.backend import local_store_backend
 from datactl.store.chunker import Chunker
 from datactl.store.repository import write_store_config
 from datactl.store.revparse import RefContext, resolve_ref
+from datactl.store.sourcerecord import source_targets
 from datactl.store.trees import build_tree, patch_tree
 from datactl.workspace.add import AddBatch, AddResult
 from datactl.workspace.checkout import (
@@ -48,7 +49,7 @@ from datactl.workspace.checkout import (
     prune_empty_dirs,
 )
 from datactl.workspace.disk import DiskState
-from datactl.workspace.external import ExternalAdd, changed_sources, external_paths, external_targets
+from datactl.workspace.external import ExternalAdd, changed_sources, external_paths
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.inputs import resolve_input
 from datactl.workspace.opening import database_present, open_store, read_workspace_config, scope_test, workspace_lock
@@ -281,7 +282,7 @@ class Workspace(Closing):
         """Record the objects the URLs (objects, prefixes, globs) name as external files under ``dest``; with
         ``copy``, as ordinary stored files."""
         progress, result = progress or NullProgress(), AddResult()
-        files = external_targets(self.rel_path(dest) if dest else "", urls, self.repo)
+        files = source_targets(self.repo.sources, urls, self.rel_path(dest) if dest else "")
         with self.locked():
             progress.start("recording", None)
             try:
