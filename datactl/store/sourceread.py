@@ -16,12 +16,12 @@ from typing import BinaryIO, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from datactl.core.closing import Closing
-from datactl.core.errors import SourceChangedError
+from datactl.core.errors import SourceChangedError, UsageError
 from datactl.core.ids import new_hasher, object_id
 from datactl.format.external import ExternalSource
 from datactl.format.objects import TreeEntry
 from datactl.store.backend import open_store_backend
-from storage_backends import Backend, KeyNotFound, ShortRead, SourceChanged, SourceObject
+from storage_backends import Backend, KeyNotFound, ShortRead, SourceChanged, SourceObject, supported_schemes, url_scheme
 
 READ_BLOCK = 1 << 20
 
@@ -60,6 +60,8 @@ class SourceBackends(Closing):
         with self._lock:
             backend = self._open.get(root)
             if backend is None:
+                if url_scheme(root) not in supported_schemes():
+                    raise UsageError(f"cannot read {url}: no storage backend for {url_scheme(root)}:// here", "install the backend for that scheme, or record the object with another URL")
                 backend = self._open[root] = open_store_backend(root)
         return backend, key
 
