@@ -38,7 +38,6 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from storage_backends._source_compat import SourceChanged, SourceObject
 from storage_backends.base import (
     AccessDenied,
     Backend,
@@ -49,6 +48,8 @@ from storage_backends.base import (
     MappedReader,
     ObjectInfo,
     ShortRead,
+    SourceChanged,
+    SourceObject,
     TransientError,
     Versioned,
     validate_key,

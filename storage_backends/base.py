@@ -48,6 +48,10 @@ class ShortRead(BackendError):
     """
 
 
+class SourceChanged(BackendError):
+    """The object is no longer the pinned version (ETag or generation differs, or the version is gone)."""
+
+
 class KeyNotFound(BackendError):
     """The key does not exist in the store."""
 
@@ -64,6 +68,17 @@ class ObjectInfo:
     key: str
     size: int
     mtime: float
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    """What a source says of one object now: enough to pin a read to it and to notice a change."""
+
+    key: str
+    size: int
+    etag: str | None  # ETag (S3, Azure, HTTP); GCS: the md5/crc32c the server sends, or None
+    version: str | None  # S3 VersionId (versioned bucket), GCS generation, Azure versionId; None when the provider keeps none
+    modified: str | None  # Last-Modified as the server sent it (HTTP), else None
 
 
 @dataclass(frozen=True)
@@ -176,3 +191,27 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def exists(self, key: str) -> bool:
         """Whether the key exists."""
+
+    # -- reading objects in place (external files) ------------------------------
+
+    def stat(self, key: str) -> SourceObject:
+        """What the object is now; raise KeyNotFound when absent."""
+        raise BackendError(f"{self.url} cannot describe objects in place (no stat for {key})")
+
+    def get_range_at(self, key: str, offset: int, length: int, version: str | None, etag: str | None = None) -> bytes:
+        """Ranged read of that version (version None: the current object; etag given: fail with
+        SourceChanged if the current object's ETag differs, for providers without versions)."""
+        raise BackendError(f"{self.url} cannot read objects in place (no pinned read of {key})")
+
+    def open_read_at(self, key: str, version: str | None, etag: str | None = None) -> BinaryIO:
+        """Streaming read of that version, same rules as ``get_range_at``."""
+        raise BackendError(f"{self.url} cannot read objects in place (no pinned read of {key})")
+
+    def open_read_current(self, key: str) -> tuple[SourceObject, BinaryIO]:
+        """What the object is now and a streaming read pinned to exactly that (for recording it).
+
+        The default asks twice (``stat``, then ``open_read_at``); a backend whose GET answers with the
+        object's version and ETag does it in one request.
+        """
+        obj = self.stat(key)
+        return obj, self.open_read_at(key, obj.version, obj.etag if obj.version is None else None)

@@ -34,6 +34,8 @@ from storage_backends.base import (
     MappedReader,
     ObjectInfo,
     ShortRead,
+    SourceChanged,
+    SourceObject,
     TransientError,
     Versioned,
     validate_key,
@@ -190,6 +192,52 @@ class GCSBackend(Backend):
         except Exception as exc:
             raise self._error(exc, key, "read") from exc
         reader = MappedReader(raw, lambda exc: self._error(exc, key, "read"))
+        return io.BufferedReader(reader, buffer_size=MiB)  # type: ignore[return-value]
+
+    # -- reading objects in place (external files) ------------------------------
+
+    def stat(self, key: str) -> SourceObject:
+        blob = self._blob(key)
+        try:
+            blob.reload(retry=None)
+        except Exception as exc:
+            raise self._error(exc, key, "look up") from exc
+        generation = None if blob.generation is None else str(blob.generation)
+        return SourceObject(key, int(blob.size or 0), blob.md5_hash or blob.crc32c, generation, None)
+
+    def _pinned_error(self, exc: Exception, key: str, version: str | None) -> BackendError:
+        if status_of(exc) == 412 or (version is not None and status_of(exc) == 404 and self._has(key)):
+            return SourceChanged(f"generation {version} of {key} in {self.url} is no longer there")
+        return self._error(exc, key, "read")
+
+    def _has(self, key: str) -> bool:
+        try:
+            return bool(self._blob(key).exists(retry=None))
+        except Exception:
+            return False
+
+    def get_range_at(self, key: str, offset: int, length: int, version: str | None, etag: str | None = None) -> bytes:
+        if length == 0:
+            return b""
+        # A generation names one immutable object: reading it, not "the current object if it is still it",
+        # serves the pinned bytes while a soft-deleted or noncurrent generation is kept.
+        blob = self._blob(key, generation=int(version) if version is not None else None)
+        try:
+            data = blob.download_as_bytes(start=offset, end=offset + length - 1, retry=None)
+        except Exception as exc:
+            raise self._pinned_error(exc, key, version) from exc
+        if len(data) != length:
+            raise ShortRead(f"{key} in {self.url} is shorter than recorded: wanted {length} bytes at offset {offset}")
+        return data
+
+    def open_read_at(self, key: str, version: str | None, etag: str | None = None) -> BinaryIO:
+        blob = self._blob(key, generation=int(version) if version is not None else None)
+        try:
+            blob.reload(retry=None)
+            raw = blob.open("rb", chunk_size=self.part_size, retry=None)
+        except Exception as exc:
+            raise self._pinned_error(exc, key, version) from exc
+        reader = MappedReader(raw, lambda exc: self._pinned_error(exc, key, version))
         return io.BufferedReader(reader, buffer_size=MiB)  # type: ignore[return-value]
 
     def exists(self, key: str) -> bool:

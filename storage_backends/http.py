@@ -21,7 +21,6 @@ from urllib.parse import quote, urlparse
 import urllib3
 from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, ProtocolError
 
-from storage_backends._source_compat import SourceChanged, SourceObject
 from storage_backends.base import (
     AccessDenied,
     Backend,
@@ -31,6 +30,8 @@ from storage_backends.base import (
     MappedReader,
     ObjectInfo,
     ShortRead,
+    SourceChanged,
+    SourceObject,
     TransientError,
     Versioned,
     validate_key,

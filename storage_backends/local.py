@@ -5,11 +5,25 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import time
 import uuid
+from datetime import datetime, timezone
 from typing import BinaryIO, Iterator
 
-from storage_backends.base import AccessDenied, Backend, BackendError, KeyNotFound, NoSpace, ObjectInfo, ShortRead, Versioned, validate_key
+from storage_backends.base import (
+    AccessDenied,
+    Backend,
+    BackendError,
+    KeyNotFound,
+    NoSpace,
+    ObjectInfo,
+    ShortRead,
+    SourceChanged,
+    SourceObject,
+    Versioned,
+    validate_key,
+)
 
 # A lock file older than this is taken to belong to a crashed writer.
 STALE_LOCK_SECONDS = 60.0
@@ -89,6 +103,32 @@ class LocalBackend(Backend):
 
     def exists(self, key: str) -> bool:
         return os.path.exists(self._path(key))
+
+    # A local file keeps neither versions nor an ETag: reads are not pinned (the caller's digest check
+    # catches a rewrite), and its modification time is what tells a change without reading it.
+    def stat(self, key: str) -> SourceObject:
+        try:
+            st = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            raise KeyNotFound(self.url, key) from None
+        except OSError as exc:
+            raise self._wrap(exc, key) from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyNotFound(self.url, key)
+        modified = datetime.fromtimestamp(st.st_mtime_ns // 1000 / 1e6, timezone.utc).isoformat()
+        return SourceObject(key, st.st_size, None, None, modified)
+
+    def _unpinned(self, key: str, version: str | None, etag: str | None) -> None:
+        if version is not None or etag is not None:
+            raise SourceChanged(f"{key} in {self.url}: a local folder keeps no versions or ETags to read by")
+
+    def get_range_at(self, key: str, offset: int, length: int, version: str | None, etag: str | None = None) -> bytes:
+        self._unpinned(key, version, etag)
+        return self.get_range(key, offset, length)
+
+    def open_read_at(self, key: str, version: str | None, etag: str | None = None) -> BinaryIO:
+        self._unpinned(key, version, etag)
+        return self.open_read(key)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self.root if not prefix else os.path.join(self.root, *prefix.rstrip("/").split("/"))

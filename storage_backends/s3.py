@@ -33,6 +33,8 @@ from storage_backends.base import (
     MappedReader,
     ObjectInfo,
     ShortRead,
+    SourceChanged,
+    SourceObject,
     TransientError,
     Versioned,
     validate_key,
@@ -242,6 +244,64 @@ class S3Backend(Backend):
             raise self._error(exc, key, "read") from exc
         reader = MappedReader(body, lambda exc: self._error(exc, key, "read"))
         return io.BufferedReader(reader, buffer_size=MiB)  # type: ignore[return-value]
+
+    # -- reading objects in place (external files) ------------------------------
+
+    @staticmethod
+    def _pin(version: str | None, etag: str | None) -> dict[str, str]:
+        """A read pinned to ``version`` (a versioned bucket), else to ``etag`` (412 once the object changes)."""
+        if version is not None:
+            return {"VersionId": version}
+        return {"IfMatch": etag} if etag is not None else {}
+
+    def _pinned_error(self, exc: Exception, key: str, version: str | None) -> BackendError:
+        if isinstance(exc, botocore.exceptions.ClientError):
+            code, status = error_code(exc)
+            if code in LOST_RACE_CODES or status == 412:
+                return SourceChanged(f"{key} in {self.url} changed since it was recorded (its ETag differs)")
+            if version is not None and (code in ("NoSuchVersion", "InvalidArgument") or status == 400):
+                return SourceChanged(f"version {version} of {key} in {self.url} is gone")
+        return self._error(exc, key, "read")
+
+    def stat(self, key: str) -> SourceObject:
+        try:
+            head = self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise self._error(exc, key, "look up") from exc
+        version = head.get("VersionId")
+        return SourceObject(key, int(head["ContentLength"]), head.get("ETag"), None if version in (None, "null") else version, None)
+
+    def get_range_at(self, key: str, offset: int, length: int, version: str | None, etag: str | None = None) -> bytes:
+        if length == 0:
+            return b""
+        try:
+            response = self._s3.get_object(
+                Bucket=self.bucket, Key=self._key(key), Range=f"bytes={offset}-{offset + length - 1}", **self._pin(version, etag)
+            )
+            data = response["Body"].read()
+        except Exception as exc:
+            raise self._pinned_error(exc, key, version) from exc
+        if len(data) != length:
+            raise ShortRead(f"{key} in {self.url} is shorter than recorded: wanted {length} bytes at offset {offset}")
+        return data
+
+    def open_read_at(self, key: str, version: str | None, etag: str | None = None) -> BinaryIO:
+        try:
+            body = self._s3.get_object(Bucket=self.bucket, Key=self._key(key), **self._pin(version, etag))["Body"]
+        except Exception as exc:
+            raise self._pinned_error(exc, key, version) from exc
+        reader = MappedReader(body, lambda exc: self._error(exc, key, "read"))
+        return io.BufferedReader(reader, buffer_size=MiB)  # type: ignore[return-value]
+
+    def open_read_current(self, key: str) -> tuple[SourceObject, BinaryIO]:
+        try:
+            response = self._s3.get_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise self._error(exc, key, "read") from exc
+        version = response.get("VersionId")
+        obj = SourceObject(key, int(response["ContentLength"]), response.get("ETag"), None if version in (None, "null") else version, None)
+        reader = MappedReader(response["Body"], lambda exc: self._error(exc, key, "read"))
+        return obj, io.BufferedReader(reader, buffer_size=MiB)  # type: ignore[return-value]
 
     def exists(self, key: str) -> bool:
         try:

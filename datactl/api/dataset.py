@@ -39,11 +39,12 @@ from datactl.remote.cache import Cache
 from datactl.remote.locate import RemoteSpec
 from datactl.remote.publish import PushResult, publish
 from datactl.remote.readthrough import prefetch_trees
-from datactl.store.chunkedfile import ChunkedFile
+from datactl.store.chunkedfile import open_chunked
 from datactl.store.chunker import Chunker
 from datactl.store.diff import DiffResult, diff_trees
 from datactl.store.filedata import chunk_ids_of, iter_file_bytes
 from datactl.store.ingest import FileIngest, StoredFile
+from datactl.store.sourcerecord import SOURCE_JOBS, record_sources, source_targets
 from datactl.store.trees import build_tree, lookup_path
 from datactl.store.walk import walk_files
 
@@ -182,7 +183,7 @@ class Dataset(Closing):
             raise FileNotFoundError(f"{path} is a symlink to {entry.target}")
         if self._cache.file_ok(entry.digest, entry.size):
             return open(self._cache.file_path(entry.digest), "rb")
-        return io.BufferedReader(ChunkedFile(self._loc.store, entry, path), buffer_size=1 << 16)
+        return io.BufferedReader(open_chunked(self._loc.store, entry, path, self._loc.store.sources), buffer_size=1 << 16)  # type: ignore[arg-type]
 
     def read_bytes(self, path: str) -> bytes:
         with self.open(path) as f:
@@ -220,7 +221,7 @@ class Dataset(Closing):
         todo = [(p, e) for p, e in entries if e.kind == FILE and not self._cache.file_ok(e.digest, e.size, deep)]
         for i in range(0, len(todo), 256):
             batch = todo[i : i + 256]
-            self._loc.store.ensure(c for _, e in batch for c in chunk_ids_of(self._loc.store, e))  # type: ignore[arg-type]
+            self._loc.store.ensure(c for _, e in batch if not e.is_external for c in chunk_ids_of(self._loc.store, e))  # type: ignore[arg-type]
             for p, e in batch:
                 if not self._cache.file_ok(e.digest, e.size):
                     self._cache.put_file(e.digest, iter_file_bytes(self._loc.store, e, p))  # type: ignore[arg-type]
@@ -434,8 +435,20 @@ class DatasetDraft:
             ingest.drain()
         return len(items)
 
-    def _add_one(self, ingest: "FileIngest[str]", target: str, full: str) -> None:
-        """Put ``full`` at ``target``, replacing a folder or file in the way (its bytes go through ``ingest``)."""
+    def add_external_files(self, url: str, dest: str | None = None) -> int:
+        """Record the objects ``url`` names (an object, a prefix ending in '/', or a glob; s3://, gs://, file://,
+        https://) under ``dest`` as external files: their bytes stay at the source; returns how many."""
+        files = source_targets(self._repo.sources, [url], (dest or "").strip("/"))
+        for source, target in files:
+            if target in WORKSPACE_FILES:
+                raise UsageError(f"{source} cannot be added as {target}: a version never carries a workspace's own configuration", "give it another name with dest=")
+        for target, entry in record_sources(self._repo.sources, self._repo.config.chunker, files, SOURCE_JOBS):
+            self._make_room(target)
+            self._files[target] = entry
+        return len(files)
+
+    def _make_room(self, target: str) -> None:
+        """Drop a folder or file in the way of a file at ``target``."""
         parts = target.split("/")
         if target in self._folders:  # a folder becomes a file (rare: the scan of every path is paid only then)
             for existing in [p for p in self._files if p.startswith(target + "/")]:
@@ -443,6 +456,11 @@ class DatasetDraft:
         self._folders.update(_folders_above(target))
         for i in range(1, len(parts)):
             self._files.pop("/".join(parts[:i]), None)
+
+    def _add_one(self, ingest: "FileIngest[str]", target: str, full: str) -> None:
+        """Put ``full`` at ``target``, replacing a folder or file in the way (its bytes go through ``ingest``)."""
+        parts = target.split("/")
+        self._make_room(target)
         if os.path.islink(full):
             self._files[target] = symlink_entry(parts[-1], os.readlink(full))
             return

@@ -34,20 +34,34 @@ def init(
 
 
 def add(
-    paths: list[str] = typer.Argument(..., help="Files or folders to stage."),
+    paths: list[str] = typer.Argument(..., help="Files or folders to stage (with --external: URLs, prefixes or globs)."),
     force: bool = typer.Option(False, "--force", "-f", help="Add files even if .datactlignore ignores them."),
+    external: bool = typer.Option(False, "--external", help="Record objects where they live (s3://, gs://, file://, https:// URLs; prefixes and globs) without storing them."),
+    dest: Optional[str] = typer.Option(None, "--dest", help="With --external: the workspace folder the objects go under."),
+    copy: bool = typer.Option(False, "--copy", help="With --external: store the objects' bytes, as ordinary files."),
 ) -> None:
     """Stage new, changed and deleted files for the next commit."""
     from datactl.workspace.workspace import Workspace
 
+    if (dest is not None or copy) and not external:
+        raise UsageError("--dest and --copy apply to --external only", "add --external URL... --dest FOLDER")
     with Workspace.open() as ws:
-        result = ws.add(paths, force=force, progress=RichProgress())
+        result = ws.add_external(paths, dest, copy, progress=RichProgress()) if external else ws.add(paths, force=force, progress=RichProgress())
     for problem in result.problems:
         err.print(f"warning: {problem.path}: {problem.reason}")
     out.print(
         f"staged {result.added} added, {result.modified} modified, {result.removed} removed "
         f"({result.unchanged} unchanged, {human_bytes(result.bytes_read)} read)"
     )
+
+
+def update(paths: list[str] = typer.Argument(..., help="Tracked external files or folders holding them.")) -> None:
+    """Record the current content of external files' sources (staged for the next commit)."""
+    from datactl.workspace.workspace import Workspace
+
+    with Workspace.open() as ws:
+        result = ws.update(paths, progress=RichProgress())
+    out.print(f"staged {result.modified} changed external file(s) ({result.unchanged} unchanged, {human_bytes(result.bytes_read)} read)")
 
 
 def rm(
@@ -125,7 +139,7 @@ def print_status(st: Status) -> None:
         err.print(f"warning: {problem.path}: {problem.reason}")
 
 
-STATUS_CODES = {"added": "A", "modified": "M", "deleted": "D"}
+STATUS_CODES = {"added": "A", "modified": "M", "deleted": "D", "source changed": "S"}
 
 
 def print_short_status(st: Status) -> None:
@@ -489,6 +503,7 @@ def register(app: typer.Typer) -> None:
     """Add the workspace commands to ``app``, in the order ``datactl --help`` lists them."""
     app.command()(init)
     app.command()(add)
+    app.command()(update)
     app.command()(rm)
     app.command()(commit)
     app.command()(status)

@@ -72,6 +72,12 @@ class CorruptObject(DatactlError):
     """Stored bytes do not hash to their id, or a pack is malformed."""
 
 
+class SourceChangedError(DatactlError):
+    """An external file's source no longer holds the recorded bytes (overwritten, deleted, or changed mid-read)."""
+
+    exit_code = EXIT_UNREADABLE
+
+
 class UnsafePath(DatactlError):
     """A name from a manifest or the command line would escape the workspace."""
 

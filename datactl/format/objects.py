@@ -14,6 +14,7 @@ from typing import Any
 from datactl.core.errors import CorruptObject
 from datactl.core.ids import ID_BYTES, all_object_ids, is_object_id, object_id
 from datactl.core.safepath import check_entry_name
+from datactl.format.external import ExternalSource
 from datactl.format.jsontext import canonical_json, parse_json
 from datactl.format.layout import KINDS, is_name
 
@@ -21,6 +22,9 @@ FORMAT = 1
 FILE = "file"
 DIR = "dir"
 SYMLINK = "symlink"
+# An external file is a FILE whose bytes stay at their source (``TreeEntry.source``). It is written with its
+# own kind, so a reader that does not know sources refuses the tree instead of looking for chunks never stored.
+EXTERNAL = "external"
 MAX_SIZE = 2**63 - 1
 
 
@@ -42,10 +46,18 @@ class TreeEntry:
     chunks: tuple[str, ...] = ()
     chunklist: str | None = None
     target: str | None = None
+    source: ExternalSource | None = None  # an external file: where its bytes are (its chunks are not stored)
+    chunk_sizes: tuple[int, ...] = ()  # an external file's chunk sizes, so ranged reads check chunk by chunk
+
+    @property
+    def is_external(self) -> bool:
+        return self.source is not None
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {"name": self.name, "kind": self.kind, "size": self.size, "digest": self.digest}
-        if self.kind == FILE:
+        if self.source is not None:
+            d.update(kind=EXTERNAL, mode=self.mode, chunks=list(self.chunks), sizes=list(self.chunk_sizes), source=self.source.to_dict())
+        elif self.kind == FILE:
             d["mode"] = self.mode
             if self.chunklist is not None:
                 d["chunklist"] = self.chunklist
@@ -129,6 +141,8 @@ def decode_tree(oid: str, data: bytes) -> Tree:
                     ids.extend(listed)
                     chunks = tuple(listed)
                 entries.append(TreeEntry(name, FILE, _int(d, "mode", 0o7777), size, digest, chunks, chunklist))
+            elif kind == EXTERNAL:
+                entries.append(_external_entry(d, name, size, digest))
             elif kind == DIR:
                 entries.append(TreeEntry(name, DIR, 0, size, digest))
             elif kind == SYMLINK:
@@ -159,6 +173,18 @@ def _first_bad_id(entries: list[dict]) -> str:
         if not all(is_object_id(i) for i in d.get("chunks", [])):
             return f"chunks of {name!r} must be a list of object ids"
     return "an id is malformed"
+
+
+def _external_entry(d: dict, name: str, size: int, digest: str) -> TreeEntry:
+    """An external file's entry: its source, and chunk ids with sizes that add up to its size."""
+    chunks = _ids(d["chunks"], f"chunks of {name!r}")
+    sizes = d["sizes"]
+    if not isinstance(sizes, list) or len(sizes) != len(chunks) or any(type(n) is not int or not 0 < n <= MAX_SIZE for n in sizes):
+        raise ValueError(f"sizes of {name!r} must be one positive whole number per chunk")
+    if sum(sizes) != size:
+        raise ValueError(f"chunk sizes of {name!r} do not add up to its size")
+    source = ExternalSource.from_dict(d["source"])
+    return TreeEntry(name, FILE, _int(d, "mode", 0o7777), size, digest, chunks, None, None, source, tuple(sizes))
 
 
 def encode_chunklist(chunk_ids: bytes) -> bytes:

@@ -59,6 +59,7 @@ class ReadThroughStore:
         """``unavailable``: why there is no remote to read from (unreachable, access refused, no store there), if that is the case."""
         self.cache = cache
         self.remote = remote
+        self.sources = cache.sources
         self.unavailable = unavailable
         self._downloader = Downloader(remote, cache, jobs) if remote is not None else None
         # Just-downloaded objects, so a read does not have to seal the cache's open pack to see them.

@@ -237,7 +237,7 @@ def local_objects_to_push(repo: Repository, roots: Iterable[str], complete: set[
         if visit.tree is None:
             raise ObjectMissing(f"tree {visit.id} of version {visit.tag[:12]} is not in the local store", "run `datactl verify`")
         for e in visit.tree.entries:
-            if e.kind != FILE:
+            if e.kind != FILE or e.is_external:  # its bytes stay at its source
                 continue
             if e.chunklist is not None:
                 if new(e.chunklist):

@@ -27,6 +27,8 @@ from storage_backends import (
     NoSpace,
     ObjectInfo,
     ShortRead,
+    SourceChanged,
+    SourceObject,
     Versioned,
     open_backend,
     supported_schemes,
@@ -63,10 +65,23 @@ class GuardedBackend(Backend):
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             return fn(*args)
-        except (KeyNotFound, ShortRead, StorageError):
+        except (KeyNotFound, ShortRead, SourceChanged, StorageError):
             raise
         except BackendError as exc:
             raise storage_error(exc, self.url) from exc
+
+    def stat(self, key: str) -> SourceObject:
+        return self._call(self.inner.stat, key)
+
+    def get_range_at(self, key: str, offset: int, length: int, version: str | None, etag: str | None = None) -> bytes:
+        return self._call(self.inner.get_range_at, key, offset, length, version, etag)
+
+    def open_read_at(self, key: str, version: str | None, etag: str | None = None) -> BinaryIO:
+        return _GuardedStream(self._call(self.inner.open_read_at, key, version, etag), self.url)  # type: ignore[return-value]
+
+    def open_read_current(self, key: str) -> tuple[SourceObject, BinaryIO]:
+        obj, stream = self._call(self.inner.open_read_current, key)
+        return obj, _GuardedStream(stream, self.url)  # type: ignore[return-value]
 
     def get(self, key: str) -> bytes:
         return self._call(self.inner.get, key)
@@ -125,7 +140,7 @@ class _GuardedStream(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         try:
             data = self._raw.read(len(buffer))
-        except (ShortRead, StorageError):
+        except (ShortRead, SourceChanged, StorageError):
             raise
         except BackendError as exc:
             raise storage_error(exc, self._url) from exc
@@ -165,6 +180,16 @@ def open_store_backend(url: str, options: dict[str, Any] | None = None) -> Backe
     except BackendError as exc:
         raise storage_error(exc, url) from exc
     return guarded(ListedBackend(backend))
+
+
+def open_source_backend(url: str, options: dict[str, Any] | None = None) -> Backend:
+    """The backend of a bucket or host that external files are read from in place: not a store, so no listing."""
+    check_store_url(url)
+    try:
+        backend = open_backend(url, options)
+    except BackendError as exc:
+        raise storage_error(exc, url) from exc
+    return guarded(backend)
 
 
 def local_store_backend(path: str) -> Backend:

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from datactl.core.errors import CorruptObject, ObjectMissing
 from datactl.core.ids import new_hasher
 from datactl.format.objects import TreeEntry
+from datactl.store.sourceread import SourceBackends, SourceChunks
 
 # Sequential reads fetch ahead up to this many chunks (growing from 1).
 MAX_READAHEAD = 16
@@ -141,3 +142,8 @@ class ChunkedFile(io.RawIOBase):
                 f"{self._where}: its bytes do not match the recorded digest {self._entry.digest}",
                 "run `datactl verify --deep` on this version",
             )
+
+
+def open_chunked(chunks: ChunkSource, entry: TreeEntry, where: str, sources: SourceBackends) -> ChunkedFile:
+    """A seekable verified view of ``entry``: from ``chunks``, or, for an external file, by ranged reads of its source."""
+    return ChunkedFile(SourceChunks(sources, entry, where) if entry.is_external else chunks, entry, where)

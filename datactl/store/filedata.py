@@ -13,6 +13,7 @@ from datactl.format.objects import FILE, TreeEntry, decode_chunklist, encode_chu
 from datactl.format.pack import ObjectType
 from datactl.store.chunker import Chunker
 from datactl.store.repository import Repository
+from datactl.store.sourceread import iter_source_bytes
 
 # Files with more chunks than this list them in a CHUNKLIST object, so a tree
 # stays small however large its files are.
@@ -31,21 +32,41 @@ class FileContent:
     chunklist: str | None
 
 
-def store_stream(repo: Repository, chunker: Chunker, stream, progress: ProgressFn | None = None) -> FileContent:
-    """Chunk ``stream``, store new chunks, return its content description."""
+@dataclass(frozen=True)
+class StreamChunks:
+    """A stream as the chunker cut it: size, whole digest, chunk ids (concatenated binary) and chunk sizes."""
+
+    size: int
+    digest: str
+    ids: bytes
+    sizes: tuple[int, ...]
+
+    def chunk_ids(self) -> tuple[str, ...]:
+        return tuple(self.ids[i : i + ID_BYTES].hex() for i in range(0, len(self.ids), ID_BYTES))
+
+
+def chunk_stream(chunker: Chunker, stream, keep: Callable[[str, bytes], None] | None = None, progress: ProgressFn | None = None) -> StreamChunks:
+    """Cut ``stream`` once, hashing each chunk and the whole; ``keep(id, bytes)`` sees every chunk (to store or copy it)."""
     whole = new_hasher()
     ids = bytearray()
-    size = 0
+    sizes: list[int] = []
     for data in chunker.chunks(stream):
         whole.update(data)
         raw = bytes(data)  # the chunker reuses its buffer
         oid = object_id(raw)
-        repo.put(ObjectType.CHUNK, raw, oid)
+        if keep is not None:
+            keep(oid, raw)
         ids += bytes.fromhex(oid)
-        size += len(raw)
+        sizes.append(len(raw))
         if progress:
             progress(len(raw))
-    return content_of(repo, size, whole.hexdigest(), bytes(ids))
+    return StreamChunks(sum(sizes), whole.hexdigest(), bytes(ids), tuple(sizes))
+
+
+def store_stream(repo: Repository, chunker: Chunker, stream, progress: ProgressFn | None = None) -> FileContent:
+    """Chunk ``stream``, store new chunks, return its content description."""
+    read = chunk_stream(chunker, stream, lambda oid, raw: repo.put(ObjectType.CHUNK, raw, oid), progress)
+    return content_of(repo, read.size, read.digest, read.ids)
 
 
 def content_of(repo: Repository, size: int, digest: str, ids: bytes) -> FileContent:
@@ -86,6 +107,9 @@ def iter_file_bytes(repo: Repository, entry: TreeEntry, where: str) -> Iterator[
     bad data.
     """
     assert entry.kind == FILE
+    if entry.is_external:
+        yield from iter_source_bytes(repo.sources, entry, where)
+        return
     whole = new_hasher()
     size = 0
     pending: bytes | None = None

@@ -33,6 +33,7 @@ from datactl.store.packread import ReadObject
 from datactl.store.reader import ObjectReader
 from datactl.store.refs import RefStore
 from datactl.store.revparse import StoreRefs
+from datactl.store.sourceread import SourceBackends
 from storage_backends import Backend, KeyNotFound
 
 DATA_TYPES = (ObjectType.CHUNK,)
@@ -89,6 +90,7 @@ class Repository(Closing):
         self._sealed: PackListing = {}
         self.bytes_sealed = 0
         self.objects = ObjectReader(backend, index, backend.url, on_miss=self._seal_pending)
+        self.sources = SourceBackends()  # where this store's versions' external files are read from
 
     # -- writing -------------------------------------------------------------
 
@@ -228,6 +230,7 @@ class Repository(Closing):
         self._pool.shutdown(wait=True)
         self._sealer.shutdown(wait=True)
         self.objects.close()
+        self.sources.close()
         self.index.close()
 
 

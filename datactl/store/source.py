@@ -18,10 +18,11 @@ from typing import Callable, Iterator
 from datactl.core.closing import Closing
 from datactl.core.errors import DatactlError
 from datactl.format.objects import FILE, TreeEntry
-from datactl.store.chunkedfile import ChunkedFile
+from datactl.store.chunkedfile import open_chunked
 from datactl.store.packread import META_GAP, ReadStats
 from datactl.store.reader import ObjectReader
 from datactl.store.repository import Repository
+from datactl.store.sourceread import SourceBackends
 from datactl.store.walk import walk_files
 
 # Decoded chunks kept for re-reads (two rules reading one file, a seek back).
@@ -63,6 +64,7 @@ class VersionSource(Closing):
         self.tree_id = tree_id
         self.commit_id = commit_id
         self.label = label
+        self.sources = SourceBackends()
         self._closers: list[Callable[[], None]] = []
 
     def on_close(self, fn: Callable[[], None]) -> None:
@@ -84,7 +86,7 @@ class VersionSource(Closing):
             raise DatactlError(f"{entry.path} is not a regular file")
         with self.reader.packs.stats_lock:
             self.reader.stats.files_opened += 1
-        return io.BufferedReader(ChunkedFile(self.reader, entry.tree_entry, entry.path), buffer_size=64 * 1024)
+        return io.BufferedReader(open_chunked(self.reader, entry.tree_entry, entry.path, self.sources), buffer_size=64 * 1024)
 
     def read_bytes(self, entry: SourceEntry) -> bytes:
         with self.open(entry) as f:
@@ -92,6 +94,7 @@ class VersionSource(Closing):
 
     def close(self) -> None:
         self.reader.close()
+        self.sources.close()
         while self._closers:
             self._closers.pop()()
 

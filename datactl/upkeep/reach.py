@@ -194,7 +194,7 @@ class Reachability:
     def _walk_files(self, entries: Iterable[TreeEntry], where: str, required: bool) -> None:
         owners: dict[str, str] = {}
         for e in entries:
-            if e.kind != FILE:
+            if e.kind != FILE or e.is_external:  # an external file's chunks stay at its source
                 continue
             if e.chunklist:
                 self._mark(e.chunklist, True)
@@ -234,7 +234,7 @@ class Reachability:
                 self.missing.append(Missing("tree", visit.id, f"version {visit.tag[:12]}"))
                 continue
             for e in visit.tree.entries:
-                if e.kind != FILE:
+                if e.kind != FILE or e.is_external:
                     continue
                 if e.chunklist:
                     self._mark(e.chunklist, True)

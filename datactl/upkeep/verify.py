@@ -11,7 +11,12 @@ included):
    lists every needed object at the place the index says;
 6. bytes re-hashed: with ``deep`` every file (with ``sample`` a random
    fraction of them) is read back, each chunk hashed against its id and each
-   file against its digest, like restic's ``check --read-data-subset``.
+   file against its digest, like restic's ``check --read-data-subset``;
+7. external sources: the source of every external file of the version
+   checked (not of its history: ``verify REF`` checks an older one) still
+   holds the recorded object (a stat: size and version / ETag, nothing
+   downloaded); with ``deep`` its bytes are read from the source and
+   re-hashed instead.
 
 Only commits, trees, chunk lists and footers are read unless 6 is asked for.
 Every problem names the object (and the file it belongs to).
@@ -43,19 +48,20 @@ from datactl.format.objects import FILE, Commit, TreeEntry, decode_chunklist
 from datactl.format.pack import PackEntry
 from datactl.remote.remotestore import RemoteStore
 from datactl.remote.source import resolve_on_remote
-from datactl.store.chunkedfile import ChunkedFile
+from datactl.store.chunkedfile import open_chunked
 from datactl.store.packread import META_GAP
 from datactl.store.reader import ObjectReader
 from datactl.store.records import read_pruned
 from datactl.store.repository import Repository
 from datactl.store.source import CHUNK_CACHE_BYTES
+from datactl.store.sourceread import SourceBackends, source_moved
 from datactl.store.walk import walk_commits, walk_trees
 from storage_backends import KeyNotFound
 
 # Small files re-hashed together: their chunks come in one or a few ranged reads.
 BATCH_BYTES = 2 * 1024 * 1024
 BATCH_FILES = 512
-CHECKS = ("history", "trees", "objects indexed", "packs present", "pack footers", "bytes re-hashed")
+CHECKS = ("history", "trees", "objects indexed", "packs present", "pack footers", "bytes re-hashed", "external sources")
 # Objects named per missing pack in its problem message (all are in ``details``).
 NAMED_PER_PACK = 5
 # Files whose chunk lists are read together while walking trees.
@@ -85,6 +91,7 @@ class StoreVerifyReport:
     chunks: int = 0
     packs: int = 0
     files_rehashed: int = 0
+    external: int = 0  # external files whose sources were checked
     pruned: int = 0  # older versions whose files gc pruned: history and trees checked, not files
     not_fetched: int = 0  # chunks and chunk lists a partial copy never fetched (see ``must_be_local``)
     fetch_from: str | None = None  # where what was not fetched can be had (a workspace's remote)
@@ -103,7 +110,8 @@ class StoreVerifyReport:
 
     def checks(self) -> dict[str, list[VerifyProblem]]:
         """Each check with its problems ('bytes re-hashed' only when it ran)."""
-        out: dict[str, list[VerifyProblem]] = {c: [] for c in CHECKS if c != "bytes re-hashed" or self.deep or self.sample}
+        shown = [c for c in CHECKS if (c != "bytes re-hashed" or self.deep or self.sample) and (c != "external sources" or self.external)]
+        out: dict[str, list[VerifyProblem]] = {c: [] for c in shown}
         for p in self.details:
             out.setdefault(p.check, []).append(p)
         return out
@@ -130,6 +138,8 @@ class _Verifier:
         self.needed: dict[str, list[PackEntry]] = collections.defaultdict(list)
         self.seen_needed: set[str] = set()
         self.failed: dict[str, DatactlError] = {}  # objects that could not be read, and why
+        self.sources = SourceBackends()
+        self.external: dict[tuple[str, str], tuple[TreeEntry, str, str]] = {}  # (url, digest) -> (entry, path, commit)
 
     def problem(self, check: str, message: str, obj: str | None = None, path: str | None = None, commit: str | None = None) -> None:
         with self.lock:
@@ -314,7 +324,7 @@ class _Verifier:
         return out
 
     def rehash(self, e, path: str, cid: str) -> int:
-        f = ChunkedFile(self.reader, e, path)
+        f = open_chunked(self.reader, e, path, self.sources)
         n = 0
         buf = bytearray(1 << 20)
         while True:
@@ -324,6 +334,31 @@ class _Verifier:
             n += got
             self.progress.advance(got)
         return n
+
+
+    # -- 7. external sources ---------------------------------------------------
+
+    def check_sources(self, deep: bool) -> None:
+        """Each external file's source against the recorded object: by a stat, or (``deep``) by re-hashing its bytes."""
+
+        def check(item: tuple[TreeEntry, str, str]) -> tuple[int, str | None]:
+            e, path, cid = item
+            assert e.source is not None
+            try:
+                if deep:
+                    return self.rehash(e, path, cid), None
+                why = source_moved(self.sources, e)
+            except DatactlError as exc:
+                return 0, exc.message
+            return 0, None if why is None else f"{path}: its source {e.source.url} {why}"
+
+        items = list(self.external.values())
+        for (e, path, cid), (n, why) in zip(items, parallel_map(check, items, self.jobs, "datactl-source")):
+            self.report.external += 1
+            self.report.bytes_read += n
+            self.report.files_rehashed += 1 if deep and why is None else 0
+            if why is not None:
+                self.problem("external sources", f"{why} (in commit {cid[:12]})", e.digest, path, cid)
 
 
 def verify_version(
@@ -377,6 +412,10 @@ def verify_version(
 
     def on_file(e, path: str, cid: str, listed: dict[str, bytes]) -> None:
         nonlocal batch_bytes
+        if e.is_external:  # its bytes are at its source, checked once per object after the walk
+            if cid == commit_id:  # sources outlive no promise: an older version's is that version's to check
+                v.external.setdefault((e.source.url, e.digest), (e, path, cid))
+            return
         local = v.must_be_local(cid, path)
         before = seen_files.get(e.digest)
         if before is not None and (before or not local):
@@ -412,6 +451,7 @@ def verify_version(
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
+        v.check_sources(deep)
         report.chunks = len(v.chunk_owner)
         report.not_fetched = len(v.unfetched)
         v.packs()

@@ -83,6 +83,8 @@ class AddBatch(Closing):
         d, row = token
         content = stored.content
         entry = TreeEntry(d.path.rsplit("/", 1)[-1], FILE, permissions(d.st), content.size, content.digest, content.chunks, content.chunklist)
+        if row is not None and row.entry is not None and row.entry.is_external and same_content(entry, head_info(row.entry)):
+            entry = row.entry  # a touched copy of an external file: still the source's bytes, still external
         self.result.bytes_read += content.size
         self._bytes_since_flush += content.size
         self._staged(d, row, entry, stored.stat, stored.read_at)

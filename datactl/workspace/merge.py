@@ -212,7 +212,7 @@ def merge_state(ws: Workspace) -> dict[str, Any] | None:
 def _ensure_local(ws: Workspace, entries: list[TreeEntry], remote: str | None) -> None:
     """Download the chunks of ``entries`` that the local store lacks (from the workspace's remote)."""
     repo = ws.repo
-    files = [e for e in entries if e.kind == FILE]
+    files = [e for e in entries if e.kind == FILE and not e.is_external]
     lists = [e.chunklist for e in files if e.chunklist and not repo.has(e.chunklist)]
     missing = [c for e in files if not (e.chunklist and not repo.has(e.chunklist)) for c in chunk_ids_of(repo, e) if not repo.has(c)]
     if not lists and not missing:

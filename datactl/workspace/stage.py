@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from datactl.core.ids import is_hex, is_object_id
 from datactl.core.sqlite import Database
+from datactl.format.external import ExternalSource
 from datactl.format.objects import FILE, SYMLINK, TreeEntry
 
 _SCHEMA = """
@@ -27,7 +28,8 @@ CREATE TABLE IF NOT EXISTS entries (
     kind TEXT, mode INTEGER, size INTEGER, digest TEXT, chunks TEXT, chunklist TEXT, target TEXT,
     st_size INTEGER, st_mtime_ns INTEGER, st_ctime_ns INTEGER, st_ino INTEGER, st_mode INTEGER,
     st_trusted INTEGER NOT NULL DEFAULT 0,
-    head_kind TEXT, head_mode INTEGER, head_size INTEGER, head_digest TEXT
+    head_kind TEXT, head_mode INTEGER, head_size INTEGER, head_digest TEXT,
+    source TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 """
@@ -103,8 +105,9 @@ class StageRow:
 _COLS = (
     "path, kind, mode, size, digest, chunks, chunklist, target, "
     "st_size, st_mtime_ns, st_ctime_ns, st_ino, st_mode, st_trusted, "
-    "head_kind, head_mode, head_size, head_digest"
+    "head_kind, head_mode, head_size, head_digest, source"
 )
+_NCOLS = 19
 
 
 _STAT_COLS = "path, kind, st_size, st_mtime_ns, st_ctime_ns, st_ino, st_mode, st_trusted"
@@ -130,10 +133,33 @@ def _row_from_sql(r: tuple) -> StageRow:
     entry = None
     if r[1] is not None:
         chunks = tuple(r[5][i : i + 32] for i in range(0, len(r[5] or ""), 32))
-        entry = TreeEntry(name, r[1], r[2], r[3], r[4], chunks, r[6], r[7])
+        source, sizes = _source_from_sql(r[18])
+        entry = TreeEntry(name, r[1], r[2], r[3], r[4], chunks, r[6], r[7], source, sizes)
     stat = None if r[8] is None else StatInfo(r[8], r[9], r[10], r[11], r[12], bool(r[13]))
     head = None if r[14] is None else HeadInfo(r[14], r[15], r[16], r[17])
     return StageRow(path, entry, stat, head)
+
+
+def _source_from_sql(raw: str | None) -> tuple[ExternalSource | None, tuple[int, ...]]:
+    """An external file's source and chunk sizes, kept as JSON in the ``source`` column (NULL for stored files)."""
+    if raw is None:
+        return None, ()
+    doc = json.loads(raw)
+    return ExternalSource.from_dict(doc["source"]), tuple(doc["sizes"])
+
+
+def _source_ok(raw: str | None) -> bool:
+    try:
+        _source_from_sql(raw)
+        return True
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def _source_to_sql(e: TreeEntry | None) -> str | None:
+    if e is None or e.source is None:
+        return None
+    return json.dumps({"source": e.source.to_dict(), "sizes": list(e.chunk_sizes)}, separators=(",", ":"))
 
 
 def _row_to_sql(row: StageRow) -> tuple:
@@ -147,6 +173,7 @@ def _row_to_sql(row: StageRow) -> tuple:
         ),
         *((s.size, s.mtime_ns, s.ctime_ns, s.ino, s.mode, int(s.trusted)) if s is not None else (None,) * 5 + (0,)),
         *((h.kind, h.mode, h.size, h.digest) if h is not None else (None,) * 4),
+        _source_to_sql(e),
     )
 
 
@@ -161,6 +188,14 @@ class Stage(Database):
 
     def __init__(self, path: str) -> None:
         super().__init__(path, _SCHEMA, STAGE_HINT)
+        self._add_source_column()
+
+    def _add_source_column(self) -> None:
+        """A stage written before external files has no ``source`` column: add it (NULL: every row a stored file)."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(entries)")}
+        if "source" not in columns:
+            with self._db:
+                self._db.execute("ALTER TABLE entries ADD COLUMN source TEXT")
 
     # -- meta ----------------------------------------------------------------
 
@@ -203,6 +238,11 @@ class Stage(Database):
         with self.translated():
             yield from self._snapshot_rows(cols, prefix)
 
+    def external_rows(self) -> Iterator[StageRow]:
+        """The rows of external files (a source recorded), in path order."""
+        for r in self._db.execute(f"SELECT {_COLS} FROM entries WHERE source IS NOT NULL ORDER BY path").fetchall():
+            yield _row_from_sql(r)
+
     def iter_stats(self, prefix: str = "") -> Iterator[tuple]:
         """(path, kind, st_size, st_mtime_ns, st_ctime_ns, st_ino, st_mode, st_trusted) of every row in byte
         order of path: what a scan compares with the disk before it needs a whole row (see ``stat_vouches``)."""
@@ -237,7 +277,7 @@ class Stage(Database):
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(
-                f"INSERT OR REPLACE INTO entries({_COLS}) VALUES ({', '.join('?' * 18)})",
+                f"INSERT OR REPLACE INTO entries({_COLS}) VALUES ({', '.join('?' * _NCOLS)})",
                 (_row_to_sql(r) for r in rows),
             )
             self._db.executemany("DELETE FROM entries WHERE path=?", ((p,) for p in deletes))
@@ -277,6 +317,7 @@ class Stage(Database):
                     or (kind is not None and not is_object_id(digest))
                     or (head_kind is not None and not is_object_id(head_digest))
                     or len(chunks) % 32 != 0 or (chunks and not is_hex(chunks))
+                    or not _source_ok(r[18])
                 )
                 if bad:
                     return f"row {path!r} is garbled"
@@ -288,7 +329,7 @@ class Stage(Database):
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(
-                f"INSERT OR REPLACE INTO entries({_COLS}) VALUES ({', '.join('?' * 18)})",
+                f"INSERT OR REPLACE INTO entries({_COLS}) VALUES ({', '.join('?' * _NCOLS)})",
                 (_row_to_sql(r) for r in rows),
             )
             self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('head', ?)", (commit_id,))

@@ -199,7 +199,7 @@ def fetch(
 def _missing_file_data(ws: Workspace, commit_id: str, in_scope: Callable[[str], bool]) -> Iterator[tuple[str, bool]]:
     """(id, is_chunklist) of what the in-scope files of ``commit_id`` need and the store lacks."""
     for path, entry in walk_files(ws.repo, ws.repo.read_commit(commit_id).tree):
-        if entry.kind != FILE or not in_scope(path):
+        if entry.kind != FILE or entry.is_external or not in_scope(path):
             continue
         if entry.chunklist is not None and not ws.repo.has(entry.chunklist):
             yield entry.chunklist, True

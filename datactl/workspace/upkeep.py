@@ -38,7 +38,7 @@ def workspace_target(ws: Workspace) -> StoreTarget:
             if v and is_object_id(v):
                 extra.commits.append(v)
         for row in ws.stage.iter_rows():
-            if row.entry is not None and row.entry.kind == FILE:
+            if row.entry is not None and row.entry.kind == FILE and not row.entry.is_external:
                 extra.entries.append(row.entry)
         return extra
 

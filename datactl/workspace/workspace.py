@@ -34,6 +34,7 @@ from datactl.store.backend import local_store_backend
 from datactl.store.chunker import Chunker
 from datactl.store.repository import write_store_config
 from datactl.store.revparse import RefContext, resolve_ref
+from datactl.store.sourcerecord import source_targets
 from datactl.store.trees import build_tree, patch_tree
 from datactl.workspace.add import AddBatch, AddResult
 from datactl.workspace.checkout import (
@@ -49,6 +50,7 @@ from datactl.workspace.checkout import (
     prune_empty_dirs,
 )
 from datactl.workspace.disk import DiskState
+from datactl.workspace.external import ExternalAdd, changed_sources, external_paths
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.inputs import resolve_input
 from datactl.workspace.opening import database_present, open_store, read_workspace_config, scope_test, workspace_lock
@@ -75,7 +77,7 @@ class PathChange:
     """One path that differs between two states."""
 
     path: str
-    change: str  # "added", "modified", "deleted"
+    change: str  # "added", "modified", "deleted", "source changed" (an external file's source moved on)
     size: int = 0
 
 
@@ -226,6 +228,8 @@ class Workspace(Closing):
             else:
                 result.staged.append(PathChange(row.path, "added" if row.head is None else "modified", row.entry.size))
         self.disk.forget_refreshed()
+        # External files are checked against their sources whether or not their stat vouches for the local copy.
+        external = [(row.path, row.entry) for row in self.stage.external_rows() if row.entry is not None]
         for path, d, row in self.disk.scan(IgnoreRules(self.root), on_problem=result.problems.append, vouched=lambda _d: None):
             tracked = row is not None and row.entry is not None
             if d is None:
@@ -236,6 +240,8 @@ class Workspace(Closing):
             elif not self.disk.matches(row, d):
                 result.unstaged.append(PathChange(path, "modified", d.st.st_size))
         self.disk.save_refreshed()
+        moved = changed_sources(self.repo.sources, external)
+        result.unstaged = sorted(result.unstaged + [PathChange(p, "source changed", 0) for p in moved], key=lambda c: c.path)
         return result
 
     # -- add / rm ------------------------------------------------------------
@@ -270,6 +276,27 @@ class Workspace(Closing):
                     raise
                 finally:
                     progress.stop()
+        return result
+
+    def add_external(self, urls: list[str], dest: str | None = None, copy: bool = False, progress: ProgressReporter | None = None) -> AddResult:
+        """Record the objects the URLs (objects, prefixes, globs) name as external files under ``dest``; with
+        ``copy``, as ordinary stored files."""
+        progress, result = progress or NullProgress(), AddResult()
+        files = source_targets(self.repo.sources, urls, self.rel_path(dest) if dest else "")
+        with self.locked():
+            progress.start("recording", None)
+            try:
+                ExternalAdd(self.root, self.stage, self.repo, result).run(files, stage_rows=not copy, on_file=progress.advance)
+            finally:
+                progress.stop()
+        return self.add([self.disk.abs_path(t) for _, t in files], force=True, progress=progress) if copy else result
+
+    def update(self, paths: list[str], progress: ProgressReporter | None = None) -> AddResult:
+        """Re-record external files from their sources as they are now (staged for the next commit)."""
+        progress, result = progress or NullProgress(), AddResult()
+        files = external_paths(self.stage, [self.rel_path(p) for p in paths])
+        with self.locked():
+            ExternalAdd(self.root, self.stage, self.repo, result).run(files, stage_rows=True, on_file=progress.advance)
         return result
 
     def remove(self, paths: list[str], cached: bool = False) -> list[str]:

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from servers import AZURITE_KEY, WebServer, free_port, new_azure_container
-from storage_backends import AccessDenied, Backend, BackendError, ConnectionFailed, ContainerNotFound, KeyNotFound, open_backend
-from storage_backends._source_compat import SourceChanged
+from storage_backends import AccessDenied, Backend, BackendError, ConnectionFailed, ContainerNotFound, KeyNotFound, SourceChanged, open_backend
 
 DATA = bytes(range(256)) * 300
 
