@@ -22,18 +22,10 @@ VERSIONS = 2_000
 
 
 @pytest.fixture
-def remote(cli: Cli, ws_dir: Path, tmp_path: Path) -> tuple[Path, list[str]]:
+def remote(cli: Cli, ws_dir: Path, tmp_path: Path, two_versions: tuple[str, str]) -> tuple[Path, list[str]]:
     """A folder remote holding a 2,000-version chain of the dataset ``long`` (versions 1 and 2,000 differ)."""
-    cli("init", "--name", "long")
-    write(ws_dir / "a.txt", b"first\n")
-    write(ws_dir / "b.txt", b"kept\n")
-    cli("add", ".")
-    cli("commit", "-m", "version 1")
-    write(ws_dir / "a.txt", b"last\n")
-    cli("add", "a.txt")
-    cli("commit", "-m", "version 2")
     with Workspace.open(str(ws_dir)) as ws:
-        chain = build_chain(ws, VERSIONS, ws.resolve("HEAD~1"), ws.head)  # type: ignore[arg-type]
+        chain = build_chain(ws, VERSIONS, *two_versions)
     cli("push", str(tmp_path / "remote"))
     return tmp_path / "remote", chain
 
