@@ -132,6 +132,19 @@ def test_a_ref_older_than_a_shallow_history_says_so(cli: Cli, shallow: tuple[Pat
     assert (dest / "a.txt").read_bytes() == b"first\n"
 
 
+def test_verify_in_a_shallow_clone_says_it_stopped_at_the_cut(cli: Cli, shallow: tuple[Path, list[str]]) -> None:
+    dest, chain = shallow
+    r = cli("verify", cwd=dest)
+    assert f"history checked down to this shallow clone's cut at {chain[-5][:12]} and not below" in r.out
+    assert "`datactl fetch --unshallow` fetches them; `datactl verify --remote origin` checks the remote's copy" in r.out
+    report = json.loads(cli("verify", "--json", cwd=dest).out)
+    assert report["ok"] and report["commits"] == 5 and report["history_cut"] == [chain[-5]]
+    cli("fetch", "--unshallow", cwd=dest)
+    r = cli("verify", cwd=dest)
+    assert "cut" not in r.out and "ok: 60 version(s)" in r.out
+    assert json.loads(cli("verify", "--json", cwd=dest).out)["history_cut"] == []
+
+
 def test_depth_must_be_positive(cli: Cli, tmp_path: Path) -> None:
     r = cli("clone", str(tmp_path / "remote"), "long", str(tmp_path / "c"), "--depth", "0", cwd=tmp_path, ok=False)
     assert r.code == 2 and "error: --depth must be at least 1, not 0" in r.err and not (tmp_path / "c").exists()
