@@ -12,7 +12,9 @@
 
 The grammar and the order of lookups live here once; where the answers come
 from is a ``RefLookup``: a store's refs and objects (a workspace's store, a
-remote read in place), or the lineage indexes of several stores.
+remote read in place), or the lineage indexes of several stores. In a shallow
+workspace (``RefContext.cut``) a ref that steps past the cut, or names a parent
+at the cut, is ``BelowShallowCut``: older than the history held, not unknown.
 """
 
 from __future__ import annotations
