@@ -61,6 +61,22 @@ def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, ws_dir: 
     return Cli(capsys, monkeypatch, ws_dir)
 
 
+@pytest.fixture
+def two_versions(cli: Cli, ws_dir: Path) -> tuple[str, str]:
+    """A workspace of the dataset ``long`` with two versions made by `add` + `commit` (a.txt "first", then
+    "last"; b.txt "kept" in both): their ids, oldest first, the ends ``build_chain`` puts a long history between."""
+    cli("init", "--name", "long")
+    write(ws_dir / "a.txt", b"first\n")
+    write(ws_dir / "b.txt", b"kept\n")
+    cli("add", ".")
+    cli("commit", "-m", "version 1")
+    write(ws_dir / "a.txt", b"last\n")
+    cli("add", "a.txt")
+    cli("commit", "-m", "version 2")
+    with Workspace.open(str(ws_dir)) as ws:
+        return ws.resolve("HEAD~1"), ws.head  # type: ignore[return-value]
+
+
 def snapshot(root: Path) -> dict[str, tuple]:
     """Independent picture of a folder: path -> (kind, permission bits, sha256 or link target).
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from datactl.core.closing import Closing
-from datactl.core.errors import DatactlError, NotAWorkspace, UnknownRef
+from datactl.core.errors import BelowShallowCut, DatactlError, NotAWorkspace, UnknownRef
 from datactl.lineage.graph import UP, LineageGraph
 from datactl.lineage.stores import LineageStore, query_stores, resolve_in_stores
 from datactl.remote.locate import REMOTE_ENV, RemoteSpec, default_remote, index_cache_dir, list_remotes, resolve_remote, workspace_root
@@ -137,6 +137,8 @@ def resolve_ref_anywhere(ref: str, stores: Sequence[LineageStore], workspace: Wo
             raise
         try:
             return workspace.resolve(ref)
+        except BelowShallowCut:
+            raise  # the stores searched end at the same cut: say so, not that a version has no parent
         except UnknownRef:
             raise first from None
 

@@ -87,6 +87,12 @@ def verify(
             f"{verdict}: {report.commits} version(s), {report.trees} trees, {report.files} files, {report.chunks} chunks "
             f"in {report.packs} pack(s) checked{read}"
         )
+        if report.history_cut:
+            remote_copy = f"; `datactl verify --remote {report.fetch_from}` checks the remote's copy" if report.fetch_from else ""
+            out.print(
+                f"history checked down to this shallow clone's cut at {', '.join(c[:12] for c in report.history_cut)} and not below: "
+                f"older versions were never fetched (`datactl fetch --unshallow` fetches them{remote_copy})"
+            )
         if report.not_fetched:
             where = f" (they are on {report.fetch_from}: `datactl verify --remote` checks its copy)" if report.fetch_from else ""
             out.print(f"not fetched: {report.not_fetched} object(s) of older versions or of paths outside this workspace's selection{where}")

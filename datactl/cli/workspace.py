@@ -11,7 +11,7 @@ from rich.text import Text
 
 from datactl.cli.options import JSON_OPT
 from datactl.cli.output import RichProgress, emit_json, err, out
-from datactl.core.errors import EXIT_FAILURE, PathNotFound, UnknownRef, UsageError
+from datactl.core.errors import EXIT_FAILURE, BelowShallowCut, PathNotFound, UnknownRef, UsageError
 from datactl.core.units import human_bytes
 
 if TYPE_CHECKING:
@@ -314,16 +314,19 @@ def ls_(
 
     with Workspace.open() as ws:
         alone = ref is not None and not path  # REF, or a PATH in HEAD
+        not_a_ref: UnknownRef | None = None
         if alone:
             try:
                 cid = ws.resolve(ref)  # type: ignore[arg-type]
-            except UnknownRef:
-                cid, path = ws.resolve("HEAD"), ref  # type: ignore[assignment]
+            except UnknownRef as exc:
+                cid, path, not_a_ref = ws.resolve("HEAD"), ref, exc  # type: ignore[assignment]
         else:
             cid = ws.resolve(ref or "HEAD")
         tree = ws.repo.read_commit(cid).tree
         path = path.strip("/")
         entry = lookup_path(ws.repo, tree, path)
+        if entry is None and isinstance(not_a_ref, BelowShallowCut):
+            raise not_a_ref
         if entry is None and alone:
             raise UnknownRef(f"{path!r} is neither a version nor a path in HEAD ({cid[:12]})", "`datactl log` lists the versions, `datactl ls` the files")
         if entry is None:

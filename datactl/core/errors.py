@@ -44,6 +44,10 @@ class UnknownRef(DatactlError):
     """A ref names nothing in the store."""
 
 
+class BelowShallowCut(UnknownRef):
+    """A ref names a version older than a shallow workspace's history: below its cut, never fetched."""
+
+
 class PathNotFound(DatactlError):
     """A path names nothing in a version."""
 

@@ -12,7 +12,9 @@
 
 The grammar and the order of lookups live here once; where the answers come
 from is a ``RefLookup``: a store's refs and objects (a workspace's store, a
-remote read in place), or the lineage indexes of several stores.
+remote read in place), or the lineage indexes of several stores. In a shallow
+workspace (``RefContext.cut``) a ref that steps past the cut, or names a parent
+at the cut, is ``BelowShallowCut``: older than the history held, not unknown.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from datactl.core.errors import AmbiguousRef, UnknownRef
+from datactl.core.errors import AmbiguousRef, BelowShallowCut, UnknownRef
 from datactl.core.ids import is_hex, is_object_id
 from datactl.format.layout import HEAD_PREFIX, head_ref, is_name, tag_ref
 from datactl.format.pack import ObjectType
@@ -32,6 +34,7 @@ MIN_PREFIX = 6
 _SUFFIX = re.compile(r"^(.*?)((?:~\d*|\^)*)$")
 _STEP = re.compile(r"~\d*|\^")
 REF_HINT = "refs are tags, dataset names, HEAD, HEAD~N, NAME@TAG, NAME@ID, or commit ids (6+ hex digits); see `datactl log`"
+SHALLOW_HINT = "run `datactl fetch --unshallow` for the whole history, or `datactl fetch --depth N` with a larger N"
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,30 @@ def parse_ref(text: str) -> ParsedRef:
 
 
 @dataclass(frozen=True)
+class HistoryCut:
+    """Where a shallow workspace's history ends: the versions it holds at the cut, and their parents it lacks."""
+
+    at: frozenset[str] = frozenset()
+    below: frozenset[str] = frozenset()
+
+    @property
+    def where(self) -> str:
+        return ", ".join(sorted(c[:12] for c in self.at))
+
+    def older(self, text: str) -> BelowShallowCut:
+        """The error for a ref that names a version below the cut."""
+        return BelowShallowCut(f"{text} is older than this shallow clone's history (cut at {self.where})", SHALLOW_HINT)
+
+
+@dataclass(frozen=True)
 class RefContext:
-    """What a bare name means: the current dataset (for its tags and HEAD) and its checked-out commit."""
+    """What a bare name means: the current dataset (for its tags and HEAD) and its checked-out commit; and, in a
+    shallow workspace, where its history is cut (a ref past the cut is said to be older, not unknown)."""
 
     name: str | None = None
     kind: str = "dataset"
     head: str | None = None
+    cut: HistoryCut = HistoryCut()
 
 
 class RefLookup(Protocol):
@@ -88,6 +109,8 @@ def resolve_ref(lookup: RefLookup, text: str, ctx: RefContext | None = None) -> 
         parent = lookup.first_parent(commit)
         if parent is None:
             raise UnknownRef(f"{text}: {commit[:12]} has no parent", "use `datactl log` to see the history")
+        if parent in ctx.cut.below:
+            raise ctx.cut.older(text)
         commit = parent
     return commit
 
@@ -110,6 +133,14 @@ def _by_prefix(lookup: RefLookup, prefix: str, name: str | None) -> str | None:
     return matches[0] if matches else None
 
 
+def _not_held(cut: HistoryCut, prefix: str, text: str) -> None:
+    """In a shallow workspace, an id it does not hold is older than its history (a parent at the cut) or may be."""
+    if any(c.startswith(prefix) for c in cut.below):
+        raise cut.older(text)
+    if cut.at:
+        raise UnknownRef(f"unknown ref {text!r}: no version of this shallow clone (its history is cut at {cut.where})", f"if it is older, {SHALLOW_HINT}")
+
+
 def _resolve_base(lookup: RefLookup, base: str, ctx: RefContext) -> str:
     if base == "HEAD":
         if ctx.head is None:
@@ -127,6 +158,8 @@ def _resolve_base(lookup: RefLookup, base: str, ctx: RefContext) -> str:
             found = lookup.tag(name, version)
         if found is None and is_hex(version) and len(version) >= MIN_PREFIX:
             found = _by_prefix(lookup, version, name)
+            if found is None:
+                _not_held(ctx.cut, version, base)
         if found is not None:
             return found
         if head is None:
@@ -144,6 +177,7 @@ def _resolve_base(lookup: RefLookup, base: str, ctx: RefContext) -> str:
         found = _by_prefix(lookup, base, None)
         if found is not None:
             return found
+        _not_held(ctx.cut, base, base)
     hint = f"an id prefix needs at least {MIN_PREFIX} hex digits" if is_hex(base) and len(base) < MIN_PREFIX else REF_HINT
     raise UnknownRef(f"unknown ref {base!r}", hint)
 

@@ -95,6 +95,7 @@ class StoreVerifyReport:
     pruned: int = 0  # older versions whose files gc pruned: history and trees checked, not files
     not_fetched: int = 0  # chunks and chunk lists a partial copy never fetched (see ``must_be_local``)
     fetch_from: str | None = None  # where what was not fetched can be had (a workspace's remote)
+    history_cut: list[str] = field(default_factory=list)  # versions a shallow history ends at: checked, parents not
     bytes_read: int = 0
     requests: int = 0
     details: list[VerifyProblem] = field(default_factory=list)
@@ -174,6 +175,7 @@ class _Verifier:
 
         out = list(walk_commits(self._read, [start], cut=cut, on_absent=absent, on_damaged=damaged))
         self.report.commits = len(out)
+        self.report.history_cut = sorted(cid for cid, c in out if cid in cut and c.parents)
         return out
 
     # -- 2, 3. trees and their files -----------------------------------------
@@ -376,7 +378,8 @@ def verify_version(
     """Check every object reachable from ``commit_id`` in the store ``reader`` reads (see the module doc).
 
     ``must_be_local`` (default: every file) says which files' data must be in that store. The parents of
-    commits in ``cut`` (where a shallow workspace's history ends) are not checked.
+    commits in ``cut`` (where a shallow workspace's history ends) are not checked; the report names the cut
+    commits the walk reached (``history_cut``).
     """
     import time
 

@@ -70,6 +70,8 @@ def verify_suite(report) -> Suite:
     for check, problems in report.checks().items():
         status = FAILED if problems else PASSED
         msg = f"{len(problems)} problem(s)" if problems else ""
+        if check == "history" and report.history_cut:
+            msg = ", ".join(filter(None, [msg, f"checked down to the shallow clone's cut at {', '.join(c[:12] for c in report.history_cut)}"]))
         details = [p.message for p in problems]
         cases.append(Case(check, "datactl.verify", status, msg, details, 0.0, [p.path for p in problems]))
     props = {
@@ -83,6 +85,7 @@ def verify_suite(report) -> Suite:
         "packs": str(report.packs),
         "bytes_read": str(report.bytes_read),
         "not_fetched": str(report.not_fetched),
+        "history_cut": " ".join(report.history_cut),
     }
     return Suite(f"datactl verify {report.commit[:12]} in {report.store}", cases, "verify", report.seconds, None, None, props)
 

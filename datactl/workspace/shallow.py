@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from datactl.store.repository import Repository
+from datactl.store.revparse import HistoryCut
 from datactl.workspace.stage import Stage
 
 SHALLOW_KEY = "shallow"
@@ -29,3 +30,9 @@ def set_shallow_commits(stage: Stage, commits: Iterable[str]) -> None:
 def cut_parents(stage: Stage, repo: Repository) -> set[str]:
     """The versions a shallow workspace's history leaves out just below its cut (named, not held)."""
     return {p for c in shallow_commits(stage) if repo.has(c) for p in repo.read_commit(c).parents if not repo.has(p)}
+
+
+def history_cut(stage: Stage, repo: Repository) -> HistoryCut:
+    """Where this workspace's history is cut, for resolving refs (empty for a full history)."""
+    at = shallow_commits(stage)
+    return HistoryCut(at, frozenset(cut_parents(stage, repo))) if at else HistoryCut()

@@ -55,6 +55,7 @@ from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.inputs import resolve_input
 from datactl.workspace.opening import database_present, open_store, read_workspace_config, scope_test, workspace_lock
 from datactl.workspace.scan import DiskEntry, ScanProblem
+from datactl.workspace.shallow import history_cut
 from datactl.workspace.stage import STAGE_HINT, Stage, StageRow
 from storage_backends import BackendError
 
@@ -198,8 +199,9 @@ class Workspace(Closing):
         return RefContext(self.name, self.kind, self.head)
 
     def resolve(self, ref: str) -> str:
-        """The commit id a REF names (see ``datactl.store.revparse``)."""
-        return resolve_ref(self.repo.ref_lookup(), ref, self.ref_context())
+        """The commit id a REF names (see ``datactl.store.revparse``); past a shallow history's cut, BelowShallowCut."""
+        ctx = RefContext(self.name, self.kind, self.head, history_cut(self.stage, self.repo))
+        return resolve_ref(self.repo.ref_lookup(), ref, ctx)
 
     def rel_path(self, path: str) -> str:
         """``path`` (absolute or relative to the current folder) as a workspace-relative '/' path."""

@@ -20,18 +20,9 @@ VERSIONS = 5_000
 
 
 @pytest.fixture
-def chain(cli: Cli, ws_dir: Path) -> list[str]:
-    cli("init", "--name", "long")
-    write(ws_dir / "a.txt", b"first\n")
-    write(ws_dir / "b.txt", b"kept\n")
-    cli("add", ".")
-    cli("commit", "-m", "version 1")
-    write(ws_dir / "a.txt", b"last\n")
-    cli("add", "a.txt")
-    cli("commit", "-m", "version 2")
+def chain(ws_dir: Path, two_versions: tuple[str, str]) -> list[str]:
     with Workspace.open(str(ws_dir)) as ws:
-        first = ws.resolve("HEAD~1")
-        return build_chain(ws, VERSIONS, first, ws.head)  # type: ignore[arg-type]
+        return build_chain(ws, VERSIONS, *two_versions)
 
 
 def test_lineage_up_and_down_of_a_long_chain(cli: Cli, chain: list[str]) -> None:

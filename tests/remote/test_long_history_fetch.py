@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import Cli, build_chain, write
+from datactl.core.errors import BelowShallowCut
 from datactl.format.pack import ObjectType
 from datactl.store.history import iter_history
 from datactl.workspace import sync
@@ -22,18 +23,10 @@ VERSIONS = 2_000
 
 
 @pytest.fixture
-def remote(cli: Cli, ws_dir: Path, tmp_path: Path) -> tuple[Path, list[str]]:
+def remote(cli: Cli, ws_dir: Path, tmp_path: Path, two_versions: tuple[str, str]) -> tuple[Path, list[str]]:
     """A folder remote holding a 2,000-version chain of the dataset ``long`` (versions 1 and 2,000 differ)."""
-    cli("init", "--name", "long")
-    write(ws_dir / "a.txt", b"first\n")
-    write(ws_dir / "b.txt", b"kept\n")
-    cli("add", ".")
-    cli("commit", "-m", "version 1")
-    write(ws_dir / "a.txt", b"last\n")
-    cli("add", "a.txt")
-    cli("commit", "-m", "version 2")
     with Workspace.open(str(ws_dir)) as ws:
-        chain = build_chain(ws, VERSIONS, ws.resolve("HEAD~1"), ws.head)  # type: ignore[arg-type]
+        chain = build_chain(ws, VERSIONS, *two_versions)
     cli("push", str(tmp_path / "remote"))
     return tmp_path / "remote", chain
 
@@ -108,6 +101,50 @@ def test_a_shallow_clone_has_the_newest_versions_and_says_where_history_ends(rem
     assert cli("verify", cwd=dest).code == 0
 
 
+@pytest.fixture
+def shallow(cli: Cli, ws_dir: Path, tmp_path: Path, two_versions: tuple[str, str]) -> tuple[Path, list[str]]:
+    """A clone with ``--depth 5`` of a 60-version chain (a.txt "first" in versions 1 to 59, "last" in 60)."""
+    with Workspace.open(str(ws_dir)) as ws:
+        chain = build_chain(ws, 60, *two_versions)
+    cli("push", str(tmp_path / "remote"))
+    cli("clone", str(tmp_path / "remote"), "long", str(tmp_path / "clone"), "--depth", "5", cwd=tmp_path)
+    return tmp_path / "clone", chain
+
+
+def test_a_ref_older_than_a_shallow_history_says_so(cli: Cli, shallow: tuple[Path, list[str]]) -> None:
+    dest, chain = shallow
+    cut = chain[-5][:12]
+    older = "is older than this shallow clone's history (cut at " + cut + ")"
+    for args in (["checkout", "HEAD~50"], ["show", "HEAD~5"], ["diff", chain[-6], "HEAD"], ["ls", "HEAD~50"], ["verify", "HEAD~7"]):
+        r = cli(*args, cwd=dest, ok=False)
+        assert r.code == 1, args
+        lines = r.err.splitlines()
+        assert lines[0] == f"error: {args[1]} {older}", args
+        assert lines[1] == "hint: run `datactl fetch --unshallow` for the whole history, or `datactl fetch --depth N` with a larger N"
+    assert (dest / "a.txt").read_bytes() == b"last\n"  # the refused checkout changed nothing
+    assert "version 56" in cli("show", "HEAD~4", cwd=dest).out  # the cut itself is held
+    # An id this clone never saw may be older or may not exist: unknown, with the same way out.
+    r = cli("show", chain[0], cwd=dest, ok=False)
+    assert r.code == 1 and f"unknown ref '{chain[0]}': no version of this shallow clone (its history is cut at {cut})" in r.err
+    assert "hint: if it is older, run `datactl fetch --unshallow`" in r.err
+    cli("fetch", "--depth", "51", cwd=dest)
+    cli("checkout", "HEAD~50", cwd=dest)
+    assert (dest / "a.txt").read_bytes() == b"first\n"
+
+
+def test_verify_in_a_shallow_clone_says_it_stopped_at_the_cut(cli: Cli, shallow: tuple[Path, list[str]]) -> None:
+    dest, chain = shallow
+    r = cli("verify", cwd=dest)
+    assert f"history checked down to this shallow clone's cut at {chain[-5][:12]} and not below" in r.out
+    assert "`datactl fetch --unshallow` fetches them; `datactl verify --remote origin` checks the remote's copy" in r.out
+    report = json.loads(cli("verify", "--json", cwd=dest).out)
+    assert report["ok"] and report["commits"] == 5 and report["history_cut"] == [chain[-5]]
+    cli("fetch", "--unshallow", cwd=dest)
+    r = cli("verify", cwd=dest)
+    assert "cut" not in r.out and "ok: 60 version(s)" in r.out
+    assert json.loads(cli("verify", "--json", cwd=dest).out)["history_cut"] == []
+
+
 def test_depth_must_be_positive(cli: Cli, tmp_path: Path) -> None:
     r = cli("clone", str(tmp_path / "remote"), "long", str(tmp_path / "c"), "--depth", "0", cwd=tmp_path, ok=False)
     assert r.code == 2 and "error: --depth must be at least 1, not 0" in r.err and not (tmp_path / "c").exists()
@@ -155,6 +192,9 @@ def test_depth_fetches_exactly_the_versions_within_it_on_any_history(tmp_path_fa
         ws.repo.refs.update(ws.head_ref, ids[-1], expected=ids[0])
         sync.push(ws, str(base / "remote"))
     dist = distances(parents, ids[-1])
+    first_parents = [ids[-1]]
+    while parents[first_parents[-1]]:
+        first_parents.append(parents[first_parents[-1]][0])
 
     def check(clone: Workspace, n: int | None) -> None:
         held = {c for c in dist if clone.repo.has(c)}
@@ -162,6 +202,13 @@ def test_depth_fetches_exactly_the_versions_within_it_on_any_history(tmp_path_fa
         cut = {c for c, d in dist.items() if n is not None and d == n - 1 and any(dist[p] >= n for p in parents[c])}
         assert shallow_commits(clone.stage) == cut
         assert {c for c, _ in iter_history(clone.repo, ids[-1], cut=cut)} == held
+        # HEAD~k is the k-th first parent when the clone holds it, else older than the shallow history.
+        for k, commit in enumerate(first_parents):
+            if commit in held:
+                assert clone.resolve(f"HEAD~{k}") == commit
+            else:
+                with pytest.raises(BelowShallowCut):
+                    clone.resolve(f"HEAD~{k}")
 
     with sync.clone(str(base / "remote"), "dag", str(base / "clone"), depth=depth) as clone:
         check(clone, depth)
