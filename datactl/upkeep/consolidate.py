@@ -9,8 +9,9 @@ or another consolidation holds it, nothing is done and a later commit or push
 tries again):
 
 1. list ``index/`` and ``packs/`` and read every index file (``StoreView``);
-2. copy every object of the small indexed packs, as stored and verified, into
-   new packs of the target size (data and metadata apart), durably;
+2. copy every object of the smallest small packs (``packs_to_merge``: a geometric
+   progression, as git repacks), as stored and verified, into new packs of the
+   target size (data and metadata apart), durably;
 3. write index files listing the new packs and every other pack the replaced
    index files listed; bring local caches of the index along
    (``StoreTarget.after_change``: a workspace's SQLite index switches to the new
@@ -73,6 +74,29 @@ def is_small(size: int, pack_size: int) -> bool:
     return size < pack_size * SMALL_SHARE
 
 
+def packs_to_merge(sizes: dict[str, int], factor: int = 2) -> set[str]:
+    """Which of these (small) packs to merge: the smallest ones whose merge leaves every pack at least ``factor``
+    times the size of all smaller ones together, as git's ``repack --geometric`` chooses.
+
+    A merged pack is merged again only once the packs written after it add up to about half its size, so each
+    byte is copied about log2(store size / pack size) times over a history, instead of once per merge (merging
+    every small pack each time copied the whole store again every few dozen commits).
+    """
+    order = sorted(sizes, key=lambda p: (sizes[p], p))
+    # From the largest down, the packs already in progression stay; the first pair out of it marks the split.
+    split = 0
+    for i in range(len(order) - 1, 0, -1):
+        if sizes[order[i]] < factor * sizes[order[i - 1]]:
+            split = i + 1
+            break
+    # The merged pack must itself stand in progression: roll up the next packs while it would outweigh them.
+    total = sum(sizes[p] for p in order[:split])
+    while split < len(order) and sizes[order[split]] < factor * total:
+        total += sizes[order[split]]
+        split += 1
+    return set(order[:split]) if split > 1 else set()
+
+
 def needs_consolidation(pack_sizes: dict[str, int], pack_size: int, max_small: int = MAX_SMALL_PACKS) -> bool:
     """Whether packs of these sizes (a local index's view of a store) hold more than ``max_small`` small ones."""
     return sum(1 for s in pack_sizes.values() if is_small(s, pack_size)) > max_small
@@ -113,8 +137,11 @@ def _merge(view: StoreView, target: StoreTarget, delete_now: bool, max_small: in
     for pid, index_id in db.execute("SELECT pack, index_file FROM listed"):
         per_file[index_id].add(pid)
     condemned = set().union(*(r.packs for r in read_condemned(target.backend)))
-    small = {p for p in view.indexed_packs() - condemned if is_small(view.packs[p].size, target.pack_size)}
-    if len(small) <= max_small:
+    small_sizes = {p: view.packs[p].size for p in view.indexed_packs() - condemned if is_small(view.packs[p].size, target.pack_size)}
+    if len(small_sizes) <= max_small:
+        return
+    small = packs_to_merge(small_sizes)
+    if not small:
         return
     locs = [
         (pid, PackEntry(oid, ObjectType(t), codec, off, sl, rl))

@@ -3,15 +3,18 @@ the number of versions, every version restores bit for bit afterwards, and a kil
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import Cli, run_datactl, write
 from datactl.core.crashpoints import CRASH_ENV
-from datactl.upkeep.consolidate import MAX_SMALL_PACKS
+from datactl.upkeep.consolidate import MAX_SMALL_PACKS, is_small, packs_to_merge
 from datactl.workspace import sync
 from datactl.workspace.workspace import Workspace
 
@@ -114,3 +117,28 @@ def test_a_kill_during_consolidation_loses_nothing(before_merge: Path, tmp_path:
     assert run_datactl(["verify", "--deep", f"v{last + 1}"], root).returncode == 0
     assert run_datactl(["checkout", "v1"], root).returncode == 0
     assert {p.name: p.read_bytes() for p in root.glob("f*.txt")} == expected_files(1)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(st.integers(100, 5_000), min_size=1_000, max_size=2_000))
+def test_merging_copies_each_byte_a_logarithmic_number_of_times(pack_sizes: list[int]) -> None:
+    # Commits leave packs of these sizes; each time more than MAX_SMALL_PACKS are small, packs_to_merge picks.
+    # Merging every small pack each time copied about 15 times the data here, past the bound; this copies about 4.
+    target = 32 << 20
+    packs: dict[str, int] = {}
+    copied = 0
+    for n, size in enumerate(pack_sizes):
+        packs[f"p{n}"] = size
+        small = {p: s for p, s in packs.items() if is_small(s, target)}
+        if len(small) > MAX_SMALL_PACKS:
+            chosen = packs_to_merge(small)
+            order = sorted(small, key=lambda p: (small[p], p))
+            assert chosen == set(order[: len(chosen)]) and len(chosen) > 1, "the smallest packs, and more than one"
+            merged = sum(packs.pop(p) for p in chosen)
+            rest = [small[p] for p in order[len(chosen) :]]
+            assert not rest or rest[0] >= 2 * merged, "the merged pack stands in progression below the rest"
+            copied += merged
+            packs[f"m{n}"] = merged
+        assert sum(1 for s in packs.values() if is_small(s, target)) <= MAX_SMALL_PACKS
+    total = sum(pack_sizes)
+    assert copied <= 0.5 * (math.log2(total / min(pack_sizes)) + 1) * total
