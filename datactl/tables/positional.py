@@ -1,0 +1,352 @@
+"""Positional row diff of two versions of a CSV/TSV or JSON Lines file, reading only the chunks that differ.
+
+Two versions of a file share every chunk their edits did not touch, and the
+chunk lists say which without reading any data. The chunk-id sequences are
+aligned (``difflib``); each run of differing chunks is widened to row
+boundaries in the identical chunks around it and only that window is read,
+on both sides, until both sides reach a row boundary at the same place in
+identical bytes again. Rows are compared inside windows; a row removed in one
+place and added in another (in any window) is reported as moved.
+
+A row boundary before a window is found in identical bytes whose state
+(inside a quoted CSV field or not) is unknown: the first newline there is
+tried and checked by parsing the rows up to the window (every row must have
+the header's number of fields); a later newline, an earlier chunk, and in
+the end the last known boundary are tried when it fails. JSON Lines has no
+multi-line values, so any newline is a row boundary.
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from datactl.core.errors import TableError
+from datactl.format.objects import TreeEntry
+from datactl.store.chunkedfile import ChunkSource
+from datactl.tables.formats import RowProblem, Span, TableFormat, parse_fields, parse_row, split_rows, with_header_dialect
+from datactl.tables.result import ADDED, CHANGED, MOVED, POSITIONAL, REMOVED, RowChange, TableDiff, column_renames, schema_changes
+
+# Newlines tried in a chunk before a window as its start, before going back a chunk.
+START_TRIES = 8
+
+
+class FileChunks:
+    """One version of a file: its chunk ids and offsets (from the chunk list), and its chunks, read only when asked."""
+
+    def __init__(self, source: ChunkSource, entry: TreeEntry | None, where: str) -> None:
+        self.source = source
+        self.where = where
+        self.size = entry.size if entry is not None else 0  # no such file in that version: no rows
+        self.ids: list[str] = list(source.chunk_ids(entry)) if entry is not None and entry.size else []
+        self.starts: list[int] = []
+        offset = 0
+        for cid in self.ids:
+            self.starts.append(offset)
+            offset += source.raw_size(cid)
+        self.starts.append(offset)
+
+    def read(self, lo: int, hi: int) -> bytes:
+        """The bytes of chunks [lo, hi), fetched together (each verified against its id by the reader)."""
+        wanted = self.ids[lo:hi]
+        got = dict(self.source.fetch(wanted)) if wanted else {}
+        for cid in wanted:
+            if cid not in got:
+                got[cid] = self.source.cached(cid) or self.source.fetch([cid])[cid]
+        return b"".join(got[cid] for cid in wanted)
+
+    def line_of(self, offset: int) -> int:
+        """The 1-based line number at byte ``offset``: reads every chunk before it, so only an error calls it."""
+        newlines = 0
+        k = 0
+        while k < len(self.ids) and self.starts[k] < offset:
+            newlines += self.read(k, k + 1)[: offset - self.starts[k]].count(b"\n")
+            k += 1
+        return newlines + 1
+
+    def problem(self, exc: RowProblem) -> TableError:
+        return TableError(f"{self.where}: line {self.line_of(exc.offset)}: {exc.reason}", "fix the file and commit it again")
+
+    def chunk_at(self, offset: int) -> int:
+        """The index of the chunk holding byte ``offset`` (the chunk count at the end)."""
+        return bisect.bisect_right(self.starts, offset) - 1 if offset < self.size else len(self.ids)
+
+
+@dataclass
+class _Side:
+    """One version while diffing: its chunks, columns and how to name a place in it."""
+
+    chunks: FileChunks
+    fmt: TableFormat
+    columns: list[str]
+    header_end: int  # offset of the first data row
+
+
+@dataclass(frozen=True)
+class _Row:
+    at: int
+    raw: bytes
+
+
+def read_header(chunks: FileChunks, fmt: TableFormat) -> tuple[list[str], int, bytes, TableFormat]:
+    """(columns, offset of the first data row, the header's bytes, the format with the header's delimiter).
+
+    CSV/TSV: the first row. JSON Lines has no header: the columns are the keys of the first row.
+    """
+    buf = b""
+    k = 0
+    while True:
+        if k < len(chunks.ids):
+            buf += chunks.read(k, k + 1)
+            k += 1
+        at_eof = k >= len(chunks.ids)
+        try:
+            spans, _ = split_rows(buf, 0, fmt, at_eof)
+        except RowProblem as exc:
+            raise chunks.problem(exc) from None
+        if spans or at_eof:
+            break
+    if not spans:
+        return [], 0, b"", fmt
+    first = buf[spans[0].start : spans[0].end]
+    if not fmt.is_delimited:
+        try:
+            return list(parse_row(first, fmt, [], 0)), 0, first, fmt
+        except RowProblem as exc:
+            raise chunks.problem(exc) from None
+    fmt = with_header_dialect(fmt, first)
+    header_end = spans[1].start if len(spans) > 1 else len(buf) if at_eof else _next_row_start(buf, spans[0].end)
+    return parse_fields(first, fmt, 0), header_end, first, fmt
+
+
+def _next_row_start(buf: bytes, end: int) -> int:
+    nl = buf.find(b"\n", end)
+    return nl + 1 if nl >= 0 else len(buf)
+
+
+def positional_diff(
+    source: ChunkSource,
+    old: TreeEntry | None,
+    new: TreeEntry | None,
+    path: str,
+    fmt: TableFormat,
+    where: tuple[str, str],
+    limit: int | None = None,
+) -> TableDiff:
+    """Rows added, removed, changed and moved from ``old`` to ``new`` (two versions of ``path``), matched by position.
+
+    ``where`` names each version's file in errors.
+    """
+    a = FileChunks(source, old, where[0])
+    b = FileChunks(source, new, where[1])
+    cols_a, end_a, head_a, fmt_a = read_header(a, fmt)
+    cols_b, end_b, head_b, fmt_b = read_header(b, fmt)
+    result = TableDiff(path, fmt.name, POSITIONAL, old_columns=cols_a, new_columns=cols_b, old_size=a.size, new_size=b.size)
+    result.schema = schema_changes(cols_a, cols_b)
+    sides = (_Side(a, fmt_a, cols_a, end_a), _Side(b, fmt_b, cols_b, end_b))
+    compare = _comparer(fmt, cols_a, cols_b)
+    changes: list[RowChange] = []
+    for rows_a, rows_b in _windows(sides):
+        _diff_rows(sides, rows_a, rows_b, compare, changes)
+    find_moves(changes, (lambda side, values: compare(side, b"", values)) if getattr(compare, "needs_values", False) else None)
+    for c in changes:
+        result.counts[c.kind] += 1
+    changes.sort(key=lambda c: (c.new_at if c.new_at is not None else c.old_at or 0, c.old_at or 0))
+    result.rows = changes[:limit] if limit is not None else changes
+    result.truncated = limit is not None and len(changes) > limit
+    return result
+
+
+# -- windows ------------------------------------------------------------------------------------------
+
+
+def _regions(a: FileChunks, b: FileChunks) -> list[tuple[int, int, int, int]]:
+    ops = difflib.SequenceMatcher(None, a.ids, b.ids, autojunk=False).get_opcodes()
+    return [(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in ops if tag != "equal"]
+
+
+def _windows(sides: tuple[_Side, _Side]):
+    """Yield (old rows, new rows) of each window around differing chunks, in file order."""
+    a, b = sides[0].chunks, sides[1].chunks
+    regions = _regions(a, b)
+    sync = (0, 0)  # the last offsets known to be a row boundary with identical bytes after them on both sides
+    ri = 0
+    while ri < len(regions):
+        i1, i2, j1, j2 = regions[ri]
+        start = _window_start(sides, i1, j1, sync)
+        bufs = [a.read(a.chunk_at(start[0]), i2), b.read(b.chunk_at(start[1]), j2)]
+        bufs = [bufs[0][start[0] - a.starts[a.chunk_at(start[0])] :], bufs[1][start[1] - b.starts[b.chunk_at(start[1])] :]]
+        ka, kb = i2, j2  # next chunk to read on each side
+        while True:
+            at_eof = (ka >= len(a.ids), kb >= len(b.ids))
+            spans = [_split(sides[s], bufs[s], start[s], at_eof[s]) for s in (0, 1)]
+            end = _common_boundary(spans, (a.starts[ka], b.starts[kb]), (a.starts[i2], b.starts[j2]), at_eof, (a.size, b.size))
+            if end is not None:
+                break
+            nxt = regions[ri + 1] if ri + 1 < len(regions) else None
+            if nxt is not None and ka >= nxt[0]:
+                ri += 1  # the identical run ended before the sides met again: the next region joins this window
+                _, i2, _, j2 = nxt
+                bufs[0] += a.read(ka, i2)
+                bufs[1] += b.read(kb, j2)
+                ka, kb = i2, j2
+                continue
+            if not at_eof[0]:
+                bufs[0] += a.read(ka, ka + 1)
+                ka += 1
+            if not at_eof[1]:
+                bufs[1] += b.read(kb, kb + 1)
+                kb += 1
+        rows = []
+        for s in (0, 1):
+            rows.append([_Row(sp.start, bufs[s][sp.start - start[s] : sp.end - start[s]]) for sp in spans[s][0] if sp.start < end[s] and sp.start >= sides[s].header_end])
+        yield rows[0], rows[1]
+        sync = end
+        ri += 1
+        while ri < len(regions) and a.starts[regions[ri][1]] <= sync[0] and b.starts[regions[ri][3]] <= sync[1]:
+            ri += 1  # regions already read by this window
+
+
+def _split(side: _Side, buf: bytes, base: int, at_eof: bool) -> tuple[list[Span], int]:
+    try:
+        return split_rows(buf, base, side.fmt, at_eof)
+    except RowProblem as exc:
+        raise side.chunks.problem(exc) from None
+
+
+def _common_boundary(
+    spans: list[tuple[list[Span], int]], read_to: tuple[int, int], region_end: tuple[int, int], at_eof: tuple[bool, bool], sizes: tuple[int, int]
+) -> tuple[int, int] | None:
+    """The first row boundary after both regions at the same distance past each region's end (so identical bytes follow), or None."""
+    if all(at_eof):
+        return sizes
+    rel = []
+    for s in (0, 1):
+        starts = [sp.start for sp in spans[s][0]] + [spans[s][1]]
+        rel.append({x - region_end[s]: x for x in starts if region_end[s] <= x <= read_to[s]})
+    common = sorted(set(rel[0]) & set(rel[1]))
+    return (rel[0][common[0]], rel[1][common[0]]) if common else None
+
+
+def _window_start(sides: tuple[_Side, _Side], i1: int, j1: int, sync: tuple[int, int]) -> tuple[int, int]:
+    """Offsets on each side, in the identical bytes before chunks ``i1`` / ``j1``, where a row starts."""
+    a, b = sides[0].chunks, sides[1].chunks
+    if i1 == 0 or j1 == 0 or a.starts[i1] <= sync[0]:
+        return sync
+    shift = b.starts[j1] - a.starts[i1]  # identical bytes before the region: the same content at offsets shifted by this
+    k = i1 - 1
+    while k >= 0 and a.starts[k + 1] > sync[0]:
+        lo = max(a.starts[k], sync[0])
+        context = a.read(a.chunk_at(lo), i1)[lo - a.starts[a.chunk_at(lo)] :]
+        region_at = a.starts[i1] - lo
+        pos = 0
+        for _ in range(START_TRIES):
+            nl = context.find(b"\n", pos, region_at)
+            if nl < 0:
+                break
+            pos = nl + 1
+            if _plausible_start(sides[0], context[pos:region_at]):
+                return lo + pos, lo + pos + shift
+        k -= 1
+    return sync
+
+
+def _plausible_start(side: _Side, context: bytes) -> bool:
+    """Whether rows parsed from the start of ``context`` (up to a window) all look right: JSON Lines always; CSV when
+    every complete row has the header's number of fields."""
+    if not side.fmt.is_delimited or b'"' not in context:
+        return True
+    try:
+        spans, _ = split_rows(context, 0, side.fmt, False)
+        for sp in spans:
+            parse_row(context[sp.start : sp.end], side.fmt, side.columns, sp.start)
+    except RowProblem:
+        return False
+    return True
+
+
+# -- rows -----------------------------------------------------------------------------------------------
+
+
+def _comparer(fmt: TableFormat, cols_a: list[str], cols_b: list[str]) -> Callable[[int, bytes, dict | None], Any]:
+    """What two rows are compared by: their bytes, or (CSV with a schema change) the values of the shared columns."""
+    if not fmt.is_delimited or cols_a == cols_b:
+        return lambda side, raw, values: raw
+    renames = column_renames(cols_a, cols_b)
+    shared_a = [c for c in cols_a if c in cols_b or c in renames]
+    shared_b = [renames.get(c, c) for c in shared_a]
+
+    def key(side: int, raw: bytes, values: dict | None) -> Any:
+        assert values is not None
+        return tuple(values[c] for c in (shared_a if side == 0 else shared_b))
+
+    key.needs_values = True  # type: ignore[attr-defined]
+    return key
+
+
+def _values(side: _Side, row: _Row) -> dict[str, Any]:
+    try:
+        return parse_row(row.raw, side.fmt, side.columns, row.at)
+    except RowProblem as exc:
+        raise side.chunks.problem(exc) from None
+
+
+def _diff_rows(
+    sides: tuple[_Side, _Side],
+    rows_a: Sequence[_Row],
+    rows_b: Sequence[_Row],
+    compare: Callable,
+    changes: list[RowChange],
+) -> None:
+    needs_values = getattr(compare, "needs_values", False)
+    vals_a = [_values(sides[0], r) for r in rows_a]
+    vals_b = [_values(sides[1], r) for r in rows_b]
+    keys_a = [compare(0, r.raw, v if needs_values else None) for r, v in zip(rows_a, vals_a)]
+    keys_b = [compare(1, r.raw, v if needs_values else None) for r, v in zip(rows_b, vals_b)]
+    renames = column_renames(sides[0].columns, sides[1].columns)
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, keys_a, keys_b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        paired = min(i2 - i1, j2 - j1) if tag == "replace" else 0
+        for k in range(paired):
+            old, new = vals_a[i1 + k], vals_b[j1 + k]
+            cells = _changed_cells(old, new, renames)
+            if cells:
+                changes.append(RowChange(CHANGED, rows_a[i1 + k].at, rows_b[j1 + k].at, old, new, cells))
+        for k in range(i1 + paired, i2):
+            changes.append(RowChange(REMOVED, rows_a[k].at, None, vals_a[k], None))
+        for k in range(j1 + paired, j2):
+            changes.append(RowChange(ADDED, None, rows_b[k].at, None, vals_b[k]))
+
+
+def _changed_cells(old: dict[str, Any], new: dict[str, Any], renames: dict[str, str]) -> tuple[str, ...]:
+    """The columns (new names) whose values differ, among those on both sides."""
+    back = {n: o for o, n in renames.items()}
+    return tuple(c for c in new if (back.get(c, c) in old) and old[back.get(c, c)] != new[c])
+
+
+def find_moves(changes: list[RowChange], row_key: Callable[[int, dict], Any] | None = None) -> None:
+    """A removed row equal to an added row elsewhere was moved: the pair becomes one ``moved`` change.
+
+    ``row_key(side, values)`` is what rows are equal by (default: all their values).
+    """
+    key = row_key or (lambda side, values: json.dumps(values, sort_keys=True, default=str))
+    pool: dict[Any, list[int]] = {}
+    for i, c in enumerate(changes):
+        if c.kind == REMOVED:
+            pool.setdefault(key(0, c.old or {}), []).append(i)
+    if not pool:
+        return
+    drop: set[int] = set()
+    for i, c in enumerate(changes):
+        if c.kind != ADDED:
+            continue
+        same = pool.get(key(1, c.new or {}))
+        if same:
+            j = same.pop(0)
+            changes[i] = RowChange(MOVED, changes[j].old_at, c.new_at, changes[j].old, c.new)
+            drop.add(j)
+    changes[:] = [c for i, c in enumerate(changes) if i not in drop]
