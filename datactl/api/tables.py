@@ -28,7 +28,7 @@ from datactl.store.trees import lookup_path
 from datactl.store.walk import walk_files
 from datactl.tables.diff import diff_table
 from datactl.tables.engine import Engine
-from datactl.tables.formats import table_format
+from datactl.tables.formats import require_table_format, table_format
 from datactl.tables.result import TableDiff
 from datactl.tables.stats import FileStats, StatsCache, StatsDiff, TableStats, compare_stats, file_stats, table_stats
 from datactl.workspace.workspace import Workspace
@@ -91,6 +91,7 @@ def configured_keys(root: str | None = None) -> dict[str, tuple[str, ...]]:
 
 
 def _diff_one(v: Versions, path: str, old_path: str, key: Sequence[str] | None, limit: int | None) -> TableDiff:
+    require_table_format(path)
     old, new = v.entry(0, old_path), v.entry(1, path)
     if old is None and new is None:
         raise PathNotFound(f"{path} is in neither {v.labels[0]} nor {v.labels[1]}", f"`datactl diff {v.labels[0].split()[0]} {v.labels[1].split()[0]}` lists what changed")

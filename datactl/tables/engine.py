@@ -25,7 +25,7 @@ from datactl.core.closing import Closing
 from datactl.core.errors import TableError, UsageError
 from datactl.format.objects import TreeEntry
 from datactl.store.chunkedfile import ChunkedFile, ChunkSource
-from datactl.tables.formats import PARQUET, RowProblem, TableFormat, parse_fields, split_rows, with_header_dialect
+from datactl.tables.formats import PARQUET, RowProblem, TableFormat, parse_fields, parse_row, split_rows, with_header_dialect
 
 MEMORY_ENV = "DATACTL_TABLES_MEMORY"
 DEFAULT_MEMORY = "1GB"
@@ -64,6 +64,7 @@ class Engine(Closing):
             shutil.rmtree(self.dir, ignore_errors=True)
             raise UsageError(f"cannot start the table engine: {exc}", f"check {MEMORY_ENV} (a size such as 512MB)") from None
         self._n = 0
+        self._texts: dict[str, tuple[TableFormat, list[str], str]] = {}  # CSV/TSV files read: format, columns, name
 
     def close(self) -> None:
         try:
@@ -93,6 +94,7 @@ class Engine(Closing):
             if not columns:
                 self.db.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT NULL::VARCHAR AS __empty WHERE false")
                 return fmt, [], {}
+            self._texts[file] = (fmt, columns, where)
             cols = "{" + ", ".join(f"{sql_text(c)}: 'VARCHAR'" for c in columns) + "}"
             src = (
                 f"read_csv({sql_text(file)}, header=true, auto_detect=false, columns={cols}, delim={sql_text(fmt.delimiter)}, "
@@ -114,7 +116,36 @@ class Engine(Closing):
         try:
             return self.db.execute(sql, params or [])
         except self.error as exc:
+            for file, (fmt, columns, name) in self._texts.items():
+                if file in str(exc):
+                    # The engine counts rows, not lines (a quoted cell may hold newlines): find the row again, by line.
+                    found = first_bad_row(file, fmt, columns)
+                    if found is not None:
+                        raise TableError(f"{name}: line {found[0]}: {found[1]}", "fix the file and commit it again") from None
             raise table_error(exc, where) from None
+
+
+def first_bad_row(file: str, fmt: TableFormat, columns: list[str]) -> tuple[int, str] | None:
+    """(line, what is wrong) of the first row of a CSV/TSV file that does not parse, streaming it; None if all do."""
+    tail = b""
+    base = 0
+    lines_before = 0  # newlines before ``base``
+    first = True
+    with open(file, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            data = tail + block
+            try:
+                spans, rest = split_rows(data, base, fmt, not block)
+                for sp in spans[1:] if first else spans:
+                    parse_row(data[sp.start - base : sp.end - base], fmt, columns, sp.start)
+            except RowProblem as exc:
+                return lines_before + data.count(b"\n", 0, exc.offset - base) + 1, exc.reason
+            first = first and not spans
+            lines_before += data.count(b"\n", 0, rest - base)
+            tail, base = data[rest - base :], rest
+            if not block:
+                return None
 
 
 def table_error(exc: BaseException, where: str) -> TableError:

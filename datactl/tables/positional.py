@@ -175,39 +175,66 @@ def _windows(sides: tuple[_Side, _Side]):
     sync = (0, 0)  # the last offsets known to be a row boundary with identical bytes after them on both sides
     ri = 0
     while ri < len(regions):
-        i1, i2, j1, j2 = regions[ri]
-        start = _window_start(sides, i1, j1, sync)
-        bufs = [a.read(a.chunk_at(start[0]), i2), b.read(b.chunk_at(start[1]), j2)]
-        bufs = [bufs[0][start[0] - a.starts[a.chunk_at(start[0])] :], bufs[1][start[1] - b.starts[b.chunk_at(start[1])] :]]
-        ka, kb = i2, j2  # next chunk to read on each side
-        while True:
-            at_eof = (ka >= len(a.ids), kb >= len(b.ids))
-            spans = [_split(sides[s], bufs[s], start[s], at_eof[s]) for s in (0, 1)]
-            end = _common_boundary(spans, (a.starts[ka], b.starts[kb]), (a.starts[i2], b.starts[j2]), at_eof, (a.size, b.size))
-            if end is not None:
-                break
-            nxt = regions[ri + 1] if ri + 1 < len(regions) else None
-            if nxt is not None and ka >= nxt[0]:
-                ri += 1  # the identical run ended before the sides met again: the next region joins this window
-                _, i2, _, j2 = nxt
-                bufs[0] += a.read(ka, i2)
-                bufs[1] += b.read(kb, j2)
-                ka, kb = i2, j2
-                continue
-            if not at_eof[0]:
-                bufs[0] += a.read(ka, ka + 1)
-                ka += 1
-            if not at_eof[1]:
-                bufs[1] += b.read(kb, kb + 1)
-                kb += 1
-        rows = []
-        for s in (0, 1):
-            rows.append([_Row(sp.start, bufs[s][sp.start - start[s] : sp.end - start[s]]) for sp in spans[s][0] if sp.start < end[s] and sp.start >= sides[s].header_end])
-        yield rows[0], rows[1]
+        i1, _, j1, _ = regions[ri]
+        start = _window_start(sides, i1, j1, regions[ri][1], sync)
+        try:
+            rows, end, last = _window(sides, regions, ri, start, checked=start == sync)
+        except (RowProblem, TableError):
+            if start == sync:
+                raise
+            rows, end, last = _window(sides, regions, ri, sync, checked=True)  # the guessed start was inside a quoted field
+        yield rows
         sync = end
-        ri += 1
+        ri = last + 1
         while ri < len(regions) and a.starts[regions[ri][1]] <= sync[0] and b.starts[regions[ri][3]] <= sync[1]:
             ri += 1  # regions already read by this window
+
+
+def _window(
+    sides: tuple[_Side, _Side], regions: list[tuple[int, int, int, int]], ri: int, start: tuple[int, int], checked: bool
+) -> tuple[tuple[list[_Row], list[_Row]], tuple[int, int], int]:
+    """The rows of both sides from ``start`` until they meet again after region ``ri`` (and any it runs into).
+
+    Returns (rows, where the sides met, the last region read). A window from a guessed start (``checked`` False)
+    raises RowProblem when a row does not parse, so that the caller starts again from a known boundary.
+    """
+    a, b = sides[0].chunks, sides[1].chunks
+    _, i2, _, j2 = regions[ri]
+    ca, cb = a.chunk_at(start[0]), b.chunk_at(start[1])
+    bufs = [a.read(ca, i2)[start[0] - a.starts[ca] :], b.read(cb, j2)[start[1] - b.starts[cb] :]]
+    ka, kb = i2, j2  # next chunk to read on each side
+    while True:
+        at_eof = (ka >= len(a.ids), kb >= len(b.ids))
+        if checked:
+            spans = [_split(sides[s], bufs[s], start[s], at_eof[s]) for s in (0, 1)]
+        else:
+            spans = [split_rows(bufs[s], start[s], sides[s].fmt, at_eof[s]) for s in (0, 1)]
+        end = _common_boundary(spans, (a.starts[ka], b.starts[kb]), (a.starts[i2], b.starts[j2]), at_eof, (a.size, b.size))
+        if end is not None:
+            break
+        nxt = regions[ri + 1] if ri + 1 < len(regions) else None
+        if nxt is not None and ka >= nxt[0]:
+            ri += 1  # the identical run ended before the sides met again: the next region joins this window
+            _, i2, _, j2 = nxt
+            bufs[0] += a.read(ka, i2)
+            bufs[1] += b.read(kb, j2)
+            ka, kb = i2, j2
+            continue
+        if not at_eof[0]:
+            bufs[0] += a.read(ka, ka + 1)
+            ka += 1
+        if not at_eof[1]:
+            bufs[1] += b.read(kb, kb + 1)
+            kb += 1
+    rows: list[list[_Row]] = []
+    for s in (0, 1):
+        side = sides[s]
+        kept = [_Row(sp.start, bufs[s][sp.start - start[s] : sp.end - start[s]]) for sp in spans[s][0] if side.header_end <= sp.start < end[s]]
+        if not checked and side.fmt.is_delimited:
+            for r in kept:
+                parse_row(r.raw, side.fmt, side.columns, r.at)
+        rows.append(kept)
+    return (rows[0], rows[1]), end, ri
 
 
 def _split(side: _Side, buf: bytes, base: int, at_eof: bool) -> tuple[list[Span], int]:
@@ -231,38 +258,46 @@ def _common_boundary(
     return (rel[0][common[0]], rel[1][common[0]]) if common else None
 
 
-def _window_start(sides: tuple[_Side, _Side], i1: int, j1: int, sync: tuple[int, int]) -> tuple[int, int]:
+def _window_start(sides: tuple[_Side, _Side], i1: int, j1: int, i2: int, sync: tuple[int, int]) -> tuple[int, int]:
     """Offsets on each side, in the identical bytes before chunks ``i1`` / ``j1``, where a row starts."""
     a, b = sides[0].chunks, sides[1].chunks
     if i1 == 0 or j1 == 0 or a.starts[i1] <= sync[0]:
         return sync
     shift = b.starts[j1] - a.starts[i1]  # identical bytes before the region: the same content at offsets shifted by this
+    region: bytes | None = None
     k = i1 - 1
     while k >= 0 and a.starts[k + 1] > sync[0]:
         lo = max(a.starts[k], sync[0])
         context = a.read(a.chunk_at(lo), i1)[lo - a.starts[a.chunk_at(lo)] :]
-        region_at = a.starts[i1] - lo
+        region_at = len(context)
         pos = 0
         for _ in range(START_TRIES):
             nl = context.find(b"\n", pos, region_at)
             if nl < 0:
                 break
             pos = nl + 1
-            if _plausible_start(sides[0], context[pos:region_at]):
+            if sides[0].fmt.is_delimited and b'"' not in context[pos:] and region is None:
+                region = a.read(i1, i2)  # where the first quote after the start may be (read again from the cache)
+            if _plausible_start(sides[0], context[pos:] + (region or b"")):
                 return lo + pos, lo + pos + shift
         k -= 1
     return sync
 
 
-def _plausible_start(side: _Side, context: bytes) -> bool:
-    """Whether rows parsed from the start of ``context`` (up to a window) all look right: JSON Lines always; CSV when
-    every complete row has the header's number of fields."""
-    if not side.fmt.is_delimited or b'"' not in context:
+def _plausible_start(side: _Side, data: bytes) -> bool:
+    """Whether rows can start at ``data[0]``: JSON Lines always; CSV when the first quote after it opens a field (a quote
+    that closes one means the start is inside a quoted field), and every complete row has the header's number of fields."""
+    if not side.fmt.is_delimited:
+        return True
+    q = data.find(b'"')
+    if q > 0 and data[q - 1 : q] not in (side.fmt.delimiter.encode(), b"\n", b"\r"):
+        return False
+    if q < 0:
         return True
     try:
-        spans, _ = split_rows(context, 0, side.fmt, False)
+        spans, _ = split_rows(data, 0, side.fmt, False)
         for sp in spans:
-            parse_row(context[sp.start : sp.end], side.fmt, side.columns, sp.start)
+            parse_row(data[sp.start : sp.end], side.fmt, side.columns, sp.start)
     except RowProblem:
         return False
     return True
