@@ -76,15 +76,15 @@ def print_stats_diff(diffs: list[StatsDiff]) -> None:
         rows = d.rows
         out.print(Text(d.path, style="bold") + Text(f": rows {rows[0] if rows[0] is not None else '-'} -> {rows[1] if rows[1] is not None else '-'}"))
         table = Table(box=None, header_style="bold", pad_edge=False)
-        for name in ("column", "nulls", "distinct", "mean", "top values"):
+        for name in ("column", "nulls", "distinct~", "mean"):
             table.add_column(name)
         for c in d.columns:
-            top = ""
-            if c.top[0] != c.top[1]:
-                top = f"{_top(c.top[0])} -> {_top(c.top[1])}"
             mean = "" if c.mean == (None, None) else f"{c.mean[0]} -> {c.mean[1]}"
-            table.add_row(c.name, f"{_percent(c.null_rate[0])} -> {_percent(c.null_rate[1])}", f"{c.distinct[0]} -> {c.distinct[1]}", mean, top)
+            table.add_row(c.name, f"{_percent(c.null_rate[0])} -> {_percent(c.null_rate[1])}", f"{c.distinct[0]} -> {c.distinct[1]}", mean)
         out.print(table)
+        for c in d.columns:  # the class balance of columns with few values
+            if c.top[0] != c.top[1]:
+                out.print(f"  {c.name} top values: {_top(c.top[0])} -> {_top(c.top[1])}")
 
 
 def _top(values: list[list[Any]]) -> str:
