@@ -22,7 +22,7 @@ import tempfile
 from typing import Any
 
 from datactl.core.closing import Closing
-from datactl.core.errors import TableError, UsageError
+from datactl.core.errors import DatactlError, TableError, UsageError
 from datactl.format.objects import TreeEntry
 from datactl.store.chunkedfile import ChunkedFile, ChunkSource
 from datactl.tables.formats import PARQUET, RowProblem, TableFormat, parse_fields, parse_row, split_rows, with_header_dialect
@@ -57,7 +57,9 @@ class Engine(Closing):
         self.dir = tempfile.mkdtemp(prefix="datactl-tables-", dir=temp_parent)
         limit = memory_limit or os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY
         try:
+            # A database file (not in memory), so that tables the engine builds are paged to disk, not only spilled joins.
             self.db = duckdb.connect(
+                os.path.join(self.dir, "engine.duckdb"),
                 config={"memory_limit": limit, "temp_directory": os.path.join(self.dir, "spill"), "preserve_insertion_order": False, "threads": 2}
             )
         except duckdb.Error as exc:
@@ -148,8 +150,13 @@ def first_bad_row(file: str, fmt: TableFormat, columns: list[str]) -> tuple[int,
                 return None
 
 
-def table_error(exc: BaseException, where: str) -> TableError:
+def table_error(exc: BaseException, where: str) -> DatactlError:
     text = str(exc)
+    if type(exc).__name__ == "OutOfMemoryException":
+        return DatactlError(
+            f"the table engine ran out of memory comparing {where}",
+            f"give it more: {MEMORY_ENV}=4GB (now {os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY}); it spills to the temporary folder beyond that",
+        )
     first = text.splitlines()[0] if text else type(exc).__name__
     first = re.sub(r"^[A-Za-z ]*Error: ", "", first)
     line = re.search(r"[Ll]ine:? (\d+)", text)
