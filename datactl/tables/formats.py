@@ -169,8 +169,3 @@ def format_fields(values: Sequence[Any], fmt: TableFormat) -> bytes:
 
 def format_object(values: dict[str, Any]) -> bytes:
     return json.dumps(values, ensure_ascii=False, separators=(", ", ": ")).encode("utf-8")
-
-
-def line_of(prefix_newlines: int) -> int:
-    """The 1-based line number of a row preceded by ``prefix_newlines`` newlines."""
-    return prefix_newlines + 1

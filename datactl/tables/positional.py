@@ -147,11 +147,11 @@ def positional_diff(
     result = TableDiff(path, fmt.name, POSITIONAL, old_columns=cols_a, new_columns=cols_b, old_size=a.size, new_size=b.size)
     result.schema = schema_changes(cols_a, cols_b)
     sides = (_Side(a, fmt_a, cols_a, end_a), _Side(b, fmt_b, cols_b, end_b))
-    compare = _comparer(fmt, cols_a, cols_b)
+    compare = RowKey.for_columns(fmt, cols_a, cols_b)
     changes: list[RowChange] = []
     for rows_a, rows_b in _windows(sides):
         _diff_rows(sides, rows_a, rows_b, compare, changes)
-    find_moves(changes, (lambda side, values: compare(side, b"", values)) if getattr(compare, "needs_values", False) else None)
+    find_moves(changes, compare.of_values)
     for c in changes:
         result.counts[c.kind] += 1
     changes.sort(key=lambda c: (c.new_at if c.new_at is not None else c.old_at or 0, c.old_at or 0))
@@ -306,20 +306,28 @@ def _plausible_start(side: _Side, data: bytes) -> bool:
 # -- rows -----------------------------------------------------------------------------------------------
 
 
-def _comparer(fmt: TableFormat, cols_a: list[str], cols_b: list[str]) -> Callable[[int, bytes, dict | None], Any]:
-    """What two rows are compared by: their bytes, or (CSV with a schema change) the values of the shared columns."""
-    if not fmt.is_delimited or cols_a == cols_b:
-        return lambda side, raw, values: raw
-    renames = column_renames(cols_a, cols_b)
-    shared_a = [c for c in cols_a if c in cols_b or c in renames]
-    shared_b = [renames.get(c, c) for c in shared_a]
+@dataclass(frozen=True)
+class RowKey:
+    """What two rows are compared by: their bytes, or (CSV with a schema change) the values of the columns both sides have."""
 
-    def key(side: int, raw: bytes, values: dict | None) -> Any:
-        assert values is not None
-        return tuple(values[c] for c in (shared_a if side == 0 else shared_b))
+    shared: tuple[tuple[str, ...], tuple[str, ...]] | None  # the shared columns by their old and new names
 
-    key.needs_values = True  # type: ignore[attr-defined]
-    return key
+    @classmethod
+    def for_columns(cls, fmt: TableFormat, cols_a: list[str], cols_b: list[str]) -> "RowKey":
+        if not fmt.is_delimited or cols_a == cols_b:
+            return cls(None)
+        renames = column_renames(cols_a, cols_b)
+        shared_a = tuple(c for c in cols_a if c in cols_b or c in renames)
+        return cls((shared_a, tuple(renames.get(c, c) for c in shared_a)))
+
+    def of(self, side: int, raw: bytes, values: dict[str, Any]) -> Any:
+        return raw if self.shared is None else tuple(values[c] for c in self.shared[side])
+
+    def of_values(self, side: int, values: dict[str, Any]) -> Any:
+        """The same, from values alone (moved rows are matched after parsing)."""
+        if self.shared is None:
+            return json.dumps(values, sort_keys=True, default=str)
+        return tuple(values.get(c) for c in self.shared[side])
 
 
 def _values(side: _Side, row: _Row) -> dict[str, Any]:
@@ -333,14 +341,13 @@ def _diff_rows(
     sides: tuple[_Side, _Side],
     rows_a: Sequence[_Row],
     rows_b: Sequence[_Row],
-    compare: Callable,
+    compare: RowKey,
     changes: list[RowChange],
 ) -> None:
-    needs_values = getattr(compare, "needs_values", False)
     vals_a = [_values(sides[0], r) for r in rows_a]
     vals_b = [_values(sides[1], r) for r in rows_b]
-    keys_a = [compare(0, r.raw, v if needs_values else None) for r, v in zip(rows_a, vals_a)]
-    keys_b = [compare(1, r.raw, v if needs_values else None) for r, v in zip(rows_b, vals_b)]
+    keys_a = [compare.of(0, r.raw, v) for r, v in zip(rows_a, vals_a)]
+    keys_b = [compare.of(1, r.raw, v) for r, v in zip(rows_b, vals_b)]
     renames = column_renames(sides[0].columns, sides[1].columns)
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, keys_a, keys_b, autojunk=False).get_opcodes():
         if tag == "equal":

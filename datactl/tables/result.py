@@ -83,10 +83,14 @@ class TableDiff:
             "bytes_read": self.bytes_read, "old_size": self.old_size, "new_size": self.new_size,
         }
 
+    def _columns(self) -> tuple[list[str], list[str]]:
+        """(every column, new ones first; the columns with a changed cell in some row)."""
+        columns = list(dict.fromkeys(self.new_columns + self.old_columns))
+        return columns, [c for c in columns if any(c in r.cells for r in self.rows)]
+
     def records(self) -> list[dict[str, Any]]:
         """The changes as flat records (what ``to_pandas`` and ``to_arrow`` hold)."""
-        columns = list(dict.fromkeys(self.new_columns + self.old_columns))
-        changed = [c for c in columns if any(c in r.cells for r in self.rows)]
+        columns, changed = self._columns()
         out = []
         for r in self.rows:
             values = r.new if r.new is not None else (r.old or {})
@@ -115,8 +119,7 @@ class TableDiff:
         return pa.table(arrays)
 
     def _frame_columns(self) -> list[str]:
-        columns = list(dict.fromkeys(self.new_columns + self.old_columns))
-        changed = [c for c in columns if any(c in r.cells for r in self.rows)]
+        columns, changed = self._columns()
         return ["_change", "_old_at", "_new_at", *columns, *(f"{c}:old" for c in changed)]
 
 
