@@ -91,8 +91,11 @@ def timed_json(cmd: list[str], cwd: Path, env: dict[str, str], peak: PeakRss | N
 
 
 def start_moto() -> tuple[object, str]:
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -126,10 +129,14 @@ def main() -> None:
         for cmd in (["add", "big.csv"], ["commit", "-m", "v2", "-t", "v2"]):
             run(DATACTL + cmd, ws, env).check_returncode()
 
-        table = []
+        table: list[list[str]] = []
+
+        def note(row: list[str]) -> None:
+            table.append(row)
+            print(" | ".join(row), flush=True)  # as it comes, so a late failure loses nothing
         local, local_s = timed_json(DATACTL + ["diff", "v1", "v2", "big.csv", "--json", "--limit", "0"], ws, env)
         assert local["counts"]["changed"] == args.edits, local["counts"]
-        table.append(["datactl diff (local store)", fmt_seconds(local_s), fmt_bytes(local["bytes_read"]), f"{local['bytes_read'] / size:.3%}"])
+        note(["datactl diff (local store)", fmt_seconds(local_s), fmt_bytes(local["bytes_read"]), f"{local['bytes_read'] / size:.3%}"])
         results["local"] = {"seconds": local_s, "bytes_read": local["bytes_read"], "file_bytes": size}
 
         t = time.perf_counter()
@@ -137,7 +144,7 @@ def main() -> None:
         pandas_s = time.perf_counter() - t
         changed = int(done.stdout.split()[0])
         assert changed == args.edits, done.stdout
-        table.append(["pandas read_csv x2 + compare", fmt_seconds(pandas_s), fmt_bytes(2 * size), "200%"])
+        note(["pandas read_csv x2 + compare", fmt_seconds(pandas_s), fmt_bytes(2 * size), "200%"])
         results["pandas"] = {"seconds": pandas_s}
 
         if not args.no_s3:
@@ -152,7 +159,7 @@ def main() -> None:
                 shutil.rmtree(ws / ".datactl" / "remotes", ignore_errors=True)  # a cold index cache: the diff syncs it
                 remote, remote_s = timed_json(DATACTL + ["diff", "v1", "v2", "big.csv", "--remote", "origin", "--json"], ws, s3env)
                 assert remote["counts"]["changed"] == args.edits
-                table.append(["datactl diff (S3, moto, in place)", fmt_seconds(remote_s), fmt_bytes(remote["bytes_read"]), f"{remote['bytes_read'] / size:.3%}"])
+                note(["datactl diff (S3, moto, in place)", fmt_seconds(remote_s), fmt_bytes(remote["bytes_read"]), f"{remote['bytes_read'] / size:.3%}"])
                 results["s3"] = {"seconds": remote_s, "bytes_read": remote["bytes_read"]}
             finally:
                 server.stop()  # type: ignore[attr-defined]
@@ -163,7 +170,7 @@ def main() -> None:
         keyed_cmd = ["bash", "-c", f"ulimit -v {limit_kib} && exec {' '.join(DATACTL)} diff v1 v2 big.csv --key id --json --limit 20"]
         keyed, keyed_s = timed_json(keyed_cmd, ws, keyed_env, peak)
         assert keyed["counts"]["changed"] == args.edits, keyed["counts"]
-        table.append([f"datactl diff --key id (ulimit -v {args.ulimit_mib} MiB)", fmt_seconds(keyed_s), "whole file", f"peak RSS {fmt_rss(peak.bytes)}"])
+        note([f"datactl diff --key id (ulimit -v {args.ulimit_mib} MiB)", fmt_seconds(keyed_s), "whole file", f"peak RSS {fmt_rss(peak.bytes)}"])
         results["keyed"] = {"seconds": keyed_s, "peak_rss": peak.bytes, "ulimit_mib": args.ulimit_mib, "engine_mib": args.engine_mib}
 
         print(f"\n{args.size_mib} MiB CSV ({rows:,} rows, {fmt_bytes(size)}), {args.edits} rows edited; load average {os.getloadavg()[0]:.2f}\n")

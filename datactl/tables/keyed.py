@@ -1,9 +1,10 @@
 """Keyed row diff (rows matched by key columns), and the positional diff of Parquet files, in the engine.
 
-A keyed diff is a full outer join of the two versions on the key, kept only
-where a side is missing or a shared column differs (``IS DISTINCT FROM``); the
-engine streams it and spills past its memory limit. Counts come from the
-whole join; only the first ``limit`` rows, in key order, are fetched.
+A keyed diff is a full outer join of the two versions' keys, each with a
+hash of the row's other shared columns, kept where a side is missing or the
+hashes differ; the engine streams it and spills past its memory limit. Counts
+come from the whole join; only the first ``limit`` changed rows, in key order,
+are fetched with their values.
 Parquet without a key is compared by position on a hash of each row
 (``file_row_number`` keeps the file's order), and only the rows around
 differences are fetched.
@@ -78,25 +79,29 @@ def keyed_diff(
     shared = [(c, renames.get(c, c)) for c in cols_a if (c in cols_b or c in renames) and c not in key]
     if not cols_a or not cols_b:
         return _one_sided(engine, result, "b" if cols_b else "a", cols_b or cols_a, key, where, limit)
+    # The join carries only the key and a hash of the other shared columns, so its memory is that of the keys; the
+    # values of the first ``limit`` changed rows are fetched afterwards.
     on = " AND ".join(f"o.{quote_name(k)} = n.{quote_name(k)}" for k in key)
-    differs = " OR ".join(f"o.{quote_name(ca)} IS DISTINCT FROM n.{quote_name(cb)}" for ca, cb in shared) or "false"
-    select = ", ".join(
-        ["CASE WHEN o.__in IS NULL THEN 'added' WHEN n.__in IS NULL THEN 'removed' ELSE 'changed' END AS __change"]
-        + [f"coalesce(o.{quote_name(k)}, n.{quote_name(k)}) AS k{i}" for i, k in enumerate(key)]
-        + [f"o.{quote_name(c)} AS o{i}" for i, c in enumerate(cols_a)]
-        + [f"n.{quote_name(c)} AS n{i}" for i, c in enumerate(cols_b)]
-    )
+    keys = ", ".join(quote_name(k) for k in key)
+    hash_a, hash_b = (_row_hash([pair[side] for pair in shared]) for side in (0, 1))
+    kinds = "CASE WHEN o.__in IS NULL THEN 'added' WHEN n.__in IS NULL THEN 'removed' ELSE 'changed' END"
+    picked = ", ".join(f"coalesce(o.{quote_name(k)}, n.{quote_name(k)}) AS {quote_name(k)}" for k in key)
     engine.run(
-        f"CREATE TEMP TABLE d AS SELECT {select} FROM (SELECT *, true AS __in FROM a) o FULL OUTER JOIN (SELECT *, true AS __in FROM b) n "
-        f"ON {on} WHERE o.__in IS NULL OR n.__in IS NULL OR {differs}",
+        f"CREATE TABLE d AS SELECT {kinds} AS __change, {picked} "
+        f"FROM (SELECT {keys}, {hash_a} AS __h, true AS __in FROM a) o FULL OUTER JOIN (SELECT {keys}, {hash_b} AS __h, true AS __in FROM b) n "
+        f"ON {on} WHERE o.__in IS NULL OR n.__in IS NULL OR o.__h != n.__h",
         f"{where[0]} and {where[1]}",
     )
     for kind, n in engine.db.execute("SELECT __change, count(*) FROM d GROUP BY ALL").fetchall():
         result.counts[kind] = n
-    order = ", ".join(f"k{i}" for i in range(len(key)))
-    cur = engine.db.execute(f"SELECT * FROM d ORDER BY {order}" + (f" LIMIT {int(limit) + 1}" if limit is not None else ""))
+    first = "SELECT * FROM d ORDER BY " + keys + (f" LIMIT {int(limit) + 1}" if limit is not None else "")
+    select = ", ".join(["f.__change", *(f"f.{quote_name(k)}" for k in key), *(f"o.{quote_name(c)}" for c in cols_a), *(f"n.{quote_name(c)}" for c in cols_b)])
+    sql = (
+        f"SELECT {select} FROM ({first}) f LEFT JOIN a o ON {' AND '.join(f'o.{quote_name(k)} = f.{quote_name(k)}' for k in key)} "
+        f"LEFT JOIN b n ON {' AND '.join(f'n.{quote_name(k)} = f.{quote_name(k)}' for k in key)} ORDER BY {', '.join(f'f.{quote_name(k)}' for k in key)}"
+    )
     back = {n: o for o, n in renames.items()}
-    for row in cur.fetchall():
+    for row in engine.run(sql, f"{where[0]} and {where[1]}").fetchall():
         kind, k = row[0], tuple(plain(v) for v in row[1 : 1 + len(key)])
         vo = dict(zip(cols_a, (plain(v) for v in row[1 + len(key) : 1 + len(key) + len(cols_a)])))
         vn = dict(zip(cols_b, (plain(v) for v in row[1 + len(key) + len(cols_a) :])))
@@ -110,6 +115,11 @@ def keyed_diff(
     engine.db.execute("DROP TABLE d")
     _cut(result, limit)
     return result
+
+
+def _row_hash(columns: list[str]) -> str:
+    """A 64-bit hash of a row's values in ``columns`` (two rows that differ hash alike with odds of 2^-64)."""
+    return "hash(" + ", ".join(quote_name(c) for c in columns) + ")" if columns else "0"
 
 
 def _one_sided(engine: Engine, result: TableDiff, view: str, columns: list[str], key: Sequence[str], where: tuple[str, str], limit: int | None) -> TableDiff:
