@@ -188,3 +188,20 @@ def test_positional_diff_accounts_for_every_row(tiny_store, case) -> None:
     if old_rows == new_rows:
         assert not d.changed
     reader.close()
+
+
+def test_stats_of_json_lines_and_parquet(cli: Cli, stats_ws) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root, _, _ = stats_ws
+    write(root / "more" / "r.jsonl", "".join(json.dumps({"k": i, "tag": "x" if i % 3 else None}) + "\n" for i in range(30)))
+    pq.write_table(pa.table({"k": list(range(10)), "f": [i / 4 for i in range(10)]}), root / "more" / "p.parquet")
+    with Workspace(str(root)) as ws:
+        ws.add([str(root / "more")])
+        v3 = ws.commit("v3")
+    tables = {t["path"]: t for t in json.loads(cli("stats", v3, "more", "--json", cwd=root).out)["tables"]}
+    j = {c["name"]: c for c in tables["more/r.jsonl"]["columns"]}
+    assert tables["more/r.jsonl"]["rows"] == 30 and j["tag"]["nulls"] == 10 and j["tag"]["top"] == [["x", 20]]
+    p = {c["name"]: c for c in tables["more/p.parquet"]["columns"]}
+    assert (p["f"]["type"], p["f"]["min"], p["f"]["max"], p["f"]["mean"]) == ("DOUBLE", 0.0, 2.25, 1.125)
