@@ -229,6 +229,11 @@ def conflict_table_path(path: str, fmt: TableFormat) -> str:
     return f"{path}.conflicts.{'jsonl' if fmt.name == 'jsonl' else 'tsv' if fmt.name == 'tsv' else 'csv'}"
 
 
+def is_conflict_table(path: str) -> bool:
+    """Whether ``path`` (a merge's sidecar) is a conflict table written by a row merge."""
+    return any(path.endswith(f".conflicts.{ext}") for ext in ("csv", "tsv", "jsonl"))
+
+
 def write_conflicts(merge: RowMerge, key: Sequence[str], path: str) -> None:
     """One row per side of each conflict (``_side`` first); keep one row per key, edit it, delete the other."""
     columns = merge.table.columns
