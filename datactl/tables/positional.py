@@ -9,11 +9,14 @@ identical bytes again. Rows are compared inside windows; a row removed in one
 place and added in another (in any window) is reported as moved.
 
 A row boundary before a window is found in identical bytes whose state
-(inside a quoted CSV field or not) is unknown: the first newline there is
-tried and checked by parsing the rows up to the window (every row must have
-the header's number of fields); a later newline, an earlier chunk, and in
-the end the last known boundary are tried when it fails. JSON Lines has no
-multi-line values, so any newline is a row boundary.
+(inside a quoted CSV field or not) is unknown: the newline nearest to the
+window is tried, and taken when the first quote after it opens a field (one
+that closes a field means the newline is inside a quoted cell) and the rows
+after it have the header's number of fields; earlier newlines, an earlier
+chunk, and in the end the last known boundary are tried when it fails, and a
+window whose changed rows do not parse is read again from that boundary.
+JSON Lines has no multi-line values, so any newline is a row boundary. Only
+rows that differ are parsed.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import bisect
 import difflib
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from datactl.core.errors import TableError
 from datactl.format.objects import TreeEntry
@@ -149,8 +152,8 @@ def positional_diff(
     sides = (_Side(a, fmt_a, cols_a, end_a), _Side(b, fmt_b, cols_b, end_b))
     compare = RowKey.for_columns(fmt, cols_a, cols_b)
     changes: list[RowChange] = []
-    for rows_a, rows_b in _windows(sides):
-        _diff_rows(sides, rows_a, rows_b, compare, changes)
+    for found in _windows(sides, lambda rows_a, rows_b: _diff_rows(sides, rows_a, rows_b, compare)):
+        changes.extend(found)
     find_moves(changes, compare.of_values)
     for c in changes:
         result.counts[c.kind] += 1
@@ -168,8 +171,11 @@ def _regions(a: FileChunks, b: FileChunks) -> list[tuple[int, int, int, int]]:
     return [(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in ops if tag != "equal"]
 
 
-def _windows(sides: tuple[_Side, _Side]):
-    """Yield (old rows, new rows) of each window around differing chunks, in file order."""
+def _windows(sides: tuple[_Side, _Side], diff_window: Callable[[list["_Row"], list["_Row"]], list[RowChange]]) -> Iterator[list[RowChange]]:
+    """Yield the changes ``diff_window(old rows, new rows)`` finds in each window around differing chunks, in file order.
+
+    A window from a guessed start whose changed rows do not parse is read again from the last known row boundary.
+    """
     a, b = sides[0].chunks, sides[1].chunks
     regions = _regions(a, b)
     sync = (0, 0)  # the last offsets known to be a row boundary with identical bytes after them on both sides
@@ -179,11 +185,13 @@ def _windows(sides: tuple[_Side, _Side]):
         start = _window_start(sides, i1, j1, regions[ri][1], sync)
         try:
             rows, end, last = _window(sides, regions, ri, start, checked=start == sync)
+            found = diff_window(*rows)
         except (RowProblem, TableError):
             if start == sync:
                 raise
             rows, end, last = _window(sides, regions, ri, sync, checked=True)  # the guessed start was inside a quoted field
-        yield rows
+            found = diff_window(*rows)
+        yield found
         sync = end
         ri = last + 1
         while ri < len(regions) and a.starts[regions[ri][1]] <= sync[0] and b.starts[regions[ri][3]] <= sync[1]:
@@ -226,14 +234,7 @@ def _window(
         if not at_eof[1]:
             bufs[1] += b.read(kb, kb + 1)
             kb += 1
-    rows: list[list[_Row]] = []
-    for s in (0, 1):
-        side = sides[s]
-        kept = [_Row(sp.start, bufs[s][sp.start - start[s] : sp.end - start[s]]) for sp in spans[s][0] if side.header_end <= sp.start < end[s]]
-        if not checked and side.fmt.is_delimited:
-            for r in kept:
-                parse_row(r.raw, side.fmt, side.columns, r.at)
-        rows.append(kept)
+    rows = [[_Row(sp.start, bufs[s][sp.start - start[s] : sp.end - start[s]]) for sp in spans[s][0] if sides[s].header_end <= sp.start < end[s]] for s in (0, 1)]
     return (rows[0], rows[1]), end, ri
 
 
@@ -269,12 +270,13 @@ def _window_start(sides: tuple[_Side, _Side], i1: int, j1: int, i2: int, sync: t
     while k >= 0 and a.starts[k + 1] > sync[0]:
         lo = max(a.starts[k], sync[0])
         context = a.read(a.chunk_at(lo), i1)[lo - a.starts[a.chunk_at(lo)] :]
-        region_at = len(context)
-        pos = 0
+        # The newlines of chunk k, the nearest to the region first (the less to read and parse).
+        upto = a.starts[k + 1] - lo
         for _ in range(START_TRIES):
-            nl = context.find(b"\n", pos, region_at)
+            nl = context.rfind(b"\n", 0, upto)
             if nl < 0:
                 break
+            upto = nl
             pos = nl + 1
             if sides[0].fmt.is_delimited and b'"' not in context[pos:] and region is None:
                 region = a.read(i1, i2)  # where the first quote after the start may be (read again from the cache)
@@ -337,31 +339,32 @@ def _values(side: _Side, row: _Row) -> dict[str, Any]:
         raise side.chunks.problem(exc) from None
 
 
-def _diff_rows(
-    sides: tuple[_Side, _Side],
-    rows_a: Sequence[_Row],
-    rows_b: Sequence[_Row],
-    compare: RowKey,
-    changes: list[RowChange],
-) -> None:
-    vals_a = [_values(sides[0], r) for r in rows_a]
-    vals_b = [_values(sides[1], r) for r in rows_b]
-    keys_a = [compare.of(0, r.raw, v) for r, v in zip(rows_a, vals_a)]
-    keys_b = [compare.of(1, r.raw, v) for r, v in zip(rows_b, vals_b)]
+def _diff_rows(sides: tuple[_Side, _Side], rows_a: Sequence[_Row], rows_b: Sequence[_Row], compare: RowKey) -> list[RowChange]:
+    """The changes between one window's rows; only rows that differ are parsed (unless the schema changed)."""
+    values: list[dict[int, dict[str, Any]]] = [{}, {}]
+
+    def vals(s: int, rows: Sequence[_Row], i: int) -> dict[str, Any]:
+        got = values[s].get(i)
+        if got is None:
+            got = values[s][i] = _values(sides[s], rows[i])
+        return got
+
+    keys_a = [compare.of(0, r.raw, vals(0, rows_a, i) if compare.shared else {}) for i, r in enumerate(rows_a)]
+    keys_b = [compare.of(1, r.raw, vals(1, rows_b, i) if compare.shared else {}) for i, r in enumerate(rows_b)]
     renames = column_renames(sides[0].columns, sides[1].columns)
+    changes: list[RowChange] = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, keys_a, keys_b, autojunk=False).get_opcodes():
         if tag == "equal":
             continue
         paired = min(i2 - i1, j2 - j1) if tag == "replace" else 0
         for k in range(paired):
-            old, new = vals_a[i1 + k], vals_b[j1 + k]
+            old, new = vals(0, rows_a, i1 + k), vals(1, rows_b, j1 + k)
             cells = _changed_cells(old, new, renames)
             if cells:
                 changes.append(RowChange(CHANGED, rows_a[i1 + k].at, rows_b[j1 + k].at, old, new, cells))
-        for k in range(i1 + paired, i2):
-            changes.append(RowChange(REMOVED, rows_a[k].at, None, vals_a[k], None))
-        for k in range(j1 + paired, j2):
-            changes.append(RowChange(ADDED, None, rows_b[k].at, None, vals_b[k]))
+        changes.extend(RowChange(REMOVED, rows_a[k].at, None, vals(0, rows_a, k), None) for k in range(i1 + paired, i2))
+        changes.extend(RowChange(ADDED, None, rows_b[k].at, None, vals(1, rows_b, k)) for k in range(j1 + paired, j2))
+    return changes
 
 
 def _changed_cells(old: dict[str, Any], new: dict[str, Any], renames: dict[str, str]) -> tuple[str, ...]:
