@@ -11,9 +11,11 @@ spread over it are edited (same row count) and committed again. Then:
   the file data it read, against the file's size;
 * the pandas baseline: ``read_csv`` of both versions and a row-by-row compare
   (the versions as files on disk: no store read counted), and the ratio;
-* ``datactl diff v1 v2 big.csv --key id`` under ``ulimit -v`` (``--ulimit-mib``)
-  with the engine's memory limit set below it (``DATACTL_TABLES_MEMORY``): it
-  completes, spilling to disk; its peak RSS is printed.
+* ``datactl diff v1 v2 big.csv --key id`` under ``ulimit -v`` (``--ulimit-mib``,
+  default 1.5 GiB: less than the two versions' 2 GiB) with the engine's memory
+  limit set below it (``DATACTL_TABLES_MEMORY``) and ``MALLOC_ARENA_MAX=2`` (an
+  address-space limit otherwise counts glibc's per-thread arena reservations):
+  it completes, spilling to disk; its peak RSS is printed.
 
 Usage::
 
@@ -165,7 +167,8 @@ def main() -> None:
                 server.stop()  # type: ignore[attr-defined]
 
         limit_kib = args.ulimit_mib * 1024
-        keyed_env = {**env, "DATACTL_TABLES_MEMORY": f"{args.engine_mib}MB"}
+        # ulimit -v bounds address space, not memory: glibc reserves 64 MiB of it per thread arena, so arenas are capped.
+        keyed_env = {**env, "DATACTL_TABLES_MEMORY": f"{args.engine_mib}MB", "MALLOC_ARENA_MAX": "2"}
         peak = PeakRss()
         keyed_cmd = ["bash", "-c", f"ulimit -v {limit_kib} && exec {' '.join(DATACTL)} diff v1 v2 big.csv --key id --json --limit 20"]
         keyed, keyed_s = timed_json(keyed_cmd, ws, keyed_env, peak)

@@ -65,6 +65,7 @@ class Engine(Closing):
         except duckdb.Error as exc:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise UsageError(f"cannot start the table engine: {exc}", f"check {MEMORY_ENV} (a size such as 512MB)") from None
+        self.db.execute("SET enable_progress_bar = false")  # it would print into a command's output
         self._n = 0
         self._texts: dict[str, tuple[TableFormat, list[str], str]] = {}  # CSV/TSV files read: format, columns, name
 
