@@ -2,7 +2,7 @@
 
 One workspace with small chunks (1 KiB on average, so every table spans many
 chunks) is built once for the module; each test commits the versions it
-compares. About 6 s in all.
+compares. About 4 s in all.
 """
 
 from __future__ import annotations
