@@ -104,12 +104,13 @@ def split_rows(buf: bytes | memoryview, base: int, fmt: TableFormat, at_eof: boo
     if not fmt.is_delimited or QUOTE not in data:
         # No quotes: every newline ends a row (the common case, without a step per line in Python).
         last = data.rfind(b"\n") + 1
-        offset = 0
+        offset = base
+        crlf = b"\r" in data
         for line in data[:last].split(b"\n")[:-1] if last else ():
-            end = offset + len(line) - (1 if line.endswith(b"\r") else 0)
-            if end > offset:
-                spans.append(Span(base + offset, base + end))
-            offset += len(line) + 1
+            size = len(line)
+            if size and not (crlf and size == 1 and line == b"\r"):
+                spans.append(Span(offset, offset + size - (1 if crlf and line.endswith(b"\r") else 0)))
+            offset += size + 1
         row_start = pos = last
     while pos < n:
         nl = data.find(b"\n", pos)
