@@ -145,8 +145,8 @@ def positional_diff(
     """
     a = FileChunks(source, old, where[0])
     b = FileChunks(source, new, where[1])
-    cols_a, end_a, head_a, fmt_a = read_header(a, fmt)
-    cols_b, end_b, head_b, fmt_b = read_header(b, fmt)
+    cols_a, end_a, _, fmt_a = read_header(a, fmt)
+    cols_b, end_b, _, fmt_b = read_header(b, fmt)
     result = TableDiff(path, fmt.name, POSITIONAL, old_columns=cols_a, new_columns=cols_b, old_size=a.size, new_size=b.size)
     result.schema = schema_changes(cols_a, cols_b)
     sides = (_Side(a, fmt_a, cols_a, end_a), _Side(b, fmt_b, cols_b, end_b))
