@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-from datactl.core.errors import TableError
+from datactl.core.errors import CorruptObject, TableError
 from datactl.format.objects import TreeEntry
 from datactl.store.chunkedfile import ChunkSource
+from datactl.store.reader import ObjectReader
 from datactl.tables.formats import RowProblem, Span, TableFormat, parse_fields, parse_row, split_rows, with_header_dialect
 from datactl.tables.result import ADDED, CHANGED, MOVED, POSITIONAL, REMOVED, RowChange, TableDiff, column_renames, schema_changes
 
@@ -45,12 +47,11 @@ class FileChunks:
         self.where = where
         self.size = entry.size if entry is not None else 0  # no such file in that version: no rows
         self.ids: list[str] = list(source.chunk_ids(entry)) if entry is not None and entry.size else []
-        self.starts: list[int] = []
-        offset = 0
-        for cid in self.ids:
-            self.starts.append(offset)
-            offset += source.raw_size(cid)
-        self.starts.append(offset)
+        # A store's reader looks every chunk's size up at once; another source one by one.
+        sizes = source.raw_sizes(self.ids) if isinstance(source, ObjectReader) else [source.raw_size(cid) for cid in self.ids]
+        self.starts: list[int] = [0, *itertools.accumulate(sizes)]
+        if self.starts[-1] != self.size:
+            raise CorruptObject(f"{where}: its chunks hold {self.starts[-1]} bytes, the tree records {self.size}")
 
     def read(self, lo: int, hi: int) -> bytes:
         """The bytes of chunks [lo, hi), fetched together (each verified against its id by the reader)."""
