@@ -212,6 +212,7 @@ def render() -> str:
         "a `hint:` line (what to do); no command prints a traceback unless `DATACTL_DEBUG=1` is set.",
         "What each command leaves behind when it fails half-way (a crash, a full disk, damaged data), and what it",
         "trusts and checks, is in [security.md](security.md).",
+        "Row-level diffs of tables (`diff A B PATH`, `--rows`, `--key`), `stats` and row merges are explained in [tables.md](tables.md).",
         "",
         "## Exit codes",
         "",

@@ -19,7 +19,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, overload
 
 from datactl.api.location import Location, open_location, resolve_any, resolve_version
 from datactl.core.author import default_author
@@ -47,6 +47,8 @@ from datactl.store.ingest import FileIngest, StoredFile
 from datactl.store.sourcerecord import SOURCE_JOBS, record_sources, source_targets
 from datactl.store.trees import build_tree, lookup_path
 from datactl.store.walk import walk_files
+from datactl.tables.diff import diff_table
+from datactl.tables.result import TableDiff
 
 
 @dataclass(frozen=True)
@@ -300,12 +302,32 @@ class Dataset(Closing):
 
     # -- relations ----------------------------------------------------------------------
 
-    def diff(self, other: "Dataset | str") -> DiffResult:
-        """Changes from ``other`` (a Dataset or commit id in the same store) to this version."""
+    @overload
+    def diff(self, other: "Dataset | str") -> DiffResult: ...
+
+    @overload
+    def diff(self, other: "Dataset | str", path: str, *, key: Sequence[str] | None = None, limit: int | None = None) -> TableDiff: ...
+
+    def diff(self, other: "Dataset | str", path: str | None = None, *, key: Sequence[str] | None = None, limit: int | None = None) -> DiffResult | TableDiff:
+        """Changes from ``other`` (a Dataset or commit id in the same store) to this version.
+
+        With ``path`` (a CSV, TSV, JSON Lines or Parquet file), the rows of that table added, removed, changed and
+        moved: matched by ``key`` columns, or by position (docs/tables.md). ``.to_pandas()`` / ``.to_arrow()`` give
+        the changes as a frame.
+        """
         other_id = other.id if isinstance(other, Dataset) else other
         other_commit = self._loc.store.read_commit(other_id)
-        prefetch_trees(self._loc.store, other_commit.tree)
-        return diff_trees(self._loc.store, other_commit.tree, self._tree())  # type: ignore[arg-type]
+        if path is None:
+            prefetch_trees(self._loc.store, other_commit.tree)
+            return diff_trees(self._loc.store, other_commit.tree, self._tree())  # type: ignore[arg-type]
+        path = path.strip("/")
+        store = self._loc.store
+        old, new = (lookup_path(store, tree, path) for tree in (other_commit.tree, self._commit.tree))  # type: ignore[arg-type]
+        if (old is None or old.kind != FILE) and (new is None or new.kind != FILE):
+            raise FileNotFoundError(f"{path} is not a file in {other_id[:12]} or {self.id[:12]}")
+        where = (f"{path} in {other_id[:12]}", f"{path} in {self.id[:12]}")
+        return diff_table(store, path, old if old is not None and old.kind == FILE else None, new if new is not None and new.kind == FILE else None,  # type: ignore[arg-type]
+                          key=key, limit=limit, where=where)
 
     def lineage(self, direction: str = "up", depth: int | None = None) -> LineageGraph:
         """Versions this one derives from (``up``), that derive from it (``down``), or ``both``.

@@ -17,7 +17,7 @@ import typer
 import typer.main
 
 from datactl import __version__
-from datactl.cli import cache, ci, lineage, quickstart, remotes, ui, upkeep, workspace
+from datactl.cli import cache, ci, lineage, quickstart, remotes, tables, ui, upkeep, workspace
 from datactl.cli.errors import EXIT_INTERRUPTED, describe
 from datactl.cli.output import err, out
 from datactl.cli.usage import name_parameters
@@ -50,7 +50,7 @@ def _root(
 
 
 # The order here is the order of `datactl --help` and docs/cli.md.
-for group in (workspace, remotes, quickstart, cache, lineage, ci, upkeep, ui):
+for group in (workspace, tables, remotes, quickstart, cache, lineage, ci, upkeep, ui):
     group.register(app)
 
 

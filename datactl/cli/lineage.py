@@ -112,9 +112,16 @@ def _print_merge(result) -> None:
             f"merge of {result.theirs[:12]} into {result.ours[:12]}: {_paths(result.updated)} merged and staged, "
             f"{len(result.conflicts)} conflict(s); nothing committed"
         )
+        from datactl.tables.rowmerge import is_conflict_table
+
+        rows = False
         for c in result.conflicts:
-            extra = f" (theirs in {c.sidecar})" if c.sidecar else ""
+            table = bool(c.sidecar) and is_conflict_table(c.sidecar)
+            rows = rows or table
+            extra = f" (both sides' rows in {c.sidecar})" if table else f" (theirs in {c.sidecar})" if c.sidecar else ""
             out.print(f"  CONFLICT {c.path}: {c.reason}{extra}")
+        if rows:
+            out.print("resolve rows: in each conflict table keep one row per key (edit it if needed), then `datactl merge --continue`")
         out.print("resolve: put the content you want at each path, `datactl add` it, then `datactl merge --continue` (or `--abort`)")
 
 

@@ -357,6 +357,11 @@ def ls_(
 def diff(
     ref_a: Optional[str] = typer.Argument(None, help="Old version (default HEAD)."),
     ref_b: Optional[str] = typer.Argument(None, help="New version (default: the files in the workspace)."),
+    path: Optional[str] = typer.Argument(None, help="A table (CSV, TSV, JSON Lines, Parquet): show its rows added, removed, changed and moved."),
+    rows: bool = typer.Option(False, "--rows", help="Also show the row diff of every table that changed."),
+    key: Optional[str] = typer.Option(None, "--key", help="Match rows by these columns (COL[,COL]); default: [tables.\"PATH\"] key in datactl.toml, else by position."),
+    limit: int = typer.Option(50, "--limit", help="Show at most N changed rows per table (0: all)."),
+    table_stats: bool = typer.Option(False, "--stats", help="How each changed table's statistics moved: rows, null rates, distinct counts, means, top values."),
     stat: bool = typer.Option(False, "--stat", help="Only the summary."),
     name_only: bool = typer.Option(False, "--name-only", help="Only the paths that changed, one a line."),
     name_status: bool = typer.Option(False, "--name-status", help="The paths that changed with A, D, M or R (renamed: old and new path), tab-separated."),
@@ -372,9 +377,16 @@ def diff(
     fmt: Optional[str] = typer.Option(None, "--format", help="Report the limits as junit or github (annotations); json is --json."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the --format limits report to this file."),
 ) -> None:
-    """Show files added, removed, modified and renamed between two versions (or a version and the workspace)."""
+    """Show files added, removed, modified and renamed between two versions (or a version and the workspace).
+
+    With PATH, or --rows, the rows of tables (docs/tables.md); with --stats, how their statistics moved.
+    """
     from datactl.api.checks import diff_versions
     from datactl.cli.ci import drift_limits, gate_drift
+
+    if path is not None or rows or table_stats:
+        _diff_tables(ref_a, ref_b, path, rows, key, limit, table_stats, json_, exit_code, remote)
+        return
 
     limits = drift_limits(
         changed_files=max_changed_files, added=max_added, removed=max_removed, modified=max_modified,
@@ -403,6 +415,50 @@ def diff(
         show(d.result)
     if exit_code and d.result.changes:
         raise typer.Exit(EXIT_FAILURE)
+
+
+def _diff_tables(
+    ref_a: str | None, ref_b: str | None, path: str | None, rows: bool, key: str | None, limit: int, stats: bool, json_: bool, exit_code: bool, remote: str | None
+) -> None:
+    """``diff A B PATH``, ``diff A B --rows`` and ``diff A B --stats``."""
+    from datactl.api import tables
+    from datactl.cli.tables import print_stats_diff, print_table_diff
+
+    if ref_a is None or ref_b is None:
+        raise UsageError("a row or statistics diff compares two versions: datactl diff A B [PATH]", "name both versions, e.g. datactl diff HEAD~1 HEAD labels.csv")
+    if limit < 0:
+        raise UsageError(f"--limit must be 0 (all) or more, not {limit}")
+    columns = [c.strip() for c in key.split(",") if c.strip()] if key else None
+    if key is not None and path is None:
+        raise UsageError("--key goes with one table: datactl diff A B PATH --key COL[,COL]", 'for --rows, set each table\'s key in datactl.toml: [tables."PATH"] key = ["COL"]')
+    if stats:
+        moved = tables.diff_table_stats(ref_a, ref_b, path or "", remote=remote)
+        if json_:
+            emit_json([d.to_dict() for d in moved])
+        else:
+            print_stats_diff(moved)
+        if exit_code and moved:
+            raise typer.Exit(EXIT_FAILURE)
+        return
+    if path is not None:
+        diffs = [tables.diff_table_versions(ref_a, ref_b, path, key=columns, limit=limit or None, remote=remote)]
+    else:
+        diffs = tables.diff_changed_tables(ref_a, ref_b, limit=limit or None, remote=remote)
+    if json_:
+        emit_json(diffs[0].to_dict() if path is not None else [d.to_dict() for d in diffs])
+    else:
+        if path is None:
+            print_diff(diff_versions_for_rows(ref_a, ref_b, remote), stat=False)
+        for d in diffs:
+            print_table_diff(d)
+    if exit_code and any(d.changed for d in diffs):
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def diff_versions_for_rows(ref_a: str, ref_b: str, remote: str | None) -> DiffResult:
+    from datactl.api.checks import diff_versions
+
+    return diff_versions(ref_a, ref_b, remote=remote).result
 
 
 # -- checkout / tag -------------------------------------------------------------------
@@ -517,4 +573,3 @@ def register(app: typer.Typer) -> None:
     app.command()(checkout)
     app.command()(tag)
     app.command("du")(du)
-    app.command("stats", help="Same as du.")(du)

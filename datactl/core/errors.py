@@ -111,6 +111,10 @@ class ValidationFailed(DatactlError):
         self.exit_code = report.exit_code or EXIT_FAILURE
 
 
+class TableError(DatactlError):
+    """A table cannot be read as its format (a malformed row, a key that is not unique), named with its file and line."""
+
+
 class DatabaseDamaged(DatactlError):
     """A local SQLite database (a workspace's object index or stage) is damaged, or missing where it must exist."""
 

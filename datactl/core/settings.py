@@ -74,3 +74,19 @@ def edit_settings(root: str, change) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(tomlkit.dumps(doc))
     os.replace(tmp, path)
+
+
+def table_keys(settings: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """``[tables."PATH"] key = ["COL", ...]``: the columns that identify a row of each table (row diffs and merges)."""
+    section = settings.get("tables", {})
+    if not isinstance(section, dict):
+        raise UsageError("[tables] in datactl.toml must be a table of paths", 'write it as [tables."labels.csv"] key = ["id"]')
+    keys: dict[str, tuple[str, ...]] = {}
+    for path, table in section.items():
+        key = table.get("key") if isinstance(table, dict) else None
+        if isinstance(key, str):
+            key = [key]
+        if not isinstance(key, list) or not key or not all(isinstance(k, str) and k for k in key):
+            raise UsageError(f'[tables."{path}"] in datactl.toml needs key = ["COLUMN", ...]', f'for example: [tables."{path}"] key = ["id"]')
+        keys[path.strip("/")] = tuple(key)
+    return keys

@@ -23,6 +23,7 @@ A workspace::
     .datactl/index.db       the object index of that store (SQLite, rebuildable)
     .datactl/stage.db       staging table, stat cache and HEAD
     .datactl/remotes/       local caches of remote stores' indexes
+    .datactl/tables/        table statistics cached by file digest (datactl/tables/stats.py)
     .datactl/lock           held by commands that change the workspace
 """
 
@@ -170,6 +171,10 @@ class WorkspaceLayout:
     @property
     def remotes_dir(self) -> str:
         return os.path.join(self.dotdir, "remotes")
+
+    @property
+    def tables_dir(self) -> str:
+        return os.path.join(self.dotdir, "tables")
 
     @property
     def lock_file(self) -> str:

@@ -87,6 +87,10 @@ class ObjectReader:
     def raw_size(self, oid: str) -> int:
         return self.locate(oid).entry.raw_len
 
+    def raw_sizes(self, oids: Sequence[str]) -> list[int]:
+        """The uncompressed size of each id, looked up together (a file's chunk layout without one query per chunk)."""
+        return [entry.raw_len for _, entry in self._locations(oids)]
+
     def _locations(self, oids: Iterable[str]) -> list[Location]:
         """Where each id is, looked up together; an id the index lacks goes through ``locate`` (which may raise)."""
         wanted = list(oids)

@@ -13,6 +13,11 @@ compares both sides with it, path by path:
 Whole folders that one side left alone are taken from the other side without
 being opened, so a merge costs what changed, not the dataset's size.
 
+A file changed on both sides that is a table with a key configured in
+datactl.toml (``[tables."labels.csv"] key = ["path"]``) is merged row by row
+first (``datactl.workspace.tablemerge``); only rows changed differently on
+both sides remain, in an editable conflict table.
+
 Without conflicts the merge is committed at once (parents: our head, then
 theirs). With conflicts nothing is committed: every non-conflicting change is
 applied to the workspace and staged, each conflicting file keeps our content,
@@ -46,6 +51,7 @@ from datactl.store.trees import lookup_path, write_tree
 from datactl.store.walk import walk_changes
 from datactl.workspace.checkout import prune_empty_dirs, write_entry
 from datactl.workspace.stage import StageRow
+from datactl.workspace.tablemerge import apply_table_resolutions, drop_conflict_tables, merge_table_conflicts, write_table_merges
 from datactl.workspace.workspace import Workspace
 
 STRATEGIES = ("ours", "theirs")
@@ -311,9 +317,16 @@ def merge(
     for path, _old, new in updates:
         if new is not None:
             check_not_workspace_file(path, label)
+    conflicts, table_merges = merge_table_conflicts(
+        ws, conflicts, lambda p: (_lookup(ws.repo, base_tree, p), _lookup(ws.repo, ours_tree, p), _lookup(ws.repo, tc.tree, p)),
+        (f"the merge base {base[:12]}" if base else "the merge base (none)", f"ours ({ours[:12]})", label), lambda es: _ensure_local(ws, es, remote),
+    )
     sidecars: list[tuple[str, str, TreeEntry]] = []  # (conflict path, sidecar path, their entry)
     final_conflicts: list[Conflict] = []
     for c in conflicts:
+        if c.sidecar is not None:  # a table merged by rows: its conflict table is the sidecar
+            final_conflicts.append(c)
+            continue
         te = _lookup(ws.repo, tc.tree, c.path)
         side = c.path + SIDECAR_SUFFIX
         if te is not None and ws.in_scope(c.path) and not os.path.lexists(ws.disk.abs_path(side)) and ws.stage.get(side) is None:
@@ -335,6 +348,9 @@ def merge(
         n = _apply(ws, updates, progress)
         for _, side, te in sidecars:
             write_entry(ws.repo, ws.root, side, replace(te, name=side.rsplit("/", 1)[-1]), progress)
+    tables = write_table_merges(ws, table_merges)
+    if tables:
+        ws.stage.set_meta("merge", json.dumps({**state, "tables": tables}))
     result = MergeResult(CONFLICTS if final_conflicts else MERGED, ours, theirs, base, None, final_conflicts, n, resolved)
     if not final_conflicts:
         result.commit = ws.commit(msg, allow_empty=True)
@@ -408,6 +424,7 @@ def merge_continue(ws: Workspace, message: str | None = None) -> MergeResult:
             f"{ws.name} moved to {current[:12] if current else 'nothing'} since the merge started",
             "abort the merge with `datactl merge --abort` and merge again",
         )
+    apply_table_resolutions(ws, state.get("tables", {}))
     st = ws.status()
     if st.unstaged:
         changed = ", ".join(c.path for c in st.unstaged[:10])
@@ -425,6 +442,7 @@ def merge_abort(ws: Workspace, progress: ProgressReporter | None = None) -> Merg
         raise UsageError("no merge in progress")
     ws.checkout(state["ours"], force=True, progress=progress)
     _drop_sidecars(ws, state)
+    drop_conflict_tables(ws, state.get("tables", {}))
     ws.stage.set_meta("merge", None)
     ws.stage.set_meta("merge_head", None)
     return MergeResult("aborted", state["ours"], state["theirs"], state["base"])
