@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 from datactl.core.errors import CorruptObject, DatactlError
 from datactl.core.ids import ID_BYTES, new_hasher, object_id
@@ -18,6 +18,12 @@ from datactl.store.sourceread import iter_source_bytes
 # Files with more chunks than this list them in a CHUNKLIST object, so a tree
 # stays small however large its files are.
 INLINE_CHUNKS = 256
+# Files up to this size are restored from chunks read ahead in batches of up to this many bytes or files.
+READ_AHEAD_FILE = 1 << 20
+READ_AHEAD_BYTES = 8 << 20
+READ_AHEAD_FILES = 1_000
+
+T = TypeVar("T")
 
 ProgressFn = Callable[[int], None]
 
@@ -99,12 +105,12 @@ def chunk_ids_of(repo: Repository, entry: TreeEntry) -> list[str] | tuple[str, .
     return entry.chunks
 
 
-def iter_file_bytes(repo: Repository, entry: TreeEntry, where: str) -> Iterator[bytes]:
+def iter_file_bytes(repo: Repository, entry: TreeEntry, where: str, chunks: Mapping[str, bytes] | None = None) -> Iterator[bytes]:
     """Yield a file's verified bytes chunk by chunk; the whole-file digest is checked at the end.
 
     A mismatch raises CorruptObject before the last piece is handed out, so a
     caller that writes to a temp file and renames on success never publishes
-    bad data.
+    bad data. ``chunks``: the file's chunks already read (``read_ahead``).
     """
     assert entry.kind == FILE
     if entry.is_external:
@@ -113,7 +119,8 @@ def iter_file_bytes(repo: Repository, entry: TreeEntry, where: str) -> Iterator[
     whole = new_hasher()
     size = 0
     pending: bytes | None = None
-    for data in repo.read_many(chunk_ids_of(repo, entry)):
+    ids = chunk_ids_of(repo, entry)
+    for data in (chunks[oid] for oid in ids) if chunks is not None else repo.read_many(ids):
         if pending is not None:
             yield pending
         whole.update(data)
@@ -128,7 +135,39 @@ def iter_file_bytes(repo: Repository, entry: TreeEntry, where: str) -> Iterator[
         yield pending
 
 
-def write_new_file(repo: Repository, entry: TreeEntry, path: str, where: str, progress: ProgressFn | None = None) -> None:
+def read_ahead(repo: Repository, items: Iterable[T], entry_of: Callable[[T], TreeEntry | None]) -> Iterator[tuple[T, Mapping[str, bytes] | None]]:
+    """``items`` in order, each with its file's chunks when it is a small stored file: those are read in batches
+    of up to a thousand files (a few coalesced reads each), not file by file; other items get None and stream."""
+    batch: list[T] = []
+    ids: list[str] = []
+    held = 0
+    for item in items:
+        entry = entry_of(item)
+        if entry is not None and entry.kind == FILE and not entry.is_external and entry.chunklist is None and entry.size <= READ_AHEAD_FILE:
+            batch.append(item)
+            ids.extend(entry.chunks)
+            held += entry.size
+            if held >= READ_AHEAD_BYTES or len(batch) >= READ_AHEAD_FILES:
+                yield from _with_chunks(repo, batch, ids)
+                batch, ids, held = [], [], 0
+            continue
+        if batch:
+            yield from _with_chunks(repo, batch, ids)
+            batch, ids, held = [], [], 0
+        yield item, None
+    if batch:
+        yield from _with_chunks(repo, batch, ids)
+
+
+def _with_chunks(repo: Repository, batch: list[T], ids: list[str]) -> Iterator[tuple[T, Mapping[str, bytes]]]:
+    got = repo.read_batch(ids)  # every object hashed against its id as it is read
+    for item in batch:
+        yield item, got
+
+
+def write_new_file(
+    repo: Repository, entry: TreeEntry, path: str, where: str, progress: ProgressFn | None = None, chunks: Mapping[str, bytes] | None = None
+) -> None:
     """Write ``entry``'s verified bytes, with its mode, to a new file at ``path``; on failure nothing is left there.
 
     A file or link already at ``path`` (a temp name left by a killed run) is
@@ -139,7 +178,7 @@ def write_new_file(repo: Repository, entry: TreeEntry, path: str, where: str, pr
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with open(fd, "wb") as f:
-            for data in iter_file_bytes(repo, entry, where):
+            for data in iter_file_bytes(repo, entry, where, chunks):
                 f.write(data)
                 if progress:
                     progress(len(data))

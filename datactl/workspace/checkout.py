@@ -19,21 +19,23 @@ finishes the job.
 
 from __future__ import annotations
 
+import collections
 import os
 import stat
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 from datactl.core.crashpoints import crash_point
 from datactl.core.dirs import make_dirs, walk_folder
 from datactl.core.errors import LocalChanges, PathNotFound, UnsafePath
-from datactl.core.progress import ProgressReporter
+from datactl.core.progress import NullProgress, ProgressReporter
 from datactl.core.safepath import check_rel_path, temp_name
 from datactl.core.settings import check_not_workspace_file
 from datactl.core.sortedmerge import merge_by_path
 from datactl.format.objects import DIR, FILE, SYMLINK, TreeEntry
-from datactl.store.filedata import write_new_file
+from datactl.store.filedata import read_ahead, write_new_file
 from datactl.store.repository import Repository
 from datactl.store.trees import lookup_path
 from datactl.store.walk import walk_changes, walk_files
@@ -43,6 +45,9 @@ from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info, same_c
 
 # Stage rows of written files are saved in batches of this many.
 ROW_BATCH = 1_000
+# A clone's small files are written by this many threads, with at most this many files in flight.
+WRITERS = 4
+WRITE_WINDOW = 256
 
 
 @dataclass
@@ -251,7 +256,10 @@ def _temp_folder(root: str, path: str, leaving: set[str]) -> tuple[str, str]:
     return current, parts[-1]
 
 
-def prepare_entry(repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter, leaving: set[str], taken: set[str]) -> Prepared:
+def prepare_entry(
+    repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter, leaving: set[str], taken: set[str],
+    chunks: Mapping[str, bytes] | None = None,
+) -> Prepared:
     """Write one file or symlink of a version, verified, under a temporary name; nothing is created at ``path`` yet."""
     folder, rest = _temp_folder(root, path, leaving)
     tmp = os.path.join(folder, temp_name(rest.replace("/", "%")))
@@ -265,7 +273,7 @@ def prepare_entry(repo: Repository, root: str, path: str, entry: TreeEntry, prog
             os.unlink(tmp)
         os.symlink(entry.target or "", tmp)
     else:
-        write_new_file(repo, entry, tmp, path, progress.advance)
+        write_new_file(repo, entry, tmp, path, progress.advance, chunks)
     return Prepared(path, entry, tmp)
 
 
@@ -296,18 +304,18 @@ def prepare_all(repo: Repository, root: str, writes: list[tuple[str, TreeEntry]]
     prepared: list[Prepared] = []
     taken: set[str] = set()
     try:
-        for path, entry in writes:
-            prepared.append(prepare_entry(repo, root, path, entry, progress, leaving, taken))
+        for (path, entry), chunks in read_ahead(repo, writes, lambda item: item[1]):
+            prepared.append(prepare_entry(repo, root, path, entry, progress, leaving, taken, chunks))
     except BaseException:
         discard(prepared)
         raise
     return prepared
 
 
-def write_entry(repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter) -> StatInfo:
+def write_entry(repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter, chunks: Mapping[str, bytes] | None = None) -> StatInfo:
     """Write one file or symlink of a version at ``path`` (verified, through a temp name); return its stat."""
     check_rel_path(path)
-    p = prepare_entry(repo, root, path, entry, progress, set(), set())
+    p = prepare_entry(repo, root, path, entry, progress, set(), set(), chunks)
     try:
         return place_entry(root, p)
     except BaseException:
@@ -393,22 +401,43 @@ def apply_fresh(
     There is nothing to lose, so each file is placed as soon as it is written
     and verified, and its stage row saved with the next batch; until the end
     the stage says which version is being checked out, and checking it out
-    again finishes the job.
+    again finishes the job. Small files are written from chunks read ahead in
+    batches, by ``WRITERS`` threads (creating, writing and renaming a file are
+    system calls, which run outside the GIL); large ones stream in this thread.
     """
     result = CheckoutResult(commit_id)
     stage.set_meta("checkout", commit_id)
     rows: list[StageRow] = []
-    for path, entry in walk_files(repo, tree_id):
-        if not in_scope(path):
-            rows.append(StageRow(path, entry, None, head_info(entry)))
-        else:
-            crash_point("checkout-placing")
-            rows.append(StageRow(path, entry, write_entry(repo, disk.root, path, entry, progress), head_info(entry)))
-            result.written += 1
-            result.bytes_written += entry.size
-        if len(rows) >= ROW_BATCH:
-            stage.write(rows)
-            rows = []
+    window: collections.deque[tuple[str, TreeEntry, Future[StatInfo] | StatInfo | None]] = collections.deque()
+
+    def settle(keep: int) -> None:
+        while len(window) > keep:
+            path, entry, written = window.popleft()
+            st = written.result() if isinstance(written, Future) else written
+            rows.append(StageRow(path, entry, st, head_info(entry)))
+            if st is not None:
+                result.written += 1
+                result.bytes_written += entry.size
+                if isinstance(written, Future):
+                    progress.advance(entry.size)
+            if len(rows) >= ROW_BATCH:
+                stage.write(rows)
+                rows.clear()
+
+    quiet = NullProgress()
+    with ThreadPoolExecutor(WRITERS) as pool:
+        wanted = ((path, entry) for path, entry in walk_files(repo, tree_id))
+        for (path, entry), chunks in read_ahead(repo, wanted, lambda item: item[1] if in_scope(item[0]) else None):
+            written: Future[StatInfo] | StatInfo | None = None
+            if in_scope(path):
+                crash_point("checkout-placing")
+                if chunks is not None or entry.kind == SYMLINK:
+                    written = pool.submit(write_entry, repo, disk.root, path, entry, quiet, chunks)
+                else:
+                    written = write_entry(repo, disk.root, path, entry, progress)
+            window.append((path, entry, written))
+            settle(WRITE_WINDOW)
+        settle(0)
     stage.finish_checkout(rows, commit_id, scope)
     return result
 

@@ -15,7 +15,7 @@ from datactl.core.errors import DatactlError
 from datactl.format.objects import FILE, TreeEntry
 from datactl.format.storeconfig import ChunkerParams, StoreConfig
 from datactl.store.chunker import Chunker
-from datactl.store.filedata import iter_file_bytes, store_file
+from datactl.store.filedata import iter_file_bytes, read_ahead, store_file
 from datactl.store.index import ObjectIndex
 from datactl.store.ingest import SMALL_FILE, FileIngest, StoredFile
 from datactl.store.repository import Repository, read_store_config, write_store_config
@@ -122,3 +122,27 @@ def test_a_file_gone_before_it_is_read_is_a_clear_error(tmp_path: Path) -> None:
                 ingest.drain()
     finally:
         repo.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.none(), st.binary(max_size=3_000), st.just(b"x" * 70_000)), max_size=30))
+def test_read_ahead_hands_each_small_file_its_chunks_in_order(tiny_repo: Repository, tmp_path: Path, contents: list[bytes | None]) -> None:
+    # Restoring reads small files' chunks in batches; every item comes back in order, and the bytes restore exactly.
+    items: list[tuple[int, TreeEntry | None]] = []
+    for i, data in enumerate(contents):
+        if data is None:
+            items.append((i, None))  # not a file to restore (out of a sparse scope, say)
+            continue
+        path = tmp_path / f"f{i}"
+        path.write_bytes(data)
+        content = store_file(tiny_repo, Chunker(TINY), str(path))
+        items.append((i, TreeEntry(f"f{i}", FILE, 0o644, content.size, content.digest, content.chunks, content.chunklist)))
+    tiny_repo.flush()
+    out = list(read_ahead(tiny_repo, items, lambda item: item[1]))
+    assert [item for item, _ in out] == items
+    for (i, entry), chunks in out:
+        if entry is None or entry.chunklist is not None:  # over 256 chunks: listed in a chunk list, and streamed
+            assert chunks is None
+        else:
+            assert chunks is not None
+            assert b"".join(iter_file_bytes(tiny_repo, entry, entry.name, chunks)) == contents[i]
