@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from ui_data import UiStore, build_workspace, publish_store
 
 from servers import new_s3_bucket
+from ui.ui_data import UiStore, build_workspace, publish_store
 
 pytest.importorskip("starlette")
 pytest.importorskip("jinja2")

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from ui_data import HOSTILE_FILE, HOSTILE_PATH, HTML_CELL, UiStore, open_session
+
+from ui.ui_data import HOSTILE_FILE, HOSTILE_PATH, HTML_CELL, UiStore, open_session
 
 CHROMIUM = os.environ.get("DATACTL_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -13,10 +13,10 @@ from typing import Iterator
 
 import pytest
 from starlette.testclient import TestClient
-from ui_data import HOSTILE_FILE, HOSTILE_PATH, HTML_CELL, UiStore, open_session
 
 from datactl.ui import pages
 from datactl.ui.app import create_app
+from ui.ui_data import HOSTILE_FILE, HOSTILE_PATH, HTML_CELL, UiStore, open_session
 
 
 def _client(store: UiStore) -> Iterator[TestClient]:
