@@ -5,11 +5,12 @@ Walking every path of a tree is ``datactl.store.walk.walk_files``.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Iterable
+from typing import Callable, Iterable
 
 from datactl.core.errors import UsageError
-from datactl.format.objects import DIR, Tree, TreeEntry
+from datactl.format.objects import DIR, Tree, TreeEntry, decode_tree
 from datactl.format.pack import ObjectType
 from datactl.store.repository import Repository
 
@@ -130,3 +131,26 @@ def lookup_path(repo: Repository, tree_id: str, path: str) -> TreeEntry | None:
             return None
         current = found
     return current
+
+
+class DecodedTrees:
+    """Trees decoded and checked, the most recently used kept up to ``max_entries`` entries in all: a tree never
+    changes, and decoding a folder of many files costs far more than reading its bytes again. Not thread-safe."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._trees: OrderedDict[str, Tree] = OrderedDict()
+        self._entries = 0
+        self._max_entries = max_entries
+
+    def get(self, oid: str, read: Callable[[str], bytes]) -> Tree:
+        """The tree ``oid``, decoded from ``read(oid)`` unless it is kept."""
+        tree = self._trees.get(oid)
+        if tree is not None:
+            self._trees.move_to_end(oid)
+            return tree
+        tree = decode_tree(oid, read(oid))
+        self._trees[oid] = tree
+        self._entries += len(tree.entries)
+        while self._entries > self._max_entries and len(self._trees) > 1:
+            self._entries -= len(self._trees.popitem(last=False)[1].entries)
+        return tree

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Iterable, Iterator
@@ -37,7 +36,7 @@ from datactl.store.packread import META_GAP
 from datactl.store.reader import ObjectReader
 from datactl.store.refs import DatasetInfo
 from datactl.store.source import CHUNK_CACHE_BYTES
-from datactl.store.trees import lookup_path
+from datactl.store.trees import DecodedTrees, lookup_path
 from datactl.store.walk import walk_files
 from datactl.upkeep.verify import StoreVerifyReport, verify_remote
 from datactl.validation import ValidationReport
@@ -68,9 +67,7 @@ class CachedObjects:
     def __init__(self, reader: ObjectReader, tree_entries: int = DECODED_TREE_ENTRIES) -> None:
         self.reader = reader
         # Decoded trees too: a folder of 100,000 files is one object that takes seconds to decode and check.
-        self._trees: OrderedDict[str, Tree] = OrderedDict()
-        self._tree_entries = 0
-        self._tree_budget = tree_entries
+        self._trees = DecodedTrees(tree_entries)
 
     def read(self, oid: str) -> bytes:
         raw = self.reader.cached(oid)
@@ -86,10 +83,7 @@ class CachedObjects:
         return decode_commit(oid, self.read(oid))
 
     def read_tree(self, oid: str) -> Tree:
-        tree = self._trees.get(oid)
-        if tree is not None:
-            self._trees.move_to_end(oid)
-            return tree
+        return self._trees.get(oid, self.read)
         tree = decode_tree(oid, self.read(oid))
         self._trees[oid] = tree
         self._tree_entries += len(tree.entries)
