@@ -12,7 +12,7 @@ from rich.text import Text
 from datactl.cli.options import JSON_OPT
 from datactl.cli.output import RichProgress, emit_json, err, out
 from datactl.core.errors import EXIT_FAILURE, BelowShallowCut, PathNotFound, UnknownRef, UsageError
-from datactl.core.units import human_bytes
+from datactl.core.units import human_bytes, parse_fraction
 
 if TYPE_CHECKING:
     from datactl.store.diff import DiffResult
@@ -362,6 +362,9 @@ def diff(
     key: Optional[str] = typer.Option(None, "--key", help="Match rows by these columns (COL[,COL]); default: [tables.\"PATH\"] key in datactl.toml, else by position."),
     limit: int = typer.Option(50, "--limit", help="Show at most N changed rows per table (0: all)."),
     table_stats: bool = typer.Option(False, "--stats", help="How each changed table's statistics moved: rows, null rates, distinct counts, means, top values."),
+    max_null_rate_change: Optional[str] = typer.Option(
+        None, "--max-null-rate-change", help="With --stats: fail (exit 1) if a column's share of nulls moved by more than this (2% or 0.02)."
+    ),
     stat: bool = typer.Option(False, "--stat", help="Only the summary."),
     name_only: bool = typer.Option(False, "--name-only", help="Only the paths that changed, one a line."),
     name_status: bool = typer.Option(False, "--name-status", help="The paths that changed with A, D, M or R (renamed: old and new path), tab-separated."),
@@ -384,8 +387,10 @@ def diff(
     from datactl.api.checks import diff_versions
     from datactl.cli.ci import drift_limits, gate_drift
 
+    if max_null_rate_change is not None and not table_stats:
+        raise UsageError("--max-null-rate-change goes with --stats", "datactl diff A B --stats --max-null-rate-change 2%")
     if path is not None or rows or table_stats:
-        _diff_tables(ref_a, ref_b, path, rows, key, limit, table_stats, json_, exit_code, remote)
+        _diff_tables(ref_a, ref_b, path, rows, key, limit, table_stats, json_, exit_code, remote, max_null_rate_change)
         return
 
     limits = drift_limits(
@@ -418,11 +423,13 @@ def diff(
 
 
 def _diff_tables(
-    ref_a: str | None, ref_b: str | None, path: str | None, rows: bool, key: str | None, limit: int, stats: bool, json_: bool, exit_code: bool, remote: str | None
+    ref_a: str | None, ref_b: str | None, path: str | None, rows: bool, key: str | None, limit: int, stats: bool, json_: bool, exit_code: bool, remote: str | None,
+    max_null_rate_change: str | None = None,
 ) -> None:
     """``diff A B PATH``, ``diff A B --rows`` and ``diff A B --stats``."""
     from datactl.api import tables
     from datactl.cli.tables import print_stats_diff, print_table_diff
+    from datactl.tables.stats import null_rate_breaches
 
     if ref_a is None or ref_b is None:
         raise UsageError("a row or statistics diff compares two versions: datactl diff A B [PATH]", "name both versions, e.g. datactl diff HEAD~1 HEAD labels.csv")
@@ -432,12 +439,21 @@ def _diff_tables(
     if key is not None and path is None:
         raise UsageError("--key goes with one table: datactl diff A B PATH --key COL[,COL]", 'for --rows, set each table\'s key in datactl.toml: [tables."PATH"] key = ["COL"]')
     if stats:
+        null_limit = None
+        if max_null_rate_change is not None:
+            try:
+                null_limit = parse_fraction(max_null_rate_change)
+            except ValueError:
+                raise UsageError(f"--max-null-rate-change {max_null_rate_change!r} is not a share like 2% or 0.02") from None
         moved = tables.diff_table_stats(ref_a, ref_b, path or "", remote=remote)
+        breaches = null_rate_breaches(moved, null_limit) if null_limit is not None else []
         if json_:
-            emit_json([d.to_dict() for d in moved])
+            emit_json([d.to_dict() for d in moved] if null_limit is None else {"tables": [d.to_dict() for d in moved], "breaches": breaches})
         else:
             print_stats_diff(moved)
-        if exit_code and moved:
+            for line in breaches:
+                out.print(f"limit exceeded: {line}", markup=False, highlight=False)
+        if breaches or (exit_code and moved and null_limit is None):
             raise typer.Exit(EXIT_FAILURE)
         return
     if path is not None:

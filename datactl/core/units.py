@@ -28,6 +28,20 @@ def parse_size(text: str | int) -> int:
         raise UsageError(f"cannot read size {text!r}", "write it like 500MB, 20GiB or 1000000") from None
 
 
+def parse_fraction(text: str | float | int) -> float:
+    """A share written as a fraction (``0.05``) or a percentage (``"5%"``), between 0 and 1; ValueError otherwise."""
+    if isinstance(text, bool):
+        raise ValueError(f"{text!r} is not a fraction")
+    if isinstance(text, str):
+        raw = text.strip()
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    else:
+        value = float(text)
+    if not 0 <= value <= 1:  # NaN fails this too
+        raise ValueError(f"{text!r} is not between 0 and 1 (0% and 100%)")
+    return value
+
+
 def human_bytes(n: float) -> str:
     """1536 -> '1.5 KiB'."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

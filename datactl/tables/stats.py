@@ -193,6 +193,17 @@ class StatsDiff:
         }
 
 
+def null_rate_breaches(moved: list[StatsDiff], limit: float) -> list[str]:
+    """Each column of a table in both versions whose share of nulls moved by more than ``limit`` (a fraction), described."""
+    found = []
+    for d in moved:
+        for c in d.columns:
+            old, new = c.null_rate
+            if old is not None and new is not None and abs(new - old) > limit:
+                found.append(f"{d.path}: column {c.name!r} nulls {old:.2%} -> {new:.2%}, moved {abs(new - old):.2%}; limit {limit:.2%}")
+    return found
+
+
 def compare_stats(path: str, old: TableStats | None, new: TableStats | None) -> StatsDiff:
     names = list(dict.fromkeys([c.name for c in (new.columns if new else [])] + [c.name for c in (old.columns if old else [])]))
     moves = []

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, ClassVar, Iterable
 import pathspec
 
 from datactl.core.errors import UsageError
-from datactl.core.units import parse_size
+from datactl.core.units import parse_fraction, parse_size
 from datactl.store.source import SourceEntry
 
 MISSING = object()
@@ -84,14 +84,10 @@ class Options:
         v = self.raw(key, default)
         if v is None:
             return None
-        if isinstance(v, str) and v.strip().endswith("%"):
-            try:
-                v = float(v.strip()[:-1]) / 100
-            except ValueError:
-                raise self.error(f"{key} = {v!r} is not a percentage") from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
-            raise self.error(f"{key} must be a fraction between 0 and 1 (or a percentage like \"5%\")")
-        return float(v)
+        try:
+            return parse_fraction(v)
+        except (TypeError, ValueError):
+            raise self.error(f"{key} must be a fraction between 0 and 1 (or a percentage like \"5%\")") from None
 
     def size(self, key: str, default: Any = MISSING) -> int | None:
         v = self.raw(key, default)

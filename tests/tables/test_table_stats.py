@@ -90,6 +90,21 @@ def test_diff_stats_shows_how_the_numbers_moved(cli: Cli, stats_ws) -> None:
     assert "comment" in shown and "10.0% -> 20.0%" in shown and "cat:75, dog:25 -> dog:75, cat:25" in shown
 
 
+def test_diff_stats_gates_on_how_far_a_null_rate_moved(cli: Cli, stats_ws) -> None:
+    # The comment column's nulls went from 10% to 20% of the rows: a 10-point move.
+    root, v1, v2 = stats_ws
+    r = cli("diff", v1, v2, "--stats", "--max-null-rate-change", "5%", ok=False, cwd=root)
+    assert r.code == 1 and "limit exceeded: train.csv: column 'comment' nulls 10.00% -> 20.00%, moved 10.00%; limit 5.00%" in r.out
+    gate = json.loads(cli("diff", v1, v2, "--stats", "--max-null-rate-change", "0.05", "--json", ok=False, cwd=root).out)
+    assert [b.split(":")[0] for b in gate["breaches"]] == ["train.csv"] and gate["tables"][0]["path"] == "train.csv"
+    assert cli("diff", v1, v2, "--stats", "--max-null-rate-change", "15%", cwd=root).code == 0
+    for bad in ("lots", "150%"):
+        r = cli("diff", v1, v2, "--stats", "--max-null-rate-change", bad, ok=False, cwd=root)
+        assert r.code == 2 and "--max-null-rate-change" in r.err
+    r = cli("diff", v1, v2, "--max-null-rate-change", "5%", ok=False, cwd=root)
+    assert r.code == 2 and "goes with --stats" in r.err
+
+
 def test_row_diff_on_an_s3_remote_reads_only_changed_chunks(cli: Cli, tmp_path: Path, s3_server: str) -> None:
     from servers import new_s3_bucket
 
