@@ -233,7 +233,9 @@ class LineageIndex:
         nodes, unresolved = self.walk_missing(view, roots, source)
         return nodes, tags, unresolved
 
-    def walk_missing(self, view: LineageView, roots: Iterable[str], source: CommitSource | None) -> tuple[list[Node], set[str]]:
+    def walk_missing(
+        self, view: LineageView, roots: Iterable[str], source: CommitSource | None, *, fresh: bool = False
+    ) -> tuple[list[Node], set[str]]:
         """Nodes for ``roots`` and the history they reach that ``view`` does not know, read from ``source``.
 
         History is followed through parents. An input is not followed: if the
@@ -241,10 +243,14 @@ class LineageIndex:
         knows of it; its own history belongs to its dataset, which a ref
         reaches, here or in another store). Returns the nodes and the roots
         or parents that could not be read.
+
+        ``fresh``: the roots were just published, so they are not looked up (learning that a new commit is
+        unknown reads every segment); one recorded twice is harmless, as a view keeps one node per id.
         """
+        roots = list(roots)
         found: dict[str, Node] = {}
         missing: set[str] = set()
-        known = _Known(view)
+        known = _Known(view, set(roots) if fresh else set())
         if source is None:
             return [], {c for c in dict.fromkeys(roots) if c not in known}
         before = source.commits_read
@@ -294,7 +300,7 @@ class LineageIndex:
         view = _NewestFirst(segs, self._segment)
         new = LineageView()
         if local is not None:
-            nodes, _ = self.walk_missing(view, commits, local)
+            nodes, _ = self.walk_missing(view, commits, local, fresh=True)
             for n in nodes:
                 new.add(n)
         # From here to the swap of HEAD must stay well inside REF_CHECK_MARGIN. HEAD's time is listed
@@ -539,13 +545,14 @@ class _NewestFirst(LineageView):
 
 
 class _Known:
-    """The commits a view holds with their history: where a catch-up walk stops."""
+    """The commits a view holds with their history: where a catch-up walk stops (``fresh`` ones are taken as unknown)."""
 
-    def __init__(self, view: LineageView) -> None:
+    def __init__(self, view: LineageView, fresh: set[str]) -> None:
         self._view = view
+        self._fresh = fresh
 
     def __contains__(self, cid: object) -> bool:
-        return isinstance(cid, str) and self._view.knows(cid)
+        return isinstance(cid, str) and cid not in self._fresh and self._view.knows(cid)
 
 
 def _write_cache(path: str, data: bytes) -> None:

@@ -105,11 +105,12 @@ class _Overlay(LineageView):
         self._extra = extra
         self.tag_map = {**base.tag_map, **extra.tag_map}
 
+    # The extra view first: it is in memory, where the base may read stored segments to answer.
     def knows(self, cid: str) -> bool:
-        return self._base.knows(cid) or self._extra.knows(cid)
+        return self._extra.knows(cid) or self._base.knows(cid)
 
     def __contains__(self, cid: object) -> bool:
-        return cid in self._base or cid in self._extra
+        return cid in self._extra or cid in self._base
 
     def has_tag(self, record: TagRecord) -> bool:
         key = (record.name, record.tag)

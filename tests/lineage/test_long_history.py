@@ -14,6 +14,8 @@ import pytest
 
 from conftest import Cli, build_chain, write
 from datactl.format.pack import ObjectType
+from datactl.lineage.commits import StoreCommits
+from datactl.lineage.index import LineageIndex
 from datactl.workspace.workspace import Workspace
 
 VERSIONS = 5_000
@@ -82,3 +84,21 @@ def test_merge_on_a_long_chain(cli: Cli, ws_dir: Path, chain: list[str]) -> None
     assert (ws_dir / "a.txt").read_bytes() == b"last\n"
     parents = json.loads(cli("log", "-n", "1", "--json").out)[0]["parents"]
     assert parents == [side, chain[-1]]
+
+
+def test_recording_a_commit_reads_the_newest_segments_not_the_whole_index(ws_dir: Path, chain: list[str]) -> None:
+    # A commit costs the same at any length: learning that a new commit is unknown must not read every segment.
+    with Workspace.open(str(ws_dir)) as ws:
+        for n in range(3):  # a few commits after the long chain, each indexed in a segment of its own
+            write(ws_dir / "a.txt", f"after the chain {n}\n")
+            ws.add([str(ws_dir)])
+            ws.commit(f"after {n}")
+        tip = ws.repo.read_commit(ws.head)
+        new = ws.repo.put(ObjectType.COMMIT, dataclasses.replace(tip, parents=(ws.head,), message="not indexed yet").encode())
+        ws.repo.flush()
+        ws.repo.refs.update(ws.head_ref, new, expected=ws.head)
+        index = LineageIndex(ws.repo.backend, StoreCommits(ws.repo.objects))
+        segments = len(index.read_head()[1])
+        index.stats.index_objects_read = 0
+        assert index.record([new]).nodes == 1
+        assert segments >= 5 and index.stats.index_objects_read <= 3  # HEAD, and the segment holding the parent
