@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 import stat
@@ -25,7 +26,8 @@ from storage_backends.base import (
     validate_key,
 )
 
-# A lock file older than this is taken to belong to a crashed writer.
+# Where flock is not supported (some network mounts), a lock file older than this is taken to belong to a
+# crashed writer; elsewhere a dead writer's lock is known dead at once.
 STALE_LOCK_SECONDS = 60.0
 LOCK_WAIT_SECONDS = 30.0
 
@@ -40,6 +42,48 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     except OSError:
         pass
+    finally:
+        os.close(fd)
+
+
+def _try_flock(fd: int) -> bool | None:
+    """True when the exclusive flock is ours, False when another process holds it, None when flock is not supported here."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+    return True
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
+
+
+def _remove_if_abandoned(lock: str) -> None:
+    """Remove ``lock`` when the writer that made it is gone: nobody holds its flock (or, without flock, it is old)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        held = _try_flock(fd)
+        if held is None:
+            abandoned = time.time() - os.fstat(fd).st_mtime > STALE_LOCK_SECONDS
+        else:
+            # Holding its flock, the file is ours to judge; it may have been released and replaced meanwhile.
+            abandoned = held and _same_file(fd, lock)
+        if abandoned:
+            try:
+                os.unlink(lock)
+            except FileNotFoundError:
+                pass
     finally:
         os.close(fd)
 
@@ -232,38 +276,47 @@ class LocalBackend(Backend):
             return None
         return Versioned(data=data, token=data)
 
-    def _acquire(self, lock: str) -> None:
-        # O_EXCL create is atomic on local file systems and on NFSv3+.
+    def _acquire(self, lock: str) -> int:
+        """Hold ``lock`` and return its descriptor: a file made with O_EXCL and flock'ed while held.
+
+        O_EXCL is atomic on local file systems and on NFSv3+. The flock is what
+        tells a live holder from a dead one: the kernel lets go of it when a
+        writer is killed, so the next writer takes over at once instead of
+        waiting for the file to grow old.
+        """
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         os.makedirs(os.path.dirname(lock), exist_ok=True)
         while True:
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                os.close(fd)
-                return
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
             except FileExistsError:
-                try:
-                    age = time.time() - os.stat(lock).st_mtime
-                except FileNotFoundError:
-                    continue
-                if age > STALE_LOCK_SECONDS:
-                    try:
-                        os.unlink(lock)
-                    except FileNotFoundError:
-                        pass
-                    continue
+                _remove_if_abandoned(lock)
                 if time.monotonic() > deadline:
                     raise BackendError(
                         f"{lock} is held by another writer; if no datactl process is running, delete that file"
-                    )
+                    ) from None
                 time.sleep(0.005)
+                continue
+            held = _try_flock(fd)
+            # A waiter may have taken this file for abandoned between our create and our flock: then it is
+            # gone (or replaced) by the time we hold it, and we start over.
+            if held is False or (held and not _same_file(fd, lock)):
+                os.close(fd)
+                continue
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+
+    def _release(self, lock: str, fd: int) -> None:
+        try:
+            os.unlink(lock)  # before the flock goes, so a waiter never takes over a file still in use
+        finally:
+            os.close(fd)
 
     def compare_and_swap(self, key: str, data: bytes | None, expected: Versioned | None) -> bool:
         final = self._path(key)
         lock = final + ".lock"
         try:
-            self._acquire(lock)
+            fd = self._acquire(lock)
             try:
                 current = self.get_versioned(key)
                 cur = None if current is None else current.data
@@ -277,6 +330,6 @@ class LocalBackend(Backend):
                     self._publish(self._write_tmp(final, data), final, replace=True)
                 return True
             finally:
-                os.unlink(lock)
+                self._release(lock, fd)
         except OSError as exc:
             raise self._wrap(exc, key) from exc
