@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import collections
+import itertools
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -12,12 +14,26 @@ R = TypeVar("R")
 def parallel_map(fn: Callable[[T], R], items: Iterable[T], jobs: int, name: str = "datactl") -> Iterator[R]:
     """``fn`` over ``items``, at most ``jobs`` at a time, results in the items' order.
 
-    One item (or one job) runs on the calling thread: a thread costs more than
-    it saves then. The first exception is raised when its result is reached.
+    Items are taken as results are consumed, at most ``2 x jobs`` ahead of the
+    consumer, so a long stream of items (or large results) is never all in
+    memory. One item (or one job) runs on the calling thread: a thread costs
+    more than it saves then. The first exception is raised when its result is
+    reached; items not started by then are not run.
     """
-    todo = list(items)
-    if len(todo) <= 1 or jobs <= 1:
-        yield from map(fn, todo)
+    it = iter(items)
+    head = list(itertools.islice(it, 2))
+    if len(head) <= 1 or jobs <= 1:
+        yield from map(fn, itertools.chain(head, it))
         return
-    with ThreadPoolExecutor(max_workers=min(jobs, len(todo)), thread_name_prefix=name) as pool:
-        yield from pool.map(fn, todo)
+    window: collections.deque[Future[R]] = collections.deque()
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix=name) as pool:
+        try:
+            for item in itertools.chain(head, it):
+                window.append(pool.submit(fn, item))
+                if len(window) > 2 * jobs:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for future in window:
+                future.cancel()
