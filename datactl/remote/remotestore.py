@@ -12,6 +12,7 @@ import os
 from datactl.core.closing import Closing
 from datactl.core.errors import CorruptObject, StoreFormatError, StoreNotFound, StoreNotListable
 from datactl.core.ids import object_id
+from datactl.core.parallel import parallel_map
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import PACKS_PREFIX, key_name
 from datactl.format.storeconfig import StoreConfig
@@ -87,12 +88,11 @@ class RemoteStore(Closing):
             self.forget_index()
             known = set()
         n = 0
-        for index_id in listed:
-            if index_id in known:
-                continue
-            try:
-                listing = read_index_file(self.backend, index_id)
-            except KeyNotFound:
+        # Fetched a few at a time (a cold cache of a store with many index files waits on each round trip otherwise),
+        # recorded in the listing's order.
+        fetched = parallel_map(self._fetch_index_file, [i for i in listed if i not in known], DEFAULT_JOBS, "datactl-index")
+        for index_id, listing in fetched:
+            if listing is None:
                 continue  # removed by a concurrent gc
             for pack_id, (size, entries) in listing.items():
                 self.index.add_pack(pack_id, size, entries)
@@ -100,6 +100,12 @@ class RemoteStore(Closing):
             n += 1
         self.condemned = condemned_packs(self.backend)
         return n
+
+    def _fetch_index_file(self, index_id: str) -> tuple[str, PackListing | None]:
+        try:
+            return index_id, read_index_file(self.backend, index_id)
+        except KeyNotFound:
+            return index_id, None
 
     def forget_index(self) -> None:
         """Drop the cached index (the next ``sync_index`` reads every index file again)."""
