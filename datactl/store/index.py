@@ -22,6 +22,7 @@ class ObjectLocation:
     entry: PackEntry
 
 _IN_BATCH = 500  # ids per IN (...) query; SQLite allows 32,766 parameters
+_TYPES = {int(t): t for t in ObjectType}  # a dict lookup: calling the enum per row costs more than the query
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -65,7 +66,15 @@ class ObjectIndex(Database):
             for oid, typ, pack, offset, stored_len, raw_len, codec in self._db.execute(
                 f"SELECT id, type, pack, offset, stored_len, raw_len, codec FROM objects WHERE id IN ({marks})", part
             ):
-                found[oid] = ObjectLocation(pack, PackEntry(oid, ObjectType(typ), codec, offset, stored_len, raw_len))
+                found[oid] = ObjectLocation(pack, PackEntry(oid, _TYPES.get(typ) or ObjectType(typ), codec, offset, stored_len, raw_len))
+        return found
+
+    def raw_lens(self, object_ids: Sequence[str]) -> dict[str, int]:
+        """The uncompressed size of each of ``object_ids`` that is indexed (a file's chunk layout, without locating each chunk)."""
+        found: dict[str, int] = {}
+        for i in range(0, len(object_ids), _IN_BATCH):
+            part = object_ids[i : i + _IN_BATCH]
+            found.update(self._db.execute(f"SELECT id, raw_len FROM objects WHERE id IN ({','.join('?' * len(part))})", part))
         return found
 
     def present(self, object_ids: Sequence[str]) -> set[str]:

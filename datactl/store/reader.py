@@ -89,7 +89,9 @@ class ObjectReader:
 
     def raw_sizes(self, oids: Sequence[str]) -> list[int]:
         """The uncompressed size of each id, looked up together (a file's chunk layout without one query per chunk)."""
-        return [entry.raw_len for _, entry in self._locations(oids)]
+        with self.index_lock:
+            found = self.index.raw_lens(oids)
+        return [found[oid] if oid in found else self.raw_size(oid) for oid in oids]
 
     def _locations(self, oids: Iterable[str]) -> list[Location]:
         """Where each id is, looked up together; an id the index lacks goes through ``locate`` (which may raise)."""

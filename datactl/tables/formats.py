@@ -14,7 +14,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from datactl.core.errors import UsageError
 
@@ -81,9 +81,8 @@ class RowProblem(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class Span:
-    """One row's bytes in a file: [start, end), without its line ending."""
+class Span(NamedTuple):
+    """One row's bytes in a file: [start, end), without its line ending (a tuple: a diff window makes one per row)."""
 
     start: int
     end: int

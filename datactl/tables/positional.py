@@ -37,6 +37,8 @@ from datactl.tables.result import ADDED, CHANGED, MOVED, POSITIONAL, REMOVED, Ro
 
 # Newlines tried in a chunk before a window as its start, before going back a chunk.
 START_TRIES = 8
+# Bytes of chunks fetched ahead for all windows at once (kept under the reader's chunk cache, which holds them).
+PREFETCH_BYTES = 16 * 1024 * 1024
 
 
 class FileChunks:
@@ -61,6 +63,23 @@ class FileChunks:
             if cid not in got:
                 got[cid] = self.source.cached(cid) or self.source.fetch([cid])[cid]
         return b"".join(got[cid] for cid in wanted)
+
+    def prefetch(self, runs: Sequence[tuple[int, int]], budget: int) -> int:
+        """Fetch the chunks of ``runs`` ([lo, hi) index ranges) together, up to ``budget`` bytes; returns the bytes asked for.
+
+        One batch lets the reader fetch from several packs at once, where windows read one after another would
+        wait for one round trip each (on an object store, most of a diff's time)."""
+        if not isinstance(self.source, ObjectReader):
+            return budget  # a source that keeps no cache (an external file's) would read them twice
+        wanted: dict[str, None] = {}
+        for lo, hi in runs:
+            lo, hi = max(lo, 0), min(hi, len(self.ids))
+            if lo < hi and self.starts[hi] - self.starts[lo] <= budget:
+                budget -= self.starts[hi] - self.starts[lo]
+                wanted.update(dict.fromkeys(self.ids[lo:hi]))
+        if wanted:
+            self.source.read_batch(list(wanted), max_gap=0, remember=True)  # the chunks asked for, not what lies between
+        return budget
 
     def line_of(self, offset: int) -> int:
         """The 1-based line number at byte ``offset``: reads every chunk before it, so only an error calls it."""
@@ -179,6 +198,9 @@ def _windows(sides: tuple[_Side, _Side], diff_window: Callable[[list["_Row"], li
     """
     a, b = sides[0].chunks, sides[1].chunks
     regions = _regions(a, b)
+    # Each window reads its region, the chunk before it (where its first row starts) and the one after (where the sides meet).
+    left = a.prefetch([(i1 - 1, i2 + 1) for i1, i2, _, _ in regions], PREFETCH_BYTES // 2)
+    b.prefetch([(j1 - 1, j2 + 1) for _, _, j1, j2 in regions], PREFETCH_BYTES // 2 + left)
     sync = (0, 0)  # the last offsets known to be a row boundary with identical bytes after them on both sides
     ri = 0
     while ri < len(regions):
