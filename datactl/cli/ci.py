@@ -132,7 +132,9 @@ def validate(
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint for a remote given as a URL."),
     region: Optional[str] = typer.Option(None, "--region", help="S3 region for a remote given as a URL."),
     trust_plugins: bool = typer.Option(False, "--trust-plugins", help="Import the plugin code the rules name ([validate] plugins); also DATACTL_TRUST_PLUGINS=1."),
-    base: Optional[str] = typer.Option(None, "--base", metavar="REF", help="The version rules compare with (table_stats drift limits); default: the first parent."),
+    base: Optional[str] = typer.Option(
+        None, "--base", metavar="REF", help="The version rules compare with (table_stats drift limits; default: the first parent)."
+    ),
 ) -> None:
     """Check a version against the rules in datactl.toml ([validate]) or a rules file."""
     from datactl.api.checks import open_source

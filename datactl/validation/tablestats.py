@@ -96,6 +96,7 @@ class TableStatsRule(Rule):
         require_module("duckdb", "tables", o)  # after the settings, so that an unknown one is not blamed on it
         self.compares = self.max_null_rate_change is not None or self.max_row_count_change is not None
         self.pending: dict[str, _Table] = {}
+        self.seen_columns: set[str] = set()
         self.engine: Engine | None = None
         self.engine_lock = threading.Lock()  # one query at a time on the engine's connection
 
@@ -141,7 +142,7 @@ class TableStatsRule(Rule):
     def start(self, context: RunContext) -> None:
         self.context = context
         self.cache = StatsCache(context.cache_dir)
-        self.pending = {}
+        self.pending, self.seen_columns = {}, set()
         if self.compares and context.base() is None:
             self.note(f"{context.no_base}: no statistics to compare with")
 
@@ -203,6 +204,14 @@ class TableStatsRule(Rule):
         finally:
             os.remove(file)
 
+    def finish(self) -> list[Finding]:
+        # A limit for a column no table has is most likely a misspelt name: say so, rather than pass in silence.
+        # (A column that only some tables have is limited where it is; `columns` requires it everywhere.)
+        return [
+            Finding(f"max_null_rate names column {c}, which no table matched here has")
+            for c in self.null_by_column if c not in self.seen_columns
+        ]
+
     def close(self) -> None:
         if self.engine is not None:
             self.engine.close()
@@ -216,7 +225,9 @@ class TableStatsRule(Rule):
         path = table.entry.path
         names = [c.name for c in stats.columns]
         out = [Finding(f.message, path) for f in bounds_findings("the row count", stats.rows, self.min_rows, self.max_rows)]
-        missing = [c for c in dict.fromkeys([*(self.columns or []), *self.null_by_column]) if c not in names]
+        missing = [c for c in self.columns or [] if c not in names]
+        with self.lock:
+            self.seen_columns.update(names)
         out += [Finding(f"column {c} is missing (columns: {', '.join(names) or 'none'})", path) for c in missing]
         for c in stats.columns:
             limit = self.null_by_column.get(c.name, self.null_all)
