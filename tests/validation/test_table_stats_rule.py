@@ -18,6 +18,8 @@ from datactl.remote.locate import add_remote
 from datactl.workspace import sync
 from datactl.workspace.workspace import Workspace
 
+SCHEMA = Path(__file__).parent.parent / "data" / "junit-10.xsd"
+
 
 def _labels(rows: int, null_every: int | None = None) -> str:
     lines = ["id,label,score"]
@@ -129,8 +131,14 @@ def test_a_version_without_a_parent_has_nothing_to_compare(cli: Cli, versions, t
     rules = _rules_file(tmp_path, 'max_null_rate_change = "2%"\nmax_row_count_change = 0')
     r = cli("validate", "v1", "--rules", rules, cwd=root)
     assert r.code == 0 and f"{ids['v1'][:12]} has no parent: no statistics to compare with" in r.out
+    note = f"{ids['v1'][:12]} has no parent: no statistics to compare with"
     report = json.loads(cli("validate", "v1", "--rules", rules, "--json", cwd=root).out)
-    assert report["ok"] and report["rules"][0]["notes"] == [f"{ids['v1'][:12]} has no parent: no statistics to compare with"]
+    assert report["ok"] and report["rules"][0]["notes"] == [note]
+    junit = cli("validate", "v1", "--rules", rules, "--format", "junit", cwd=root).out
+    lxml = pytest.importorskip("lxml.etree")
+    doc = lxml.fromstring(junit.encode())
+    assert lxml.XMLSchema(lxml.parse(str(SCHEMA))).validate(doc) and doc.find(".//system-out").text == f"note: {note}"
+    assert f"::notice title=datactl validate%3A table_stats::{note}" in cli("validate", "v1", "--rules", rules, "--format", "github", cwd=root).out
 
 
 def test_known_statistics_are_not_read_again(versions) -> None:
