@@ -26,7 +26,7 @@ from typing import BinaryIO
 from datactl.core.errors import TableError
 from datactl.core.units import parse_fraction
 from datactl.format.objects import FILE
-from datactl.store.source import SourceEntry, VersionSource
+from datactl.store.source import SourceEntry
 from datactl.tables.engine import Engine
 from datactl.tables.formats import SUFFIXES, TableFormat, table_format
 from datactl.tables.stats import StatsCache, TableStats, compare_stats, file_stats_of, null_rate_moves
