@@ -8,6 +8,7 @@ is ``NAME`` or ``NAME@VERSION`` (or HEAD when ./datactl.toml names the dataset).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,11 @@ class RemoteVersionContext:
     kind: str
     cache_dir: str
 
+    @property
+    def tables_dir(self) -> str:
+        """Where table statistics of this remote's files are kept, by digest."""
+        return os.path.join(self.cache_dir, "tables")
+
 
 def remote_context(remote: str, root: str | None = None, options: dict[str, Any] | None = None) -> RemoteVersionContext:
     """The store ``remote`` names, and the dataset HEAD means: from the workspace, or ./datactl.toml in a CI job."""
@@ -57,9 +63,18 @@ def _no_head(ref: str | None, ctx: RemoteVersionContext) -> None:
 
 
 def open_source(
-    ref: str | None = None, *, remote: str | None = None, root: str | None = None, options: dict[str, Any] | None = None, jobs: int = 8
+    ref: str | None = None,
+    *,
+    remote: str | None = None,
+    root: str | None = None,
+    options: dict[str, Any] | None = None,
+    jobs: int = 8,
+    base: str | None = None,
 ) -> VersionSource:
-    """The files of version ``ref``: from the workspace's store, or (``remote``) from a remote store, read in place."""
+    """The files of version ``ref``: from the workspace's store, or (``remote``) from a remote store, read in place.
+
+    ``base`` names the version checks compare it with (default: its first parent), resolved in the same store.
+    """
     if remote is None:
         ws_root = workspace_root(root)
         if ws_root is None:
@@ -67,6 +82,8 @@ def open_source(
         ws = Workspace(ws_root)
         try:
             src = local_source(ws.repo, ws.resolve(ref or "HEAD"))
+            src.base_id = ws.resolve(base) if base is not None else None
+            src.cache_dir = ws.layout.tables_dir
         except BaseException:
             ws.close()
             raise
@@ -77,6 +94,12 @@ def open_source(
     rs = RemoteStore(ctx.spec, ctx.cache_dir)
     try:
         src = remote_source(rs, ref or "HEAD", name=ctx.name, kind=ctx.kind, jobs=jobs)
+        try:
+            src.base_id = resolve_on_remote(rs, src.reader, base, ctx.name, ctx.kind) if base is not None else None
+        except BaseException:
+            src.close()
+            raise
+        src.cache_dir = ctx.tables_dir
     except BaseException:
         rs.close()
         raise
@@ -95,6 +118,7 @@ def validate(
     workers: int | None = None,
     progress: ProgressReporter | None = None,
     trust_plugins: bool = False,
+    base: str | None = None,
 ) -> ValidationReport:
     """Check version ``ref`` against rules; return the report (``report.ok``, ``report.exit_code``).
 
@@ -105,12 +129,17 @@ def validate(
     A configuration mistake raises (UsageError, exit code 2); a broken or
     unreadable version does not: it is in the report. Plugins named in a file
     are imported only with ``trust_plugins`` (or DATACTL_TRUST_PLUGINS=1).
+    Rules that compare (``table_stats`` drift limits) compare with ``base``,
+    a ref resolved where the version is read, or by default its first parent;
+    with ``source``, set ``source.base_id`` to a commit id instead.
     """
     built, config = prepare_rules(rules, rules_file, root, trust_plugins)
     n_workers = workers or (config.workers if config else 8)
     if source is not None:
+        if base is not None:
+            raise UsageError("base goes with ref or remote; for a VersionSource, set source.base_id to the commit to compare with")
         return run_rules(source, built, workers=n_workers, progress=progress)
-    with open_source(ref, remote=remote, root=root, jobs=n_workers) as src:
+    with open_source(ref, remote=remote, root=root, jobs=n_workers, base=base) as src:
         return run_rules(src, built, workers=n_workers, progress=progress)
 
 

@@ -9,7 +9,6 @@ datactl.toml.
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -69,7 +68,7 @@ def open_versions(refs: Sequence[str], remote: str | None = None, options: dict[
         reader = rs.reader(cache_bytes=CHUNK_CACHE_BYTES)
         try:
             cids = [resolve_on_remote(rs, reader, r, ctx.name, ctx.kind) for r in refs]
-            yield Versions(reader, tuple(reader.read_commit(c).tree for c in cids), _labels(refs, cids), os.path.join(ctx.cache_dir, "tables"))
+            yield Versions(reader, tuple(reader.read_commit(c).tree for c in cids), _labels(refs, cids), ctx.tables_dir)
         finally:
             reader.close()
 

@@ -132,6 +132,9 @@ def validate(
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint for a remote given as a URL."),
     region: Optional[str] = typer.Option(None, "--region", help="S3 region for a remote given as a URL."),
     trust_plugins: bool = typer.Option(False, "--trust-plugins", help="Import the plugin code the rules name ([validate] plugins); also DATACTL_TRUST_PLUGINS=1."),
+    base: Optional[str] = typer.Option(
+        None, "--base", metavar="REF", help="The version rules compare with (table_stats drift limits; default: the first parent)."
+    ),
 ) -> None:
     """Check a version against the rules in datactl.toml ([validate]) or a rules file."""
     from datactl.api.checks import open_source
@@ -145,7 +148,7 @@ def validate(
     if not built:
         raise UsageError(f"no rules in {config.origin}", "add [[validate.rules]] tables (see docs/validate.md)")
     n = workers or config.workers
-    with open_source(ref, remote=remote, options=store_options(endpoint_url, region), jobs=n) as src:
+    with open_source(ref, remote=remote, options=store_options(endpoint_url, region), jobs=n, base=base) as src:
         report = run_rules(src, built, workers=n, progress=RichProgress() if fmt == "table" else None)
     suite = formats.validation_suite(report)
     if _suite_output(fmt, suite, report.to_dict(), output):
@@ -166,7 +169,7 @@ def _print_validation(report) -> None:
             first = r.findings[0]
             result = f"{r.total_findings} finding(s); " + (f"{first.path}: " if first.path else "") + first.message
         else:
-            result = "ok"
+            result = "ok" + (f" ({len(r.notes)} note(s) below)" if r.notes else "")
         table.add_row(Text(label, style=style), Text(r.name), str(r.files), str(r.files_read) if r.files_read else "-", Text(result))
     out.print(table)
     for r in report.results:
@@ -176,6 +179,11 @@ def _print_validation(report) -> None:
                 out.print(f"  {f.path + ': ' if f.path else ''}{f.message}")
             if r.total_findings > 20:
                 out.print(f"  ... and {r.total_findings - 20} more")
+    for r in report.results:
+        for note in r.notes[:20]:
+            out.print(Text(f"note ({r.name}): {note}"))
+        if len(r.notes) > 20:
+            out.print(f"note ({r.name}): ... and {len(r.notes) - 20} more")
     counts = {s: sum(1 for r in report.results if r.status == s) for s in ("passed", "failed", "warning", "error")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     rd = report.read

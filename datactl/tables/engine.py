@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, BinaryIO
 
 from datactl.core.closing import Closing
 from datactl.core.errors import DatactlError, TableError, UsageError
@@ -66,7 +66,6 @@ class Engine(Closing):
             shutil.rmtree(self.dir, ignore_errors=True)
             raise UsageError(f"cannot start the table engine: {exc}", f"check {MEMORY_ENV} (a size such as 512MB)") from None
         self.db.execute("SET enable_progress_bar = false")  # it would print into a command's output
-        self._n = 0
         self._texts: dict[str, tuple[TableFormat, list[str], str]] = {}  # CSV/TSV files read: format, columns, name
 
     def close(self) -> None:
@@ -77,10 +76,17 @@ class Engine(Closing):
 
     def materialize(self, source: ChunkSource, entry: TreeEntry, where: str) -> str:
         """Stream a version's file into the engine's folder (verified); returns its path."""
-        self._n += 1
-        path = os.path.join(self.dir, f"t{self._n}")
-        with io.BufferedReader(ChunkedFile(source, entry, where), buffer_size=1 << 20) as src, open(path, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+        with io.BufferedReader(ChunkedFile(source, entry, where), buffer_size=1 << 20) as src:
+            return self.copy_in(src)
+
+    def copy_in(self, stream: BinaryIO) -> str:
+        """Copy a stream (a version's file, already verified by whoever opened it) into the engine's folder; returns its path.
+
+        Safe to call from several threads at once (each copy gets its own file), unlike queries on the connection.
+        """
+        fd, path = tempfile.mkstemp(prefix="t", dir=self.dir)
+        with os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(stream, dst, 1 << 20)
         return path
 
     def view(self, name: str, file: str, fmt: TableFormat, where: str) -> tuple[TableFormat, list[str], dict[str, str]]:

@@ -103,12 +103,20 @@ def table_stats(engine: Engine, source: ChunkSource, entry: TreeEntry, path: str
     cached = cache.get(entry.digest, fmt, path)
     if cached is not None:
         return cached
-    file = engine.materialize(source, entry, where)
-    stats = TableStats(path, fmt.name, entry.digest, entry.size, 0)
-    if entry.size:
-        fmt, columns, _ = engine.view("s", file, fmt, where)
+    return file_stats_of(engine, engine.materialize(source, entry, where), entry.digest, path, fmt, where, cache)
+
+
+def file_stats_of(engine: Engine, file: str, digest: str, path: str, fmt: TableFormat, where: str, cache: StatsCache) -> TableStats:
+    """The statistics of a table file already in the engine's folder (``Engine.materialize``/``copy_in``), kept under ``digest``.
+
+    Queries the engine's connection: one call at a time per engine.
+    """
+    size = os.path.getsize(file)
+    stats = TableStats(path, fmt.name, digest, size, 0)
+    if size:
+        dialect, columns, _ = engine.view("s", file, fmt, where)
         if columns:
-            _summarize(engine, file, fmt, where, stats)
+            _summarize(engine, file, dialect, where, stats)
     cache.put(stats, fmt)
     return stats
 
@@ -135,7 +143,9 @@ def _summarize(engine: Engine, file: str, fmt: TableFormat, where: str, stats: T
         stats.columns.append(ColumnStats(r["column_name"], r["column_type"], nulls, int(r["approx_unique"] or 0), low, high, mean))
     few = [c for c in stats.columns if c.distinct <= FEW_DISTINCT and not c.type.startswith(("STRUCT", "MAP", "LIST")) and not c.type.endswith("[]")]
     for c in few:
-        q = f"SELECT {quote_name(c.name)} AS v, count(*) AS n FROM st WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT {TOP_VALUES}"
+        # By position, not by alias: a table's own column named like an alias would win over it.
+        col = quote_name(c.name)
+        q = f"SELECT {col}, count(*) FROM st WHERE {col} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_VALUES}"
         c.top = [[plain(v), n] for v, n in engine.run(q, where).fetchall()]
 
 
@@ -193,15 +203,34 @@ class StatsDiff:
         }
 
 
-def null_rate_breaches(moved: list[StatsDiff], limit: float) -> list[str]:
-    """Each column of a table in both versions whose share of nulls moved by more than ``limit`` (a fraction), described."""
+@dataclass(frozen=True)
+class NullRateBreach:
+    """A column of a table in both versions whose share of nulls moved by more than a limit (fractions)."""
+
+    path: str
+    column: str
+    old: float
+    new: float
+    limit: float
+
+    def describe(self) -> str:
+        return f"{self.path}: column {self.column!r} nulls {self.old:.2%} -> {self.new:.2%}, moved {abs(self.new - self.old):.2%}; limit {self.limit:.2%}"
+
+
+def null_rate_moves(moved: list[StatsDiff], limit: float) -> list[NullRateBreach]:
+    """Each column of a table in both versions whose share of nulls moved by more than ``limit`` (a fraction)."""
     found = []
     for d in moved:
         for c in d.columns:
             old, new = c.null_rate
             if old is not None and new is not None and abs(new - old) > limit:
-                found.append(f"{d.path}: column {c.name!r} nulls {old:.2%} -> {new:.2%}, moved {abs(new - old):.2%}; limit {limit:.2%}")
+                found.append(NullRateBreach(d.path, c.name, old, new, limit))
     return found
+
+
+def null_rate_breaches(moved: list[StatsDiff], limit: float) -> list[str]:
+    """Each column of a table in both versions whose share of nulls moved by more than ``limit`` (a fraction), described."""
+    return [b.describe() for b in null_rate_moves(moved, limit)]
 
 
 def compare_stats(path: str, old: TableStats | None, new: TableStats | None) -> StatsDiff:

@@ -12,6 +12,7 @@ See docs/validate.md for the rules and docs/ci.md for CI setups.
 
 from datactl.core.errors import ValidationFailed
 from datactl.validation.config import RulesConfig, load_rules, prepare_rules
+from datactl.validation.context import RunContext
 from datactl.validation.engine import RuleResult, ValidationReport, run_rules
 from datactl.validation.hook import run_commit_rules
 from datactl.validation.rules import RULES, Finding, Options, Rule, RuleConfigError, register_rule
@@ -23,6 +24,7 @@ __all__ = [
     "Rule",
     "RuleConfigError",
     "RuleResult",
+    "RunContext",
     "ValidationFailed",
     "ValidationReport",
     "RulesConfig",

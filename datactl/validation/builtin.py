@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from datactl.core.units import human_bytes
 from datactl.store.source import SourceEntry
-from datactl.validation.rules import Finding, Options, Rule, bounds_findings, path_matches, register_rule
+from datactl.validation.rules import Finding, Options, Rule, bounds_findings, path_matches, register_rule, require_module
 
 # Findings a content rule reports per file before it moves on.
 PER_FILE = 5
@@ -434,15 +434,6 @@ class JsonLinesRule(Rule):
         return out
 
 
-def _need(module: str, extra: str, rule: Options):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise rule.error(f"needs {module.split('.')[0]}, which is not installed", f"pip install 'datactl[{extra}]'") from None
-
-
 @register_rule
 class ParquetRule(Rule):
     type = "parquet"
@@ -451,7 +442,7 @@ class ParquetRule(Rule):
     default_glob = ["*.parquet"]
 
     def configure(self, o: Options) -> None:
-        self.pq = _need("pyarrow.parquet", "parquet", o)
+        self.pq = require_module("pyarrow.parquet", "parquet", o)
         self.schema = {k: str(v) for k, v in (o.table("schema", None) or {}).items()}
         self.exact = o.bool("exact", False)
         self.min_rows = o.int("min_rows", None)
@@ -487,7 +478,7 @@ class ImageRule(Rule):
     default_glob = ["*.jpg", "*.jpeg", "*.png", "*.gif", "*.bmp", "*.webp", "*.tif", "*.tiff"]
 
     def configure(self, o: Options) -> None:
-        self.pil = _need("PIL.Image", "images", o)
+        self.pil = require_module("PIL.Image", "images", o)
         self.min_width = o.int("min_width", None)
         self.max_width = o.int("max_width", None)
         self.min_height = o.int("min_height", None)

@@ -34,7 +34,7 @@ from typing import Any
 from datactl.core.errors import UsageError
 from datactl.core.settings import load_toml, settings_path
 from datactl.remote.locate import settings_root
-from datactl.validation import builtin  # noqa: F401  (registers the built-in rules)
+from datactl.validation import builtin, tablestats  # noqa: F401  (register the built-in rules)
 from datactl.validation.rules import RULES, Options, Rule, RuleConfigError, register_rule
 
 ENTRY_POINT_GROUP = "datactl.rules"

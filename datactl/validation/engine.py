@@ -14,6 +14,7 @@ from datactl.core.errors import CorruptObject, DatactlError, ObjectMissing, Stor
 from datactl.core.progress import NullProgress, ProgressReporter
 from datactl.format.objects import FILE
 from datactl.store.source import SourceEntry, VersionSource
+from datactl.validation.context import RunContext
 from datactl.validation.rules import Finding, Rule
 from storage_backends import BackendError
 
@@ -38,6 +39,7 @@ class RuleResult:
     seconds: float = 0.0
     error: str | None = None
     unreadable: bool = False
+    notes: list[str] = field(default_factory=list)  # what is worth knowing but not a failure
 
     def to_dict(self) -> dict:
         return {
@@ -52,6 +54,7 @@ class RuleResult:
             "total_findings": self.total_findings,
             "findings": [f.to_dict() for f in self.findings],
             "error": self.error,
+            "notes": self.notes,
         }
 
 
@@ -139,6 +142,7 @@ def run_rules(
     progress = progress or NullProgress()
     report = ValidationReport(source.commit_id, source.label)
     runs = [_Run(r) for r in rules]
+    context = RunContext(source)
     window: collections.deque[tuple[Future, _Run, SourceEntry, float]] = collections.deque()
 
     def read_one(run: _Run, entry: SourceEntry) -> tuple[list[Finding], float]:
@@ -163,6 +167,12 @@ def run_rules(
     progress.start(f"validating {source.label}", None)
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="datactl-validate")
     try:
+        for run in runs:
+            run.rule.notes = []
+            try:
+                run.rule.start(context)
+            except Exception as exc:
+                run.fail(exc)
         try:
             for entry in source.entries():
                 if entry.kind != FILE:
@@ -206,9 +216,16 @@ def run_rules(
         for fut, *_ in window:
             fut.cancel()
         pool.shutdown(wait=True)
+        for run in runs:
+            try:
+                run.rule.close()
+            except Exception as exc:
+                run.fail(exc)
+        context.close()
         progress.stop()
     for run in runs:
         r = run.result
+        r.notes = run.rule.notes[:MAX_FINDINGS]
         if r.status != ERROR and r.total_findings:
             r.status = WARNING if r.severity == "warning" else FAILED
         r.findings.sort(key=lambda f: f.path or "")

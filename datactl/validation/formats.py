@@ -33,6 +33,7 @@ class Case:
     details: list[str] = field(default_factory=list)
     seconds: float = 0.0
     paths: list[str | None] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # worth knowing, not a failure
 
 
 @dataclass
@@ -58,7 +59,7 @@ def validation_suite(report: ValidationReport) -> Suite:
         details = [f"{f.path}: {f.message}" if f.path else f.message for f in r.findings]
         if r.total_findings > len(r.findings):
             details.append(f"... and {r.total_findings - len(r.findings)} more")
-        cases.append(Case(r.name, f"datactl.validate.{r.type}", r.status, msg, details, r.seconds, [f.path for f in r.findings]))
+        cases.append(Case(r.name, f"datactl.validate.{r.type}", r.status, msg, details, r.seconds, [f.path for f in r.findings], list(r.notes)))
     props = {"commit": report.commit or "", "source": report.source, "files": str(report.files), "bytes": str(report.bytes)}
     props.update({f"read.{k}": str(v) for k, v in report.read.items()})
     return Suite(f"datactl validate {report.source}", cases, "validate", report.seconds, report.timestamp, report.hostname, props)
@@ -136,9 +137,11 @@ def to_junit(suites: Suite | Iterable[Suite]) -> str:
             elif c.status == ERROR:
                 el = ET.SubElement(case, "error", message=_clean(c.message), type="datactl.DataUnreadable")
                 el.text = body or _clean(c.message)
-            elif c.status == WARNING:
+            said = ["warning: " + _clean(c.message) + ("\n" + body if body else "")] if c.status == WARNING else []
+            said += ["note: " + _clean(n) for n in c.notes[:SHOWN]]
+            if said:
                 out = ET.SubElement(case, "system-out")
-                out.text = "warning: " + _clean(c.message) + ("\n" + body if body else "")
+                out.text = "\n".join(said)
         totals["tests"] += len(s.cases)
         totals["failures"] += failures
         totals["errors"] += errors
@@ -164,10 +167,12 @@ def to_github(suites: Suite | Iterable[Suite]) -> str:
     lines = []
     for s in suites:
         for c in s.cases:
+            title = _escape_property(f"datactl {s.kind}: {c.name}")
+            for note in c.notes[:SHOWN]:
+                lines.append(f"::notice title={title}::{_escape_data(note)}")
             if c.status == PASSED:
                 continue
             level = "warning" if c.status == WARNING else "error"
-            title = _escape_property(f"datactl {s.kind}: {c.name}")
             items = c.details[:SHOWN] or [c.message]
             for item in items:
                 lines.append(f"::{level} title={title}::{_escape_data(item)}")

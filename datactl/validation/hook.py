@@ -11,11 +11,19 @@ from datactl.validation.engine import ValidationReport, run_rules
 
 
 def run_commit_rules(
-    repo: Repository, root: str, tree_id: str, progress: ProgressReporter | None = None, trust_plugins: bool = False
+    repo: Repository,
+    root: str,
+    tree_id: str,
+    progress: ProgressReporter | None = None,
+    trust_plugins: bool = False,
+    *,
+    parent: str | None = None,
+    cache_dir: str | None = None,
 ) -> ValidationReport | None:
     """The pre-commit hook: with ``[validate] on_commit = true``, check the tree about to be committed.
 
-    Raises ValidationFailed when a rule fails; returns None when the hook is off.
+    Rules that compare do so with ``parent`` (the commit-to-be's first parent); ``cache_dir`` keeps what rules
+    compute from files' bytes. Raises ValidationFailed when a rule fails; returns None when the hook is off.
     """
     config = read_workspace_rules(root)
     if not config.on_commit:
@@ -23,6 +31,7 @@ def run_commit_rules(
     rules = build_rules(config, trust_plugins)
     repo.flush()  # the new trees must be readable from the packs
     with local_source(repo, tree_id=tree_id, label="the staged files") as src:
+        src.base_id, src.cache_dir = parent, cache_dir
         report = run_rules(src, rules, workers=config.workers, progress=progress)
     if report.ok:
         return report

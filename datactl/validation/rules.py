@@ -1,10 +1,13 @@
 """The rule interface and registry.
 
-A rule is a small class with one job. The engine streams a version's file
-list through every rule's ``visit`` (metadata only: path, size, digest), and
-for rules that read contents, calls ``check_file`` with an open, verified
-stream of each file the rule ``wants`` (in worker threads). ``finish`` gives
-the verdicts that need the whole listing (counts, balances, overlaps).
+A rule is a small class with one job. The engine first hands each rule the
+run's context (``start``: the version it may compare with, a cache folder),
+then streams a version's file list through every rule's ``visit`` (metadata
+only: path, size, digest), and for rules that read contents, calls
+``check_file`` with an open, verified stream of each file the rule ``wants``
+(in worker threads). ``finish`` gives the verdicts that need the whole
+listing (counts, balances, overlaps); ``close`` always runs last. ``note``
+records what a reader should know that is not a failure.
 
 Third-party rules subclass ``Rule``, set ``type``, and are found through the
 ``datactl.rules`` entry-point group or ``[validate] plugins = ["module:Class"]``.
@@ -21,6 +24,7 @@ import pathspec
 from datactl.core.errors import UsageError
 from datactl.core.units import parse_fraction, parse_size
 from datactl.store.source import SourceEntry
+from datactl.validation.context import RunContext
 
 MISSING = object()
 
@@ -182,6 +186,7 @@ class Rule:
         self.glob = options.str_list("glob", self.default_glob)
         self._match = PathMatcher(self.glob)
         self.lock = threading.Lock()
+        self.notes: list[str] = []
         try:
             self.configure(options)
         except RuleConfigError as exc:
@@ -195,6 +200,9 @@ class Rule:
 
     def configure(self, options: Options) -> None:
         """Read this rule's settings (``options.int("max")`` and so on)."""
+
+    def start(self, context: RunContext) -> None:
+        """Called once before the listing, with what the run offers beyond the version's files."""
 
     def selects(self, entry: SourceEntry) -> bool:
         """Whether this rule looks at ``entry`` at all (default: its globs)."""
@@ -216,6 +224,14 @@ class Rule:
         """Verdicts that need the whole listing."""
         return None
 
+    def close(self) -> None:
+        """Called once at the end of a run, even one cut short: release what ``start`` or the checks opened."""
+
+    def note(self, text: str) -> None:
+        """Record something the report should say that is not a finding (safe from worker threads)."""
+        with self.lock:
+            self.notes.append(text)
+
     def describe(self) -> str:
         return self.description or self.type
 
@@ -229,6 +245,16 @@ def register_rule(cls: type[Rule]) -> type[Rule]:
         raise TypeError(f"{cls!r} is not a Rule subclass with a type name")
     RULES[cls.type] = cls
     return cls
+
+
+def require_module(module: str, extra: str, rule: Options) -> Any:
+    """Import an optional dependency a rule needs; when missing, a configuration error naming the pip command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise rule.error(f"needs {module.split('.')[0]}, which is not installed", f"pip install 'datactl[{extra}]'") from None
 
 
 def bounds_findings(what: str, value: int | float, lo: int | float | None, hi: int | float | None, fmt=str) -> list[Finding]:

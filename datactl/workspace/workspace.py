@@ -428,7 +428,7 @@ class Workspace(Closing):
                     # Imported here: only a commit needs the rules (and the lineage index below); every other command starts faster.
                     from datactl.validation.hook import run_commit_rules
 
-                    run_commit_rules(self.repo, self.root, tree_id, trust_plugins=trust_plugins)
+                    run_commit_rules(self.repo, self.root, tree_id, trust_plugins=trust_plugins, parent=current, cache_dir=self.layout.tables_dir)
                 commit = Commit(
                     tree=tree_id,
                     parents=tuple(p for p in (current, merge_head) if p),

@@ -220,3 +220,18 @@ def test_stats_of_json_lines_and_parquet(cli: Cli, stats_ws) -> None:
     assert tables["more/r.jsonl"]["rows"] == 30 and j["tag"]["nulls"] == 10 and j["tag"]["top"] == [["x", 20]]
     p = {c["name"]: c for c in tables["more/p.parquet"]["columns"]}
     assert (p["f"]["type"], p["f"]["min"], p["f"]["max"], p["f"]["mean"]) == ("DOUBLE", 0.0, 2.25, 1.125)
+
+
+def test_stats_of_columns_named_like_the_engines_aliases(cli: Cli, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "named"
+    ws = Workspace.init(str(root), name="named")
+    pq.write_table(pa.table({"k": [1, 2, 2], "v": [None, 5, 5], "n": ["a", "a", "b"]}), root / "p.parquet")
+    ws.add([str(root)])
+    v1 = ws.commit("v1")
+    ws.close()
+    (t,) = json.loads(cli("stats", v1, "p.parquet", "--json", cwd=root).out)["tables"]
+    cols = {c["name"]: c for c in t["columns"]}
+    assert cols["v"]["top"] == [[5, 2]] and cols["n"]["top"] == [["a", 2], ["b", 1]] and cols["k"]["top"] == [[2, 2], [1, 1]]
