@@ -64,23 +64,6 @@ class FileChunks:
                 got[cid] = self.source.cached(cid) or self.source.fetch([cid])[cid]
         return b"".join(got[cid] for cid in wanted)
 
-    def prefetch(self, runs: Sequence[tuple[int, int]], budget: int) -> int:
-        """Fetch the chunks of ``runs`` ([lo, hi) index ranges) together, up to ``budget`` bytes; returns the bytes asked for.
-
-        One batch lets the reader fetch from several packs at once, where windows read one after another would
-        wait for one round trip each (on an object store, most of a diff's time)."""
-        if not isinstance(self.source, ObjectReader):
-            return budget  # a source that keeps no cache (an external file's) would read them twice
-        wanted: dict[str, None] = {}
-        for lo, hi in runs:
-            lo, hi = max(lo, 0), min(hi, len(self.ids))
-            if lo < hi and self.starts[hi] - self.starts[lo] <= budget:
-                budget -= self.starts[hi] - self.starts[lo]
-                wanted.update(dict.fromkeys(self.ids[lo:hi]))
-        if wanted:
-            self.source.read_batch(list(wanted), max_gap=0, remember=True)  # the chunks asked for, not what lies between
-        return budget
-
     def line_of(self, offset: int) -> int:
         """The 1-based line number at byte ``offset``: reads every chunk before it, so only an error calls it."""
         newlines = 0
@@ -191,6 +174,28 @@ def _regions(a: FileChunks, b: FileChunks) -> list[tuple[int, int, int, int]]:
     return [(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in ops if tag != "equal"]
 
 
+def _prefetch(a: FileChunks, b: FileChunks, regions: list[tuple[int, int, int, int]]) -> None:
+    """Fetch the chunks every window will read, all in one batch, up to PREFETCH_BYTES.
+
+    One batch lets the reader fetch from several packs at once, where windows read one after another would wait for
+    one round trip each (on an object store, most of a diff's time). Each window reads its region, the chunk before it
+    (where its first row starts) and the one after (where the sides meet again).
+    """
+    if not isinstance(a.source, ObjectReader):
+        return  # a source that keeps no cache (an external file's) would read them twice
+    wanted: dict[str, None] = {}
+    budget = PREFETCH_BYTES
+    for i1, i2, j1, j2 in regions:
+        for side, lo, hi in ((a, i1 - 1, i2 + 1), (b, j1 - 1, j2 + 1)):
+            lo, hi = max(lo, 0), min(hi, len(side.ids))
+            size = side.starts[hi] - side.starts[lo]
+            if lo < hi and size <= budget:
+                budget -= size
+                wanted.update(dict.fromkeys(side.ids[lo:hi]))
+    if wanted:
+        a.source.read_batch(list(wanted), max_gap=0, remember=True)  # the chunks asked for, not what lies between
+
+
 def _windows(sides: tuple[_Side, _Side], diff_window: Callable[[list["_Row"], list["_Row"]], list[RowChange]]) -> Iterator[list[RowChange]]:
     """Yield the changes ``diff_window(old rows, new rows)`` finds in each window around differing chunks, in file order.
 
@@ -198,9 +203,7 @@ def _windows(sides: tuple[_Side, _Side], diff_window: Callable[[list["_Row"], li
     """
     a, b = sides[0].chunks, sides[1].chunks
     regions = _regions(a, b)
-    # Each window reads its region, the chunk before it (where its first row starts) and the one after (where the sides meet).
-    left = a.prefetch([(i1 - 1, i2 + 1) for i1, i2, _, _ in regions], PREFETCH_BYTES // 2)
-    b.prefetch([(j1 - 1, j2 + 1) for _, _, j1, j2 in regions], PREFETCH_BYTES // 2 + left)
+    _prefetch(a, b, regions)
     sync = (0, 0)  # the last offsets known to be a row boundary with identical bytes after them on both sides
     ri = 0
     while ri < len(regions):
