@@ -62,7 +62,9 @@ class Downloader:
         packs (durable at its next flush), which keeps many small reads from
         each writing a pack.
         """
-        wanted = [self._locate(oid) for oid in dict.fromkeys(oids) if not self.local.has(oid)]
+        missing = self.local.missing(list(dict.fromkeys(oids)))
+        found = self.remote.index.lookup_many(missing)
+        wanted = [found.get(oid) or self._locate(oid) for oid in missing]
         kept: dict[str, bytes] = {}
         for obj in self.packs.read_located(((loc.pack, loc.entry) for loc in wanted), max_gap=META_GAP):
             self._store(obj)

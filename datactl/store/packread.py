@@ -12,6 +12,7 @@ read here too (two ranged reads: trailer, then footer).
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ META_GAP = 256 * 1024
 # ... as long as the request stays below this.
 MAX_SPAN = 8 * 1024 * 1024
 DEFAULT_JOBS = 8
+# Bytes of ranges read ahead and not yet consumed: a range's blob, its objects' stored and raw copies all live
+# until the consumer takes them, so a window counted in ranges alone (2 x jobs of up to MAX_SPAN) held hundreds of MB.
+READ_AHEAD_BYTES = 32 * 1024 * 1024
 
 Location = tuple[str, PackEntry]  # (pack id, the object's entry in it)
 
@@ -184,16 +188,20 @@ class PackReader(Closing):
             yield self.read_range(first)
             return
         pool = self._executor()
-        window: collections.deque[Future] = collections.deque([pool.submit(self.read_range, first), pool.submit(self.read_range, second)])
+        window: collections.deque[tuple[int, Future]] = collections.deque()
+        ahead = 0  # bytes of the ranges in the window
         try:
-            for rng in it:
-                window.append(pool.submit(self.read_range, rng))
-                if len(window) > 2 * self.jobs:
-                    yield window.popleft().result()
+            for rng in itertools.chain((first, second), it):
+                window.append((rng.end - rng.start, pool.submit(self.read_range, rng)))
+                ahead += rng.end - rng.start
+                while len(window) > 2 * self.jobs or (ahead > READ_AHEAD_BYTES and len(window) > 1):
+                    size, fut = window.popleft()
+                    ahead -= size
+                    yield fut.result()
             while window:
-                yield window.popleft().result()
+                yield window.popleft()[1].result()
         finally:
-            for fut in window:
+            for _, fut in window:
                 fut.cancel()
 
     def read_located(self, locations: Iterable[Location], max_gap: int = 0) -> Iterator[ReadObject]:

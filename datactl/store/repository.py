@@ -97,6 +97,11 @@ class Repository(Closing):
     def has(self, oid: str) -> bool:
         return oid in self._pending or self.index.has(oid)
 
+    def missing(self, oids: Sequence[str]) -> list[str]:
+        """Those of ``oids`` the store lacks, in order: one index query per few hundred ids, not one each."""
+        present = self.index.present([o for o in oids if o not in self._pending])
+        return [o for o in oids if o not in present and o not in self._pending]
+
     def put_stored(self, oid: str, obj_type: ObjectType, codec: int, stored: bytes, raw_len: int) -> None:
         """Store an object already in stored form (verified by the caller), e.g. one just downloaded."""
         if oid in self._pending or self.index.has(oid):

@@ -42,7 +42,8 @@ from storage_backends import BackendError
 _log = logging.getLogger("datactl.sync")
 
 # Chunk ids are downloaded in batches of this many, to bound memory on huge versions.
-CHUNK_BATCH = 50_000
+CHUNK_BATCH = 20_000
+MISSING_BATCH = 5_000  # chunk ids looked up at once when listing what a version lacks
 
 
 @dataclass
@@ -198,15 +199,23 @@ def fetch(
 
 def _missing_file_data(ws: Workspace, commit_id: str, in_scope: Callable[[str], bool]) -> Iterator[tuple[str, bool]]:
     """(id, is_chunklist) of what the in-scope files of ``commit_id`` need and the store lacks."""
+    wanted: list[tuple[str, bool]] = []  # asked about together: one index query per few hundred ids
+
+    def lacking() -> Iterator[tuple[str, bool]]:
+        missing = set(ws.repo.missing([oid for oid, _ in wanted]))
+        yield from ((oid, is_list) for oid, is_list in wanted if oid in missing)
+        wanted.clear()
+
     for path, entry in walk_files(ws.repo, ws.repo.read_commit(commit_id).tree):
         if entry.kind != FILE or entry.is_external or not in_scope(path):
             continue
         if entry.chunklist is not None and not ws.repo.has(entry.chunklist):
-            yield entry.chunklist, True
-            continue
-        for c in chunk_ids_of(ws.repo, entry):
-            if not ws.repo.has(c):
-                yield c, False
+            wanted.append((entry.chunklist, True))  # its chunks are listed once it is downloaded
+        else:
+            wanted.extend((c, False) for c in chunk_ids_of(ws.repo, entry))
+        if len(wanted) >= MISSING_BATCH:
+            yield from lacking()
+    yield from lacking()
 
 
 def download_files(ws: Workspace, dl: Downloader, commit_id: str, in_scope: Callable[[str], bool]) -> None:
