@@ -12,17 +12,16 @@ workspace's copy of the file).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import fnmatch
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from datactl.core.errors import SourceChangedError, StoreUnreachable, UsageError
+from datactl.core.parallel import parallel_map
 from datactl.core.safepath import check_rel_path
 from datactl.format.external import ExternalSource, check_source_url
 from datactl.format.objects import FILE, TreeEntry
@@ -169,16 +168,5 @@ def record_sources(
         name = target.rsplit("/", 1)[-1]
         return target, (record(url, target) if record is not None else record_source(sources, params, url, name))
 
-    # A bounded window of objects in flight, so a million objects cost a million small entries, not futures.
-    window: collections.deque[Future] = collections.deque()
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="datactl-source") as pool:
-        try:
-            for item in files:
-                window.append(pool.submit(one, item))
-                if len(window) >= 4 * jobs:
-                    yield window.popleft().result()
-            while window:
-                yield window.popleft().result()
-        finally:
-            for fut in window:
-                fut.cancel()
+    # parallel_map takes the items as it goes: a million objects cost a million small entries, not futures.
+    yield from parallel_map(one, files, jobs, "datactl-source")
