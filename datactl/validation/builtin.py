@@ -478,7 +478,7 @@ class ImageRule(Rule):
     default_glob = ["*.jpg", "*.jpeg", "*.png", "*.gif", "*.bmp", "*.webp", "*.tif", "*.tiff"]
 
     def configure(self, o: Options) -> None:
-        self.pil = require_module("PIL.Image", "images", o)
+        self.pil = require_module("PIL.Image", "images", o, package="Pillow")
         self.min_width = o.int("min_width", None)
         self.max_width = o.int("max_width", None)
         self.min_height = o.int("min_height", None)

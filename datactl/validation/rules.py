@@ -33,6 +33,10 @@ class RuleConfigError(UsageError):
     """A rule's settings cannot work (exit code 2)."""
 
 
+class MissingExtra(RuleConfigError):
+    """A rule needs an optional dependency that is not installed (exit code 2); nothing to do with its settings."""
+
+
 @dataclass(frozen=True)
 class Finding:
     """One thing wrong with the version, ideally naming the file."""
@@ -189,6 +193,8 @@ class Rule:
         self.notes: list[str] = []
         try:
             self.configure(options)
+        except MissingExtra:
+            raise  # settings not read yet are not unknown: only the install is wrong
         except RuleConfigError as exc:
             unknown = options.unknown()
             if unknown:  # most likely a typo of the setting that seems missing
@@ -247,14 +253,18 @@ def register_rule(cls: type[Rule]) -> type[Rule]:
     return cls
 
 
-def require_module(module: str, extra: str, rule: Options) -> Any:
-    """Import an optional dependency a rule needs; when missing, a configuration error naming the pip command."""
+def require_module(module: str, extra: str, rule: Options, package: str | None = None) -> Any:
+    """Import an optional dependency a rule needs; when missing, an error naming the pip command.
+
+    ``package`` is the name pip knows it by, when that is not the module's (Pillow for PIL).
+    """
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise rule.error(f"needs {module.split('.')[0]}, which is not installed", f"pip install 'datactl[{extra}]'") from None
+        err = rule.error(f"needs {package or module.split('.')[0]}, which is not installed", f"pip install 'datactl[{extra}]'")
+        raise MissingExtra(err.message, err.hint) from None
 
 
 def bounds_findings(what: str, value: int | float, lo: int | float | None, hi: int | float | None, fmt=str) -> list[Finding]:

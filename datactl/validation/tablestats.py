@@ -93,7 +93,7 @@ class TableStatsRule(Rule):
             and not self.null_by_column and self.max_null_rate_change is None and self.max_row_count_change is None
         ):
             raise o.error("needs min_rows, max_rows, columns, max_null_rate, max_null_rate_change or max_row_count_change")
-        require_module("duckdb", "tables", o)  # after the settings, so that an unknown one is not blamed on it
+        require_module("duckdb", "tables", o)
         self.compares = self.max_null_rate_change is not None or self.max_row_count_change is not None
         self.pending: dict[str, _Table] = {}
         self.seen_columns: set[str] = set()

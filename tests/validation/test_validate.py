@@ -193,6 +193,36 @@ def test_cli_exit_codes_and_formats(cli: Cli, ws_dir: Path) -> None:
     assert cli("validate", "--rules", str(ws_dir.parent / "missing.toml"), ok=False).code == 2
 
 
+@pytest.mark.parametrize(
+    "missing, rule, says",
+    [
+        ("pyarrow", 'type = "parquet"\nmin_rows = 1\nschema = { id = "int64" }', "needs pyarrow, which is not installed\nhint: pip install 'datactl[parquet]'"),
+        ("PIL", 'type = "image"\nmax_width = 10\ndecode = false', "needs Pillow, which is not installed\nhint: pip install 'datactl[images]'"),
+    ],
+)
+def test_a_missing_optional_dependency_is_named_alone(tmp_path: Path, missing: str, rule: str, says: str) -> None:
+    """In a process where the module cannot be imported, the error names the extra to install and blames no setting."""
+    import subprocess
+    import sys
+
+    ws = Workspace.init(str(tmp_path / "ws"), name="extras")
+    write(tmp_path / "ws" / "a.txt", "a\n")
+    ws.add([str(tmp_path / "ws")])
+    ws.commit("v1")
+    ws.close()
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f"[[rules]]\n{rule}\n")
+    code = f"import sys; sys.modules[{missing!r}] = None; from datactl.cli.entry import run; sys.argv[0] = 'datactl'; run()"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(datactl.__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", code, "validate", "--rules", str(rules)], cwd=tmp_path / "ws", env=env, capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().endswith(says) and "unknown setting" not in r.stderr, r.stderr
+    rules.write_text(f"[[rules]]\n{rule}\nmni_rows = 1\n")  # a real typo is still reported once the extra is there
+    assert "unknown setting(s) mni_rows" in subprocess.run(
+        [sys.executable, "-m", "datactl", "validate", "--rules", str(rules)], cwd=tmp_path / "ws", env=env, capture_output=True, text=True
+    ).stderr
+
+
 def test_junit_output_is_valid_against_the_ci_schema(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
     lxml = pytest.importorskip("lxml.etree")
     _workspace(cli, ws_dir)
