@@ -8,8 +8,9 @@ approximate aggregates statistics want (``approx_count_distinct``,
 extra ``datactl[tables]``.
 
 A version's file is first streamed out of the store (every chunk verified, the
-whole-file digest checked) into the engine's temporary folder, in constant
-memory; the engine then reads that file.
+whole-file digest checked; an external file from its source, as every reader
+of one does) into the engine's temporary folder, in constant memory; the engine
+then reads that file.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any, BinaryIO
 from datactl.core.closing import Closing
 from datactl.core.errors import DatactlError, TableError, UsageError
 from datactl.format.objects import TreeEntry
-from datactl.store.chunkedfile import ChunkedFile, ChunkSource
+from datactl.store.chunkedfile import ChunkSource, open_chunked
+from datactl.store.sourceread import SourceBackends
 from datactl.tables.formats import PARQUET, RowProblem, TableFormat, parse_fields, parse_row, split_rows, with_header_dialect
 
 MEMORY_ENV = "DATACTL_TABLES_MEMORY"
@@ -67,16 +69,18 @@ class Engine(Closing):
             raise UsageError(f"cannot start the table engine: {exc}", f"check {MEMORY_ENV} (a size such as 512MB)") from None
         self.db.execute("SET enable_progress_bar = false")  # it would print into a command's output
         self._texts: dict[str, tuple[TableFormat, list[str], str]] = {}  # CSV/TSV files read: format, columns, name
+        self.sources = SourceBackends()  # where external files' bytes are read from (their chunks are in no pack)
 
     def close(self) -> None:
         try:
             self.db.close()
         finally:
+            self.sources.close()
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def materialize(self, source: ChunkSource, entry: TreeEntry, where: str) -> str:
-        """Stream a version's file into the engine's folder (verified); returns its path."""
-        with io.BufferedReader(ChunkedFile(source, entry, where), buffer_size=1 << 20) as src:
+        """Stream a version's file into the engine's folder (verified, an external file from its source); returns its path."""
+        with io.BufferedReader(open_chunked(source, entry, where, self.sources), buffer_size=1 << 20) as src:
             return self.copy_in(src)
 
     def copy_in(self, stream: BinaryIO) -> str:

@@ -235,3 +235,20 @@ def test_stats_of_columns_named_like_the_engines_aliases(cli: Cli, tmp_path: Pat
     (t,) = json.loads(cli("stats", v1, "p.parquet", "--json", cwd=root).out)["tables"]
     cols = {c["name"]: c for c in t["columns"]}
     assert cols["v"]["top"] == [[5, 2]] and cols["n"]["top"] == [["a", 2], ["b", 1]] and cols["k"]["top"] == [[2, 2], [1, 1]]
+
+
+def test_stats_of_a_table_added_as_external(cli: Cli, ws_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its bytes are read from the source folder, pinned and verified, as any other read of an external file."""
+    monkeypatch.setenv("DATACTL_CACHE_DIR", str(tmp_path / "cache"))
+    table = "id,label\n" + "".join(f"{i},{'cat' if i % 4 else 'dog'}\n" for i in range(100))
+    write(tmp_path / "src" / "labels.csv", table)
+    cli("init", "--name", "ext")
+    cli("add", "--external", str(tmp_path / "src" / "labels.csv"))
+    cli("commit", "-m", "v1")
+    (tmp_path / "src" / "labels.csv").write_text(table.replace("cat", "cow"))  # the source changed after it was recorded
+    r = cli("stats", "HEAD", "labels.csv", ok=False)
+    assert r.code == 3 and "labels.csv in HEAD" in r.err and "its source file://" in r.err, r.err
+    (tmp_path / "src" / "labels.csv").write_text(table)
+    (t,) = json.loads(cli("stats", "HEAD", "labels.csv", "--json").out)["tables"]
+    assert (t["path"], t["rows"]) == ("labels.csv", 100)
+    assert {c["name"]: c["top"] for c in t["columns"]}["label"] == [["cat", 75], ["dog", 25]]
