@@ -4,12 +4,14 @@ The engine hands every rule one ``RunContext`` before the listing (``Rule.start`
 The version compared with is the one the source names (``validate --base``),
 else the validated version's first parent; it is read through the same reader
 as the version itself, and only when a rule asks for it, so rules that never
-compare cost nothing more.
+compare cost nothing more. Which files were renamed since the base is what
+``datactl diff`` says (``store.diff``), asked once, when a rule first needs it.
 """
 
 from __future__ import annotations
 
 from datactl.core.errors import ObjectMissing
+from datactl.store.diff import RENAMED, diff_trees
 from datactl.store.source import VersionSource
 
 
@@ -22,6 +24,7 @@ class RunContext:
         self._opened = False
         self._base: VersionSource | None = None
         self._no_base = ""
+        self._renamed: dict[str, str] | None = None  # path in this version -> its path in the base
 
     def base(self) -> VersionSource | None:
         """The version to compare with, or None (``no_base`` says why). Call it from the listing thread, not workers."""
@@ -35,6 +38,19 @@ class RunContext:
         """Why there is no version to compare with, as a sentence fragment ("9f2c3a1b4d5e has no parent")."""
         self.base()
         return self._no_base
+
+    def renamed_from(self, path: str) -> str | None:
+        """The path in the base of the file renamed to ``path`` since, or None. Call it from the listing thread, not workers.
+
+        The changes between the two trees are read once, on the first call, and cost what changed.
+        """
+        base = self.base()
+        if base is None:
+            return None
+        if self._renamed is None:
+            changes = diff_trees(self.source.reader, base.tree_id, self.source.tree_id).changes
+            self._renamed = {c.path: c.old_path for c in changes if c.status == RENAMED and c.old_path is not None}
+        return self._renamed.get(path)
 
     def _open_base(self) -> tuple[VersionSource | None, str]:
         src = self.source

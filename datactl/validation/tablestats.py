@@ -5,7 +5,8 @@ the DuckDB engine) and are kept under each file's digest in the same cache, so
 a file whose statistics are known (from an earlier run, ``datactl stats``, or
 the parent version holding the same bytes) is not read at all. The version
 compared with is the run's base (``RunContext``: ``validate --base``, else the
-first parent), and a table is compared with the file at the same path there.
+first parent), and a table is compared with the file at the same path there, or
+with the file it was renamed from (as ``datactl diff`` finds renames).
 
     [[validate.rules]]
     type = "table_stats"
@@ -26,7 +27,7 @@ from typing import BinaryIO
 from datactl.core.errors import TableError
 from datactl.core.units import parse_fraction
 from datactl.format.objects import FILE
-from datactl.store.source import SourceEntry
+from datactl.store.source import SourceEntry, VersionSource
 from datactl.tables.engine import Engine
 from datactl.tables.formats import SUFFIXES, TableFormat, table_format
 from datactl.tables.stats import StatsCache, TableStats, compare_stats, file_stats_of, null_rate_moves
@@ -156,17 +157,28 @@ class TableStatsRule(Rule):
         table = _Table(entry, fmt, self.cache.get(entry.digest, fmt, entry.path))
         base = self.context.base() if self.compares else None
         if base is not None:
-            found = base.lookup(entry.path)
-            if found is None or found.kind != FILE:
+            found = self._base_file(base, entry.path)
+            if found is None:
                 self.note(f"{entry.path}: new in this version (not in {base.label}): no statistics to compare with")
             elif found.digest != entry.digest:  # the same bytes have the same statistics: nothing moved
                 table.base_entry = found
-                table.base_stats = self.cache.get(found.digest, fmt, entry.path)
+                table.base_stats = self.cache.get(found.digest, fmt, found.path)
         if table.complete:
             return self._judge(table)
         with self.lock:
             self.pending[entry.path] = table
         return None
+
+    def _base_file(self, base: VersionSource, path: str) -> SourceEntry | None:
+        """The file ``path`` is compared with: the same path in the base, else the file it was renamed from (said in a note)."""
+        found = base.lookup(path)
+        if found is None or found.kind != FILE:
+            old = self.context.renamed_from(path)
+            found = base.lookup(old) if old is not None else None
+            if found is None or found.kind != FILE:
+                return None
+            self.note(f"{path}: compared with {old} in {base.label}, renamed")
+        return found
 
     def wants_content(self, entry: SourceEntry) -> bool:
         with self.lock:
@@ -183,7 +195,7 @@ class TableStatsRule(Rule):
         if table.base_entry is not None and table.base_stats is None:
             base = self.context.base()
             assert base is not None
-            where = f"{entry.path} in {base.label}"
+            where = f"{table.base_entry.path} in {base.label}"
             try:
                 with base.open(table.base_entry) as old:
                     table.base_stats = self._compute(old, table.base_entry, table.fmt, where)

@@ -91,6 +91,31 @@ def test_the_python_api_gives_the_findings_by_file_and_compares_with_a_chosen_ba
     assert datactl.validate(ids["v2"], rules=[rule], root=str(root), base=ids["v1"]).exit_code == 1
 
 
+def test_a_renamed_table_is_compared_with_the_file_it_was_renamed_from(cli: Cli, tmp_path: Path) -> None:
+    """Renames are those `datactl diff` finds (the same bytes under another path); a table renamed and changed is new."""
+    root = tmp_path / "moved"
+    ws = Workspace.init(str(root), name="moved")
+    write(root / "labels.csv", _labels(100))
+    ws.add([str(root)])
+    v1 = ws.commit("v1", tags=["v1"])
+    (root / "data").mkdir()
+    (root / "labels.csv").rename(root / "data" / "labels.csv")
+    ws.add([str(root)])
+    v2 = ws.commit("v2", tags=["v2"])
+    (root / "data" / "labels.csv").rename(root / "data" / "train.csv")
+    write(root / "data" / "train.csv", _labels(95, null_every=19))
+    ws.add([str(root)])
+    ws.commit("v3", tags=["v3"])
+    ws.close()
+    rule = {"type": "table_stats", "max_null_rate_change": "2%", "max_row_count_change": 0}
+    report = datactl.validate("v2", rules=[rule], root=str(root))
+    assert report.ok and report.results[0].notes == [f"data/labels.csv: compared with labels.csv in parent {v1[:12]}, renamed"]
+    r = cli("validate", "v2", "--rules", _rules_file(tmp_path, "max_row_count_change = 0"), cwd=root)
+    assert "compared with labels.csv in parent" in r.out and "new in this version" not in r.out
+    changed = datactl.validate("v3", rules=[rule], root=str(root))
+    assert changed.ok and changed.results[0].notes == [f"data/train.csv: new in this version (not in parent {v2[:12]}): no statistics to compare with"]
+
+
 def test_max_null_rate_for_every_column_or_by_column(versions) -> None:
     root, _ = versions
     every = datactl.validate("v2", rules=[{"type": "table_stats", "max_null_rate": "5%"}], root=str(root))
