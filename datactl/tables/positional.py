@@ -17,6 +17,11 @@ chunk, and in the end the last known boundary are tried when it fails, and a
 window whose changed rows do not parse is read again from that boundary.
 JSON Lines has no multi-line values, so any newline is a row boundary. Only
 rows that differ are parsed.
+
+A file added with ``add --external`` has no chunks in any pack: its entry
+records the chunk ids and sizes, and the windows are read from its source
+through ``open_chunked``, as every reader of one (ranged, pinned, each chunk
+hashed against its id).
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 from datactl.core.errors import CorruptObject, TableError
 from datactl.format.objects import TreeEntry
-from datactl.store.chunkedfile import ChunkSource
+from datactl.store.chunkedfile import ChunkedFile, ChunkSource, open_chunked
 from datactl.store.reader import ObjectReader
+from datactl.store.sourceread import SourceBackends
 from datactl.tables.formats import RowProblem, Span, TableFormat, parse_fields, parse_row, split_rows, with_header_dialect
 from datactl.tables.result import ADDED, CHANGED, MOVED, POSITIONAL, REMOVED, RowChange, TableDiff, column_renames, schema_changes
 
@@ -44,25 +50,42 @@ PREFETCH_BYTES = 16 * 1024 * 1024
 class FileChunks:
     """One version of a file: its chunk ids and offsets (from the chunk list), and its chunks, read only when asked."""
 
-    def __init__(self, source: ChunkSource, entry: TreeEntry | None, where: str) -> None:
+    def __init__(self, source: ChunkSource, entry: TreeEntry | None, where: str, sources: SourceBackends) -> None:
         self.source = source
         self.where = where
         self.size = entry.size if entry is not None else 0  # no such file in that version: no rows
-        self.ids: list[str] = list(source.chunk_ids(entry)) if entry is not None and entry.size else []
-        # A store's reader looks every chunk's size up at once; another source one by one.
-        sizes = source.raw_sizes(self.ids) if isinstance(source, ObjectReader) else [source.raw_size(cid) for cid in self.ids]
+        # An external file's chunks are in no pack: its entry lists them with their sizes, its source holds the bytes.
+        self.external: ChunkedFile | None = None
+        if entry is not None and entry.is_external:
+            self.external = open_chunked(source, entry, where, sources)
+            self.ids, sizes = list(entry.chunks), list(entry.chunk_sizes)
+        else:
+            self.ids = list(source.chunk_ids(entry)) if entry is not None and entry.size else []
+            # A store's reader looks every chunk's size up at once; another source one by one.
+            sizes = source.raw_sizes(self.ids) if isinstance(source, ObjectReader) else [source.raw_size(cid) for cid in self.ids]
         self.starts: list[int] = [0, *itertools.accumulate(sizes)]
         if self.starts[-1] != self.size:
             raise CorruptObject(f"{where}: its chunks hold {self.starts[-1]} bytes, the tree records {self.size}")
 
     def read(self, lo: int, hi: int) -> bytes:
         """The bytes of chunks [lo, hi), fetched together (each verified against its id by the reader)."""
+        if self.external is not None:
+            return self._read_external(self.starts[lo], self.starts[hi])
         wanted = self.ids[lo:hi]
         got = dict(self.source.fetch(wanted)) if wanted else {}
         for cid in wanted:
             if cid not in got:
                 got[cid] = self.source.cached(cid) or self.source.fetch([cid])[cid]
         return b"".join(got[cid] for cid in wanted)
+
+    def _read_external(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) of an external file (a ranged read of each run of chunks they touch)."""
+        assert self.external is not None
+        self.external.seek(start)
+        out = bytearray()
+        while len(out) < end - start and (piece := self.external.read(end - start - len(out))):
+            out += piece
+        return bytes(out)
 
     def line_of(self, offset: int) -> int:
         """The 1-based line number at byte ``offset``: reads every chunk before it, so only an error calls it."""
@@ -146,8 +169,13 @@ def positional_diff(
 
     ``where`` names each version's file in errors.
     """
-    a = FileChunks(source, old, where[0])
-    b = FileChunks(source, new, where[1])
+    with SourceBackends() as sources:  # where an external version's bytes are read from
+        a = FileChunks(source, old, where[0], sources)
+        b = FileChunks(source, new, where[1], sources)
+        return _diff(a, b, path, fmt, limit)
+
+
+def _diff(a: FileChunks, b: FileChunks, path: str, fmt: TableFormat, limit: int | None) -> TableDiff:
     cols_a, end_a, _, fmt_a = read_header(a, fmt)
     cols_b, end_b, _, fmt_b = read_header(b, fmt)
     result = TableDiff(path, fmt.name, POSITIONAL, old_columns=cols_a, new_columns=cols_b, old_size=a.size, new_size=b.size)
@@ -182,11 +210,13 @@ def _prefetch(a: FileChunks, b: FileChunks, regions: list[tuple[int, int, int, i
     (where its first row starts) and the one after (where the sides meet again).
     """
     if not isinstance(a.source, ObjectReader):
-        return  # a source that keeps no cache (an external file's) would read them twice
+        return  # a source that keeps no cache would read them twice
     wanted: dict[str, None] = {}
     budget = PREFETCH_BYTES
     for i1, i2, j1, j2 in regions:
         for side, lo, hi in ((a, i1 - 1, i2 + 1), (b, j1 - 1, j2 + 1)):
+            if side.external is not None:
+                continue  # in no pack: its windows are read from its source when they are diffed
             lo, hi = max(lo, 0), min(hi, len(side.ids))
             size = side.starts[hi] - side.starts[lo]
             if lo < hi and size <= budget:

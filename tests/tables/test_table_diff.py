@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import Cli
-from datactl.api.tables import diff_table_versions
+from datactl.api.tables import diff_table_versions, open_versions
 from datactl.format.storeconfig import ChunkerParams, StoreConfig
 from datactl.workspace.workspace import Workspace
 
@@ -235,6 +235,57 @@ def test_parquet_by_position_and_by_key(in_ws: Versions) -> None:
     assert (changed.old_at, changed.new_at, changed.cells, changed.new) == (10, 10, ("label",), {"id": 10, "label": "edited"})
     keyed = diff_table_versions(v1, v2, "p.parquet", key=["id"])
     assert [(r.kind, r.key) for r in keyed.rows] == [("changed", (10,)), ("added", (5000,))]
+
+
+def test_external_table_by_position(in_ws: Versions, cli: Cli, tmp_path: Path) -> None:
+    """A table added with add --external is diffed from its source (ranged reads, each chunk verified), stored or not on the other side.
+
+    A local file keeps no old versions: v1 and v2 are recorded from two folders so that both stay readable, and v3
+    (``update`` after an edit in place) makes v2's recorded bytes unreadable.
+    """
+    rows = base_rows(1500)
+    new = [list(r) for r in rows]
+    new[700][1] = "edited at the source"
+    first, second = tmp_path / "a" / "ext.csv", tmp_path / "b" / "ext.csv"
+    for f, content in ((first, rows), (second, new)):
+        f.parent.mkdir()
+        f.write_text(csv_text(HEADER, content), newline="")
+    with Workspace(str(in_ws.root)) as ws:
+        ws.add_external([str(first)])
+        v1 = ws.commit("e1")
+        ws.add_external([str(second)])
+        v2 = ws.commit("e2")
+    d = diff_table_versions(v1, v2, "ext.csv")
+    assert (d.mode, d.counts) == ("positional", {"added": 0, "removed": 0, "changed": 1, "moved": 0})
+    (row,) = d.rows
+    assert row.old["id"] == "700" and row.cells == ("name",) and row.new["name"] == "edited at the source"
+    assert second.read_bytes()[row.new_at :].startswith(b"700,")
+    shown = cli("diff", v1, v2, "ext.csv", cwd=in_ws.root).out
+    assert "0 added, 0 removed, 1 changed, 0 moved" in shown and "name: name700 -> edited at the source" in shown
+
+    # Edited in place and updated: the new version reads; v2's bytes are gone from the source, which is an error naming
+    # the file, never a diff of other bytes.
+    new[1200][3] = "7"
+    second.write_text(csv_text(HEADER, new), newline="")
+    with Workspace(str(in_ws.root)) as ws:
+        ws.update(["ext.csv"])
+        v3 = ws.commit("e3")
+    d = diff_table_versions(v1, v3, "ext.csv")
+    assert d.counts["changed"] == 2 and [r.old["id"] for r in d.rows] == ["700", "1200"]
+    r = cli("diff", v2, v3, "ext.csv", ok=False, cwd=in_ws.root)
+    assert r.code == 3 and r.err.startswith("error: ext.csv in ") and f"its source file://{second}" in r.err, r.err
+
+    # One side stored, the other external: the stored side from the store, the external one from its source.
+    new[100][3] = "9"
+    in_ws.root.joinpath("ext.csv").write_text(csv_text(HEADER, new), newline="")
+    with Workspace(str(in_ws.root)) as ws:
+        ws.add([str(in_ws.root / "ext.csv")])
+        v4 = ws.commit("e4")
+    with open_versions((v3, v4)) as v:
+        assert [v.entry(side, "ext.csv").is_external for side in (0, 1)] == [True, False]  # type: ignore[union-attr]
+    for a, b in ((v3, v4), (v4, v3)):
+        d = diff_table_versions(a, b, "ext.csv")
+        assert d.counts == {"added": 0, "removed": 0, "changed": 1, "moved": 0} and d.rows[0].old["id"] == "100"
 
 
 # -- errors a user can hit --------------------------------------------------------------------------
