@@ -29,13 +29,14 @@ from datactl.lineage.stores import LineageStore
 from datactl.remote.locate import StoreChoice, choose_store
 from datactl.remote.remotestore import RemoteStore
 from datactl.remote.source import remote_source, resolve_on_remote
-from datactl.store.chunkedfile import ChunkedFile
+from datactl.store.chunkedfile import open_chunked
 from datactl.store.diff import DiffResult, diff_trees
 from datactl.store.history import iter_history
 from datactl.store.packread import META_GAP
 from datactl.store.reader import ObjectReader
 from datactl.store.refs import DatasetInfo
 from datactl.store.source import CHUNK_CACHE_BYTES
+from datactl.store.sourceread import SourceBackends
 from datactl.store.trees import DecodedTrees, lookup_path
 from datactl.store.walk import walk_files
 from datactl.upkeep.verify import StoreVerifyReport, verify_remote
@@ -100,6 +101,7 @@ class StoreSession(Closing):
         self.store = RemoteStore(choice.spec, choice.cache_dir)
         self.lock = threading.RLock()
         self._datasets: list[DatasetInfo] = []
+        self.sources = SourceBackends()  # where external files' bytes are read from (their chunks are in no pack)
         try:
             self.reader: ObjectReader = self.store.reader(cache_bytes=CHUNK_CACHE_BYTES)
             self.objects = CachedObjects(self.reader)
@@ -120,6 +122,7 @@ class StoreSession(Closing):
 
     def close(self) -> None:
         self.reader.close()
+        self.sources.close()
         self.store.close()
 
     # -- versions -------------------------------------------------------------------------
@@ -188,10 +191,10 @@ class StoreSession(Closing):
         return list(self.objects.read_tree(entry.digest).entries)
 
     def open_file(self, entry: TreeEntry, path: str) -> io.BufferedReader:
-        """A seekable verified stream that reads only the chunks asked for."""
+        """A seekable verified stream that reads only the chunks asked for (an external file's from its source)."""
         if entry.kind != FILE:
             raise PathNotFound(f"{path} is not a regular file")
-        return io.BufferedReader(ChunkedFile(self.reader, entry, path), buffer_size=64 * 1024)
+        return io.BufferedReader(open_chunked(self.reader, entry, path, self.sources), buffer_size=64 * 1024)
 
     def walk(self, v: Version) -> Iterator[tuple[str, TreeEntry]]:
         return walk_files(self.objects, v.commit.tree, max_gap=META_GAP)

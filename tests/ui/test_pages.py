@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -197,3 +199,38 @@ def test_ui_port_0_prints_the_url_and_serves(ui_local: UiStore) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_an_external_file_is_previewed_from_its_source(cli, ws_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file added with add --external has no chunks in the store: the preview and the raw download read its source, verified."""
+    from datactl.ui.serve import bind
+
+    monkeypatch.setenv("DATACTL_CACHE_DIR", str(tmp_path / "cache"))
+    src = tmp_path / "src" / "labels.csv"
+    src.parent.mkdir()
+    src.write_text("id,label\n1,cat\n2,dog\n", encoding="utf-8")
+    cli("init", "--name", "ext")
+    cli("add", "--external", str(src))
+    cli("commit", "-m", "in place", "--tag", "v1")
+
+    def get(url: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    with open_session(UiStore(str(ws_dir / ".datactl" / "store"), {}, ws_dir)) as session:
+        server = bind(session)
+        thread = server.start()
+        try:
+            status, body = get(server.url + "d/ext@v1/labels.csv?format=json")
+            assert status == 200, body
+            assert json.loads(body)["preview"]["rows"] == [["1", "cat"], ["2", "dog"]]
+            assert get(server.url + "raw/ext@v1/labels.csv") == (200, src.read_bytes())
+            src.write_text("id,label\n1,cow\n2,dog\n", encoding="utf-8")  # the same size: only the bytes tell
+            status, body = get(server.url + "d/ext@v1/labels.csv?format=json")
+            assert status == 500 and json.loads(body)["error"].startswith(f"labels.csv: its source file://{src} no longer holds the recorded bytes"), body
+        finally:
+            server.stop()
+            thread.join(10)
