@@ -144,6 +144,10 @@ class ChunkedFile(io.RawIOBase):
             )
 
 
-def open_chunked(chunks: ChunkSource, entry: TreeEntry, where: str, sources: SourceBackends) -> ChunkedFile:
-    """A seekable verified view of ``entry``: from ``chunks``, or, for an external file, by ranged reads of its source."""
-    return ChunkedFile(SourceChunks(sources, entry, where) if entry.is_external else chunks, entry, where)
+def open_chunked(chunks: ChunkSource, entry: TreeEntry, where: str, sources: SourceBackends, path: str | None = None) -> ChunkedFile:
+    """A seekable verified view of ``entry``: from ``chunks``, or, for an external file, by ranged reads of its source.
+
+    ``where`` names the file in errors; ``path``, when ``where`` is more than the file's path (``PATH in v1 (...)``),
+    is what the hint of a changed source tells ``datactl update``.
+    """
+    return ChunkedFile(SourceChunks(sources, entry, where, path) if entry.is_external else chunks, entry, where)

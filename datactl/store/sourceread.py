@@ -39,11 +39,15 @@ def join_source_url(root: str, key: str) -> str:
     return f"{root}{key}" if root.endswith("/") else f"{root}/{key}"
 
 
-def source_error(where: str, url: str, why: str) -> SourceChangedError:
-    """The one line a user reads when an external file's source no longer holds the recorded bytes."""
+def source_error(where: str, url: str, why: str, path: str | None = None) -> SourceChangedError:
+    """The one line a user reads when an external file's source no longer holds the recorded bytes.
+
+    ``where`` names the file in the message (``PATH in v1 (...)``); the hint names ``path`` alone (default:
+    ``where``), as ``datactl update`` takes it.
+    """
     return SourceChangedError(
         f"{where}: its source {url} {why}",
-        f"run `datactl update {where}` and commit to record the source's new content as a new version, or restore the source object",
+        f"run `datactl update {path or where}` and commit to record the source's new content as a new version, or restore the source object",
     )
 
 
@@ -135,13 +139,17 @@ def iter_source_bytes(sources: SourceBackends, entry: TreeEntry, where: str) -> 
 
 
 class SourceChunks:
-    """A ``ChunkSource`` over one external file: ranged reads of its source, each chunk hashed against its id."""
+    """A ``ChunkSource`` over one external file: ranged reads of its source, each chunk hashed against its id.
 
-    def __init__(self, sources: SourceBackends, entry: TreeEntry, where: str) -> None:
+    ``where`` names the file in errors, ``path`` in their hint (as for ``source_error``).
+    """
+
+    def __init__(self, sources: SourceBackends, entry: TreeEntry, where: str, path: str | None = None) -> None:
         assert entry.source is not None
         self._sources = sources
         self._entry = entry
         self._where = where
+        self._path = path
         self._span: dict[str, tuple[int, int]] = {}  # chunk id -> (offset, size) of its first occurrence
         offset = 0
         for cid, n in zip(entry.chunks, entry.chunk_sizes):
@@ -177,14 +185,14 @@ class SourceChunks:
             try:
                 data = backend.get_range_at(key, start, sum(n for _, n in run), version, etag)
             except KeyNotFound:
-                raise source_error(self._where, src.url, "is gone") from None
+                raise source_error(self._where, src.url, "is gone", self._path) from None
             except (SourceChanged, ShortRead):
-                raise source_error(self._where, src.url, "changed since this version was recorded") from None
+                raise source_error(self._where, src.url, "changed since this version was recorded", self._path) from None
             for offset, n in run:
                 raw = data[offset - start : offset - start + n]
                 oid = object_id(raw)
                 if self._span.get(oid) != (offset, n):
-                    raise source_error(self._where, src.url, "no longer holds the recorded bytes (a chunk's hash differs)")
+                    raise source_error(self._where, src.url, "no longer holds the recorded bytes (a chunk's hash differs)", self._path)
                 got[oid] = raw
         self._last = got
         return got

@@ -78,9 +78,12 @@ class Engine(Closing):
             self.sources.close()
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def materialize(self, source: ChunkSource, entry: TreeEntry, where: str) -> str:
-        """Stream a version's file into the engine's folder (verified, an external file from its source); returns its path."""
-        with io.BufferedReader(open_chunked(source, entry, where, self.sources), buffer_size=1 << 20) as src:
+    def materialize(self, source: ChunkSource, entry: TreeEntry, where: str, path: str | None = None) -> str:
+        """Stream a version's file into the engine's folder (verified, an external file from its source); returns its path.
+
+        ``where`` names the file in errors, ``path`` (its path alone) in the hint of a changed source.
+        """
+        with io.BufferedReader(open_chunked(source, entry, where, self.sources, path), buffer_size=1 << 20) as src:
             return self.copy_in(src)
 
     def copy_in(self, stream: BinaryIO) -> str:

@@ -24,15 +24,15 @@ from datactl.tables.positional import find_moves
 from datactl.tables.result import ADDED, CHANGED, KEYED, POSITIONAL, REMOVED, ROW, RowChange, TableDiff, column_renames, schema_changes
 
 
-def load_pair(engine: Engine, source: ChunkSource, old: TreeEntry | None, new: TreeEntry | None, fmt: TableFormat, where: tuple[str, str]):
-    """Views ``a`` (old) and ``b`` (new); returns their (columns, types) pairs."""
+def load_pair(engine: Engine, source: ChunkSource, old: TreeEntry | None, new: TreeEntry | None, path: str, fmt: TableFormat, where: tuple[str, str]):
+    """Views ``a`` (old) and ``b`` (new) of ``path``; returns their (columns, types) pairs."""
     out = []
     for name, entry, label in (("a", old, where[0]), ("b", new, where[1])):
         if entry is None:
             engine.db.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT NULL::VARCHAR AS __empty WHERE false")
             out.append(([], {}))
             continue
-        file = engine.materialize(source, entry, label)
+        file = engine.materialize(source, entry, label, path)
         _, columns, types = engine.view(name, file, fmt, label)
         out.append((columns, types))
     return out
@@ -67,7 +67,7 @@ def keyed_diff(
     limit: int | None = None,
 ) -> TableDiff:
     """Rows added, removed and changed from ``old`` to ``new``, matched by ``key``."""
-    (cols_a, types_a), (cols_b, types_b) = load_pair(engine, source, old, new, fmt, where)
+    (cols_a, types_a), (cols_b, types_b) = load_pair(engine, source, old, new, path, fmt, where)
     check_key(engine, "a", cols_a, key, where[0])
     check_key(engine, "b", cols_b, key, where[1])
     result = TableDiff(
@@ -148,7 +148,7 @@ def parquet_positional_diff(
     engine: Engine, source: ChunkSource, old: TreeEntry | None, new: TreeEntry | None, path: str, fmt: TableFormat, where: tuple[str, str], limit: int | None = None
 ) -> TableDiff:
     """Rows of two Parquet files compared by position: a hash per row aligned with ``difflib``, then the differing rows fetched."""
-    (cols_a, types_a), (cols_b, types_b) = load_pair(engine, source, old, new, fmt, where)
+    (cols_a, types_a), (cols_b, types_b) = load_pair(engine, source, old, new, path, fmt, where)
     result = TableDiff(path, fmt.name, POSITIONAL, position=ROW, old_columns=cols_a, new_columns=cols_b,
                        old_size=old.size if old else 0, new_size=new.size if new else 0)
     result.schema = schema_changes(cols_a, cols_b, types_a, types_b)

@@ -50,14 +50,14 @@ PREFETCH_BYTES = 16 * 1024 * 1024
 class FileChunks:
     """One version of a file: its chunk ids and offsets (from the chunk list), and its chunks, read only when asked."""
 
-    def __init__(self, source: ChunkSource, entry: TreeEntry | None, where: str, sources: SourceBackends) -> None:
+    def __init__(self, source: ChunkSource, entry: TreeEntry | None, where: str, sources: SourceBackends, path: str) -> None:
         self.source = source
         self.where = where
         self.size = entry.size if entry is not None else 0  # no such file in that version: no rows
         # An external file's chunks are in no pack: its entry lists them with their sizes, its source holds the bytes.
         self.external: ChunkedFile | None = None
         if entry is not None and entry.is_external:
-            self.external = open_chunked(source, entry, where, sources)
+            self.external = open_chunked(source, entry, where, sources, path)
             self.ids, sizes = list(entry.chunks), list(entry.chunk_sizes)
         else:
             self.ids = list(source.chunk_ids(entry)) if entry is not None and entry.size else []
@@ -167,11 +167,12 @@ def positional_diff(
 ) -> TableDiff:
     """Rows added, removed, changed and moved from ``old`` to ``new`` (two versions of ``path``), matched by position.
 
-    ``where`` names each version's file in errors.
+    ``where`` names each version's file in errors; ``path`` is what their hint tells ``datactl update`` when an
+    external version's source changed.
     """
     with SourceBackends() as sources:  # where an external version's bytes are read from
-        a = FileChunks(source, old, where[0], sources)
-        b = FileChunks(source, new, where[1], sources)
+        a = FileChunks(source, old, where[0], sources, path)
+        b = FileChunks(source, new, where[1], sources, path)
         return _diff(a, b, path, fmt, limit)
 
 

@@ -103,7 +103,7 @@ def table_stats(engine: Engine, source: ChunkSource, entry: TreeEntry, path: str
     cached = cache.get(entry.digest, fmt, path)
     if cached is not None:
         return cached
-    return file_stats_of(engine, engine.materialize(source, entry, where), entry.digest, path, fmt, where, cache)
+    return file_stats_of(engine, engine.materialize(source, entry, where, path), entry.digest, path, fmt, where, cache)
 
 
 def file_stats_of(engine: Engine, file: str, digest: str, path: str, fmt: TableFormat, where: str, cache: StatsCache) -> TableStats:

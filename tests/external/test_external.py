@@ -8,6 +8,7 @@ user's environment would. About 15 s in all.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -239,3 +240,26 @@ def test_a_prefix_that_matches_nothing_says_so(cli: Cli, home: Path, s3) -> None
     assert r.code == 2 and f"s3://{bucket}/nothing/ did not match any object" in r.err
     with pytest.raises(UsageError):
         Dataset.create("x", remote=str(home / "remote")).add_external_files(f"s3://{bucket}/nothing/*.bin")
+
+
+def test_the_hint_of_a_changed_source_is_an_update_command_that_works(cli: Cli, ws_dir: Path, home: Path) -> None:
+    """Commands that name a file with its version (`in v1 (...)`) still hint `datactl update PATH`, which then records the source."""
+    src = home / "src" / "labels.csv"
+    write(src, A)
+    cli("init", "--name", "ext")
+    cli("add", "--external", str(src), "--dest", "data")
+    cli("commit", "-m", "v1", "--tag", "v1")
+    write(src, A.replace(b"cat", b"cow"))
+    want = "hint: run `datactl update data/labels.csv` and commit to record the source's new content as a new version, or restore the source object"
+    for args in (["stats", "v1", "data/labels.csv"], ["diff", "v1", "v1", "data/labels.csv"], ["diff", "v1", "v1", "data/labels.csv", "--key", "id"]):
+        r = cli(*args, ok=False)
+        assert r.code == 3 and r.err.startswith("error: data/labels.csv in v1 (") and want in r.err.splitlines(), (args, r.err)
+    (ws_dir / "data" / "labels.csv").unlink()
+    r = cli("checkout", "-f", "v1", ok=False)
+    assert r.code == 3 and r.err.startswith("error: data/labels.csv: its source") and want in r.err.splitlines(), r.err
+
+    command = want.split("`")[1].split()[1:]  # what the hint says to run, as a user would
+    assert "1 changed" in cli(*command).out
+    cli("commit", "-m", "v2", "--tag", "v2")
+    (t,) = json.loads(cli("stats", "v2", "data/labels.csv", "--json").out)["tables"]
+    assert {c["name"]: c["top"] for c in t["columns"]}["label"] == [["cow", 1], ["dog", 1]]
