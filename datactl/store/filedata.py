@@ -22,6 +22,8 @@ INLINE_CHUNKS = 256
 READ_AHEAD_FILE = 1 << 20
 READ_AHEAD_BYTES = 8 << 20
 READ_AHEAD_FILES = 1_000
+# Files from this size on are pushed toward the disk as soon as they are written (``start_write_back``).
+WRITE_BACK_FROM = 1 << 20
 
 T = TypeVar("T")
 
@@ -165,6 +167,19 @@ def _with_chunks(repo: Repository, batch: list[T], ids: list[str]) -> Iterator[t
         yield item, got
 
 
+def start_write_back(fd: int) -> None:
+    """Have the kernel start writing a file's dirty pages to disk now, without waiting for it.
+
+    A rename over an old file does that on ext4; a checkout writes every file
+    before renaming any, and left alone, a GiB of dirty pages (beside the old
+    version's) makes the kernel throttle ``write()``: 8 files of 128 MiB took
+    3-4 s instead of 1.2 s. On a dirty page, POSIX_FADV_DONTNEED only starts
+    its write-back, so the file stays cached.
+    """
+    if hasattr(os, "posix_fadvise"):  # not on macOS or Windows, which need no such help
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def write_new_file(
     repo: Repository, entry: TreeEntry, path: str, where: str, progress: ProgressFn | None = None, chunks: Mapping[str, bytes] | None = None
 ) -> None:
@@ -182,6 +197,9 @@ def write_new_file(
                 f.write(data)
                 if progress:
                     progress(len(data))
+            if entry.size >= WRITE_BACK_FROM:
+                f.flush()
+                start_write_back(fd)
         os.chmod(path, entry.mode & 0o7777)
     except BaseException:
         if os.path.lexists(path):
