@@ -1,23 +1,25 @@
-"""Storing many files at once: small files read, cut and hashed in parallel batches, big ones streamed.
+"""Storing many files at once: small files read, cut and hashed in parallel batches, big ones cut in parallel too.
 
 A file of at most ``SMALL_FILE`` bytes is read whole, in one call, by a
 worker thread, cut with the store's FastCDC parameters (a file no bigger
 than the minimum chunk is one chunk, so the chunker is skipped), and hashed;
-the caller's thread then stores a whole batch's new chunks with one index
-query and one compression task (``Repository.put_many``). Reading, cutting,
-hashing and compressing run outside the GIL, so both cores work on bytes
-while the caller's thread keeps the books. Bigger files are streamed through
-the chunker's bounded buffer as before. Results come back in the order files
-were given, through the caller's ``done``.
+a bigger one is streamed through a chunker's bounded buffer by a worker of
+its own, and handed over in pieces. The caller's thread stores each batch's
+or piece's new chunks with one index query and one compression task
+(``Repository.put_many``). Reading, cutting, hashing and compressing run
+outside the GIL, so both cores work on bytes while the caller's thread keeps
+the books. Results come back in the order files were given, through the
+caller's ``done``.
 """
 
 from __future__ import annotations
 
-import collections
 import os
+import queue
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Callable, Generic, TypeVar
 
 from pyfastcdc import FastCDC
@@ -28,12 +30,14 @@ from datactl.core.ids import object_id
 from datactl.format.pack import ObjectType
 from datactl.format.storeconfig import ChunkerParams
 from datactl.store.chunker import Chunker
-from datactl.store.filedata import FileContent, ProgressFn, content_of, read_error, store_file
+from datactl.store.filedata import FileContent, ProgressFn, StreamChunks, chunk_stream, content_of, read_error, store_file
 from datactl.store.repository import Repository
 
 SMALL_FILE = 1 << 20  # read whole; a bigger file is streamed, so memory stays bounded whatever its size
 BATCH_FILES = 256
 BATCH_BYTES = 1 << 20
+PIECE_BYTES = 4 << 20  # a big file's chunks are handed over in pieces of about this many bytes
+WAITING_BYTES = 32 << 20  # at most this many bytes of pieces wait to be stored
 Token = TypeVar("Token")
 
 
@@ -87,12 +91,82 @@ def _read_batch(files: list[tuple[str, int]], params: ChunkerParams) -> list[_Re
     return [_read_small(path, size, params) for path, size in files]
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """What a worker hands the caller's thread: chunks of a big file (``end`` set on its last piece), the
+    results of a small-file batch, or a read error."""
+
+    unit: int
+    chunks: list[tuple[str, bytes]] = field(default_factory=list)
+    end: StreamChunks | None = None
+    stat: os.stat_result | None = None
+    small: list[_ReadFile | DatactlError | None] | None = None
+    error: BaseException | None = None
+
+    @property
+    def size(self) -> int:
+        return sum(len(raw) for _, raw in self.chunks)
+
+
+@dataclass
+class _Unit(Generic[Token]):
+    """A small-file batch or one big file, in the order given; complete once its last piece is stored."""
+
+    files: list[tuple[str, int, Token]]
+    read_at: int = 0
+    piece: _Piece | None = None  # the last one (a big file's end, a batch's results, or an error)
+
+
+class _Cancelled(Exception):
+    """The ingest is closing: a worker stops handing pieces over."""
+
+
+class _Handover:
+    """Pieces from the workers to the caller's thread, with at most ``budget`` bytes of chunks waiting."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.waiting = 0
+        self.cancelled = False
+        self.pieces: queue.SimpleQueue[_Piece] = queue.SimpleQueue()
+        self.room = threading.Condition()
+
+    def put(self, piece: _Piece) -> None:
+        """Hand ``piece`` over once there is room (always, when nothing waits: a piece may exceed the budget)."""
+        size = piece.size
+        with self.room:
+            while self.waiting and self.waiting + size > self.budget and not self.cancelled:
+                self.room.wait()
+            if self.cancelled:
+                raise _Cancelled
+            self.waiting += size
+        self.pieces.put(piece)
+
+    def take(self) -> _Piece:
+        return self.pieces.get()
+
+    def done_with(self, piece: _Piece) -> None:
+        with self.room:
+            self.waiting -= piece.size
+            self.room.notify_all()
+
+    def cancel(self) -> None:
+        with self.room:
+            self.cancelled = True
+            self.room.notify_all()
+
+
 class FileIngest(Closing, Generic[Token]):
     """Stores files given one by one; calls ``done(token, stored)`` for each, in order, once its chunks are put.
 
-    ``drain`` waits for every file given so far. Errors reading a file
-    (permission, I/O) are raised, as ``DatactlError``, from the call that
-    finds them.
+    Small files go to the workers in batches; a big file is streamed by a
+    worker of its own, which hands its chunks over in pieces of about
+    ``PIECE_BYTES``: two big files are cut on two cores at once, and the
+    caller's thread stores the pieces of all of them as they come (one index
+    query per piece), then reports files in the order given. At most
+    ``WAITING_BYTES`` of chunks wait for it, and a few small batches. ``drain``
+    waits for every file given so far. Errors reading a file (permission, I/O)
+    are raised, as ``DatactlError``, from the call that reaches that file.
     """
 
     def __init__(
@@ -109,15 +183,19 @@ class FileIngest(Closing, Generic[Token]):
         self.progress = progress
         self._workers = workers or os.cpu_count() or 2
         self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="datactl-read")
+        self._handover = _Handover(WAITING_BYTES)
         self._batch: list[tuple[str, int, Token]] = []
         self._batch_bytes = 0
-        self._inflight: collections.deque[tuple[list[tuple[str, int, Token]], Future]] = collections.deque()
+        self._units: dict[int, _Unit[Token]] = {}  # not yet reported, by number (ascending: the order given)
+        self._next_unit = 0
+        self._first_unit = 0
 
     def add(self, path: str, size: int, token: Token) -> None:
         """Store the file at ``path`` (``size`` as listed decides how it is read)."""
         if size > SMALL_FILE:
-            self.drain()  # keep ``done`` in the order files were given
-            self._stream(path, token)
+            self._submit()  # the batch so far comes first
+            unit = self._start(_Unit([(path, size, token)], read_at=time.time_ns()))
+            self._pool.submit(self._stream_worker, unit, path, self.chunker.params)
             return
         self._batch.append((path, size, token))
         self._batch_bytes += size
@@ -127,41 +205,109 @@ class FileIngest(Closing, Generic[Token]):
     def drain(self) -> None:
         """Wait until every file given so far is stored and reported."""
         self._submit()
-        while self._inflight:
-            self._collect()
+        while self._units:
+            self._store_next_piece()
 
     def close(self) -> None:
-        for _, fut in self._inflight:
-            fut.cancel()
-        self._inflight.clear()
-        self._pool.shutdown(wait=True)
+        self._handover.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._units.clear()
+
+    def _start(self, unit: _Unit[Token]) -> int:
+        number = self._next_unit
+        self._units[number] = unit
+        self._next_unit += 1
+        while len(self._units) > 2 * self._workers:  # bounded: the workers' pieces wait for this thread
+            self._store_next_piece()
+        return number
 
     def _submit(self) -> None:
         if not self._batch:
             return
         files = [(path, size) for path, size, _ in self._batch]
-        self._inflight.append((self._batch, self._pool.submit(_read_batch, files, self.chunker.params)))
+        number = self._start(_Unit(self._batch))
         self._batch, self._batch_bytes = [], 0
-        while len(self._inflight) > 2 * self._workers:  # bounded: a few batches of at most BATCH_BYTES each
-            self._collect()
+        self._pool.submit(self._batch_worker, number, files, self.chunker.params)
 
-    def _collect(self) -> None:
-        batch, fut = self._inflight.popleft()
-        results = fut.result()
-        objects = [chunk for r in results if isinstance(r, _ReadFile) for chunk in r.chunks]
-        self.repo.put_many(ObjectType.CHUNK, objects)
-        for (path, _, token), read in zip(batch, results):
-            if isinstance(read, DatactlError):
-                raise read
-            if read is None:  # grew while listed: stream it
+    def _batch_worker(self, unit: int, files: list[tuple[str, int]], params: ChunkerParams) -> None:
+        self._hand_over(unit, lambda: _Piece(unit, small=_read_batch(files, params)))
+
+    def _stream_worker(self, unit: int, path: str, params: ChunkerParams) -> None:
+        """Cut, hash and hand over a big file in pieces (its own chunker: a chunker is not thread-safe)."""
+        piece: list[tuple[str, bytes]] = []
+        held = 0
+
+        def keep(oid: str, raw: bytes) -> None:
+            nonlocal piece, held
+            piece.append((oid, raw))
+            held += len(raw)
+            if held >= PIECE_BYTES:
+                self._handover.put(_Piece(unit, piece))
+                piece, held = [], 0
+
+        def last_piece() -> _Piece:
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    read = chunk_stream(Chunker(params), f, keep)
+                return _Piece(unit, piece, end=read, stat=os.lstat(path))
+            except OSError as exc:
+                return _Piece(unit, error=read_error(path, exc))
+
+        self._hand_over(unit, last_piece)
+
+    def _hand_over(self, unit: int, work: Callable[[], _Piece]) -> None:
+        """Run a worker's ``work`` and hand its last piece over; any failure reaches the caller's thread as one."""
+        try:
+            try:
+                piece = work()
+            except _Cancelled:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - the caller's thread waits for this unit: it must hear of it
+                piece = _Piece(unit, error=exc)
+            self._handover.put(piece)
+        except _Cancelled:
+            pass
+
+    def _store_next_piece(self) -> None:
+        """Store the next piece any worker handed over; report the files of every unit complete by now, in order."""
+        piece = self._handover.take()
+        try:
+            if piece.chunks:
+                self.repo.put_many(ObjectType.CHUNK, piece.chunks)
+            if piece.small is not None:
+                self.repo.put_many(ObjectType.CHUNK, [chunk for r in piece.small if isinstance(r, _ReadFile) for chunk in r.chunks])
+        finally:
+            self._handover.done_with(piece)
+        if self.progress and piece.chunks:
+            self.progress(piece.size)
+        if piece.end is not None or piece.small is not None or piece.error is not None:
+            self._units[piece.unit].piece = replace(piece, chunks=[])  # stored: only the file's description is kept
+        while self._first_unit in self._units and self._units[self._first_unit].piece is not None:
+            self._report(self._units.pop(self._first_unit))
+            self._first_unit += 1
+
+    def _report(self, unit: _Unit[Token]) -> None:
+        piece = unit.piece
+        assert piece is not None
+        if piece.error is not None:
+            raise piece.error
+        if piece.end is not None:
+            assert piece.stat is not None
+            (_path, _size, token), read = unit.files[0], piece.end
+            self.done(token, StoredFile(content_of(self.repo, read.size, read.digest, read.ids), piece.stat, unit.read_at))
+            return
+        for (path, _, token), result in zip(unit.files, piece.small or []):
+            if isinstance(result, DatactlError):
+                raise result
+            if result is None:  # grew while listed: stream it here
                 self._stream(path, token)
                 continue
-            ids = b"".join(bytes.fromhex(oid) for oid, _ in read.chunks)
-            size = sum(len(raw) for _, raw in read.chunks)
-            content = content_of(self.repo, size, read.digest, ids)
+            ids = b"".join(bytes.fromhex(oid) for oid, _ in result.chunks)
+            size = sum(len(raw) for _, raw in result.chunks)
+            content = content_of(self.repo, size, result.digest, ids)
             if self.progress:
                 self.progress(size)
-            self.done(token, StoredFile(content, read.stat, read.read_at))
+            self.done(token, StoredFile(content, result.stat, result.read_at))
 
     def _stream(self, path: str, token: Token) -> None:
         read_at = time.time_ns()
@@ -171,4 +317,3 @@ class FileIngest(Closing, Generic[Token]):
         except OSError as exc:
             raise read_error(path, exc) from None
         self.done(token, StoredFile(content, st, read_at))
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +147,65 @@ def test_read_ahead_hands_each_small_file_its_chunks_in_order(tiny_repo: Reposit
         else:
             assert chunks is not None
             assert b"".join(iter_file_bytes(tiny_repo, entry, entry.name, chunks)) == contents[i]
+
+
+def test_big_files_cut_side_by_side_are_stored_as_the_streamed_path_stores_them(tmp_path: Path) -> None:
+    # Several big files (handed over in pieces by two workers at once) between small ones: each is described exactly
+    # as streaming it alone describes it, reported in the order given, and restores bit for bit.
+    repo = open_repo(str(tmp_path), ChunkerParams())
+    rng = random.Random(11)
+    sizes = [9 * SMALL_FILE + 17, 100, 5 * SMALL_FILE, 7 * SMALL_FILE + 3, 2_000, 9 * SMALL_FILE]
+    paths = []
+    for i, size in enumerate(sizes):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(rng.randbytes(size // 2) * 2 + rng.randbytes(size % 2))  # repeats inside: dedup within a file
+        paths.append(str(p))
+    try:
+        got = ingest_all(repo, paths)
+        assert [token for token, _ in got] == paths
+        for path, stored in got:
+            assert stored.content == store_file(repo, Chunker(repo.config.chunker), path)
+            assert restored(repo, stored) == Path(path).read_bytes()
+    finally:
+        repo.close()
+
+
+def test_a_big_file_gone_before_it_is_read_is_a_clear_error(tmp_path: Path) -> None:
+    repo = open_repo(str(tmp_path), ChunkerParams())
+    reported: list[str] = []
+    kept = tmp_path / "kept"
+    kept.write_bytes(b"k" * (2 * SMALL_FILE))
+    try:
+        with FileIngest(repo, Chunker(repo.config.chunker), lambda token, _s: reported.append(token)) as ingest:
+            ingest.add(str(kept), 2 * SMALL_FILE, "kept")
+            ingest.add(str(tmp_path / "gone"), 3 * SMALL_FILE, "gone")
+            with pytest.raises(DatactlError, match=r"cannot read .*gone"):
+                ingest.drain()
+        assert reported == ["kept"]  # the file before it was stored and reported first
+    finally:
+        repo.close()
+
+
+def test_closing_an_ingest_with_big_files_in_flight_stops_its_workers(tmp_path: Path) -> None:
+    # A caller that fails midway closes the ingest without draining it: workers blocked handing pieces over stop.
+    repo = open_repo(str(tmp_path), ChunkerParams())
+    data = random.Random(5).randbytes(24 * SMALL_FILE)  # two files cut at once hold more than may wait: the workers block
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"big{i}"
+        p.write_bytes(data[i:])
+        paths.append(str(p))
+
+    def fail_midway() -> None:
+        with pytest.raises(RuntimeError), FileIngest(repo, Chunker(repo.config.chunker), lambda _t, _s: None) as ingest:
+            for p in paths:
+                ingest.add(p, os.path.getsize(p), p)
+            raise RuntimeError("the caller failed")
+
+    worker = threading.Thread(target=fail_midway, daemon=True)
+    worker.start()
+    worker.join(60)
+    try:
+        assert not worker.is_alive(), "closing the ingest waited for ever"
+    finally:
+        repo.close()
