@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 
 from datactl.api.checks import remote_context
 from datactl.core.errors import DatactlError, PathNotFound, UsageError
+from datactl.core.parallel import parallel_map
 from datactl.core.settings import read_settings, table_keys
 from datactl.format.objects import DIR, FILE, TreeEntry
 from datactl.remote.locate import settings_root, workspace_root
@@ -67,8 +68,12 @@ def open_versions(refs: Sequence[str], remote: str | None = None, options: dict[
         rs.sync_index()
         reader = rs.reader(cache_bytes=CHUNK_CACHE_BYTES)
         try:
-            cids = [resolve_on_remote(rs, reader, r, ctx.name, ctx.kind) for r in refs]
-            yield Versions(reader, tuple(reader.read_commit(c).tree for c in cids), _labels(refs, cids), ctx.tables_dir)
+            # Each step for all versions at once: a round trip each, not one per version.
+            cids = list(parallel_map(lambda r: resolve_on_remote(rs, reader, r, ctx.name, ctx.kind), refs, len(refs), "datactl-refs"))
+            reader.read_batch(cids, remember=True)
+            trees = tuple(reader.read_commit(c).tree for c in cids)
+            reader.read_batch(trees, remember=True)
+            yield Versions(reader, trees, _labels(refs, cids), ctx.tables_dir)
         finally:
             reader.close()
 

@@ -8,6 +8,7 @@ remote have this object?" without a request per object.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from datactl.core.closing import Closing
 from datactl.core.errors import CorruptObject, StoreFormatError, StoreNotFound, StoreNotListable
@@ -81,9 +82,13 @@ class RemoteStore(Closing):
         keeps listing objects that were deleted. A location without a store
         raises StoreNotFound here, rather than look like an empty store.
         """
-        self.config()
+        # Three independent reads in one round trip's time; the config's failure (no store there) is the one raised.
+        with ThreadPoolExecutor(2, thread_name_prefix="datactl-sync") as pool:
+            index_files = pool.submit(list_index_files, self.backend)
+            condemned = pool.submit(condemned_packs, self.backend)
+            self.config()
+            listed = index_files.result()
         known = self.index.known_index_files()
-        listed = list_index_files(self.backend)
         if known - set(listed):
             self.forget_index()
             known = set()
@@ -98,7 +103,7 @@ class RemoteStore(Closing):
                 self.index.add_pack(pack_id, size, entries)
             self.index.mark_index_file(index_id)
             n += 1
-        self.condemned = condemned_packs(self.backend)
+        self.condemned = condemned.result()
         return n
 
     def _fetch_index_file(self, index_id: str) -> tuple[str, PackListing | None]:

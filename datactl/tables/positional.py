@@ -171,8 +171,12 @@ def positional_diff(
     external version's source changed.
     """
     with SourceBackends() as sources:  # where an external version's bytes are read from
+        if isinstance(source, ObjectReader):  # both sides' chunk lists in one read, not one round trip each
+            source.read_batch([e.chunklist for e in (old, new) if e is not None and e.chunklist and not e.is_external], remember=True)
         a = FileChunks(source, old, where[0], sources, path)
         b = FileChunks(source, new, where[1], sources, path)
+        if isinstance(source, ObjectReader):  # and the first chunk of each, where the header is
+            source.read_batch([side.ids[0] for side in (a, b) if side.ids and side.external is None], max_gap=0, remember=True)
         return _diff(a, b, path, fmt, limit)
 
 
