@@ -135,6 +135,14 @@ def median_rss(samples: Sequence[Sample]) -> float | None:
 # -- the code under test ----------------------------------------------------------------------------------------
 
 
+def compile_bytecode(root: Path) -> None:
+    """Compile the modules of the datactl tree at ``root``, as installing a package does: a source tree (an editable
+    install, a ``--compare-src``) where PYTHONDONTWRITEBYTECODE is set would otherwise compile every module again on
+    every start-up, 0.1-0.2 s that no installed datactl pays."""
+    packages = [str(root / name) for name in ("datactl", "storage_backends") if (root / name).is_dir()]
+    run([sys.executable, "-m", "compileall", "-q", *packages], Path.cwd())
+
+
 @dataclass
 class DatactlCommand:
     """How to run datactl: the installed command, or ``python -m datactl`` from a source tree."""
@@ -160,12 +168,7 @@ class DatactlCommand:
         return Path(where.stdout.strip()).parent.parent
 
     def compile_bytecode(self) -> None:
-        """Compile the code's modules, as installing a package does: a source tree (an editable install, a
-        ``--compare-src``) where PYTHONDONTWRITEBYTECODE is set would otherwise compile every module again on
-        every start-up, 0.1-0.2 s that no installed datactl pays."""
-        root = self.root()
-        packages = [str(root / name) for name in ("datactl", "storage_backends") if (root / name).is_dir()]
-        run([sys.executable, "-m", "compileall", "-q", *packages], Path.cwd(), self.env)
+        compile_bytecode(self.root())
 
     def commit_id(self) -> str:
         """The git commit of the code that runs (``-dirty`` with local changes), or '' when unknown."""
