@@ -173,6 +173,14 @@ def table_error(exc: BaseException, where: str) -> DatactlError:
         )
     first = text.splitlines()[0] if text else type(exc).__name__
     first = re.sub(r"^[A-Za-z ]*Error: ", "", first)
+    # The engine's own failures are not the file's fault: saying "fix the file" would send the user the wrong way.
+    if type(exc).__name__ == "InternalException":  # seen when an allocation fails under a tight address-space limit
+        return DatactlError(
+            f"the table engine failed comparing {where}: {first}",
+            f"run it again; under a tight memory limit give the process more room, or the engine less ({MEMORY_ENV}, now {os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY})",
+        )
+    if type(exc).__name__ == "IOException":
+        return DatactlError(f"the table engine could not read or spill {where}: {first}", "check the space left in the temporary folder (TMPDIR)")
     line = re.search(r"[Ll]ine:? (\d+)", text)
     detail = [ln for ln in text.splitlines()[1:3] if ln.strip() and not ln.startswith(("Possible", "*", "  "))]
     what = "; ".join([first, *detail]) if line else first
