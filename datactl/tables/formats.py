@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
@@ -103,13 +104,16 @@ def split_rows(buf: bytes | memoryview, base: int, fmt: TableFormat, at_eof: boo
     if not fmt.is_delimited or QUOTE not in data:
         # No quotes: every newline ends a row (the common case, without a step per line in Python).
         last = data.rfind(b"\n") + 1
-        offset = base
-        crlf = b"\r" in data
-        for line in data[:last].split(b"\n")[:-1] if last else ():
-            size = len(line)
-            if size and not (crlf and size == 1 and line == b"\r"):
-                spans.append(Span(offset, offset + size - (1 if crlf and line.endswith(b"\r") else 0)))
-            offset += size + 1
+        lines = data[:last].split(b"\n")[:-1] if last else []
+        lengths = list(map(len, lines))
+        starts = itertools.accumulate((length + 1 for length in lengths), initial=base)  # where each line starts
+        if b"\r" not in data:  # a window holds thousands of rows: as little as can be done per row
+            spans = [Span(start, start + length) for start, length in zip(starts, lengths) if length]
+        else:
+            for line, start, length in zip(lines, starts, lengths):
+                size = length - (1 if line.endswith(b"\r") else 0)
+                if size:
+                    spans.append(Span(start, start + size))
         row_start = pos = last
     while pos < n:
         nl = data.find(b"\n", pos)

@@ -414,7 +414,7 @@ def _diff_rows(sides: tuple[_Side, _Side], rows_a: Sequence[_Row], rows_b: Seque
     keys_b = [compare.of(1, r.raw, vals(1, rows_b, i) if compare.shared else {}) for i, r in enumerate(rows_b)]
     renames = column_renames(sides[0].columns, sides[1].columns)
     changes: list[RowChange] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, keys_a, keys_b, autojunk=False).get_opcodes():
+    for tag, i1, i2, j1, j2 in _opcodes(keys_a, keys_b):
         if tag == "equal":
             continue
         paired = min(i2 - i1, j2 - j1) if tag == "replace" else 0
@@ -426,6 +426,35 @@ def _diff_rows(sides: tuple[_Side, _Side], rows_a: Sequence[_Row], rows_b: Seque
         changes.extend(RowChange(REMOVED, rows_a[k].at, None, vals(0, rows_a, k), None) for k in range(i1 + paired, i2))
         changes.extend(RowChange(ADDED, None, rows_b[k].at, None, vals(1, rows_b, k)) for k in range(j1 + paired, j2))
     return changes
+
+
+def _opcodes(keys_a: list[Any], keys_b: list[Any]) -> Iterator[tuple[str, int, int, int, int]]:
+    """``SequenceMatcher``'s opcodes, matched only between the first and the last rows that differ.
+
+    A window holds a few changed rows among thousands of equal ones around them (whole chunks on each side): the
+    equal rows at both ends are found by comparing slices, so the matcher, quadratic at worst, sees only the middle.
+    """
+    head = _common_length(keys_a, keys_b, lambda seq, n: seq[:n])
+    tail = _common_length(keys_a[head:], keys_b[head:], lambda seq, n: seq[len(seq) - n :])
+    end_a, end_b = len(keys_a) - tail, len(keys_b) - tail
+    if head:
+        yield "equal", 0, head, 0, head
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, keys_a[head:end_a], keys_b[head:end_b], autojunk=False).get_opcodes():
+        yield tag, i1 + head, i2 + head, j1 + head, j2 + head
+    if tail:
+        yield "equal", end_a, len(keys_a), end_b, len(keys_b)
+
+
+def _common_length(a: list[Any], b: list[Any], part: Callable[[list[Any], int], list[Any]]) -> int:
+    """The largest n with ``part(a, n) == part(b, n)`` (a prefix or a suffix), by bisection over slice comparisons."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if part(a, mid) == part(b, mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _changed_cells(old: dict[str, Any], new: dict[str, Any], renames: dict[str, str]) -> tuple[str, ...]:
