@@ -3,37 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from conftest import run_datactl
+from peakrss import peak_rss
 
 GiB = 1024**3
 LIMIT_BYTES = 300 * 1024 * 1024
-
-
-# Linux carries a parent's peak RSS into a forked child's ru_maxrss, and pytest
-# (with in-process servers) is large; a small launcher process forks datactl
-# so the figure is datactl's own.
-_LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.executable, [sys.executable, "-m", "datactl", *sys.argv[1:]])
-_, status, usage = os.wait4(pid, 0)
-print(usage.ru_maxrss * 1024)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def peak_rss(args: list[str], cwd: Path) -> int:
-    """Run datactl and return its own peak resident memory in bytes."""
-    env = {**os.environ, "DATACTL_AUTHOR": "Test <t@example.com>"}
-    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return int(proc.stdout.strip().splitlines()[-1])
 
 
 def test_4_gib_file_add_and_checkout_in_bounded_memory(tmp_path: Path) -> None:
