@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, Iterable
 
 from rich.console import Console
 from rich.progress import (
@@ -24,6 +24,23 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def emit_json_array(items: Iterable[Any]) -> None:
+    """A JSON array written as its items come (one per line), so a listing of any length needs no memory for it."""
+    sys.stdout.write("[")
+    for i, item in enumerate(items):
+        sys.stdout.write(("\n  " if i == 0 else ",\n  ") + json.dumps(item, ensure_ascii=False))
+    sys.stdout.write("\n]\n")
+
+
+def print_lines(lines: Iterable[str]) -> None:
+    """Plain lines as they come: through rich on a terminal, else written as they are (rich costs 0.1 ms a line)."""
+    if out.is_terminal:
+        for line in lines:
+            out.print(line)
+        return
+    sys.stdout.writelines(line + "\n" for line in lines)
 
 
 class RichProgress:

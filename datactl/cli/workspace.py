@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 import typer
 from rich.text import Text
 
 from datactl.cli.options import JSON_OPT
-from datactl.cli.output import RichProgress, emit_json, err, out
+from datactl.cli.output import RichProgress, emit_json, emit_json_array, err, out, print_lines
 from datactl.core.errors import EXIT_FAILURE, BelowShallowCut, PathNotFound, UnknownRef, UsageError
 from datactl.core.units import human_bytes, parse_fraction
 
 if TYPE_CHECKING:
+    from datactl.format.objects import TreeEntry
     from datactl.store.diff import DiffResult
     from datactl.workspace.workspace import Status, Workspace
 
@@ -332,26 +333,28 @@ def ls_(
         if entry is None:
             raise PathNotFound(f"{path} is not in version {cid[:12]}", f"`datactl ls {ref or 'HEAD'}` lists what it holds")
         if entry.kind != DIR:
-            rows = [(path, entry)]
+            rows: Iterable[tuple[str, TreeEntry]] = [(path, entry)]
         elif recursive:
-            rows = list(walk_files(ws.repo, entry.digest, path + "/" if path else ""))
+            rows = walk_files(ws.repo, entry.digest, path + "/" if path else "")  # streamed: a million files need no memory
         else:
             rows = [((path + "/" if path else "") + e.name, e) for e in ws.repo.read_tree(entry.digest).entries]
-    if json_:
-        emit_json(
-            [
+        if json_:
+            emit_json_array(
                 {"path": p, "kind": e.kind, "size": e.size, "mode": oct(e.mode) if e.kind == FILE else None, "digest": e.digest, "target": e.target}
                 for p, e in rows
-            ]
-        )
-        return
-    for p, e in rows:
-        if e.kind == DIR:
-            out.print(f"{'d':<6} {human_bytes(e.size):>10}  {p}/")
-        elif e.kind == SYMLINK:
-            out.print(f"{'l':<6} {'':>10}  {p} -> {e.target}")
-        else:
-            out.print(f"{oct(e.mode)[2:]:<6} {human_bytes(e.size):>10}  {p}")
+            )
+            return
+        print_lines(_ls_line(p, e) for p, e in rows)
+
+
+def _ls_line(path: str, e: TreeEntry) -> str:
+    from datactl.format.objects import DIR, SYMLINK
+
+    if e.kind == DIR:
+        return f"{'d':<6} {human_bytes(e.size):>10}  {path}/"
+    if e.kind == SYMLINK:
+        return f"{'l':<6} {'':>10}  {path} -> {e.target}"
+    return f"{oct(e.mode)[2:]:<6} {human_bytes(e.size):>10}  {path}"
 
 
 def diff(
