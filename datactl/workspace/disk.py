@@ -107,6 +107,7 @@ class DiskState:
         start: str = "",
         on_problem: Callable[[ScanProblem], None] | None = None,
         vouched: Callable[[DiskEntry], None] | None = None,
+        in_scope: Callable[[str], bool] | None = None,
     ) -> Iterator[tuple[str, DiskEntry | None, StageRow | None]]:
         """(path, file on disk or None, stage row or None) for every path under ``start``, in path order.
 
@@ -114,7 +115,9 @@ class DiskState:
         skipped is still looked at. Given ``vouched``, a tracked file whose
         stat the stat cache vouches for is handed to it instead, compared on
         the row's stat columns alone: a scan where little changed reads a whole
-        row only for what did.
+        row only for what did. Given ``in_scope`` (a sparse workspace's paths),
+        a tracked path outside it that is not on disk, as it should not be, is
+        skipped without a look at its row or the disk.
         """
         disk = walk(self.root, rules, start=start, on_problem=on_problem)
         if vouched is None:
@@ -127,6 +130,8 @@ class DiskState:
         for path, d, stats in merge_by_path(disk, self.stage.iter_stats(start), lambda x: x.path, lambda r: r[0]):
             if d is not None and stats is not None and stat_vouches(stats, d.kind, d.st):
                 vouched(d)
+                continue
+            if d is None and in_scope is not None and not in_scope(path):
                 continue
             row = self.stage.get(path) if stats is not None else None
             if d is None and row is not None and row.entry is not None:

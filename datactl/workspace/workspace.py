@@ -232,7 +232,7 @@ class Workspace(Closing):
         self.disk.forget_refreshed()
         # External files are checked against their sources whether or not their stat vouches for the local copy.
         external = [(row.path, row.entry) for row in self.stage.external_rows() if row.entry is not None]
-        for path, d, row in self.disk.scan(IgnoreRules(self.root), on_problem=result.problems.append, vouched=lambda _d: None):
+        for path, d, row in self.disk.scan(IgnoreRules(self.root), on_problem=result.problems.append, vouched=lambda _d: None, in_scope=in_scope):
             tracked = row is not None and row.entry is not None
             if d is None:
                 if tracked and in_scope(path):

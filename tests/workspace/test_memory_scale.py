@@ -168,3 +168,10 @@ def test_sparse_checkout_switches_versions_at_the_cost_of_the_change(big: Path) 
     bounded("checkout v1", ["-m", "datactl", "checkout", "v1"], big)
     assert on_disk(big) == v1_files
     assert (big / file_path(0, MODIFIED_AT[0])).read_bytes() == b"kept, even\n"
+
+    # status of the sparse workspace: the 999,000 tracked files outside its one folder are not looked for on disk.
+    (big / file_path(0, 1)).write_bytes(b"edited here\n")
+    st = bounded("status", ["-m", "datactl", "status", "--json"], big)
+    status = json.loads(st.stdout)
+    assert [c["path"] for c in status["unstaged"]] == [file_path(0, 1)]
+    assert status["untracked"] == []
