@@ -175,3 +175,10 @@ def test_sparse_checkout_switches_versions_at_the_cost_of_the_change(big: Path) 
     status = json.loads(st.stdout)
     assert [c["path"] for c in status["unstaged"]] == [file_path(0, 1)]
     assert status["untracked"] == []
+
+    # A commit of that one change on the latest version costs what changed: the folder is read, the tree patched.
+    bounded("checkout v2 (the edit kept)", ["-m", "datactl", "checkout", "v2"], big)
+    bounded("add", ["-m", "datactl", "add", SPARSE], big)
+    bounded("commit", ["-m", "datactl", "commit", "-m", "one file edited"], big)
+    diff = json.loads(bounded("diff v2 HEAD", ["-m", "datactl", "diff", "v2", "HEAD", "--json"], big).stdout)
+    assert [(c["path"], c["status"]) for c in diff["changes"]] == [(file_path(0, 1), "modified")]
