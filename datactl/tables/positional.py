@@ -27,6 +27,7 @@ hashed against its id).
 from __future__ import annotations
 
 import bisect
+import io
 import difflib
 import itertools
 import json
@@ -35,7 +36,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from datactl.core.errors import CorruptObject, TableError
 from datactl.format.objects import TreeEntry
-from datactl.store.chunkedfile import ChunkedFile, ChunkSource, open_chunked
+from datactl.store.chunkedfile import ChunkSource, open_chunked
 from datactl.store.reader import ObjectReader
 from datactl.store.sourceread import SourceBackends
 from datactl.tables.formats import RowProblem, Span, TableFormat, parse_fields, parse_row, split_rows, with_header_dialect
@@ -55,9 +56,9 @@ class FileChunks:
         self.where = where
         self.size = entry.size if entry is not None else 0  # no such file in that version: no rows
         # An external file's chunks are in no pack: its entry lists them with their sizes, its source holds the bytes.
-        self.external: ChunkedFile | None = None
+        self.external: io.BufferedReader | None = None
         if entry is not None and entry.is_external:
-            self.external = open_chunked(source, entry, where, sources, path)
+            self.external = io.BufferedReader(open_chunked(source, entry, where, sources, path))
             self.ids, sizes = list(entry.chunks), list(entry.chunk_sizes)
         else:
             self.ids = list(source.chunk_ids(entry)) if entry is not None and entry.size else []
@@ -69,23 +70,15 @@ class FileChunks:
 
     def read(self, lo: int, hi: int) -> bytes:
         """The bytes of chunks [lo, hi), fetched together (each verified against its id by the reader)."""
-        if self.external is not None:
-            return self._read_external(self.starts[lo], self.starts[hi])
+        if self.external is not None:  # a buffered read goes on until it has them all
+            self.external.seek(self.starts[lo])
+            return self.external.read(self.starts[hi] - self.starts[lo])
         wanted = self.ids[lo:hi]
         got = dict(self.source.fetch(wanted)) if wanted else {}
         for cid in wanted:
             if cid not in got:
                 got[cid] = self.source.cached(cid) or self.source.fetch([cid])[cid]
         return b"".join(got[cid] for cid in wanted)
-
-    def _read_external(self, start: int, end: int) -> bytes:
-        """Bytes [start, end) of an external file (a ranged read of each run of chunks they touch)."""
-        assert self.external is not None
-        self.external.seek(start)
-        out = bytearray()
-        while len(out) < end - start and (piece := self.external.read(end - start - len(out))):
-            out += piece
-        return bytes(out)
 
     def line_of(self, offset: int) -> int:
         """The 1-based line number at byte ``offset``: reads every chunk before it, so only an error calls it."""
