@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import pty
+import re
 import stat
 import subprocess
 import sys
@@ -46,6 +48,27 @@ class Cli:
         if ok and code != 0:
             raise AssertionError(f"datactl {' '.join(args)} exited {code}\nstdout: {result.out}\nstderr: {result.err}")
         return result
+
+
+def on_a_terminal(args: list[str], cwd: Path, keep_styles: bool = False) -> str:
+    """datactl ARGS with stdout and stderr on a pseudo-terminal; what it wrote there (styles removed unless kept)."""
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, "-m", "datactl", *args], cwd=cwd, stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0, b"".join(chunks)
+    screen = b"".join(chunks).decode(errors="replace")
+    return screen if keep_styles else re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
 
 
 @pytest.fixture

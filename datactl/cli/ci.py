@@ -9,8 +9,6 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from datactl.cli.options import store_options
 from datactl.cli.output import RichProgress, emit_json, err, out
@@ -101,6 +99,9 @@ def verify(
 
 
 def _print_suite(suite) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("", no_wrap=True)
     table.add_column("check")
@@ -111,7 +112,7 @@ def _print_suite(suite) -> None:
     out.print(table)
     for c in suite.cases:
         if c.status in ("failed", "error", "warning") and c.details:
-            err.print(Text(f"{c.name}:", style="bold"))
+            err.print_spans((f"{c.name}:", "bold"))
             for d in c.details[:20]:
                 err.print(f"  {d}", style="red" if c.status != "warning" else "yellow")
             if len(c.details) > 20:
@@ -158,6 +159,9 @@ def validate(
 
 
 def _print_validation(report) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for col in ("", "rule", "files", "read", "result"):
         table.add_column(col, overflow="fold")
@@ -174,14 +178,14 @@ def _print_validation(report) -> None:
     out.print(table)
     for r in report.results:
         if r.status in ("failed", "warning") and r.total_findings > 1:
-            out.print(Text(f"{r.name}:", style="bold"))
+            out.print_spans((f"{r.name}:", "bold"))
             for f in r.findings[:20]:
                 out.print(f"  {f.path + ': ' if f.path else ''}{f.message}")
             if r.total_findings > 20:
                 out.print(f"  ... and {r.total_findings - 20} more")
     for r in report.results:
         for note in r.notes[:20]:
-            out.print(Text(f"note ({r.name}): {note}"))
+            out.print(f"note ({r.name}): {note}")
         if len(r.notes) > 20:
             out.print(f"note ({r.name}): ... and {len(r.notes) - 20} more")
     counts = {s: sum(1 for r in report.results if r.status == s) for s in ("passed", "failed", "warning", "error")}
@@ -217,8 +221,7 @@ def gate_drift(result, limits: list, base: tuple[int, int], fmt: str, output: Op
     if not machine_on_stdout:
         print_diff()
     for r in results:
-        line = Text("PASS " if r.ok else "FAIL ", style="green" if r.ok else "red") + Text(r.describe())
-        (err if machine_on_stdout or not r.ok else out).print(line)
+        (err if machine_on_stdout or not r.ok else out).print_spans(("PASS " if r.ok else "FAIL ", "green" if r.ok else "red"), (r.describe(), None))
     return all(r.ok for r in results)
 
 

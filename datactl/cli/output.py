@@ -1,25 +1,71 @@
-"""Printing for the CLI: rich on a terminal, plain text or JSON otherwise."""
+"""Printing for the CLI: rich on a terminal, plain text or JSON otherwise.
+
+rich is imported only when something needs it (a terminal, a table, styled
+text, a progress bar): it is about 35 ms of every command's start-up, and
+output read by a script or CI is plain lines.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
-# markup=False: file names and messages may contain "[...]" and must print as they are.
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+_FORCING_RICH = ("FORCE_COLOR", "FORCE_TERMINAL", "TTY_COMPATIBLE")  # rich styles output that is not a terminal when set
+
+
+class Printer:
+    """stdout or stderr: plain strings written as they are when it is not a terminal, anything else through rich."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr if self._stderr else sys.stdout  # looked up each time: tests and callers swap them
+
+    @property
+    def plain(self) -> bool:
+        """Whether rich would print plain text here: not a terminal, and no variable asking for colour anyway."""
+        return not self.stream.isatty() and not any(os.environ.get(name) for name in _FORCING_RICH)
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            # markup and emoji off: file names and messages may contain "[...]" or ":name:" and print as they are.
+            self._console = Console(stderr=self._stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
+        return self._console
+
+    def print(self, *objects: Any, style: str | None = None) -> None:
+        """Print like rich's ``Console.print`` (``style`` applies on a terminal only)."""
+        if self.plain and all(isinstance(o, str) for o in objects):
+            self.stream.write(" ".join(objects) + "\n")
+            return
+        self.console.print(*objects, style=style)
+
+    def print_spans(self, *spans: tuple[str, str | None]) -> None:
+        """One line of (text, style) spans: styled on a terminal, the texts joined elsewhere."""
+        if self.plain:
+            self.stream.write("".join(text for text, _ in spans) + "\n")
+            return
+        from rich.text import Text
+
+        self.console.print(Text.assemble(*((text, style or "") for text, style in spans)))
+
+    def rule(self, title: str = "") -> None:
+        self.console.rule(title)
+
+
+out = Printer()
+err = Printer(stderr=True)
 
 
 def emit_json(value: Any) -> None:
@@ -36,7 +82,7 @@ def emit_json_array(items: Iterable[Any]) -> None:
 
 def print_lines(lines: Iterable[str]) -> None:
     """Plain lines as they come: through rich on a terminal, else written as they are (rich costs 0.1 ms a line)."""
-    if out.is_terminal:
+    if not out.plain:
         for line in lines:
             out.print(line)
         return
@@ -55,6 +101,8 @@ class RichProgress:
         if not self.enabled:
             return
         self.stop()
+        from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -62,7 +110,7 @@ class RichProgress:
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
-            console=err,
+            console=err.console,
             transient=True,
         )
         self._progress.start()

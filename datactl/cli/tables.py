@@ -6,8 +6,6 @@ import json
 from typing import TYPE_CHECKING, Any, Optional
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from datactl.cli.options import JSON_OPT
 from datactl.cli.output import emit_json, out
@@ -47,7 +45,7 @@ def _what(r: RowChange) -> str:
 def print_table_diff(d: TableDiff) -> None:
     """One table's row diff: how rows were matched, schema changes, counts, then the first changed rows."""
     how = f"rows matched by key ({', '.join(d.key)})" if d.mode == "keyed" else "rows compared by position (no key; moved rows shown as moves)"
-    out.print(Text(f"{d.path}", style="bold") + Text(f": {d.format}, {how}"))
+    out.print_spans((d.path, "bold"), (f": {d.format}, {how}", None))
     for s in d.schema:
         out.print(f"  schema: {s.describe()}", style="magenta")
     c = d.counts
@@ -55,6 +53,9 @@ def print_table_diff(d: TableDiff) -> None:
     out.print(f"  {c['added']} added, {c['removed']} removed, {c['changed']} changed, {c['moved']} moved{read}")
     if not d.rows:
         return
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
     table.add_column("")
     table.add_column("key" if d.mode == "keyed" else "where")
@@ -74,7 +75,9 @@ def _percent(rate: float | None) -> str:
 def print_stats_diff(diffs: list[StatsDiff]) -> None:
     for d in diffs:
         rows = d.rows
-        out.print(Text(d.path, style="bold") + Text(f": rows {rows[0] if rows[0] is not None else '-'} -> {rows[1] if rows[1] is not None else '-'}"))
+        out.print_spans((d.path, "bold"), (f": rows {rows[0] if rows[0] is not None else '-'} -> {rows[1] if rows[1] is not None else '-'}", None))
+        from rich.table import Table
+
         table = Table(box=None, header_style="bold", pad_edge=False)
         for name in ("column", "nulls", "distinct~", "mean"):
             table.add_column(name)
@@ -92,9 +95,11 @@ def _top(values: list[list[Any]]) -> str:
 
 
 def print_table_stats(t: TableStats) -> None:
-    out.print(Text(t.path, style="bold") + Text(f": {t.format}, {t.rows} rows, {len(t.columns)} columns, {human_bytes(t.size)}"))
+    out.print_spans((t.path, "bold"), (f": {t.format}, {t.rows} rows, {len(t.columns)} columns, {human_bytes(t.size)}", None))
     if not t.columns:
         return
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     for name in ("column", "type", "nulls", "distinct~", "min", "max", "mean", "top values"):
         table.add_column(name)
@@ -111,7 +116,7 @@ def print_version_stats(s: VersionTableStats) -> None:
         print_table_stats(t)
     f = s.files
     if f.files:
-        out.print(Text("other files", style="bold") + Text(f": {f.files} ({human_bytes(f.bytes)})"))
+        out.print_spans(("other files", "bold"), (f": {f.files} ({human_bytes(f.bytes)})", None))
         for ext, (n, size) in f.by_type.items():
             out.print(f"  {ext:<10} {n:>8} files {human_bytes(size):>10}")
         z = f.sizes

@@ -7,7 +7,6 @@ import sys
 from typing import TYPE_CHECKING, Iterable, Optional
 
 import typer
-from rich.text import Text
 
 from datactl.cli.options import JSON_OPT
 from datactl.cli.output import RichProgress, emit_json, emit_json_array, err, out, print_lines
@@ -203,7 +202,7 @@ def print_log(ws: Workspace, start: str, limit: Optional[int], oneline: bool) ->
         deco = f" ({', '.join(labels)})" if labels else ""
         cut_line = HISTORY_CUT if cid in cut and c.parents else None
         if oneline:
-            out.print(Text(cid[:12] + deco, style="yellow") + Text(" " + (c.message.splitlines()[0] if c.message else "")))
+            out.print_spans((cid[:12] + deco, "yellow"), (" " + (c.message.splitlines()[0] if c.message else ""), None))
             if cut_line:
                 out.print(cut_line)
             continue
@@ -262,9 +261,9 @@ def print_diff(result: DiffResult, stat: bool) -> None:
             if c.status == "renamed":
                 out.print(f"{mark}  {c.old_path} -> {c.path}", style=color)
             elif c.status == "modified":
-                out.print(Text(f"{mark}  {c.path}", style=color) + Text(f" ({human_bytes(c.old_size)} -> {human_bytes(c.new_size)})"))
+                out.print_spans((f"{mark}  {c.path}", color), (f" ({human_bytes(c.old_size)} -> {human_bytes(c.new_size)})", None))
             else:
-                out.print(Text(f"{mark}  {c.path}", style=color) + Text(f" ({human_bytes(c.new_size or c.old_size)})"))
+                out.print_spans((f"{mark}  {c.path}", color), (f" ({human_bytes(c.new_size or c.old_size)})", None))
     s = result.summary()
     out.print(
         f"{s['added']} added (+{human_bytes(s['bytes_added'])}), {s['removed']} removed (-{human_bytes(s['bytes_removed'])}), "
@@ -455,7 +454,7 @@ def _diff_tables(
         else:
             print_stats_diff(moved)
             for line in breaches:
-                out.print(f"limit exceeded: {line}", markup=False, highlight=False)
+                out.print(f"limit exceeded: {line}")
         if breaches or (exit_code and moved and null_limit is None):
             raise typer.Exit(EXIT_FAILURE)
         return

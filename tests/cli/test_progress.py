@@ -9,16 +9,13 @@ local store; about 5 s.
 from __future__ import annotations
 
 import os
-import pty
 import re
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from conftest import Cli, age_files, write
+from conftest import Cli, age_files, on_a_terminal, write
 from datactl.remote.locate import add_remote
 from datactl.workspace import sync
 from datactl.workspace.workspace import Workspace
@@ -99,36 +96,16 @@ def test_add_push_pull_clone_and_checkout_bars_have_totals(env: Path) -> None:
     clone.close()
 
 
-def _on_a_terminal(args: list[str], cwd: Path) -> str:
-    """datactl ARGS with stdout and stderr on a pseudo-terminal; what it wrote there."""
-    leader, follower = pty.openpty()
-    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
-    proc = subprocess.Popen([sys.executable, "-m", "datactl", *args], cwd=cwd, stdin=follower, stdout=follower, stderr=follower, env=env)
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:  # the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(leader)
-    assert proc.wait(timeout=60) == 0, b"".join(chunks)
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
-
-
 def test_the_cli_draws_totals_on_a_terminal_and_nothing_on_a_pipe(env: Path, cli: Cli, ws_dir: Path) -> None:
     for i in range(4):
         write(ws_dir / f"{i}.bin", os.urandom(512 * 1024))
     cli("init", ".", "--name", "ds")
     cli("remote", "add", "origin", str(env / "store"))
-    screen = _on_a_terminal(["add", "."], ws_dir)
+    screen = on_a_terminal(["add", "."], ws_dir)
     assert re.search(r"adding .* 0\.0/2\.0 MiB", screen), screen  # the total, before the first byte is read
     assert re.search(r"2\.0/2\.0 MiB .* \d+:\d\d:\d\d", screen), screen  # and the time left
     cli("commit", "-m", "v1")
-    screen = _on_a_terminal(["push"], ws_dir)
+    screen = on_a_terminal(["push"], ws_dir)
     assert re.search(r"push to origin .*/2\.0 MiB", screen), screen
     write(ws_dir / "more.bin", os.urandom(1000))
     r = cli("add", ".")  # not a terminal: no bar, only the summary
