@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datactl.core.errors import DatactlError, NotAWorkspace, UsageError
 from datactl.core.progress import ProgressReporter
@@ -19,12 +19,14 @@ from datactl.remote.remotestore import RemoteStore
 from datactl.remote.source import remote_source, resolve_on_remote
 from datactl.store.diff import DiffResult, diff_tree_and_entries, diff_trees
 from datactl.store.source import VersionSource, local_source
-from datactl.upkeep.verify import MustBeLocal, StoreVerifyReport, verify_local, verify_remote
-from datactl.validation import Rule, ValidationReport, prepare_rules, run_rules
-from datactl.validation.drift import tree_totals
+from datactl.store.stats import tree_totals
 from datactl.workspace.opening import read_workspace_config, scope_test
 from datactl.workspace.shallow import shallow_commits
 from datactl.workspace.workspace import Workspace
+
+if TYPE_CHECKING:  # imported by validate and verify: a diff needs neither (rules and table engines are ~70 ms of start-up)
+    from datactl.upkeep.verify import MustBeLocal, StoreVerifyReport
+    from datactl.validation import Rule, ValidationReport
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,8 @@ def validate(
     a ref resolved where the version is read, or by default its first parent;
     with ``source``, set ``source.base_id`` to a commit id instead.
     """
+    from datactl.validation import prepare_rules, run_rules
+
     built, config = prepare_rules(rules, rules_file, root, trust_plugins)
     n_workers = workers or (config.workers if config else 8)
     if source is not None:
@@ -161,6 +165,7 @@ def verify(
     """
     if sample is not None and not 0 < sample <= 1:
         raise UsageError(f"--sample must be a fraction in (0, 1], not {sample}")
+    from datactl.upkeep.verify import verify_local, verify_remote
     kwargs: dict[str, Any] = {"deep": deep, "sample": sample, "seed": seed, "progress": progress}
     if remote is None:
         root = workspace_root()

@@ -201,9 +201,12 @@ def _print_validation(report) -> None:
 
 
 def drift_limits(**given: Optional[str]) -> list:
+    named = {metric: text for metric, text in given.items() if text is not None}
+    if not named:  # a plain diff: the validation layer (tens of ms to import) is not needed
+        return []
     from datactl.validation.drift import parse_limit
 
-    return [parse_limit(metric, text) for metric, text in given.items() if text is not None]
+    return [parse_limit(metric, text) for metric, text in named.items()]
 
 
 def gate_drift(result, limits: list, base: tuple[int, int], fmt: str, output: Optional[str], label: str, print_diff) -> bool:

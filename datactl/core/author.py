@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import socket
 
 
 def default_author() -> str:
@@ -15,4 +14,6 @@ def default_author() -> str:
         user = getpass.getuser()
     except Exception:  # no passwd entry, e.g. in containers
         user = "unknown"
+    import socket  # only a commit asks: kept out of every command's start-up
+
     return f"{user}@{socket.gethostname()}"

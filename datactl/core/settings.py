@@ -11,8 +11,6 @@ import os
 import tomllib
 from typing import Any
 
-import tomlkit
-
 from datactl.core.errors import NotAWorkspace, UnsafePath, UsageError
 from datactl.core.safepath import TEMP_SUFFIX
 
@@ -68,6 +66,8 @@ def edit_settings(root: str, change) -> None:
     """Apply ``change(document)`` to datactl.toml, keeping comments; written atomically."""
     path = settings_path(root)
     read_settings(root)  # a damaged file is reported, not half-parsed
+    import tomlkit  # edits only: reading is tomllib's, and most commands only read
+
     doc = tomlkit.parse(read_text(path))
     change(doc)
     tmp = path + TEMP_SUFFIX

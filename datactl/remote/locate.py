@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
-
-import platformdirs
-import tomlkit
+from typing import TYPE_CHECKING, Any
 
 from datactl.core.errors import NotAWorkspace, UsageError
 from datactl.core.settings import CONFIG_FILE, edit_settings, read_settings
 from datactl.format.layout import WorkspaceLayout, check_name
 from datactl.store.backend import check_store_url
+
+if TYPE_CHECKING:
+    import tomlkit
 
 REMOTE_ENV = "DATACTL_REMOTE"
 CACHE_ENV = "DATACTL_CACHE_DIR"
@@ -117,6 +117,7 @@ def add_remote(root: str, name: str, url: str, options: dict[str, Any] | None = 
     if name in list_remotes(root):
         raise UsageError(f"remote {name} already exists", "remove it first with `datactl remote remove`")
     spec = RemoteSpec(name, check_store_url(normalize_url(url))).with_options(options)
+    import tomlkit  # only an edit of datactl.toml needs it (reading is tomllib's)
 
     def change(doc: tomlkit.TOMLDocument) -> None:
         if "remotes" not in doc:
@@ -187,7 +188,11 @@ def own_store(root: str) -> RemoteSpec:
 
 def default_cache_dir() -> str:
     """The user's shared cache (``DATACTL_CACHE_DIR``, default the platform's user cache folder)."""
-    return os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("datactl")
+    if os.environ.get(CACHE_ENV):
+        return os.environ[CACHE_ENV]
+    import platformdirs  # imported when needed: most commands run in a workspace, with a cache of its own
+
+    return platformdirs.user_cache_dir("datactl")
 
 
 def index_cache_dir(root: str | None) -> str:

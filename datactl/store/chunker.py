@@ -8,27 +8,29 @@ parameters would cut the same file differently and defeat dedup.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Iterator
-
-from pyfastcdc import FastCDC
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from datactl.format.storeconfig import ChunkerParams
+
+if TYPE_CHECKING:
+    from pyfastcdc import FastCDC
+
+
+def new_fastcdc(params: ChunkerParams) -> FastCDC:
+    """A FastCDC cutter with the store's parameters (pyfastcdc is imported here: only commands that store need it)."""
+    if params.algorithm != "fastcdc-2020":
+        raise ValueError(f"unknown chunker algorithm {params.algorithm!r}")
+    from pyfastcdc import FastCDC
+
+    return FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size, normalized_chunking=params.normalized_chunking, seed=params.seed)
 
 
 class Chunker:
     """Cuts a byte stream into chunks; reusable, not thread-safe."""
 
     def __init__(self, params: ChunkerParams) -> None:
-        if params.algorithm != "fastcdc-2020":
-            raise ValueError(f"unknown chunker algorithm {params.algorithm!r}")
         self.params = params
-        self._cdc = FastCDC(
-            params.avg_size,
-            min_size=params.min_size,
-            max_size=params.max_size,
-            normalized_chunking=params.normalized_chunking,
-            seed=params.seed,
-        )
+        self._cdc = new_fastcdc(params)
 
     def chunks(self, stream: BinaryIO) -> Iterator[memoryview]:
         """Yield the chunks of ``stream``.

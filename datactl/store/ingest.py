@@ -22,14 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable, Generic, TypeVar
 
-from pyfastcdc import FastCDC
-
 from datactl.core.closing import Closing
 from datactl.core.errors import DatactlError
 from datactl.core.ids import object_id
 from datactl.format.pack import ObjectType
 from datactl.format.storeconfig import ChunkerParams
-from datactl.store.chunker import Chunker
+from datactl.store.chunker import Chunker, new_fastcdc
 from datactl.store.filedata import FileContent, ProgressFn, StreamChunks, chunk_stream, content_of, read_error, store_file
 from datactl.store.repository import Repository
 
@@ -78,7 +76,7 @@ def _read_small(path: str, size: int, params: ChunkerParams) -> _ReadFile | Data
     elif len(data) <= params.min_size:  # FastCDC never cuts below its minimum
         chunks = [(object_id(data), data)]
     else:
-        cdc = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size, normalized_chunking=params.normalized_chunking, seed=params.seed)
+        cdc = new_fastcdc(params)
         view = memoryview(data)
         chunks = []
         for c in cdc.cut_buf(data):

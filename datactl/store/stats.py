@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datactl.format.objects import FILE
 from datactl.store.filedata import chunk_ids_of
 from datactl.store.repository import Repository
-from datactl.store.walk import walk_files
+from datactl.store.walk import BatchReader, walk_files
 
 
 @dataclass
@@ -37,6 +37,16 @@ class StoreStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def tree_totals(reader: BatchReader, tree_id: str | None) -> tuple[int, int]:
+    """(files, bytes) of a tree, read through any ``BatchReader`` (a Repository, a remote's reader)."""
+    files = size = 0
+    for _, e in walk_files(reader, tree_id) if tree_id is not None else ():
+        if e.kind == FILE:
+            files += 1
+            size += e.size
+    return files, size
 
 
 def version_stats(repo: Repository, commit_id: str) -> VersionStats:

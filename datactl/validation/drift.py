@@ -95,20 +95,6 @@ def measure(result: DiffResult, metric: str) -> int:
     return result.count({"added": ADDED, "removed": REMOVED, "modified": MODIFIED, "renamed": RENAMED}[metric])
 
 
-def tree_totals(repo, tree_id: str | None) -> tuple[int, int]:
-    """(files, bytes) of a tree; ``repo`` needs only ``read_tree`` (a Repository or a RemoteView)."""
-    if tree_id is None:
-        return 0, 0
-    from datactl.store.walk import walk_files
-
-    files = size = 0
-    for _, e in walk_files(repo, tree_id):
-        if e.kind == FILE:
-            files += 1
-            size += e.size
-    return files, size
-
-
 def check_drift(result: DiffResult, limits: list[Limit], base_files: int, base_bytes: int) -> list[LimitResult]:
     return [
         LimitResult(lim, measure(result, lim.metric), base_bytes if lim.metric == "changed_bytes" else base_files)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pathspec
-
 from datactl.core.safepath import METADATA_DIR, TEMP_SUFFIX
 from datactl.core.settings import CONFIG_FILE, IGNORE_FILE, read_text
 
@@ -25,8 +23,11 @@ class IgnoreRules:
         lines: list[str] = []
         if os.path.exists(path):
             lines = read_text(path).splitlines()
-        spec = pathspec.GitIgnoreSpec.from_lines(lines)
-        self._user = spec if len(spec) else None
+        self._user = None
+        if any(line.strip() and not line.startswith("#") for line in lines):
+            import pathspec  # ~9 ms: imported only for a workspace that has patterns
+
+            self._user = pathspec.GitIgnoreSpec.from_lines(lines)
 
     def ignored(self, rel_path: str, is_dir: bool) -> bool:
         if self.internal(rel_path, is_dir):

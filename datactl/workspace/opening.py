@@ -40,6 +40,12 @@ def read_workspace_config(root: str) -> WorkspaceConfig:
     return WorkspaceConfig(check_name(name), kind)
 
 
+def commit_rules_may_be_on(root: str) -> bool:
+    """False only when datactl.toml plainly leaves ``[validate] on_commit`` off; anything else is for the hook to read
+    (which imports the rules, tens of milliseconds a commit without them need not pay)."""
+    table = read_settings(root).get("validate", {})
+    return not isinstance(table, dict) or table.get("on_commit", False) is not False
+
 
 @contextmanager
 def workspace_lock(layout: WorkspaceLayout) -> Iterator[None]:

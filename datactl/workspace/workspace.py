@@ -12,6 +12,7 @@ Layout of a workspace root::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -52,8 +53,7 @@ from datactl.workspace.checkout import (
 from datactl.workspace.disk import DiskState
 from datactl.workspace.external import ExternalAdd, changed_sources, external_paths
 from datactl.workspace.ignore import IgnoreRules
-from datactl.workspace.inputs import resolve_input
-from datactl.workspace.opening import database_present, open_store, read_workspace_config, scope_test, workspace_lock
+from datactl.workspace.opening import commit_rules_may_be_on, database_present, open_store, read_workspace_config, scope_test, workspace_lock
 from datactl.workspace.scan import DiskEntry, ScanProblem
 from datactl.workspace.shallow import history_cut
 from datactl.workspace.stage import STAGE_HINT, Stage, StageRow
@@ -98,8 +98,6 @@ class Status:
         return not self.staged and not self.unstaged
 
 
-_log = logging.getLogger("datactl.workspace")
-
 CONFIG_TEMPLATE = """\
 # datactl workspace settings
 [dataset]
@@ -124,7 +122,6 @@ class Workspace(Closing):
         except BaseException:
             self.repo.close()
             raise
-        self.chunker = Chunker(self.repo.config.chunker)
         self.disk = DiskState(self.root, self.stage)
         self._recover_pending_commit()
 
@@ -247,6 +244,11 @@ class Workspace(Closing):
         return result
 
     # -- add / rm ------------------------------------------------------------
+
+    @functools.cached_property
+    def chunker(self) -> Chunker:
+        """The store's chunker, made when a command first stores a file."""
+        return Chunker(self.repo.config.chunker)
 
     def add(self, paths: list[str], force: bool = False, progress: ProgressReporter | None = None) -> AddResult:
         """Stage files and folders (new, changed and deleted files under each)."""
@@ -398,6 +400,8 @@ class Workspace(Closing):
         named there are imported only with ``trust_plugins`` (or
         DATACTL_TRUST_PLUGINS=1; see docs/security.md).
         """
+        from datactl.workspace.inputs import resolve_input  # the lineage layer: only a commit naming inputs needs it
+
         input_ids = tuple(dict.fromkeys(resolve_input(self, r) for r in inputs))
         tag_refs = [tag_ref(self.name, t) for t in tags]
         merge_head = self.stage.get_meta("merge_head")  # set by `datactl merge` until it is committed
@@ -424,8 +428,8 @@ class Workspace(Closing):
                     )
                 if not allow_empty and merge_head is None and self.head is not None and self.repo.read_commit(self.head).tree == tree_id:
                     raise NothingToCommit("nothing to commit: the staged files equal HEAD", "`datactl add` your changes first")
-                if verify:
-                    # Imported here: only a commit needs the rules (and the lineage index below); every other command starts faster.
+                if verify and commit_rules_may_be_on(self.root):
+                    # Imported here: the rules and their table engines are ~70 ms that a commit without them never pays.
                     from datactl.validation.hook import run_commit_rules
 
                     run_commit_rules(self.repo, self.root, tree_id, trust_plugins=trust_plugins, parent=current, cache_dir=self.layout.tables_dir)

@@ -45,13 +45,3 @@ def test_styles_reach_a_terminal_and_not_a_pipe(cli: Cli, ws_dir: Path) -> None:
     assert forced.returncode == 0, forced.stderr
     assert "\x1b[" in forced.stdout and ODD_NAME in forced.stdout  # the variable rich honours still colours a pipe
 
-
-def test_plain_commands_do_not_import_rich(cli: Cli, ws_dir: Path) -> None:
-    """rich is tens of milliseconds of start-up: a status, log or diff read by a script does without it."""
-    _workspace_with_odd_name(cli, ws_dir)
-    probe = "import sys; from datactl.cli.app import main; code = main(sys.argv[1:]); print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich')); sys.exit(code)"
-    for args in (["status"], ["log"], ["diff"], ["ls", "-r"]):
-        env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "FORCE_TERMINAL", "TTY_COMPATIBLE")}
-        done = subprocess.run([sys.executable, "-c", probe, *args], cwd=ws_dir, capture_output=True, text=True, env=env)
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.rstrip().endswith("[]"), (args, done.stdout[-500:])

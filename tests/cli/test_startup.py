@@ -1,0 +1,41 @@
+"""Start-up: a command imports what it needs. A status, log, diff or listing read by a script loads no terminal
+rendering (rich), no chunker (pyfastcdc), no TOML editor (tomlkit), no validation rules or table engines and, with
+no ``.datactlignore`` patterns, no gitignore matcher (pathspec): together 60-130 ms of such a command before."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import Cli, write
+
+NOT_AT_START_UP = ("rich", "pyfastcdc", "tomlkit", "pathspec", "datactl.validation", "datactl.tables")
+PROBE = (
+    "import sys; from datactl.cli.app import main; code = main(sys.argv[1:]); "
+    f"print(sorted({{p for p in {NOT_AT_START_UP!r} for m in sys.modules if m == p or m.startswith(p + '.')}})); sys.exit(code)"
+)
+
+
+def _imported(args: list[str], cwd: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "FORCE_TERMINAL", "TTY_COMPATIBLE")}
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.rstrip().splitlines()[-1]
+
+
+def test_read_commands_import_only_what_they_need(cli: Cli, ws_dir: Path) -> None:
+    cli("init", ".", "--name", "ds")
+    write(ws_dir / "a.csv", b"x\n1\n")
+    cli("add", ".")
+    cli("commit", "-m", "one")
+    write(ws_dir / "a.csv", b"x\n2\n")
+    for args in (["status"], ["log"], ["diff"], ["ls", "-r"], ["status", "--json"]):
+        assert _imported(args, ws_dir) == "[]", args
+    assert _imported(["add", "a.csv"], ws_dir) == "['pyfastcdc']"  # storing a file cuts it
+    assert _imported(["commit", "-m", "two"], ws_dir) == "[]"  # no [validate] on_commit: no rules to load
+    write(ws_dir / ".datactlignore", b"# comments alone match nothing\n")
+    assert _imported(["status"], ws_dir) == "[]"
+    write(ws_dir / ".datactlignore", b"*.tmp\n")
+    assert _imported(["status"], ws_dir) == "['pathspec']"  # patterns to match: now it is needed
