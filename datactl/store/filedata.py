@@ -188,10 +188,13 @@ def write_new_file(
     A file or link already at ``path`` (a temp name left by a killed run) is
     replaced; O_EXCL|O_NOFOLLOW means a link planted there is never written through.
     """
-    if os.path.lexists(path):
-        os.unlink(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError:  # rare: asked first, it would cost every file a system call
+            os.unlink(path)
+            fd = os.open(path, flags, 0o600)
         with open(fd, "wb") as f:
             for data in iter_file_bytes(repo, entry, where, chunks):
                 f.write(data)
@@ -200,7 +203,7 @@ def write_new_file(
             if entry.size >= WRITE_BACK_FROM:
                 f.flush()
                 start_write_back(fd)
-        os.chmod(path, entry.mode & 0o7777)
+            os.fchmod(fd, entry.mode & 0o7777)
     except BaseException:
         if os.path.lexists(path):
             os.unlink(path)

@@ -40,6 +40,7 @@ from datactl.store.repository import Repository
 from datactl.store.trees import lookup_path
 from datactl.store.walk import walk_changes, walk_files
 from datactl.workspace.disk import DiskState
+from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.scan import DiskEntry
 from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info, same_content
 
@@ -229,13 +230,17 @@ class Prepared:
     tmp: str
 
 
-def _temp_folder(root: str, path: str, leaving: set[str]) -> tuple[str, str]:
+def _temp_folder(root: str, path: str, leaving: set[str], folders: set[str] | None = None) -> tuple[str, str]:
     """(the folder to write ``path``'s temporary file in, the part of ``path`` below it).
 
     That is ``path``'s own folder when it exists, else the nearest one above
     that does: no folder is created before the data is safe. A parent that is
-    a symlink, or a file that is not being deleted, is refused.
+    a symlink, or a file that is not being deleted, is refused. ``folders``
+    holds folders this checkout has placed files in, not looked at again.
     """
+    parent, _, name = path.rpartition("/")
+    if folders is not None and parent in folders:
+        return os.path.join(root, *parent.split("/")), name
     parts = path.split("/")
     current = root
     for i, part in enumerate(parts[:-1]):
@@ -258,10 +263,10 @@ def _temp_folder(root: str, path: str, leaving: set[str]) -> tuple[str, str]:
 
 def prepare_entry(
     repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter, leaving: set[str], taken: set[str],
-    chunks: Mapping[str, bytes] | None = None,
+    chunks: Mapping[str, bytes] | None = None, folders: set[str] | None = None,
 ) -> Prepared:
     """Write one file or symlink of a version, verified, under a temporary name; nothing is created at ``path`` yet."""
-    folder, rest = _temp_folder(root, path, leaving)
+    folder, rest = _temp_folder(root, path, leaving, folders)
     tmp = os.path.join(folder, temp_name(rest.replace("/", "%")))
     n = 1
     while tmp in taken:  # two paths of one version map to one temporary name (names with '%', or cut long ones)
@@ -277,16 +282,23 @@ def prepare_entry(
     return Prepared(path, entry, tmp)
 
 
-def place_entry(root: str, p: Prepared) -> StatInfo:
-    """Rename a prepared entry into place (creating its folders; an empty folder in the way is removed); return its stat."""
+def place_entry(root: str, p: Prepared, folders: set[str] | None = None) -> StatInfo:
+    """Rename a prepared entry into place (creating its folders, and adding them to ``folders``; an empty folder in
+    the way is removed); return its stat."""
     dest = os.path.join(root, *p.path.split("/"))
-    make_dirs(os.path.dirname(dest))
-    if os.path.isdir(dest) and not os.path.islink(dest):
+    parent = p.path.rpartition("/")[0]
+    if folders is None or parent not in folders:
+        make_dirs(os.path.dirname(dest))
+        if folders is not None:
+            folders.add(parent)
+    try:
+        os.replace(p.tmp, dest)
+    except IsADirectoryError:  # a folder where the version has a file: replaced only when empty
         try:
             os.rmdir(dest)
         except OSError:
             raise LocalChanges(f"{p.path} is a folder with untracked files where the version has a file", "move it away and retry") from None
-    os.replace(p.tmp, dest)
+        os.replace(p.tmp, dest)
     return StatInfo.of(os.lstat(dest), time.time_ns())
 
 
@@ -312,12 +324,16 @@ def prepare_all(repo: Repository, root: str, writes: list[tuple[str, TreeEntry]]
     return prepared
 
 
-def write_entry(repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter, chunks: Mapping[str, bytes] | None = None) -> StatInfo:
-    """Write one file or symlink of a version at ``path`` (verified, through a temp name); return its stat."""
+def write_entry(
+    repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter, chunks: Mapping[str, bytes] | None = None,
+    folders: set[str] | None = None,
+) -> StatInfo:
+    """Write one file or symlink of a version at ``path`` (verified, through a temp name); return its stat. A caller
+    writing many files passes one ``folders`` set to all: each folder is then checked or made once, not per file."""
     check_rel_path(path)
-    p = prepare_entry(repo, root, path, entry, progress, set(), set(), chunks)
+    p = prepare_entry(repo, root, path, entry, progress, set(), set(), chunks, folders)
     try:
-        return place_entry(root, p)
+        return place_entry(root, p, folders)
     except BaseException:
         discard([p])
         raise
@@ -357,6 +373,23 @@ def apply_checkout(repo: Repository, stage: Stage, disk: DiskState, plan: Checko
 # -- a workspace that tracks nothing yet (a clone) ------------------------------------------------------
 
 
+def _holds_only_own_files(root: str) -> bool:
+    """Whether the workspace folder holds nothing but datactl's own files (``.datactl``, datactl.toml, ...)."""
+    with os.scandir(root) as entries:
+        return all(IgnoreRules.internal(e.name, e.is_dir(follow_symlinks=False)) for e in entries)
+
+
+def _in_the_way(disk: DiskState, path: str, entry: TreeEntry, force: bool) -> str | None:
+    """What on disk a checkout writing ``path`` would overwrite: a folder holding files, or (without ``force``) an
+    untracked file that is not already the version's."""
+    abs_path = disk.abs_path(path)
+    if os.path.isdir(abs_path) and not os.path.islink(abs_path):
+        return path + "/" if any(True for _ in walk_folder_files(abs_path)) else None
+    if os.path.lexists(abs_path) and not force and not _holds(disk, path, entry):
+        return path
+    return None
+
+
 def plan_fresh(repo: Repository, disk: DiskState, tree_id: str, force: bool, in_scope: Callable[[str], bool], label: str) -> int:
     """Check what checking out ``tree_id`` into a workspace that tracks nothing would write; return its bytes.
 
@@ -366,17 +399,15 @@ def plan_fresh(repo: Repository, disk: DiskState, tree_id: str, force: bool, in_
     """
     conflicts: list[str] = []
     total = 0
+    look = not _holds_only_own_files(disk.root)  # a new clone: nothing can be in the way, no file is looked for
     for path, entry in walk_files(repo, tree_id):
         check_not_workspace_file(path, label)
         if not in_scope(path):
             continue
         check_rel_path(path)
-        abs_path = disk.abs_path(path)
-        if os.path.isdir(abs_path) and not os.path.islink(abs_path):
-            if any(True for _ in walk_folder_files(abs_path)):
-                conflicts.append(path + "/")
-        elif os.path.lexists(abs_path) and not force and not _holds(disk, path, entry):
-            conflicts.append(path)
+        conflict = _in_the_way(disk, path, entry, force) if look else None
+        if conflict is not None:
+            conflicts.append(conflict)
         if len(conflicts) >= 10:
             break
         total += entry.size if entry.kind == FILE else 0
@@ -425,6 +456,7 @@ def apply_fresh(
                 rows.clear()
 
     quiet = NullProgress()
+    folders: set[str] = set()  # shared by the writers: adding to a set and testing it are atomic
     with ThreadPoolExecutor(WRITERS) as pool:
         wanted = ((path, entry) for path, entry in walk_files(repo, tree_id))
         for (path, entry), chunks in read_ahead(repo, wanted, lambda item: item[1] if in_scope(item[0]) else None):
@@ -432,9 +464,9 @@ def apply_fresh(
             if in_scope(path):
                 crash_point("checkout-placing")
                 if chunks is not None or entry.kind == SYMLINK:
-                    written = pool.submit(write_entry, repo, disk.root, path, entry, quiet, chunks)
+                    written = pool.submit(write_entry, repo, disk.root, path, entry, quiet, chunks, folders)
                 else:
-                    written = write_entry(repo, disk.root, path, entry, progress)
+                    written = write_entry(repo, disk.root, path, entry, progress, None, folders)
             window.append((path, entry, written))
             settle(WRITE_WINDOW)
         settle(0)

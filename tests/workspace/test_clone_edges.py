@@ -83,3 +83,22 @@ def test_checkout_ref_paths_restores_some_files_and_keeps_head(cli: Cli, ws_dir:
 
     r = cli("checkout", "v1", "--", "no/such.csv", ok=False)
     assert r.code == 1 and "no/such.csv is not in version" in r.err
+
+
+def test_a_first_checkout_into_a_folder_with_files_refuses_to_overwrite_them(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
+    """A new clone's folder holds nothing in the way and is not looked at file by file; a folder with files is."""
+    store = str(tmp_path / "store")
+    _published(cli, ws_dir, store)
+    other = tmp_path / "other"
+    write(other / "labels.csv", "mine\n")  # where the version has a file, other bytes
+    write(other / "features" / "f1.csv", "feature 1\n")  # the version's own bytes: not a conflict
+    write(other / "notes.txt", "not in the version\n")
+    cli("init", "--name", "ds", cwd=other)
+    cli("remote", "add", "origin", store, cwd=other)
+    r = cli("pull", cwd=other, ok=False)
+    assert r.code != 0 and "would overwrite untracked files: labels.csv" in r.err, r.err
+    assert (other / "labels.csv").read_text() == "mine\n"
+    assert not (other / "features" / "f2.csv").exists()  # refused before anything was written
+    os.unlink(other / "labels.csv")
+    cli("pull", cwd=other)
+    assert snapshot(other) == {**snapshot(ws_dir), "notes.txt": snapshot(other)["notes.txt"]}
