@@ -32,6 +32,7 @@ listed twice, or unindexed packs, which gc condemns.
 from __future__ import annotations
 
 import collections
+import sqlite3
 from dataclasses import asdict, dataclass
 
 from datactl.core.crashpoints import crash_point
@@ -52,6 +53,9 @@ SMALL_SHARE = 0.5
 # More small packs than this are merged; so a store holds at most this many small packs (plus what one
 # merge leaves), and packs and index files grow with the data, not with the number of versions.
 MAX_SMALL_PACKS = 32
+# At most this many objects are merged in one run (each is held in memory while its pack is written and indexed,
+# about 500 bytes); the packs left small are merged by the next runs. A store of a million tiny files stays bounded.
+MAX_MERGE_OBJECTS = 200_000
 
 
 @dataclass
@@ -97,12 +101,27 @@ def packs_to_merge(sizes: dict[str, int], factor: int = 2) -> set[str]:
     return set(order[:split]) if split > 1 else set()
 
 
+def _within_object_budget(db: sqlite3.Connection, chosen: set[str], sizes: dict[str, int], max_objects: int) -> set[str]:
+    """The smallest of ``chosen`` whose objects add up to at most ``max_objects`` (none when fewer than two)."""
+    counts = dict(db.execute("SELECT pack, COUNT(*) FROM entries WHERE indexed=1 GROUP BY pack"))
+    kept: set[str] = set()
+    total = 0
+    for pid in sorted(chosen, key=lambda p: (sizes[p], p)):
+        total += counts.get(pid, 0)
+        if total > max_objects:
+            break
+        kept.add(pid)
+    return kept if len(kept) > 1 else set()
+
+
 def needs_consolidation(pack_sizes: dict[str, int], pack_size: int, max_small: int = MAX_SMALL_PACKS) -> bool:
     """Whether packs of these sizes (a local index's view of a store) hold more than ``max_small`` small ones."""
     return sum(1 for s in pack_sizes.values() if is_small(s, pack_size)) > max_small
 
 
-def consolidate_packs(target: StoreTarget, *, delete_now: bool, max_small: int = MAX_SMALL_PACKS, jobs: int = 8) -> ConsolidateReport:
+def consolidate_packs(
+    target: StoreTarget, *, delete_now: bool, max_small: int = MAX_SMALL_PACKS, jobs: int = 8, max_objects: int = MAX_MERGE_OBJECTS
+) -> ConsolidateReport:
     """Merge the small packs of ``target`` into packs of its target size (see the module doc).
 
     ``delete_now``: the old packs are deleted at once (a workspace's own store, whose every reader looks objects
@@ -123,7 +142,7 @@ def consolidate_packs(target: StoreTarget, *, delete_now: bool, max_small: int =
             if view.unreadable_index or view.size_mismatch:
                 report.skipped = "the store's index needs `datactl fsck --repair`"
                 return report
-            _merge(view, target, delete_now, max_small, lock, report)
+            _merge(view, target, delete_now, max_small, max_objects, lock, report)
         finally:
             view.close()
     finally:
@@ -131,7 +150,7 @@ def consolidate_packs(target: StoreTarget, *, delete_now: bool, max_small: int =
     return report
 
 
-def _merge(view: StoreView, target: StoreTarget, delete_now: bool, max_small: int, lock: StoreLock, report: ConsolidateReport) -> None:
+def _merge(view: StoreView, target: StoreTarget, delete_now: bool, max_small: int, max_objects: int, lock: StoreLock, report: ConsolidateReport) -> None:
     db = view.db
     per_file: dict[str, set[str]] = collections.defaultdict(set)
     for pid, index_id in db.execute("SELECT pack, index_file FROM listed"):
@@ -140,7 +159,7 @@ def _merge(view: StoreView, target: StoreTarget, delete_now: bool, max_small: in
     small_sizes = {p: view.packs[p].size for p in view.indexed_packs() - condemned if is_small(view.packs[p].size, target.pack_size)}
     if len(small_sizes) <= max_small:
         return
-    small = packs_to_merge(small_sizes)
+    small = _within_object_budget(db, packs_to_merge(small_sizes), small_sizes, max_objects)
     if not small:
         return
     locs = [

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from conftest import Cli, run_datactl, write
 from datactl.core.crashpoints import CRASH_ENV
-from datactl.upkeep.consolidate import MAX_SMALL_PACKS, is_small, packs_to_merge
+from datactl.upkeep.consolidate import MAX_SMALL_PACKS, consolidate_packs, is_small, packs_to_merge
+from datactl.upkeep.targets import StoreTarget
 from datactl.workspace import sync
 from datactl.workspace.workspace import Workspace
 
@@ -117,6 +118,32 @@ def test_a_kill_during_consolidation_loses_nothing(before_merge: Path, tmp_path:
     assert run_datactl(["verify", "--deep", f"v{last + 1}"], root).returncode == 0
     assert run_datactl(["checkout", "v1"], root).returncode == 0
     assert {p.name: p.read_bytes() for p in root.glob("f*.txt")} == expected_files(1)
+
+
+def test_one_merge_holds_at_most_its_object_budget(before_merge: Path, tmp_path: Path) -> None:
+    """A store of many tiny objects in small packs is merged over several runs, each within its budget of objects
+    (what one run holds in memory), and every version still restores."""
+    root = tmp_path / "ws"
+    shutil.copytree(before_merge, root)
+    with Workspace(str(root)) as ws:
+        index = ws.repo.index
+        target = StoreTarget(
+            ws.repo.backend, "the store", ws.layout.tmp_dir, ws.repo.config.pack_size,
+            after_change=lambda change: index.replace_packs(change.removed_packs, change.added_packs),
+        )
+        merged_per_run = []
+        while True:
+            objects_before = {pid: len(entries) for pid, entries in ((p, index.entries_of_pack(p)) for p in index.packs())}
+            report = consolidate_packs(target, delete_now=True, max_small=0, max_objects=5)
+            if report.packs_merged == 0:
+                break
+            gone = set(objects_before) - set(index.packs())
+            merged_per_run.append(sum(objects_before[p] for p in gone))
+    assert len(merged_per_run) > 1 and all(n <= 5 for n in merged_per_run), merged_per_run
+    assert run_datactl(["verify", "--deep"], root).returncode == 0
+    for v in (1, MAX_SMALL_PACKS // 2):
+        assert run_datactl(["checkout", f"v{v}"], root).returncode == 0
+        assert {p.name: p.read_bytes() for p in root.glob("f*.txt")} == expected_files(v)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
