@@ -39,6 +39,21 @@ class PushResult:
 
 
 
+def _bytes_to_push(repo: Repository, roots: list[str], complete: set[str], rs: RemoteStore) -> int:
+    """A first walk for a progress bar's total (the index has every object's stored size), only when a bar shows it.
+    It remembers the ids it counted, 16 bytes each: a terminal's bar costs memory that a push itself does not."""
+    counted: set[bytes] = set()
+
+    def known(oid: str) -> bool:
+        key = bytes.fromhex(oid)
+        if key in counted:
+            return True
+        counted.add(key)
+        return rs.has(oid)
+
+    return sum(repo.locate(oid).entry.stored_len for oid in local_objects_to_push(repo, roots, complete, known))
+
+
 def publish(
     repo: Repository,
     rs: RemoteStore,
@@ -70,13 +85,11 @@ def publish(
     result = PushResult(rs.spec.label, ref, remote_head, head)
     complete = commit_closure(repo, [remote_head]) if remote_head else set()
     roots = [head, *tags.values()]
-    # A first walk for the total (the index has every object's stored size), only when a bar shows it.
-    total = sum(repo.locate(oid).entry.stored_len for oid in local_objects_to_push(repo, roots, complete, rs.has)) if draws(progress) else None
-    progress.start(f"push to {rs.spec.label}", total)
+    progress.start(f"push to {rs.spec.label}", _bytes_to_push(repo, roots, complete, rs) if draws(progress) else None)
     try:
         uploader = Uploader(rs, repo, tmp_dir, jobs, progress)
         try:
-            for oid in local_objects_to_push(repo, roots, complete, rs.has):
+            for oid in local_objects_to_push(repo, roots, complete, lambda oid: uploader.queued(oid) or rs.has(oid)):
                 uploader.add(oid)
         except BaseException:
             uploader.close()

@@ -138,24 +138,31 @@ class Uploader:
         self.progress = progress or NullProgress()
         self._pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="datactl-put")
         self._jobs = jobs
-        self._inflight: collections.deque[Future] = collections.deque()
+        self._inflight: collections.deque[tuple[Future, set[str]]] = collections.deque()
         self._writers: dict[bool, PackWriter] = {}
-        self._queued: set[str] = set()
+        # The ids in each open pack, and in each pack being uploaded: once a pack is recorded, the remote's index
+        # knows its objects, so what this upload remembers is bounded by the packs in flight, not by the push.
+        self._open_ids: dict[bool, set[str]] = {}
         self.objects = 0
         self.bytes_uploaded = 0
         self.packs = 0
 
+    def queued(self, oid: str) -> bool:
+        """Whether ``oid`` is in a pack this upload has not finished sending."""
+        return any(oid in ids for ids in self._open_ids.values()) or any(oid in ids for _, ids in self._inflight)
+
     def add(self, oid: str) -> None:
-        if oid in self._queued or self.remote.has(oid):
+        if self.queued(oid) or self.remote.has(oid):
             return
-        self._queued.add(oid)
         obj = self.local.read_stored(oid)
         entry, stored = obj.entry, obj.stored
         is_data = entry.type == ObjectType.CHUNK
         writer = self._writers.get(is_data)
         if writer is None:
             writer = self._writers[is_data] = PackWriter(self.tmp_dir)
+            self._open_ids[is_data] = set()
         writer.add(oid, entry.type, entry.codec, stored, entry.raw_len)
+        self._open_ids[is_data].add(oid)
         self.objects += 1
         if writer.size >= self.pack_size:
             self._seal(is_data)
@@ -172,9 +179,9 @@ class Uploader:
     def _seal(self, is_data: bool) -> None:
         pack_id, path, entries = self._writers.pop(is_data).finish()
         size = os.path.getsize(path)
-        self._inflight.append(self._pool.submit(self._upload, pack_id, path, size, entries))
+        self._inflight.append((self._pool.submit(self._upload, pack_id, path, size, entries), self._open_ids.pop(is_data)))
         while len(self._inflight) > self._jobs:
-            self._record(self._inflight.popleft())
+            self._record(self._inflight.popleft()[0])
 
     def _record(self, fut: Future) -> None:
         pack_id, size, entries, index_id = fut.result()
@@ -191,7 +198,7 @@ class Uploader:
             for is_data in list(self._writers):
                 self._seal(is_data)
             while self._inflight:
-                self._record(self._inflight.popleft())
+                self._record(self._inflight.popleft()[0])
         finally:
             self.close()
 
@@ -199,6 +206,7 @@ class Uploader:
         for w in self._writers.values():
             w.abort()
         self._writers.clear()
+        self._open_ids.clear()
         self._pool.shutdown(wait=True)
 
 
@@ -213,7 +221,10 @@ def local_objects_to_push(repo: Repository, roots: Iterable[str], complete: set[
     Commits in ``complete`` are known to be whole on the remote (a ref there
     reaches them) and are not walked. Trees are always walked, since an
     interrupted push can leave a tree on the remote without all it names.
-    Every commit and tree must be local (ObjectMissing otherwise).
+    Every commit and tree must be local (ObjectMissing otherwise). ``has``
+    must also say yes to an id once it was yielded (an ``Uploader`` knows what
+    it queued): nothing here remembers the ids of the whole push, so a chunk
+    named by a thousand files is asked about a thousand times, in constant memory.
     """
     read: ReadBatch = repo.read_batch
     commits: list[str] = []
@@ -221,19 +232,12 @@ def local_objects_to_push(repo: Repository, roots: Iterable[str], complete: set[
     for cid, commit in walk_commits(read, roots, stop=complete):
         commits.append(cid)
         roots_of_trees.append((commit.tree, cid))
-    seen_leaves: set[str] = set()
     lists: list[str] = []
 
     def leaves_of_lists() -> Iterator[str]:
         for oid, raw in repo.read_batch(lists).items():
             yield from decode_chunklist(oid, raw)
         lists.clear()
-
-    def new(leaf: str) -> bool:
-        if leaf in seen_leaves:
-            return False
-        seen_leaves.add(leaf)
-        return not has(leaf)
 
     for visit in walk_trees(read, roots_of_trees):
         if visit.tree is None:
@@ -242,17 +246,17 @@ def local_objects_to_push(repo: Repository, roots: Iterable[str], complete: set[
             if e.kind != FILE or e.is_external:  # its bytes stay at its source
                 continue
             if e.chunklist is not None:
-                if new(e.chunklist):
+                if not has(e.chunklist):
                     yield e.chunklist
                 lists.append(e.chunklist)
             for leaf in e.chunks:
-                if new(leaf):
+                if not has(leaf):
                     yield leaf
         if len(lists) >= BATCH:
-            yield from (leaf for leaf in leaves_of_lists() if new(leaf))
+            yield from (leaf for leaf in leaves_of_lists() if not has(leaf))
         if not has(visit.id):
             yield visit.id
-    yield from (leaf for leaf in leaves_of_lists() if new(leaf))
+    yield from (leaf for leaf in leaves_of_lists() if not has(leaf))
     for cid in commits:
         if not has(cid):
             yield cid
