@@ -208,11 +208,22 @@ class Repository(Closing):
             self._write_next()
         for is_data in list(self._writers):
             self._seal(is_data)
+        self.settle()
+
+    def settle(self) -> None:
+        """Append every object put so far to the open packs, and make the packs that filled durable and indexed:
+        unlike ``flush``, no pack is cut short (a store written in many small flushes holds as many small packs)."""
+        while self._inflight:
+            self._write_next()
         while self._sealing:
             self._record_sealed(self._sealing.popleft())
         if self._sealed:
             self.index.mark_index_file(write_index_file(self.backend, self._sealed))
             self._sealed = {}
+
+    def durable(self, oid: str) -> bool:
+        """Whether an object put is in a pack already settled (or flushed); one never put counts as durable."""
+        return oid not in self._pending
 
     def abort(self) -> None:
         """Drop unsealed work (the objects simply never become visible)."""

@@ -24,8 +24,12 @@ from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.scan import DiskEntry, ScanProblem
 from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info, same_content
 
-# Stage rows wait in memory until their objects are durable; these bound the wait.
+# Stage rows wait in memory until their objects are durable. Every ROW_BATCH rows (or a pack's worth of bytes)
+# those whose objects are in finished packs are written; past ROW_LIMIT waiting rows (about 750 bytes each) the
+# open pack is finished early too. Finishing it at every batch left a small pack per 20,000 tiny files, which a
+# later commit had to merge again.
 ROW_BATCH = 20_000
+ROW_LIMIT = 60_000
 
 
 @dataclass
@@ -45,8 +49,12 @@ class AddBatch(Closing):
     parallel batches; their rows are made when the ingest reports them.
     """
 
-    def __init__(self, repo: Repository, stage: Stage, chunker: Chunker, disk: DiskState, result: AddResult, progress: ProgressReporter) -> None:
+    def __init__(
+        self, repo: Repository, stage: Stage, chunker: Chunker, disk: DiskState, result: AddResult, progress: ProgressReporter,
+        row_batch: int = ROW_BATCH, row_limit: int = ROW_LIMIT,
+    ) -> None:
         self.repo = repo
+        self.row_batch, self.row_limit = row_batch, row_limit
         self.stage = stage
         self.disk = disk
         self.result = result
@@ -76,8 +84,10 @@ class AddBatch(Closing):
             self._staged(d, row, entry, os.lstat(abs_path), read_at)
         else:
             self.ingest.add(abs_path, d.st.st_size, (d, row))
-        if len(self.rows) >= ROW_BATCH or self._bytes_since_flush >= self.repo.config.pack_size:
-            self.flush()
+        if len(self.rows) >= self.row_batch or self._bytes_since_flush >= self.repo.config.pack_size:
+            self.write_durable_rows()
+            if len(self.rows) >= self.row_limit:
+                self.flush()
 
     def _stored(self, token: tuple[DiskEntry, StageRow | None], stored: StoredFile) -> None:
         d, row = token
@@ -113,11 +123,30 @@ class AddBatch(Closing):
             self.rows.append(StageRow(row.path, None, None, row.head))
 
     def flush(self) -> None:
+        """Make every object durable and write every waiting row."""
         self.ingest.drain()
         self.repo.flush()
         self.stage.write(self.rows, self.deletes)
         self.rows, self.deletes = [], []
         self._bytes_since_flush = 0
+
+    def write_durable_rows(self) -> None:
+        """Write the rows whose objects are in finished packs; the others wait for the pack that holds theirs."""
+        self.ingest.drain()
+        self.repo.settle()
+        ready: list[StageRow] = []
+        waiting: list[StageRow] = []
+        for row in self.rows:
+            (ready if self._durable(row) else waiting).append(row)
+        self.stage.write(ready, self.deletes)
+        self.rows, self.deletes = waiting, []
+        self._bytes_since_flush = 0
+
+    def _durable(self, row: StageRow) -> bool:
+        entry = row.entry
+        if entry is None or entry.is_external:  # a removal, or bytes that stay at their source
+            return True
+        return all(self.repo.durable(oid) for oid in entry.chunks) and (entry.chunklist is None or self.repo.durable(entry.chunklist))
 
     def close(self) -> None:
         self.ingest.close()
