@@ -224,7 +224,8 @@ def download_files(ws: Workspace, dl: Downloader, commit_id: str, in_scope: Call
     lists: list[str] = []
 
     def flush_chunks() -> None:
-        dl.download(batch)
+        dl.download(batch, flush=False)
+        ws.repo.settle()  # the packs that filled are kept if the download is cut short; none is cut short per batch
         batch.clear()
 
     for oid, is_list in _missing_file_data(ws, commit_id, in_scope):
@@ -232,12 +233,13 @@ def download_files(ws: Workspace, dl: Downloader, commit_id: str, in_scope: Call
         if len(batch) >= CHUNK_BATCH:
             flush_chunks()
     for i in range(0, len(lists), 1000):
-        got = dl.download(lists[i : i + 1000], keep=lambda e: e.type == ObjectType.CHUNKLIST)
+        got = dl.download(lists[i : i + 1000], keep=lambda e: e.type == ObjectType.CHUNKLIST, flush=False)
         for oid, raw in got.items():
             batch.extend(c for c in decode_chunklist(oid, raw) if not ws.repo.has(c))
             if len(batch) >= CHUNK_BATCH:
                 flush_chunks()
     flush_chunks()
+    ws.repo.flush()
 
 
 def _fetch_missing(ws: Workspace, commit_id: str, in_scope: Callable[[str], bool], progress: ProgressReporter) -> None:
