@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datactl.core.closing import Closing
 from datactl.core.errors import CorruptObject, StoreFormatError, StoreNotFound, StoreNotListable
 from datactl.core.ids import object_id
-from datactl.core.parallel import parallel_map
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import PACKS_PREFIX, key_name
 from datactl.format.storeconfig import StoreConfig
@@ -22,7 +21,7 @@ from datactl.lineage.index import LineageIndex
 from datactl.remote.locate import RemoteSpec
 from datactl.store.backend import guarded, open_store_backend
 from datactl.store.index import ObjectIndex
-from datactl.store.indexfiles import list_index_files, read_index_file, write_index_file
+from datactl.store.indexfiles import list_index_files, read_index_files, write_index_file
 from datactl.store.packread import DEFAULT_JOBS, PackReader
 from datactl.store.reader import ObjectReader
 from datactl.store.records import condemned_packs
@@ -95,8 +94,9 @@ class RemoteStore(Closing):
         n = 0
         # Fetched a few at a time (a cold cache of a store with many index files waits on each round trip otherwise),
         # recorded in the listing's order.
-        fetched = parallel_map(self._fetch_index_file, [i for i in listed if i not in known], DEFAULT_JOBS, "datactl-index")
-        for index_id, listing in fetched:
+        for index_id, listing, problem in read_index_files(self.backend, [i for i in listed if i not in known], DEFAULT_JOBS):
+            if problem is not None:
+                raise problem
             if listing is None:
                 continue  # removed by a concurrent gc
             for pack_id, (size, entries) in listing.items():
@@ -105,12 +105,6 @@ class RemoteStore(Closing):
             n += 1
         self.condemned = condemned.result()
         return n
-
-    def _fetch_index_file(self, index_id: str) -> tuple[str, PackListing | None]:
-        try:
-            return index_id, read_index_file(self.backend, index_id)
-        except KeyNotFound:
-            return index_id, None
 
     def forget_index(self) -> None:
         """Drop the cached index (the next ``sync_index`` reads every index file again)."""

@@ -10,10 +10,9 @@ from typing import Iterable, Iterator
 
 from datactl.core.errors import CorruptObject, ObjectMissing, StoreDamaged
 from datactl.core.parallel import parallel_map
-from datactl.format.indexfile import PackListing
 from datactl.format.layout import PACKS_PREFIX, key_name
 from datactl.format.pack import ObjectType, PackEntry
-from datactl.store.indexfiles import list_index_files, read_index_file
+from datactl.store.indexfiles import list_index_files, read_index_files
 from datactl.store.packread import META_GAP, Location, PackReader, ReadObject
 from storage_backends import Backend, BackendError, KeyNotFound
 
@@ -86,16 +85,10 @@ class StoreView:
     def list_index_files(self) -> dict[str, float]:
         return {index_id: info.mtime for index_id, info in list_index_files(self.backend).items()}
 
-    def _get_index(self, index_id: str) -> tuple[str, PackListing | None, str | None]:
-        try:
-            return index_id, read_index_file(self.backend, index_id), None
-        except KeyNotFound:
-            return index_id, None, "vanished"
-        except CorruptObject as exc:
-            return index_id, None, exc.message
-
     def read_index_files(self, ids: Iterable[str]) -> Iterator[tuple[str, dict | None, str | None]]:
-        yield from parallel_map(self._get_index, ids, self.jobs, "datactl-index")
+        """(id, listing, None), or (id, None, why) for an index file gone ("vanished") or damaged."""
+        for index_id, listing, problem in read_index_files(self.backend, ids, self.jobs):
+            yield index_id, listing, (problem.message if problem is not None else "vanished" if listing is None else None)
 
     def load(self) -> None:
         files = self.list_index_files()
