@@ -61,6 +61,7 @@ class AddBatch(Closing):
         self.progress = progress
         self.rows: list[StageRow] = []
         self.deletes: list[str] = []
+        self._rows_waited = 0  # rows still waiting after the last batch was written
         self._bytes_since_flush = 0
         self.ingest: FileIngest[tuple[DiskEntry, StageRow | None]] = FileIngest(repo, chunker, self._stored, progress.advance)
 
@@ -84,7 +85,7 @@ class AddBatch(Closing):
             self._staged(d, row, entry, os.lstat(abs_path), read_at)
         else:
             self.ingest.add(abs_path, d.st.st_size, (d, row))
-        if len(self.rows) >= self.row_batch or self._bytes_since_flush >= self.repo.config.pack_size:
+        if len(self.rows) - self._rows_waited >= self.row_batch or self._bytes_since_flush >= self.repo.config.pack_size:
             self.write_durable_rows()
             if len(self.rows) >= self.row_limit:
                 self.flush()
@@ -128,6 +129,7 @@ class AddBatch(Closing):
         self.repo.flush()
         self.stage.write(self.rows, self.deletes)
         self.rows, self.deletes = [], []
+        self._rows_waited = 0
         self._bytes_since_flush = 0
 
     def write_durable_rows(self) -> None:
@@ -140,6 +142,7 @@ class AddBatch(Closing):
             (ready if self._durable(row) else waiting).append(row)
         self.stage.write(ready, self.deletes)
         self.rows, self.deletes = waiting, []
+        self._rows_waited = len(waiting)  # the next batch counts from here, or each file would look at them all again
         self._bytes_since_flush = 0
 
     def _durable(self, row: StageRow) -> bool:

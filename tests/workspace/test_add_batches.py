@@ -23,6 +23,16 @@ PACK_SIZE = 256 * 1024
 FILES = 3000
 
 
+class CountedBatch(AddBatch):
+    """An AddBatch that counts the batches of rows it writes (what each costs is a look at every waiting row)."""
+
+    batches = 0
+
+    def write_durable_rows(self) -> None:
+        self.batches += 1
+        super().write_durable_rows()
+
+
 def test_batched_rows_name_only_indexed_objects_and_leave_few_small_packs(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     rng = random.Random(5)
@@ -30,13 +40,15 @@ def test_batched_rows_name_only_indexed_objects_and_leave_few_small_packs(tmp_pa
         write(root / "data" / f"f{i:04d}.bin", rng.randbytes(rng.randint(100, 300)))
     with Workspace.init(str(root), name="ds", store_config=StoreConfig(pack_size=PACK_SIZE)) as ws:
         result = AddResult()
-        with AddBatch(ws.repo, ws.stage, ws.chunker, ws.disk, result, NullProgress(), row_batch=300, row_limit=2000) as batch:
+        with CountedBatch(ws.repo, ws.stage, ws.chunker, ws.disk, result, NullProgress(), row_batch=100, row_limit=2000) as batch:
             batch.add_path("data", IgnoreRules(str(root)), lambda _path: True)
             written = list(ws.stage.iter_rows())
             assert 0 < len(written) < FILES  # batches were written while files were still being added ...
             for row in written:  # ... naming only objects in finished, indexed packs
                 assert all(ws.repo.index.has(oid) for oid in row.entry.chunks), row.path
             batch.flush()
+        # A batch per 100 new rows (or a pack's worth of bytes), not one per file while rows wait for their pack.
+        assert batch.batches <= FILES // 100 + FILES * 300 // PACK_SIZE + 2, batch.batches
         assert result.added == FILES
         packs = ws.repo.index.packs()
         small = [p for p, size in packs.items() if is_small(size, PACK_SIZE)]
