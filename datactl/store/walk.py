@@ -30,6 +30,10 @@ T = TypeVar("T")
 
 # Objects read together per level step; bounds memory on wide graphs.
 BATCH = 2_000
+# Trees are read in batches of about this many bytes (and at most BATCH): a level of a thousand folders of a
+# thousand files each is 140 MB of trees. The first batch is small; later ones are sized by what came before.
+TREE_BATCH_BYTES = 16 << 20
+FIRST_TREE_BATCH = 32
 # Sub-trees read together when a path-ordered walk first reaches one of them.
 TREE_BATCH = 256
 
@@ -123,13 +127,19 @@ def walk_trees(
         if tid not in seen:
             seen.add(tid)
             level.append((tid, tag, ""))
+    batch_size = FIRST_TREE_BATCH
     while level:
         nxt: list[tuple[str, T, str]] = []
-        for i in range(0, len(level), BATCH):
-            batch = level[i : i + BATCH]
-            got = read([t for t, _, _ in batch])
+        i = 0
+        while i < len(level):
+            batch = level[i : i + batch_size]
+            i += len(batch)
+            got = dict(read([t for t, _, _ in batch]))
+            if got:
+                average = sum(len(raw) for raw in got.values()) // len(got) + 1
+                batch_size = max(FIRST_TREE_BATCH, min(BATCH, TREE_BATCH_BYTES // average))
             for tid, tag, path in batch:
-                raw = got.get(tid)
+                raw = got.pop(tid, None)  # let go of each tree's bytes once it is decoded
                 try:
                     tree = decode_tree(tid, raw) if raw is not None else None
                 except DatactlError as exc:
