@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+# The most resident memory any command or API call may take, at any scale (docs/architecture.md).
+LIMIT_BYTES = 300 * 1024 * 1024
+
 # Linux carries a parent's peak RSS into a forked child's ru_maxrss, and pytest
 # (with in-process servers) is large; a small launcher process forks the
 # command so the figure is datactl's own. The figure and the wall time go to
@@ -69,3 +72,11 @@ def measure(
 def peak_rss(args: list[str], cwd: Path) -> int:
     """Run ``datactl ARGS`` and return its own peak resident memory in bytes."""
     return measure(["-m", "datactl", *args], cwd).peak_rss
+
+
+def bounded(what: str, python_args: list[str], cwd: Path, stdout: IO | None = None, env: dict[str, str] | None = None) -> Measured:
+    """Run and measure one process; its peak RSS must stay under ``LIMIT_BYTES`` (past it, the process is stopped there)."""
+    m = measure(python_args, cwd, stdout=stdout, env=env, stop_above=LIMIT_BYTES)
+    print(f"{what}: peak RSS {m.mib:.0f} MiB, {m.seconds:.1f} s{' (stopped at the bound)' if m.stopped else ''}")
+    assert not m.stopped and m.peak_rss < LIMIT_BYTES, f"{what} peaked at {m.mib:.0f} MiB{' and was stopped there' if m.stopped else ''}"
+    return m

@@ -38,6 +38,11 @@ TRAILER_SIZE = _TRAILER.size
 ENTRY_SIZE = _ENTRY.size
 # No object is larger: the biggest are trees of folders with millions of entries.
 MAX_OBJECT_BYTES = 1 << 31
+# A pack also ends at this many objects, whatever its size: its writer holds every entry until the footer is
+# written, and so do an upload in flight and a reader of the footer. Packs of tiny files (a million of 20 bytes
+# would fill one 32 MiB pack) cost no more memory than packs of big chunks. Packs written before this, with more
+# entries, are still read.
+MAX_PACK_OBJECTS = 16_384
 
 
 class ObjectType(enum.IntEnum):
@@ -47,7 +52,7 @@ class ObjectType(enum.IntEnum):
     CHUNKLIST = 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PackEntry:
     """Where one object lives inside a pack."""
 
@@ -109,6 +114,10 @@ class PackWriter:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def full(self, pack_size: int) -> bool:
+        """Whether the pack reached the target size, or the most objects a pack holds: time to seal it."""
+        return self._offset >= pack_size or len(self.entries) >= MAX_PACK_OBJECTS
 
     def add(self, object_id_hex: str, obj_type: ObjectType, codec: int, stored: bytes, raw_len: int) -> PackEntry:
         entry = PackEntry(object_id_hex, obj_type, codec, self._offset, len(stored), raw_len)

@@ -164,7 +164,7 @@ class Uploader:
         writer.add(oid, entry.type, entry.codec, stored, entry.raw_len)
         self._open_ids[is_data].add(oid)
         self.objects += 1
-        if writer.size >= self.pack_size:
+        if writer.full(self.pack_size):
             self._seal(is_data)
 
     def _upload(self, pack_id: str, path: str, size: int, entries: list[PackEntry]) -> tuple[str, int, list[PackEntry], str]:

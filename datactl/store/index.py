@@ -108,6 +108,10 @@ class ObjectIndex(Database):
     def packs(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT id, size FROM packs").fetchall())
 
+    def count_objects(self, pack_id: str, limit: int) -> int:
+        """How many objects the index places in ``pack_id``, counted up to ``limit`` (a bounded look, by the pack index)."""
+        return self._db.execute("SELECT COUNT(*) FROM (SELECT 1 FROM objects WHERE pack=? LIMIT ?)", (pack_id, limit)).fetchone()[0]
+
     def entries_of_pack(self, pack_id: str, obj_type: ObjectType | None = None) -> list[PackEntry]:
         """The objects a pack holds (only those of ``obj_type`` when given), in pack order."""
         rows = self._db.execute(

@@ -164,7 +164,7 @@ class Repository(Closing):
                 if writer is None:
                     writer = self._writers[is_data] = PackWriter(self.tmp_dir)
                 writer.add(oid, item.obj_type, codec, stored, raw_len)
-            if writer.size >= self.config.pack_size:
+            if writer.full(self.config.pack_size):
                 self._seal(is_data)
 
     def _seal(self, is_data: bool) -> None:

@@ -32,14 +32,14 @@ listed twice, or unindexed packs, which gc condemns.
 from __future__ import annotations
 
 import collections
-import sqlite3
 from dataclasses import asdict, dataclass
 
 from datactl.core.crashpoints import crash_point
 from datactl.core.errors import StoreLocked
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import pack_key
-from datactl.format.pack import ObjectType, PackEntry
+from datactl.format.pack import MAX_PACK_OBJECTS, ObjectType, PackEntry
+from datactl.store.index import ObjectIndex
 from datactl.store.indexfiles import delete_index_file, split_listing, write_index_file
 from datactl.store.lock import StoreLock
 from datactl.store.records import CondemnRecord, new_run_id, read_condemned, write_condemned
@@ -48,8 +48,9 @@ from datactl.upkeep.packcopy import copy_to_packs
 from datactl.upkeep.storeview import StoreView
 from datactl.upkeep.targets import IndexChange, StoreTarget
 
-# A pack under this share of the target size is small.
+# A pack under this share of the target size, and of the most objects a pack holds, is small.
 SMALL_SHARE = 0.5
+SMALL_OBJECTS = int(MAX_PACK_OBJECTS * SMALL_SHARE)
 # More small packs than this are merged; so a store holds at most this many small packs (plus what one
 # merge leaves), and packs and index files grow with the data, not with the number of versions.
 MAX_SMALL_PACKS = 32
@@ -74,8 +75,10 @@ class ConsolidateReport:
         return asdict(self)
 
 
-def is_small(size: int, pack_size: int) -> bool:
-    return size < pack_size * SMALL_SHARE
+def is_small(size: int, objects: int, pack_size: int) -> bool:
+    """A pack of ``size`` bytes holding ``objects`` objects: small unless near the target size or full by count
+    (a pack of tiny files is sealed at ``MAX_PACK_OBJECTS`` far below the target size, and merging it gains nothing)."""
+    return size < pack_size * SMALL_SHARE and objects < SMALL_OBJECTS
 
 
 def packs_to_merge(sizes: dict[str, int], factor: int = 2) -> set[str]:
@@ -101,9 +104,8 @@ def packs_to_merge(sizes: dict[str, int], factor: int = 2) -> set[str]:
     return set(order[:split]) if split > 1 else set()
 
 
-def _within_object_budget(db: sqlite3.Connection, chosen: set[str], sizes: dict[str, int], max_objects: int) -> set[str]:
+def _within_object_budget(chosen: set[str], sizes: dict[str, int], counts: dict[str, int], max_objects: int) -> set[str]:
     """The smallest of ``chosen`` whose objects add up to at most ``max_objects`` (none when fewer than two)."""
-    counts = dict(db.execute("SELECT pack, COUNT(*) FROM entries WHERE indexed=1 GROUP BY pack"))
     kept: set[str] = set()
     total = 0
     for pid in sorted(chosen, key=lambda p: (sizes[p], p)):
@@ -114,9 +116,18 @@ def _within_object_budget(db: sqlite3.Connection, chosen: set[str], sizes: dict[
     return kept if len(kept) > 1 else set()
 
 
-def needs_consolidation(pack_sizes: dict[str, int], pack_size: int, max_small: int = MAX_SMALL_PACKS) -> bool:
-    """Whether packs of these sizes (a local index's view of a store) hold more than ``max_small`` small ones."""
-    return sum(1 for s in pack_sizes.values() if is_small(s, pack_size)) > max_small
+def needs_consolidation(index: ObjectIndex, pack_size: int, max_small: int = MAX_SMALL_PACKS) -> bool:
+    """Whether the packs ``index`` lists (a local index's view of a store) hold more than ``max_small`` small ones.
+
+    Cheap enough for every commit and push: objects are counted only in packs small by size, and only up to
+    the count that makes a pack not small."""
+    small = 0
+    for pid, size in index.packs().items():
+        if size < pack_size * SMALL_SHARE and is_small(size, index.count_objects(pid, SMALL_OBJECTS), pack_size):
+            small += 1
+            if small > max_small:
+                return True
+    return False
 
 
 def consolidate_packs(
@@ -156,10 +167,13 @@ def _merge(view: StoreView, target: StoreTarget, delete_now: bool, max_small: in
     for pid, index_id in db.execute("SELECT pack, index_file FROM listed"):
         per_file[index_id].add(pid)
     condemned = set().union(*(r.packs for r in read_condemned(target.backend)))
-    small_sizes = {p: view.packs[p].size for p in view.indexed_packs() - condemned if is_small(view.packs[p].size, target.pack_size)}
+    counts = dict(db.execute("SELECT pack, COUNT(*) FROM entries WHERE indexed=1 GROUP BY pack"))
+    small_sizes = {
+        p: view.packs[p].size for p in view.indexed_packs() - condemned if is_small(view.packs[p].size, counts.get(p, 0), target.pack_size)
+    }
     if len(small_sizes) <= max_small:
         return
-    small = _within_object_budget(db, packs_to_merge(small_sizes), small_sizes, max_objects)
+    small = _within_object_budget(packs_to_merge(small_sizes), small_sizes, counts, max_objects)
     if not small:
         return
     locs = [

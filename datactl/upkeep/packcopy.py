@@ -42,7 +42,7 @@ def copy_to_packs(view: StoreView, locs: list[Location], backend: Backend, tmp_d
             if w is None:
                 w = writers[is_data] = PackWriter(tmp_dir)
             w.add(entry.id, entry.type, entry.codec, stored, entry.raw_len)
-            if w.size >= pack_size:
+            if w.full(pack_size):
                 seal(is_data)
         for is_data in list(writers):
             seal(is_data)

@@ -132,7 +132,7 @@ def _consolidate_remote(rs: RemoteStore, tmp_dir: str, jobs: int) -> None:
     Under the store lock, skipped while gc holds it; never fails the push, which is published already.
     """
     try:
-        if needs_consolidation(rs.index.packs(), rs.config().pack_size):
+        if needs_consolidation(rs.index, rs.config().pack_size):
             consolidate_packs(remote_target(rs, tmp_dir), delete_now=False, jobs=jobs)
     except (DatactlError, BackendError) as exc:
         _log.warning("small packs of %s not merged: %s", rs.spec.label, exc)

@@ -472,7 +472,7 @@ class Workspace(Closing):
         from datactl.upkeep.targets import StoreTarget
 
         max_small = MAX_SMALL_PACKS if max_small is None else max_small
-        if not needs_consolidation(self.repo.index.packs(), self.repo.config.pack_size, max_small):
+        if not needs_consolidation(self.repo.index, self.repo.config.pack_size, max_small):
             return None
         index = self.repo.index
         target = StoreTarget(

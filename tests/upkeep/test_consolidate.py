@@ -156,7 +156,7 @@ def test_merging_copies_each_byte_a_logarithmic_number_of_times(pack_sizes: list
     copied = 0
     for n, size in enumerate(pack_sizes):
         packs[f"p{n}"] = size
-        small = {p: s for p, s in packs.items() if is_small(s, target)}
+        small = {p: s for p, s in packs.items() if is_small(s, 0, target)}
         if len(small) > MAX_SMALL_PACKS:
             chosen = packs_to_merge(small)
             order = sorted(small, key=lambda p: (small[p], p))
@@ -166,6 +166,6 @@ def test_merging_copies_each_byte_a_logarithmic_number_of_times(pack_sizes: list
             assert not rest or rest[0] >= 2 * merged, "the merged pack stands in progression below the rest"
             copied += merged
             packs[f"m{n}"] = merged
-        assert sum(1 for s in packs.values() if is_small(s, target)) <= MAX_SMALL_PACKS
+        assert sum(1 for s in packs.values() if is_small(s, 0, target)) <= MAX_SMALL_PACKS
     total = sum(pack_sizes)
     assert copied <= 0.5 * (math.log2(total / min(pack_sizes)) + 1) * total

@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 
 from conftest import run_datactl
-from peakrss import peak_rss
+from peakrss import LIMIT_BYTES, peak_rss
 
 GiB = 1024**3
-LIMIT_BYTES = 300 * 1024 * 1024
 
 
 def test_4_gib_file_add_and_checkout_in_bounded_memory(tmp_path: Path) -> None:

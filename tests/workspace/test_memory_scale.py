@@ -13,20 +13,18 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
 import pytest
 
+from builtversions import record_version
 from conftest import run_datactl
-from datactl.format.objects import FILE, Commit, TreeEntry
-from datactl.format.pack import ObjectType
-from datactl.lineage.index import record_local_commit
+from datactl.format.objects import FILE, TreeEntry
 from datactl.store.filedata import store_stream
 from datactl.store.trees import build_tree, patch_tree
 from datactl.workspace.workspace import Workspace
-from peakrss import Measured, measure
+from peakrss import bounded
 
-LIMIT_BYTES = 300 * 1024 * 1024
 FOLDERS = 1_000
 PER_FOLDER = 1_000
 FILES = FOLDERS * PER_FOLDER
@@ -53,17 +51,6 @@ def stored_file(ws: Workspace, data: bytes) -> TreeEntry:
     """The entry of a file holding ``data``, its bytes stored once (the tree builders set each name)."""
     c = store_stream(ws.repo, ws.chunker, io.BytesIO(data))
     return TreeEntry("", FILE, 0o644, c.size, c.digest, c.chunks, c.chunklist)
-
-
-def record_version(ws: Workspace, tree: str, parent: str | None, tag: str, time: str) -> str:
-    """Commit ``tree`` as the dataset's next version and tag it, as `datactl commit --tag` records one."""
-    commit = Commit(tree, (parent,) if parent else (), ws.kind, ws.name, f"version {tag}", "Test <t@example.com>", time, (tag,))
-    cid = ws.repo.put(ObjectType.COMMIT, commit.encode())
-    ws.repo.flush()  # objects durable before any ref names them
-    ws.repo.refs.update(ws.head_ref, cid, expected=parent)
-    ws.create_tag(tag, cid)
-    record_local_commit(ws.repo, cid)
-    return cid
 
 
 def build_versions(root: Path) -> None:
@@ -95,14 +82,6 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root.mkdir()
     build_versions(root)
     return root
-
-
-def bounded(what: str, python_args: list[str], cwd: Path, stdout: IO | None = None, env: dict[str, str] | None = None) -> Measured:
-    """Run and measure one process; its peak RSS must stay under the bound (past it, the process is stopped there)."""
-    m = measure(python_args, cwd, stdout=stdout, env=env, stop_above=LIMIT_BYTES)
-    print(f"{what}: peak RSS {m.mib:.0f} MiB, {m.seconds:.1f} s{' (stopped at the bound)' if m.stopped else ''}")
-    assert not m.stopped and m.peak_rss < LIMIT_BYTES, f"{what} peaked at {m.mib:.0f} MiB{' and was stopped there' if m.stopped else ''}"
-    return m
 
 
 def test_diff_of_versions_differing_in_a_thousand_of_a_million_files(big: Path, tmp_path: Path) -> None:
