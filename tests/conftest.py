@@ -144,9 +144,9 @@ def age_files(root: Path, seconds: float = 10.0) -> None:
                 os.utime(full, ns=(past, past))
 
 
-def run_datactl(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
-    """datactl as a separate process (for kills and memory measurements)."""
-    env = {**os.environ, "DATACTL_AUTHOR": "Test <test@example.com>"}
+def run_datactl(args: list[str], cwd: Path, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """datactl as a separate process (for kills and memory measurements), with ``env`` added to the environment."""
+    env = {**os.environ, "DATACTL_AUTHOR": "Test <test@example.com>", **(env or {})}
     return subprocess.run([sys.executable, "-m", "datactl", *args], cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
 
 

@@ -302,6 +302,12 @@ def place_entry(root: str, p: Prepared, folders: set[str] | None = None) -> Stat
     return StatInfo.of(os.lstat(dest), time.time_ns())
 
 
+def judged_now(rows: list[StageRow]) -> list[StageRow]:
+    """Rows of files this checkout wrote, as saved now: each stat judged against this moment (``StatInfo.judged_at``)."""
+    now = time.time_ns()
+    return [StageRow(r.path, r.entry, r.stat.judged_at(now), r.head) if r.stat is not None else r for r in rows]
+
+
 def discard(prepared: Iterable[Prepared]) -> None:
     """Remove the temporary files of entries that will not be placed."""
     for p in prepared:
@@ -361,12 +367,12 @@ def apply_checkout(repo: Repository, stage: Stage, disk: DiskState, plan: Checko
             result.written += 1
             result.bytes_written += p.entry.size
             if len(rows) >= ROW_BATCH:
-                stage.write(rows)
+                stage.write(judged_now(rows))
                 rows = []
     except BaseException:
         discard(prepared[result.written :])
         raise
-    stage.finish_checkout(rows + plan.head_updates, commit_id, scope)
+    stage.finish_checkout(judged_now(rows) + plan.head_updates, commit_id, scope)
     return result
 
 
@@ -452,7 +458,7 @@ def apply_fresh(
                 if isinstance(written, Future):
                     progress.advance(entry.size)
             if len(rows) >= ROW_BATCH:
-                stage.write(rows)
+                stage.write(judged_now(rows))
                 rows.clear()
 
     quiet = NullProgress()
@@ -470,7 +476,7 @@ def apply_fresh(
             window.append((path, entry, written))
             settle(WRITE_WINDOW)
         settle(0)
-    stage.finish_checkout(rows, commit_id, scope)
+    stage.finish_checkout(judged_now(rows), commit_id, scope)
     return result
 
 
@@ -507,7 +513,7 @@ def apply_restore(repo: Repository, stage: Stage, root: str, writes: list[tuple[
         discard(prepared[result.written :])
         raise
     finally:
-        stage.write(rows)  # what was placed is staged, so status tells the truth even after a failure
+        stage.write(judged_now(rows))  # what was placed is staged, so status tells the truth even after a failure
     return result
 
 

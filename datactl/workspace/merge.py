@@ -49,7 +49,7 @@ from datactl.store.filedata import chunk_ids_of
 from datactl.store.repository import Repository
 from datactl.store.trees import lookup_path, write_tree
 from datactl.store.walk import walk_changes
-from datactl.workspace.checkout import prune_empty_dirs, write_entry
+from datactl.workspace.checkout import judged_now, prune_empty_dirs, write_entry
 from datactl.workspace.stage import StageRow
 from datactl.workspace.tablemerge import apply_table_resolutions, drop_conflict_tables, merge_table_conflicts, write_table_merges
 from datactl.workspace.workspace import Workspace
@@ -396,9 +396,9 @@ def _apply(ws: Workspace, updates: list[tuple[str, TreeEntry | None, TreeEntry |
         st = write_entry(ws.repo, ws.root, path, new, progress) if ws.in_scope(path) else None
         rows.append(StageRow(path, new, st, head))
         if len(rows) >= 1000:
-            ws.stage.write(rows)
+            ws.stage.write(judged_now(rows))
             rows = []
-    ws.stage.write(rows)
+    ws.stage.write(judged_now(rows))
     return len(updates)
 
 

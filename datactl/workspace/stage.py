@@ -43,6 +43,12 @@ RACY_WINDOW_NS = 100_000_000
 COARSE_RACY_WINDOW_NS = 2_000_000_000  # file systems with whole-second mtimes
 
 
+def _outside_racy_window(mtime_ns: int, at_ns: int) -> bool:
+    """Whether a change after ``at_ns`` would have to move an mtime of ``mtime_ns``."""
+    window = COARSE_RACY_WINDOW_NS if mtime_ns % 1_000_000_000 == 0 else RACY_WINDOW_NS
+    return mtime_ns < at_ns - window
+
+
 @dataclass(frozen=True)
 class StatInfo:
     size: int
@@ -56,9 +62,18 @@ class StatInfo:
     def of(cls, st: os.stat_result, read_at_ns: int | None = None) -> "StatInfo":
         """The stat of a file whose content was read (or written) at ``read_at_ns``."""
         read_at_ns = time.time_ns() if read_at_ns is None else read_at_ns
-        window = COARSE_RACY_WINDOW_NS if st.st_mtime_ns % 1_000_000_000 == 0 else RACY_WINDOW_NS
-        trusted = st.st_mtime_ns < read_at_ns - window
-        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, trusted)
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, _outside_racy_window(st.st_mtime_ns, read_at_ns))
+
+    def judged_at(self, saved_at_ns: int) -> "StatInfo":
+        """The stat of a file datactl wrote itself, judged against ``saved_at_ns``, when its row is saved.
+
+        git judges its index entries against the index file's time, not each file's write: a checkout writing a
+        million files would otherwise leave every stat racy, and the next status would re-hash every file. Only a
+        change made in the same timestamp tick as datactl's own write goes unseen, as in git.
+        """
+        if self.trusted or not _outside_racy_window(self.mtime_ns, saved_at_ns):
+            return self
+        return StatInfo(self.size, self.mtime_ns, self.ctime_ns, self.ino, self.mode, True)
 
     def matches(self, st: os.stat_result) -> bool:
         """True when ``st`` proves the file unchanged since it was hashed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -293,3 +294,16 @@ def test_a_change_of_kind_alone_is_a_staged_change(stage: Stage) -> None:
     assert paths(stage.staged_changes()) == ["p"]
     stage.finish_commit("c" * 32)
     assert stage.get("p").head == HeadInfo(FILE, link.mode, link.size, link.digest)  # type: ignore[union-attr]
+
+
+def test_a_written_file_is_judged_against_the_save_of_its_row(tmp_path: Path) -> None:
+    # A checkout's stat, taken right after its write, is racy; the same stat is trusted once its row is saved
+    # a racy window later, and never before.
+    f = tmp_path / "f"
+    f.write_bytes(b"x")
+    mtime = 1_700_000_000_500_000_000
+    os.utime(f, ns=(mtime, mtime))
+    written = StatInfo.of(os.stat(f), read_at_ns=mtime + 1)
+    assert not written.trusted
+    assert not written.judged_at(mtime + RACY_WINDOW_NS).trusted
+    assert written.judged_at(mtime + RACY_WINDOW_NS + 1) == replace(written, trusted=True)
