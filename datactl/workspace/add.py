@@ -70,8 +70,8 @@ class AddBatch(Closing):
         """Whether the stat cache proves ``d`` unchanged since it was staged (so it is not read)."""
         return row is not None and row.entry is not None and row.entry.kind == d.kind and row.stat is not None and row.stat.matches(d.st)
 
-    def _unchanged(self, _d: DiskEntry) -> None:
-        self.result.unchanged += 1
+    def _unchanged(self, files: int) -> None:
+        self.result.unchanged += files
 
     def consider(self, d: DiskEntry, row: StageRow | None) -> None:
         """Stage the file ``d`` unless the stat cache proves it unchanged."""

@@ -18,7 +18,8 @@ from datactl.core.sortedmerge import merge_by_path
 from datactl.format.objects import FILE, SYMLINK, TreeEntry, symlink_entry
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.scan import DiskEntry, ScanProblem, walk
-from datactl.workspace.stage import Stage, StageRow, StatInfo, stat_vouches
+from datactl.workspace.stage import Stage, StageRow, StatInfo
+from datactl.workspace.statscan import scan_stats
 
 # Fresh stats of files found unchanged by hashing are saved in batches of this many.
 REFRESH_BATCH = 20_000
@@ -106,34 +107,32 @@ class DiskState:
         rules: IgnoreRules,
         start: str = "",
         on_problem: Callable[[ScanProblem], None] | None = None,
-        vouched: Callable[[DiskEntry], None] | None = None,
+        vouched: Callable[[int], None] | None = None,
         in_scope: Callable[[str], bool] | None = None,
     ) -> Iterator[tuple[str, DiskEntry | None, StageRow | None]]:
         """(path, file on disk or None, stage row or None) for every path under ``start``, in path order.
 
         Ignore rules apply to untracked files only: a tracked file the walk
-        skipped is still looked at. Given ``vouched``, a tracked file whose
-        stat the stat cache vouches for is handed to it instead, compared on
-        the row's stat columns alone: a scan where little changed reads a whole
-        row only for what did. Given ``in_scope`` (a sparse workspace's paths),
-        a tracked path outside it that is not on disk, as it should not be, is
+        skipped is still looked at. Given ``vouched``, tracked files whose
+        stats the stat cache vouches for are counted to it instead, compared
+        on the rows' stat columns alone (``statscan``, over several processes
+        for a large stage): a scan where little changed reads a whole row only
+        for what did. Given ``in_scope`` (a sparse workspace's paths), a
+        tracked path outside it that is not on disk, as it should not be, is
         skipped without a look at its row or the disk.
         """
-        disk = walk(self.root, rules, start=start, on_problem=on_problem)
         if vouched is None:
+            disk = (DiskEntry(path, kind, st) for path, kind, st in walk(self.root, rules, start=start, on_problem=on_problem))
             rows = self.stage.iter_rows(start, with_chunks=False)
             for path, d, row in merge_by_path(disk, rows, lambda x: x.path, lambda r: r.path):
                 if d is None and row is not None and row.entry is not None:
                     d = self.lstat_entry(path)
                 yield path, d, row
             return
-        for path, d, stats in merge_by_path(disk, self.stage.iter_stats(start), lambda x: x.path, lambda r: r[0]):
-            if d is not None and stats is not None and stat_vouches(stats, d.kind, d.st):
-                vouched(d)
-                continue
+        for path, d, tracked in scan_stats(self.root, self.stage, rules, start, on_problem, vouched):
             if d is None and in_scope is not None and not in_scope(path):
                 continue
-            row = self.stage.get(path) if stats is not None else None
+            row = self.stage.get(path) if tracked else None
             if d is None and row is not None and row.entry is not None:
                 d = self.lstat_entry(path)
             yield path, d, row

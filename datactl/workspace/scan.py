@@ -64,7 +64,9 @@ def _list_folder(root: str, rel_dir: str, report: Callable[[str, str], None]) ->
         return []
     except FileNotFoundError:
         return []
-    items.sort(key=lambda t: t[0].encode("utf-8", "surrogateescape"))
+    # Code-point order is UTF-8 byte order for every name that can be tracked; a name that is not UTF-8 (it holds
+    # surrogate escapes) may sort elsewhere, but it is reported and skipped, so no order depends on it.
+    items.sort()
     return items
 
 
@@ -73,40 +75,52 @@ def walk(
     rules: IgnoreRules,
     start: str = "",
     on_problem: Callable[[ScanProblem], None] | None = None,
-) -> Iterator[DiskEntry]:
-    """Yield files and symlinks under ``start`` (a relative folder, '' for all), skipping ignored ones.
+    lo: str | None = None,
+    hi: str | None = None,
+) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(path, kind, stat) of the files and symlinks under ``start`` (a relative folder, '' for all) whose paths
+    are in [``lo``, ``hi``) (None: unbounded), skipping ignored ones.
 
-    Iterative (a stack of open folders), so any depth is walked without
-    recursion; a folder deeper than MAX_DEPTH is refused with UnsafePath.
+    A folder is entered only when paths of the range can lie under it, and a problem is reported by the range
+    holding the path it is about, so ranges walked apart see each file and problem once. Iterative (a stack of
+    open folders), so any depth is walked without recursion; a folder deeper than MAX_DEPTH is refused with
+    UnsafePath.
     """
 
-    def report(path: str, reason: str) -> None:
-        if on_problem is not None:
+    def report(key: str, path: str, reason: str) -> None:
+        if on_problem is not None and (lo is None or key >= lo) and (hi is None or key < hi):
             on_problem(ScanProblem(path, reason))
+
+    def listing(rel_dir: str) -> list[tuple[str, str, bool, os.stat_result]]:
+        return _list_folder(root, rel_dir, lambda path, reason: report(path, path, reason))
 
     start = start.strip("/")
     first = start + "/" if start else ""
     # One frame per open folder: its path ('' or ending in '/'), its entries, and the next one to look at.
-    stack: list[tuple[str, list, list[int]]] = [(first, _list_folder(root, first, report), [0])]
+    stack: list[tuple[str, list, list[int]]] = [(first, listing(first), [0])]
     while stack:
         rel_dir, items, pos = stack[-1]
         if pos[0] >= len(items):
             stack.pop()
             continue
-        _key, name, is_dir, st = items[pos[0]]
+        key, name, is_dir, st = items[pos[0]]
         pos[0] += 1
         rel = f"{rel_dir}{name}"
+        if hi is not None and rel_dir + key >= hi:  # this and all that follows in path order is past the range
+            return
+        if lo is not None and (rel + "0" <= lo if is_dir else rel < lo):  # '0' follows '/': the folder ends before lo
+            continue
         if not name.isascii() and not _utf8_ok(name):  # most names are ASCII: no encoding needed to know
-            report(display_name(rel), "name is not valid UTF-8; rename it to track it")
+            report(rel, display_name(rel), "name is not valid UTF-8; rename it to track it")
             continue
         if rules.ignored_in_walk(rel, name, is_dir):
             continue
         if is_dir:
             check_depth(rel + "/", rel.count("/") + 1)
-            stack.append((rel + "/", _list_folder(root, rel + "/", report), [0]))
+            stack.append((rel + "/", listing(rel + "/"), [0]))
         elif stat.S_ISREG(st.st_mode):
-            yield DiskEntry(rel, FILE, st)
+            yield rel, FILE, st
         elif stat.S_ISLNK(st.st_mode):
-            yield DiskEntry(rel, SYMLINK, st)
+            yield rel, SYMLINK, st
         else:
-            report(rel, "not a regular file, folder or symlink; skipped")
+            report(rel, rel, "not a regular file, folder or symlink; skipped")

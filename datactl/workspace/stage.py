@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from datactl.core.ids import is_hex, is_object_id
-from datactl.core.sqlite import Database
+from datactl.core.sqlite import Database, database_error
 from datactl.format.external import ExternalSource
 from datactl.format.objects import FILE, SYMLINK, TreeEntry
 
@@ -128,20 +128,6 @@ _NCOLS = 19
 _STAT_COLS = "path, kind, st_size, st_mtime_ns, st_ctime_ns, st_ino, st_mode, st_trusted"
 
 
-def stat_vouches(stats: tuple, kind: str, st: os.stat_result) -> bool:
-    """Whether a row's stat columns (``Stage.iter_stats``) prove the file ``st`` of ``kind`` unchanged since it was
-    hashed: ``StatInfo.matches`` on the raw columns, so an unchanged file costs no objects."""
-    return (
-        stats[7] == 1
-        and stats[1] == kind
-        and stats[2] == st.st_size
-        and stats[3] == st.st_mtime_ns
-        and stats[4] == st.st_ctime_ns
-        and stats[5] == st.st_ino
-        and stats[6] == st.st_mode
-    )
-
-
 def _row_from_sql(r: tuple) -> StageRow:
     path = r[0]
     name = path.rsplit("/", 1)[-1]
@@ -198,6 +184,49 @@ def _prefix_range(prefix: str) -> tuple[str, str]:
     return prefix + "/", prefix + "0"  # '0' is the character after '/'
 
 
+def _range_clause(prefix: str, lo: str | None, hi: str | None) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause (with its arguments) of the rows under folder ``prefix`` ('' for all; a row at ``prefix``
+    itself included) whose paths are in [``lo``, ``hi``)."""
+    terms, args = [], []
+    if prefix:
+        first, end = _prefix_range(prefix)
+        terms.append("((path >= ? AND path < ?) OR path = ?)")
+        args += [first, end, prefix.strip("/")]
+    if lo is not None:
+        terms.append("path >= ?")
+        args.append(lo)
+    if hi is not None:
+        terms.append("path < ?")
+        args.append(hi)
+    return (" WHERE " + " AND ".join(terms) if terms else ""), tuple(args)
+
+
+def _snapshot_rows(
+    db_path: str, cols: str, prefix: str, make: Callable[[tuple], Any] | None, lo: str | None = None, hi: str | None = None
+) -> Iterator[Any]:
+    """Rows read in path order over a connection of their own: a snapshot, so writes through another may interleave."""
+    reader = sqlite3.connect(db_path, timeout=60)
+    try:
+        where, args = _range_clause(prefix, lo, hi)
+        cur = reader.execute(f"SELECT {cols} FROM entries{where} ORDER BY path", args)
+        if make is None:
+            yield from cur
+        else:
+            for r in cur:
+                yield make(r)
+    finally:
+        reader.close()
+
+
+def read_stats(db_path: str, prefix: str = "", lo: str | None = None, hi: str | None = None) -> Iterator[tuple]:
+    """``Stage.iter_stats`` of the stage at ``db_path``, for a reader that does not open the stage (a scan running
+    in another process)."""
+    try:
+        yield from _snapshot_rows(db_path, _STAT_COLS, prefix, None, lo, hi)
+    except sqlite3.DatabaseError as exc:
+        raise database_error(exc, db_path, STAGE_HINT) from exc
+
+
 class Stage(Database):
     """The staging table of a workspace, with its stat cache and metadata (HEAD, a merge in progress, sparse paths)."""
 
@@ -251,37 +280,32 @@ class Stage(Database):
         """
         cols = _COLS if with_chunks else _COLS.replace("chunks,", "'' AS chunks,")
         with self.translated():
-            yield from self._snapshot_rows(cols, prefix)
+            yield from _snapshot_rows(self.path, cols, prefix, _row_from_sql)
 
     def external_rows(self) -> Iterator[StageRow]:
         """The rows of external files (a source recorded), in path order."""
         for r in self._db.execute(f"SELECT {_COLS} FROM entries WHERE source IS NOT NULL ORDER BY path").fetchall():
             yield _row_from_sql(r)
 
-    def iter_stats(self, prefix: str = "") -> Iterator[tuple]:
-        """(path, kind, st_size, st_mtime_ns, st_ctime_ns, st_ino, st_mode, st_trusted) of every row in byte
-        order of path: what a scan compares with the disk before it needs a whole row (see ``stat_vouches``)."""
-        with self.translated():
-            yield from self._snapshot_rows(_STAT_COLS, prefix, None)
+    def iter_stats(self, prefix: str = "", lo: str | None = None, hi: str | None = None) -> Iterator[tuple]:
+        """(path, kind, st_size, st_mtime_ns, st_ctime_ns, st_ino, st_mode, st_trusted) of every row under
+        ``prefix`` with a path in [``lo``, ``hi``), in byte order of path: what a scan compares with the disk before
+        it needs a whole row (``statscan.scan_range``)."""
+        return read_stats(self.path, prefix, lo, hi)
 
-    def _snapshot_rows(self, cols: str, prefix: str, make: Callable[[tuple], Any] | None = _row_from_sql) -> Iterator[Any]:
-        reader = sqlite3.connect(self.path, timeout=60)
-        try:
-            if prefix:
-                lo, hi = _prefix_range(prefix)
-                cur = reader.execute(
-                    f"SELECT {cols} FROM entries WHERE (path >= ? AND path < ?) OR path = ? ORDER BY path",
-                    (lo, hi, prefix.strip("/")),
-                )
-            else:
-                cur = reader.execute(f"SELECT {cols} FROM entries ORDER BY path")
-            if make is None:
-                yield from cur
-            else:
-                for r in cur:
-                    yield make(r)
-        finally:
-            reader.close()
+    def split_points(self, prefix: str, rows_per_part: int, max_parts: int) -> list[str]:
+        """Paths that cut the rows under ``prefix`` into at most ``max_parts`` ranges of about equal size, each of at
+        least ``rows_per_part`` rows: range k holds the paths from cut k-1 (inclusive) to cut k. No cuts when the
+        rows make one range."""
+        where, args = _range_clause(prefix, None, None)
+        rows = self._db.execute(f"SELECT count(*) FROM entries{where}", args).fetchone()[0]
+        parts = min(max_parts, rows // max(rows_per_part, 1))
+        cuts: list[str] = []
+        for k in range(1, parts):
+            r = self._db.execute(f"SELECT path FROM entries{where} ORDER BY path LIMIT 1 OFFSET ?", (*args, rows * k // parts)).fetchone()
+            if r is not None and (not cuts or r[0] > cuts[-1]):
+                cuts.append(r[0])
+        return cuts
 
     def iter_staged(self) -> Iterator[tuple[str, TreeEntry]]:
         for row in self.iter_rows():
