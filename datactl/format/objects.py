@@ -106,58 +106,102 @@ def _ids(value: object, what: str) -> tuple[str, ...]:
     return tuple(value)  # type: ignore[arg-type]
 
 
+def _tree_doc_entries(oid: str, data: bytes) -> list:
+    doc = parse_json(data)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("entries"), list):
+        raise _bad("tree", oid, "not a tree of format 1")
+    return doc["entries"]
+
+
+def _decode_entry(oid: str, d: object, ids: list) -> TreeEntry:
+    """One entry of tree ``oid``, every field checked but its ids, which are added to ``ids`` to be checked together
+    (``all_object_ids``). Raises UnsafePath, CorruptObject, or a KeyError, TypeError or ValueError to be reported
+    as CorruptObject."""
+    if not isinstance(d, dict):
+        raise _bad("tree", oid, "an entry is not an object")
+    name = check_entry_name(d["name"])
+    kind = d["kind"]
+    size = _int(d, "size", MAX_SIZE)
+    digest = d["digest"]
+    ids.append(digest)
+    if kind == FILE:
+        chunklist = d.get("chunklist")
+        if chunklist is not None:
+            if "chunks" in d:
+                raise _bad("tree", oid, f"bad chunk list under {name!r}")
+            ids.append(chunklist)
+            chunks: tuple[str, ...] = ()
+        else:
+            listed = d.get("chunks", [])
+            if not isinstance(listed, list):
+                raise ValueError(f"chunks of {name!r} must be a list of object ids")
+            ids.extend(listed)
+            chunks = tuple(listed)
+        return TreeEntry(name, FILE, _int(d, "mode", 0o7777), size, digest, chunks, chunklist)
+    if kind == EXTERNAL:
+        return _external_entry(d, name, size, digest)
+    if kind == DIR:
+        return TreeEntry(name, DIR, 0, size, digest)
+    if kind == SYMLINK:
+        target = d["target"]
+        if not isinstance(target, str) or "\0" in target:
+            raise _bad("tree", oid, f"bad link target under {name!r}")
+        link = symlink_entry(name, target)  # UnicodeEncodeError (a ValueError) for a target that is not UTF-8
+        if (link.size, link.digest) != (size, digest):
+            raise _bad("tree", oid, f"link {name!r}: size or digest does not match its target")
+        return link
+    raise _bad("tree", oid, f"unknown entry kind {str(kind)[:40]!r}")
+
+
 def decode_tree(oid: str, data: bytes) -> Tree:
     """Parse a tree and check every field; hostile names raise UnsafePath, anything else malformed CorruptObject."""
     try:
-        doc = parse_json(data)
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("entries"), list):
-            raise _bad("tree", oid, "not a tree of format 1")
+        raw = _tree_doc_entries(oid, data)
         entries = []
         ids: list = []  # every digest, chunk list and chunk id of the tree, checked together after the loop
         previous: bytes | None = None
-        for d in doc["entries"]:
-            if not isinstance(d, dict):
-                raise _bad("tree", oid, "an entry is not an object")
-            name = check_entry_name(d["name"])
-            encoded = name.encode("utf-8")
+        for d in raw:
+            entry = _decode_entry(oid, d, ids)
+            encoded = entry.name.encode("utf-8")
             if previous is not None and encoded <= previous:
                 raise _bad("tree", oid, "entries not sorted or duplicated")
             previous = encoded
-            kind = d["kind"]
-            size = _int(d, "size", MAX_SIZE)
-            digest = d["digest"]
-            ids.append(digest)
-            if kind == FILE:
-                chunklist = d.get("chunklist")
-                if chunklist is not None:
-                    if "chunks" in d:
-                        raise _bad("tree", oid, f"bad chunk list under {name!r}")
-                    ids.append(chunklist)
-                    chunks: tuple[str, ...] = ()
-                else:
-                    listed = d.get("chunks", [])
-                    if not isinstance(listed, list):
-                        raise ValueError(f"chunks of {name!r} must be a list of object ids")
-                    ids.extend(listed)
-                    chunks = tuple(listed)
-                entries.append(TreeEntry(name, FILE, _int(d, "mode", 0o7777), size, digest, chunks, chunklist))
-            elif kind == EXTERNAL:
-                entries.append(_external_entry(d, name, size, digest))
-            elif kind == DIR:
-                entries.append(TreeEntry(name, DIR, 0, size, digest))
-            elif kind == SYMLINK:
-                target = d["target"]
-                if not isinstance(target, str) or "\0" in target:
-                    raise _bad("tree", oid, f"bad link target under {name!r}")
-                link = symlink_entry(name, target)  # UnicodeEncodeError (a ValueError) for a target that is not UTF-8
-                if (link.size, link.digest) != (size, digest):
-                    raise _bad("tree", oid, f"link {name!r}: size or digest does not match its target")
-                entries.append(link)
-            else:
-                raise _bad("tree", oid, f"unknown entry kind {str(kind)[:40]!r}")
+            entries.append(entry)
         if not all_object_ids(ids):
-            raise _bad("tree", oid, _first_bad_id(doc["entries"]))
+            raise _bad("tree", oid, _first_bad_id(raw))
         return Tree(tuple(entries))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _bad("tree", oid, str(exc)) from None
+
+
+def tree_entry_dicts(oid: str, data: bytes) -> tuple[list[str], list[dict]]:
+    """The names and the entries of a tree as parsed, checked only for what a merge of two trees by name needs:
+    objects with string names, in strictly increasing order. Comparing two trees this way costs a parse and a
+    comparison per entry; only an entry that differs is then decoded (``decode_tree_entry``), every field checked,
+    before any use."""
+    try:
+        raw = _tree_doc_entries(oid, data)
+        if not all(type(d) is dict for d in raw):
+            raise _bad("tree", oid, "an entry is not an object")
+        names = [d["name"] for d in raw]
+        if not all(type(n) is str for n in names):
+            raise ValueError("an entry's name is not a string")
+        # Code-point order: UTF-8 byte order for every name that decodes (decode_tree_entry refuses the others).
+        if not all(map(str.__lt__, names, names[1:])):
+            raise _bad("tree", oid, "entries not sorted or duplicated")
+        return names, raw
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _bad("tree", oid, str(exc)) from None
+
+
+def decode_tree_entry(oid: str, d: dict) -> TreeEntry:
+    """One entry of ``tree_entry_dicts``, checked as ``decode_tree`` checks it."""
+    try:
+        ids: list = []
+        entry = _decode_entry(oid, d, ids)
+        if not all_object_ids(ids):
+            raise _bad("tree", oid, _first_bad_id([d]))
+        return entry
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _bad("tree", oid, str(exc)) from None
 

@@ -593,6 +593,18 @@ def test_damaged_tree_is_refused_or_still_valid(data: bytes) -> None:
         assert_valid_tree(got)
 
 
+def entry_by_entry(oid: str, data: bytes) -> Tree:
+    """A tree decoded as ``walk_changes`` decodes one: its entries as parsed, then each entry on its own."""
+    _names, raw = objects.tree_entry_dicts(oid, data)
+    return Tree(tuple(objects.decode_tree_entry(oid, d) for d in raw))
+
+
+@SETTINGS
+@given(st.one_of(damaged_trees(), trees().map(Tree.encode), st.binary(max_size=300)))
+def test_a_tree_decoded_entry_by_entry_is_the_tree_decoded_whole(data: bytes) -> None:
+    assert decoded(entry_by_entry, "t" * 32, data) == decoded(objects.decode_tree, "t" * 32, data)
+
+
 def _tree_doc(**fields: Any) -> bytes:
     entry = {"name": "f", "kind": FILE, "mode": 0o644, "size": 1, "digest": "d" * 32, "chunks": ["c" * 32]}
     entry.update(fields)

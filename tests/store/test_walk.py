@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datactl.core.errors import CorruptObject, DatactlError
+from datactl.core.errors import CorruptObject, DatactlError, UnsafePath
 from datactl.core.ids import object_id
 from datactl.format.objects import (
     DIR,
@@ -95,9 +96,9 @@ class CountingReader:
         self.repo = repo
         self.reads: collections.Counter[str] = collections.Counter()
 
-    def read_tree(self, oid: str) -> Tree:
+    def read(self, oid: str) -> bytes:
         self.reads[oid] += 1
-        return self.repo.read_tree(oid)
+        return self.repo.read(oid)
 
 
 def trees_below(repo: Repository, tid: str) -> set[str]:
@@ -250,6 +251,18 @@ def test_walk_changes_does_not_read_unchanged_sub_trees(repo: Repository) -> Non
     assert dict(reader.reads) == {a: 1, b: 1, small_a: 1, small_b: 1}
     unchanged = trees_below(repo, repo.read_tree(a).get("big").digest)  # type: ignore[union-attr]
     assert len(unchanged) == 6 and not unchanged & set(reader.reads)
+
+
+def test_walk_changes_checks_every_entry_it_yields(repo: Repository) -> None:
+    a = tree_of(repo, {"x": "1", "y": "2"})
+    fine = repo.read_tree(a).entries
+    kept = json.dumps(fine[0].to_dict(), sort_keys=True, separators=(",", ":")).encode()  # "x", as stored in a
+    added = b'{"chunks":["%s"],"digest":"%s","kind":"file","mode":420,"name":"..","size":1}' % ((object_id(b"1").encode(),) * 2)
+    hostile = b'{"entries":[%s,%s],"format":1}' % (added, kept)
+    b = repo.put(ObjectType.TREE, hostile)
+    repo.flush()
+    with pytest.raises(UnsafePath):
+        list(walk_changes(repo, a, b))
 
 
 flat_files = st.dictionaries(
