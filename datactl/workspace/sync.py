@@ -30,7 +30,7 @@ from datactl.store.filedata import chunk_ids_of
 from datactl.store.refs import RefStore
 from datactl.store.repository import read_store_config
 from datactl.store.trees import lookup_path
-from datactl.store.walk import walk_files
+from datactl.store.walk import walk_changes, walk_files
 from datactl.upkeep.consolidate import consolidate_packs, needs_consolidation
 from datactl.upkeep.targets import remote_target
 from datactl.workspace.checkout import CheckoutResult
@@ -197,8 +197,9 @@ def fetch(
         return _fetch_into(ws, rs, progress or NullProgress(), depth, unshallow)
 
 
-def _missing_file_data(ws: Workspace, commit_id: str, in_scope: Callable[[str], bool]) -> Iterator[tuple[str, bool]]:
-    """(id, is_chunklist) of what the in-scope files of ``commit_id`` need and the store lacks."""
+def _missing_file_data(ws: Workspace, commit_id: str, in_scope: Callable[[str], bool], since: str | None = None) -> Iterator[tuple[str, bool]]:
+    """(id, is_chunklist) of what the in-scope files of ``commit_id`` need and the store lacks; given ``since`` (a version
+    whose file data is here: the one checked out), only of the files that differ from it, so the cost follows the change."""
     wanted: list[tuple[str, bool]] = []  # asked about together: one index query per few hundred ids
 
     def lacking() -> Iterator[tuple[str, bool]]:
@@ -206,7 +207,12 @@ def _missing_file_data(ws: Workspace, commit_id: str, in_scope: Callable[[str], 
         yield from ((oid, is_list) for oid, is_list in wanted if oid in missing)
         wanted.clear()
 
-    for path, entry in walk_files(ws.repo, ws.repo.read_commit(commit_id).tree):
+    tree = ws.repo.read_commit(commit_id).tree
+    if since is None:
+        files = walk_files(ws.repo, tree)
+    else:
+        files = ((path, new) for path, _old, new in walk_changes(ws.repo, ws.repo.read_commit(since).tree, tree) if new is not None)
+    for path, entry in files:
         if entry.kind != FILE or entry.is_external or not in_scope(path):
             continue
         if entry.chunklist is not None and not ws.repo.has(entry.chunklist):
@@ -218,8 +224,8 @@ def _missing_file_data(ws: Workspace, commit_id: str, in_scope: Callable[[str], 
     yield from lacking()
 
 
-def download_files(ws: Workspace, dl: Downloader, commit_id: str, in_scope: Callable[[str], bool]) -> None:
-    """Make every chunk of the files in scope of version ``commit_id`` local."""
+def download_files(ws: Workspace, dl: Downloader, commit_id: str, in_scope: Callable[[str], bool], since: str | None = None) -> None:
+    """Make every chunk of the files in scope of version ``commit_id`` (that differ from ``since``) local."""
     batch: list[str] = []
     lists: list[str] = []
 
@@ -228,7 +234,7 @@ def download_files(ws: Workspace, dl: Downloader, commit_id: str, in_scope: Call
         ws.repo.settle()  # the packs that filled are kept if the download is cut short; none is cut short per batch
         batch.clear()
 
-    for oid, is_list in _missing_file_data(ws, commit_id, in_scope):
+    for oid, is_list in _missing_file_data(ws, commit_id, in_scope, since):
         (lists if is_list else batch).append(oid)
         if len(batch) >= CHUNK_BATCH:
             flush_chunks()
@@ -242,11 +248,12 @@ def download_files(ws: Workspace, dl: Downloader, commit_id: str, in_scope: Call
     ws.repo.flush()
 
 
-def _fetch_missing(ws: Workspace, commit_id: str, in_scope: Callable[[str], bool], progress: ProgressReporter) -> None:
-    """Download from the default remote the file data of ``commit_id`` (in scope) that the store lacks, if there is a remote."""
-    if list_remotes(ws.root) and next(_missing_file_data(ws, commit_id, in_scope), None) is not None:
+def _fetch_missing(ws: Workspace, commit_id: str, in_scope: Callable[[str], bool], progress: ProgressReporter, since: str | None = None) -> None:
+    """Download from the default remote the file data of ``commit_id`` (in scope, differing from ``since``) that the store
+    lacks, if there is a remote."""
+    if list_remotes(ws.root) and next(_missing_file_data(ws, commit_id, in_scope, since), None) is not None:
         with open_remote(ws, None) as rs:
-            _download_version(ws, rs, commit_id, progress, f"download from {rs.spec.label}", in_scope)
+            _download_version(ws, rs, commit_id, progress, f"download from {rs.spec.label}", in_scope, since)
 
 
 def checkout(ws: Workspace, ref: str, *, force: bool = False, progress: ProgressReporter | None = None) -> CheckoutResult:
@@ -258,7 +265,10 @@ def checkout(ws: Workspace, ref: str, *, force: bool = False, progress: Progress
     """
     progress = progress or NullProgress()
     commit_id = ws.resolve(ref)
-    _fetch_missing(ws, commit_id, scope_test(ws.sparse), progress)
+    # The files that stay as they are had their data here when HEAD was checked out: only what changes is looked for
+    # (all of the version's files after a checkout that did not finish), so the cost follows the change.
+    since = ws.head if ws.interrupted_checkout is None else None
+    _fetch_missing(ws, commit_id, scope_test(ws.sparse), progress, since)
     return ws.checkout(commit_id, force=force, progress=progress)
 
 
@@ -274,15 +284,15 @@ def restore(ws: Workspace, ref: str, paths: list[str] | tuple[str, ...], *, prog
     return ws.restore(commit_id, wanted, progress=progress)
 
 
-def _download_total(ws: Workspace, rs: RemoteStore, dl: Downloader, commit_id: str, in_scope: Callable[[str], bool]) -> int:
+def _download_total(ws: Workspace, rs: RemoteStore, dl: Downloader, commit_id: str, in_scope: Callable[[str], bool], since: str | None = None) -> int:
     """The stored bytes a download of ``commit_id``'s missing file data fetches (its chunk lists are fetched first: they name the chunks)."""
-    lists = [oid for oid, is_list in _missing_file_data(ws, commit_id, in_scope) if is_list]
+    lists = [oid for oid, is_list in _missing_file_data(ws, commit_id, in_scope, since) if is_list]
     for i in range(0, len(lists), 1000):
         dl.download(lists[i : i + 1000])
     rs.sync_index()
     total = 0
     seen: set[str] = set()  # a chunk shared by files is fetched once; bounded, so a repeat far away may count twice
-    for oid, _ in _missing_file_data(ws, commit_id, in_scope):
+    for oid, _ in _missing_file_data(ws, commit_id, in_scope, since):
         if oid in seen:
             continue
         if len(seen) >= CHUNK_BATCH * 4:
@@ -294,13 +304,14 @@ def _download_total(ws: Workspace, rs: RemoteStore, dl: Downloader, commit_id: s
 
 
 def _download_version(
-    ws: Workspace, rs: RemoteStore, commit_id: str, progress: ProgressReporter, title: str, in_scope: Callable[[str], bool]
+    ws: Workspace, rs: RemoteStore, commit_id: str, progress: ProgressReporter, title: str, in_scope: Callable[[str], bool], since: str | None = None
 ) -> int:
-    """Download the file data of ``commit_id`` the workspace needs and lacks; return the bytes downloaded."""
+    """Download the file data of ``commit_id`` (of the files that differ from ``since``) the workspace needs and lacks;
+    return the bytes downloaded."""
     dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
     try:
-        progress.start(title, _download_total(ws, rs, dl, commit_id, in_scope) if draws(progress) else None)
-        download_files(ws, dl, commit_id, in_scope)
+        progress.start(title, _download_total(ws, rs, dl, commit_id, in_scope, since) if draws(progress) else None)
+        download_files(ws, dl, commit_id, in_scope, since)
     finally:
         progress.stop()
         dl.close()
