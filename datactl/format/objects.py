@@ -15,7 +15,7 @@ from datactl.core.errors import CorruptObject
 from datactl.core.ids import ID_BYTES, all_object_ids, is_object_id, object_id
 from datactl.core.safepath import check_entry_name
 from datactl.format.external import ExternalSource
-from datactl.format.jsontext import canonical_json, parse_json
+from datactl.format.jsontext import canonical_json, canonical_plain_json, parse_json, parse_plain_json
 from datactl.format.layout import KINDS, is_name
 
 FORMAT = 1
@@ -73,13 +73,19 @@ class Tree:
     entries: tuple[TreeEntry, ...]
 
     def encode(self) -> bytes:
-        return canonical_json({"format": FORMAT, "entries": [e.to_dict() for e in self.entries]})
+        return encode_tree_dicts([e.to_dict() for e in self.entries])
 
     def get(self, name: str) -> TreeEntry | None:
         for e in self.entries:
             if e.name == name:
                 return e
         return None
+
+
+def encode_tree_dicts(entries: list[dict]) -> bytes:
+    """A tree's bytes from its entries as ``TreeEntry.to_dict`` gives them (or ``tree_entry_dicts`` parsed them), in
+    byte order of name."""
+    return canonical_plain_json({"format": FORMAT, "entries": entries})
 
 
 def symlink_entry(name: str, target: str) -> TreeEntry:
@@ -107,7 +113,7 @@ def _ids(value: object, what: str) -> tuple[str, ...]:
 
 
 def _tree_doc_entries(oid: str, data: bytes) -> list:
-    doc = parse_json(data)
+    doc = parse_plain_json(data)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("entries"), list):
         raise _bad("tree", oid, "not a tree of format 1")
     return doc["entries"]
@@ -181,10 +187,11 @@ def tree_entry_dicts(oid: str, data: bytes) -> tuple[list[str], list[dict]]:
     before any use."""
     try:
         raw = _tree_doc_entries(oid, data)
-        if not all(type(d) is dict for d in raw):
-            raise _bad("tree", oid, "an entry is not an object")
-        names = [d["name"] for d in raw]
-        if not all(type(n) is str for n in names):
+        try:
+            names = [d["name"] for d in raw]  # parsed JSON: only an object (a dict) is indexed by a string
+        except TypeError:
+            raise _bad("tree", oid, "an entry is not an object") from None
+        if not set(map(type, names)) <= {str}:
             raise ValueError("an entry's name is not a string")
         # Code-point order: UTF-8 byte order for every name that decodes (decode_tree_entry refuses the others).
         if not all(map(str.__lt__, names, names[1:])):

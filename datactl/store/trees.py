@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 from datactl.core.errors import UsageError
-from datactl.format.objects import DIR, Tree, TreeEntry, decode_tree
+from datactl.format.objects import DIR, Tree, TreeEntry, decode_tree, encode_tree_dicts, tree_entry_dicts
 from datactl.format.pack import ObjectType
 from datactl.store.repository import Repository
 
@@ -65,8 +65,18 @@ class _Folder:
     folders: dict[str, "_Folder"] = field(default_factory=dict)
 
 
-def _entries(repo: Repository, tree_id: str | None) -> dict[str, TreeEntry]:
-    return {e.name: e for e in repo.read_tree(tree_id).entries} if tree_id is not None else {}
+def _stored_entries(repo: Repository, tree_id: str | None) -> dict[str, dict]:
+    if tree_id is None:
+        return {}
+    names, raw = tree_entry_dicts(tree_id, repo.read(tree_id))
+    return dict(zip(names, raw))
+
+
+def _write_stored(repo: Repository, entries: dict[str, dict]) -> TreeEntry:
+    """``write_tree`` of entries as stored (name -> entry dict)."""
+    ordered = [entries[name] for name in sorted(entries)]  # code-point order: byte order of UTF-8 names
+    tree_id = repo.put(ObjectType.TREE, encode_tree_dicts(ordered))
+    return TreeEntry(name="", kind=DIR, size=sum(d["size"] for d in ordered), digest=tree_id)
 
 
 def patch_tree(repo: Repository, base_tree: str, changes: Iterable[tuple[str, TreeEntry | None]]) -> str:
@@ -75,6 +85,11 @@ def patch_tree(repo: Repository, base_tree: str, changes: Iterable[tuple[str, Tr
     Only the folders along changed paths are read and written again, so a
     small change to a big tree costs what changed. The result equals
     ``build_tree`` of the changed listing. A folder left empty disappears.
+
+    The entries that stay are carried over as stored, not decoded again: the
+    trees of this store were checked when they were fetched (or written
+    here), and a folder of a thousand files changed in one costs a parse and
+    a write, not a thousand entries checked and encoded.
     """
     root = _Folder()
     for path, entry in changes:
@@ -87,34 +102,34 @@ def patch_tree(repo: Repository, base_tree: str, changes: Iterable[tuple[str, Tr
     written: dict[int, TreeEntry | None] = {}
     # Items: (folder, its base tree id) to open, or (folder, its base entries) to write; only the open
     # folders along one path hold their entries, so memory follows the depth, not the width, of the change.
-    stack: list[tuple[_Folder, str | None | dict[str, TreeEntry]]] = [(root, base_tree)]
+    stack: list[tuple[_Folder, str | None | dict[str, dict]]] = [(root, base_tree)]
     while stack:
         node, base = stack.pop()
         if not isinstance(base, dict):
-            current = _entries(repo, base)
+            current = _stored_entries(repo, base)
             stack.append((node, current))
             for name, sub in node.folders.items():
                 was = current.get(name)
-                stack.append((sub, was.digest if was is not None and was.kind == DIR else None))
+                stack.append((sub, was["digest"] if was is not None and was["kind"] == DIR else None))
             continue
         current = base
         for name, entry in node.files.items():
-            if entry is None and name in current and current[name].kind != DIR:
+            if entry is None and name in current and current[name]["kind"] != DIR:
                 del current[name]
         for name, sub in node.folders.items():
             result = written.pop(id(sub))
             if result is not None:
-                current[name] = replace(result, name=name)
-            elif name in current and current[name].kind == DIR:
+                current[name] = replace(result, name=name).to_dict()
+            elif name in current and current[name]["kind"] == DIR:
                 del current[name]
         for name, entry in node.files.items():
             if entry is not None:
-                if name in current and current[name].kind == DIR:
+                if name in current and current[name]["kind"] == DIR:
                     raise UsageError(f"{name!r} is both a file and a folder (or listed twice) in the same folder", "rename one of them")
-                current[name] = replace(entry, name=name)
+                current[name] = replace(entry, name=name).to_dict()
         if node is root:
-            return write_tree(repo, list(current.values())).digest
-        written[id(node)] = write_tree(repo, list(current.values())) if current else None
+            return _write_stored(repo, current).digest
+        written[id(node)] = _write_stored(repo, current) if current else None
     raise AssertionError("unreachable: the root is always written last")
 
 

@@ -452,10 +452,10 @@ def test_patching_a_big_tree_reads_only_the_folders_along_the_change(repo: Repos
     base = build_tree(repo, listing)
     changed = TreeEntry("f007", FILE, 0o644, 2, object_id(b"new"))
     reads: list[str] = []
-    read_tree = repo.read_tree
-    repo.read_tree = lambda oid: (reads.append(oid), read_tree(oid))[1]  # type: ignore[method-assign]
+    read = repo.read
+    repo.read = lambda oid: (reads.append(oid), read(oid))[1]  # type: ignore[method-assign]
     patched = patch_tree(repo, base, [("d31/f007", changed)])
-    del repo.read_tree
+    del repo.read
     assert len(reads) == 2  # the root and d31, not the other 49 folders
     assert dict(walk_files(repo, patched))["d31/f007"].digest == changed.digest
     assert patched == build_tree(repo, sorted([*(kv for kv in listing if kv[0] != "d31/f007"), ("d31/f007", changed)]))
