@@ -60,6 +60,10 @@ class CheckoutResult:
     bytes_written: int = 0
 
 
+# Files of a version (path, entry), as a function a caller may call more than once to walk them again.
+FileListing = Callable[[], Iterable[tuple[str, TreeEntry]]]
+
+
 @dataclass
 class CheckoutPlan:
     writes: list[tuple[str, TreeEntry]] = field(default_factory=list)

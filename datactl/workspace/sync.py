@@ -30,10 +30,10 @@ from datactl.store.filedata import chunk_ids_of
 from datactl.store.refs import RefStore
 from datactl.store.repository import read_store_config
 from datactl.store.trees import lookup_path
-from datactl.store.walk import walk_changes, walk_files
+from datactl.store.walk import walk_files
 from datactl.upkeep.consolidate import consolidate_packs, needs_consolidation
 from datactl.upkeep.targets import remote_target
-from datactl.workspace.checkout import CheckoutResult
+from datactl.workspace.checkout import CheckoutResult, FileListing
 from datactl.workspace.opening import scope_test
 from datactl.workspace.shallow import cut_parents, set_shallow_commits, shallow_commits
 from datactl.workspace.workspace import RefMove, Workspace
@@ -197,9 +197,13 @@ def fetch(
         return _fetch_into(ws, rs, progress or NullProgress(), depth, unshallow)
 
 
-def _missing_file_data(ws: Workspace, commit_id: str, in_scope: Callable[[str], bool], since: str | None = None) -> Iterator[tuple[str, bool]]:
-    """(id, is_chunklist) of what the in-scope files of ``commit_id`` need and the store lacks; given ``since`` (a version
-    whose file data is here: the one checked out), only of the files that differ from it, so the cost follows the change."""
+def version_files(ws: Workspace, commit_id: str) -> FileListing:
+    """Every file of version ``commit_id``, as a listing a download can walk more than once."""
+    return lambda: walk_files(ws.repo, ws.repo.read_commit(commit_id).tree)
+
+
+def _missing_file_data(ws: Workspace, files: FileListing, in_scope: Callable[[str], bool]) -> Iterator[tuple[str, bool]]:
+    """(id, is_chunklist) of what the in-scope ``files`` need and the store lacks."""
     wanted: list[tuple[str, bool]] = []  # asked about together: one index query per few hundred ids
 
     def lacking() -> Iterator[tuple[str, bool]]:
@@ -207,12 +211,7 @@ def _missing_file_data(ws: Workspace, commit_id: str, in_scope: Callable[[str], 
         yield from ((oid, is_list) for oid, is_list in wanted if oid in missing)
         wanted.clear()
 
-    tree = ws.repo.read_commit(commit_id).tree
-    if since is None:
-        files = walk_files(ws.repo, tree)
-    else:
-        files = ((path, new) for path, _old, new in walk_changes(ws.repo, ws.repo.read_commit(since).tree, tree) if new is not None)
-    for path, entry in files:
+    for path, entry in files():
         if entry.kind != FILE or entry.is_external or not in_scope(path):
             continue
         if entry.chunklist is not None and not ws.repo.has(entry.chunklist):
@@ -224,8 +223,8 @@ def _missing_file_data(ws: Workspace, commit_id: str, in_scope: Callable[[str], 
     yield from lacking()
 
 
-def download_files(ws: Workspace, dl: Downloader, commit_id: str, in_scope: Callable[[str], bool], since: str | None = None) -> None:
-    """Make every chunk of the files in scope of version ``commit_id`` (that differ from ``since``) local."""
+def download_files(ws: Workspace, dl: Downloader, files: FileListing, in_scope: Callable[[str], bool]) -> None:
+    """Make every chunk of the in-scope ``files`` local."""
     batch: list[str] = []
     lists: list[str] = []
 
@@ -234,7 +233,7 @@ def download_files(ws: Workspace, dl: Downloader, commit_id: str, in_scope: Call
         ws.repo.settle()  # the packs that filled are kept if the download is cut short; none is cut short per batch
         batch.clear()
 
-    for oid, is_list in _missing_file_data(ws, commit_id, in_scope, since):
+    for oid, is_list in _missing_file_data(ws, files, in_scope):
         (lists if is_list else batch).append(oid)
         if len(batch) >= CHUNK_BATCH:
             flush_chunks()
@@ -248,12 +247,11 @@ def download_files(ws: Workspace, dl: Downloader, commit_id: str, in_scope: Call
     ws.repo.flush()
 
 
-def _fetch_missing(ws: Workspace, commit_id: str, in_scope: Callable[[str], bool], progress: ProgressReporter, since: str | None = None) -> None:
-    """Download from the default remote the file data of ``commit_id`` (in scope, differing from ``since``) that the store
-    lacks, if there is a remote."""
-    if list_remotes(ws.root) and next(_missing_file_data(ws, commit_id, in_scope, since), None) is not None:
+def _fetch_missing(ws: Workspace, files: FileListing, in_scope: Callable[[str], bool], progress: ProgressReporter) -> None:
+    """Download from the default remote the file data of the in-scope ``files`` that the store lacks, if there is a remote."""
+    if list_remotes(ws.root) and next(_missing_file_data(ws, files, in_scope), None) is not None:
         with open_remote(ws, None) as rs:
-            _download_version(ws, rs, commit_id, progress, f"download from {rs.spec.label}", in_scope, since)
+            _download_files(ws, rs, files, progress, f"download from {rs.spec.label}", in_scope)
 
 
 def checkout(ws: Workspace, ref: str, *, force: bool = False, progress: ProgressReporter | None = None) -> CheckoutResult:
@@ -264,12 +262,9 @@ def checkout(ws: Workspace, ref: str, *, force: bool = False, progress: Progress
     ``Workspace.checkout``, which names the missing object.
     """
     progress = progress or NullProgress()
-    commit_id = ws.resolve(ref)
-    # The files that stay as they are had their data here when HEAD was checked out: only what changes is looked for
-    # (all of the version's files after a checkout that did not finish), so the cost follows the change.
-    since = ws.head if ws.interrupted_checkout is None else None
-    _fetch_missing(ws, commit_id, scope_test(ws.sparse), progress, since)
-    return ws.checkout(commit_id, force=force, progress=progress)
+    in_scope = scope_test(ws.sparse)
+    # Asked once the checkout is planned, about the files it will write: the cost follows the change.
+    return ws.checkout(ws.resolve(ref), force=force, progress=progress, fetch=lambda files: _fetch_missing(ws, files, in_scope, progress))
 
 
 def restore(ws: Workspace, ref: str, paths: list[str] | tuple[str, ...], *, progress: ProgressReporter | None = None) -> CheckoutResult:
@@ -280,19 +275,19 @@ def restore(ws: Workspace, ref: str, paths: list[str] | tuple[str, ...], *, prog
     progress = progress or NullProgress()
     commit_id = ws.resolve(ref)
     wanted = [ws.rel_path(p) for p in paths]
-    _fetch_missing(ws, commit_id, scope_test(wanted), progress)
+    _fetch_missing(ws, version_files(ws, commit_id), scope_test(wanted), progress)
     return ws.restore(commit_id, wanted, progress=progress)
 
 
-def _download_total(ws: Workspace, rs: RemoteStore, dl: Downloader, commit_id: str, in_scope: Callable[[str], bool], since: str | None = None) -> int:
-    """The stored bytes a download of ``commit_id``'s missing file data fetches (its chunk lists are fetched first: they name the chunks)."""
-    lists = [oid for oid, is_list in _missing_file_data(ws, commit_id, in_scope, since) if is_list]
+def _download_total(ws: Workspace, rs: RemoteStore, dl: Downloader, files: FileListing, in_scope: Callable[[str], bool]) -> int:
+    """The stored bytes a download of the missing data of ``files`` fetches (their chunk lists are fetched first: they name the chunks)."""
+    lists = [oid for oid, is_list in _missing_file_data(ws, files, in_scope) if is_list]
     for i in range(0, len(lists), 1000):
         dl.download(lists[i : i + 1000])
     rs.sync_index()
     total = 0
     seen: set[str] = set()  # a chunk shared by files is fetched once; bounded, so a repeat far away may count twice
-    for oid, _ in _missing_file_data(ws, commit_id, in_scope, since):
+    for oid, _ in _missing_file_data(ws, files, in_scope):
         if oid in seen:
             continue
         if len(seen) >= CHUNK_BATCH * 4:
@@ -303,15 +298,12 @@ def _download_total(ws: Workspace, rs: RemoteStore, dl: Downloader, commit_id: s
     return total
 
 
-def _download_version(
-    ws: Workspace, rs: RemoteStore, commit_id: str, progress: ProgressReporter, title: str, in_scope: Callable[[str], bool], since: str | None = None
-) -> int:
-    """Download the file data of ``commit_id`` (of the files that differ from ``since``) the workspace needs and lacks;
-    return the bytes downloaded."""
+def _download_files(ws: Workspace, rs: RemoteStore, files: FileListing, progress: ProgressReporter, title: str, in_scope: Callable[[str], bool]) -> int:
+    """Download the data of the in-scope ``files`` the workspace lacks; return the bytes downloaded."""
     dl = Downloader(rs, ws.repo, transfer_jobs(ws), progress)
     try:
-        progress.start(title, _download_total(ws, rs, dl, commit_id, in_scope, since) if draws(progress) else None)
-        download_files(ws, dl, commit_id, in_scope, since)
+        progress.start(title, _download_total(ws, rs, dl, files, in_scope) if draws(progress) else None)
+        download_files(ws, dl, files, in_scope)
     finally:
         progress.stop()
         dl.close()
@@ -389,7 +381,7 @@ def pull(
         wanted = ws.resolve(version) if version else target
         scope, added = _pull_scope(ws, paths, wanted)
         in_scope = scope_test(ws.sparse if scope is None else scope)
-        downloaded = _download_version(ws, rs, wanted, progress, f"pull from {rs.spec.label}", in_scope)
+        downloaded = _download_files(ws, rs, version_files(ws, wanted), progress, f"pull from {rs.spec.label}", in_scope)
     result = PullResult(fetched, old_head, wanted, downloaded + fetched.bytes_downloaded, ref_old=local_head, ref_new=target, added_paths=added)
     move = RefMove(target, local_head) if target != local_head else None
     result.checkout = ws.checkout(wanted, progress=progress, scope=scope, move_ref=move)

@@ -37,9 +37,11 @@ from datactl.store.repository import write_store_config
 from datactl.store.revparse import RefContext, resolve_ref
 from datactl.store.sourcerecord import source_targets
 from datactl.store.trees import build_tree, patch_tree
+from datactl.store.walk import walk_files
 from datactl.workspace.add import AddBatch, AddResult
 from datactl.workspace.checkout import (
     CheckoutResult,
+    FileListing,
     already_there,
     apply_checkout,
     apply_fresh,
@@ -509,14 +511,14 @@ class Workspace(Closing):
         *,
         scope: list[str] | None = None,
         move_ref: RefMove | None = None,
+        fetch: Callable[[FileListing], None] | None = None,
     ) -> CheckoutResult:
         """Make the workspace hold version ``ref`` exactly; untracked files are never touched.
 
-        ``scope`` replaces the sparse paths (None keeps them). ``move_ref``
-        moves the dataset's ref once the version is checked out (as a pull or
-        a fast-forward does), and only then; a crash in between is finished on
-        the next open. All or nothing: see ``datactl.workspace.checkout``.
-        """
+        ``scope`` replaces the sparse paths (None keeps them). ``move_ref`` moves the dataset's ref once the version is
+        checked out (as a pull or a fast-forward does), and only then; a crash in between is finished on the next open.
+        ``fetch`` gets the files to write once planned, before any is written. All or nothing (``checkout`` module)."""
+        fetch = fetch or (lambda _files: None)
         progress = progress or NullProgress()
         commit_id = self.resolve(ref)
         tree_id = self.repo.read_commit(commit_id).tree
@@ -527,6 +529,7 @@ class Workspace(Closing):
             if not force and head is not None and scope is None and self.interrupted_checkout is None:
                 head_tree = self.repo.read_commit(head).tree
                 plan = plan_switch(self.repo, self.stage, self.disk, head_tree, tree_id, scope_test(self.sparse), f"version {commit_id[:12]}")
+                fetch(lambda: plan.writes)
                 return self._carry_out(lambda: apply_checkout(self.repo, self.stage, self.disk, plan, commit_id, progress), plan.bytes, commit_id, progress, move_ref)
             if not force:
                 st = self.status()
@@ -546,10 +549,12 @@ class Workspace(Closing):
             # A workspace that tracks nothing yet (a clone) has nothing to lose: its checkout streams, in constant memory.
             if self.head is None and self.stage.count() == 0:
                 total = plan_fresh(self.repo, self.disk, tree_id, force, in_scope, label)
+                fetch(lambda: walk_files(self.repo, tree_id))
                 return self._carry_out(
                     lambda: apply_fresh(self.repo, self.stage, self.disk, tree_id, commit_id, in_scope, progress, scope), total, commit_id, progress, move_ref
                 )
             full = plan_checkout(self.repo, self.stage, self.disk, tree_id, force, in_scope, label)
+            fetch(lambda: full.writes)
             return self._carry_out(lambda: apply_checkout(self.repo, self.stage, self.disk, full, commit_id, progress, scope), full.bytes, commit_id, progress, move_ref)
 
     def _carry_out(
