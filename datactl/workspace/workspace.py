@@ -414,20 +414,20 @@ class Workspace(Closing):
                     raise UsageError(f"tag {ref.rsplit('/', 1)[-1]} already exists", "pick another tag name")
             if self.stage.count() == 0 and self.head is None and not allow_empty:
                 raise NothingToCommit("nothing to commit: no files are staged", "add files with `datactl add PATH`")
+            current = self.repo.refs.get(self.head_ref)
+            if current is not None and self.head is not None and current != self.head and merge_head is None and not from_old:
+                raise NotAtLatest(
+                    f"HEAD {self.head[:12]} is an older version of {self.name}, whose latest is {current[:12]}: "
+                    "a commit would undo what the later versions changed",
+                    f"run `datactl checkout {self.name}` and redo your changes there, or commit with --from-old "
+                    "to make this old version plus your changes the latest",
+                )
             try:
                 if self.head is None:
                     tree_id = build_tree(self.repo, self.stage.iter_staged())
                 else:  # HEAD's tree with the staged changes: the cost of a commit follows what changed
                     base = self.repo.read_commit(self.head).tree
                     tree_id = patch_tree(self.repo, base, ((row.path, row.entry) for row in self.stage.staged_changes()))
-                current = self.repo.refs.get(self.head_ref)
-                if current is not None and self.head is not None and current != self.head and merge_head is None and not from_old:
-                    raise NotAtLatest(
-                        f"HEAD {self.head[:12]} is an older version of {self.name}, whose latest is {current[:12]}: "
-                        "a commit would undo what the later versions changed",
-                        f"run `datactl checkout {self.name}` and redo your changes there, or commit with --from-old "
-                        "to make this old version plus your changes the latest",
-                    )
                 if not allow_empty and merge_head is None and self.head is not None and self.repo.read_commit(self.head).tree == tree_id:
                     raise NothingToCommit("nothing to commit: the staged files equal HEAD", "`datactl add` your changes first")
                 if verify and commit_rules_may_be_on(self.root):
