@@ -51,7 +51,7 @@ def build_tree(repo: Repository, files: Iterable[tuple[str, TreeEntry]]) -> str:
             close_top()
         while len(stack[-1][0]) < len(folder):
             stack.append((folder[: len(stack[-1][0]) + 1], []))
-        stack[-1][1].append(replace(entry, name=parts[-1]))
+        stack[-1][1].append(entry if entry.name == parts[-1] else replace(entry, name=parts[-1]))
     while len(stack) > 1:
         close_top()
     return write_tree(repo, stack[0][1]).digest

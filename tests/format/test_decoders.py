@@ -15,6 +15,7 @@ expressions matched in full), so a lenient helper cannot hide itself.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import os
@@ -591,6 +592,17 @@ def test_damaged_tree_is_refused_or_still_valid(data: bytes) -> None:
     got = decoded(objects.decode_tree, "t" * 32, data)
     if got is not None:
         assert_valid_tree(got)
+
+
+def test_a_tree_entry_holds_every_field_in_order_with_its_default() -> None:
+    # TreeEntry writes its own __init__ (for speed): it must stay in step with the dataclass's fields.
+    fields = dataclasses.fields(TreeEntry)
+    bare = TreeEntry("n", FILE)
+    assert list(vars(bare)) == [f.name for f in fields]
+    assert all(getattr(bare, f.name) == f.default for f in fields[2:])
+    values = ["n", FILE, 1, 2, "d", ("c",), "l", "t", None, (3,)]
+    assert [getattr(TreeEntry(*values), f.name) for f in fields] == values
+    assert TreeEntry(**{f.name: v for f, v in zip(fields, values)}) == TreeEntry(*values)
 
 
 def entry_by_entry(oid: str, data: bytes) -> Tree:
