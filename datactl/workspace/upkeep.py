@@ -10,7 +10,7 @@ follow what gc or a repair changed.
 from __future__ import annotations
 
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -113,6 +113,8 @@ def open_upkeep_store(text: str | None, options: dict[str, Any] | None = None, *
             else:
                 yield UpkeepStore(workspace_target(ws), ws, None)
         return
-    tmp_dir = WorkspaceLayout(choice.root).tmp_dir if choice.root is not None else tempfile.mkdtemp(prefix="datactl-upkeep-")
-    with RemoteStore(choice.spec, choice.cache_dir) as rs:
+    with ExitStack() as stack:
+        # Outside a workspace the scratch folder is the run's own, and goes with it.
+        tmp_dir = WorkspaceLayout(choice.root).tmp_dir if choice.root is not None else stack.enter_context(tempfile.TemporaryDirectory(prefix="datactl-upkeep-"))
+        rs = stack.enter_context(RemoteStore(choice.spec, choice.cache_dir))
         yield UpkeepStore(remote_target(rs, tmp_dir), None, rs)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 from test_gc import backend_of, kind_of, objects_of, push, shared_scenario, store_objects, verify_deep
 
@@ -110,3 +113,18 @@ def test_fsck_reports_unindexed_packs_and_read_data_finds_a_corrupt_pack(tmp_pat
     assert kind_of(url) == "local"
     a.close()
     b.close()
+
+
+def test_fsck_and_gc_of_a_store_outside_any_workspace_leave_no_scratch_folder(tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = str(tmp_path / "remote")
+    a, b = shared_scenario(tmp_path, url, {}, seed=20)
+    a.close()
+    b.close()
+    scratch = tmp_path / "system-tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the system's temporary folders go, for this test
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    cli("fsck", url, "--repair", cwd=outside)
+    cli("gc", url, "--grace", "0", cwd=outside)
+    assert list(scratch.iterdir()) == [], "each run removes the scratch folder it made"
