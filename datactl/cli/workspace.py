@@ -307,7 +307,7 @@ def ls_(
     json_: bool = JSON_OPT,
 ) -> None:
     """List the files of a version."""
-    from datactl.format.objects import DIR, FILE, SYMLINK
+    from datactl.format.objects import DIR, FILE
     from datactl.store.trees import lookup_path
     from datactl.store.walk import walk_files
     from datactl.workspace.workspace import Workspace

@@ -27,8 +27,8 @@ hashed against its id).
 from __future__ import annotations
 
 import bisect
-import io
 import difflib
+import io
 import itertools
 import json
 from dataclasses import dataclass

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from datactl.core.errors import UsageError
 from datactl.core.units import parse_size
-from datactl.format.objects import FILE
 from datactl.store.diff import ADDED, MODIFIED, REMOVED, RENAMED, DiffResult
 from datactl.validation.engine import FAILED, PASSED
 from datactl.validation.formats import Case, Suite

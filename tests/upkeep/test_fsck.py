@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_gc import backend_of, kind_of, objects_of, push, shared_scenario, store_objects, verify_deep
 
 from conftest import Cli, snapshot
