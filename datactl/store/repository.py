@@ -16,7 +16,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Protocol, Sequence
 
 from datactl.core import compression
 from datactl.core.closing import Closing
@@ -54,6 +54,15 @@ class _Queued:
         return sum(raw_len for _, raw_len in self.objects)
 
 
+class ObjectClaims(Protocol):
+    """Writers putting objects into one store at once, each claiming the new objects it is to store: an object
+    another writer claimed is left to that writer (and counts as durable only once the store indexes it)."""
+
+    def claim(self, oids: list[str]) -> set[str]:
+        """Those of ``oids`` this writer now holds (claimed just now or earlier by it); another writer holds the rest."""
+        ...
+
+
 @dataclass
 class IndexRebuild:
     """What rebuilding an index from the packs' footers found: packs and objects indexed, packs whose footer is damaged."""
@@ -73,8 +82,10 @@ class Repository(Closing):
         config: StoreConfig,
         tmp_dir: str,
         workers: int | None = None,
+        claims: ObjectClaims | None = None,
     ) -> None:
         self.backend = backend
+        self.claims = claims
         self.index = index
         self.config = config
         self.refs = RefStore(backend)
@@ -86,6 +97,7 @@ class Repository(Closing):
         self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datactl-seal")
         self._sealing: collections.deque[Future] = collections.deque()
         self._pending: set[str] = set()
+        self._foreign: set[str] = set()  # new objects another writer claimed (see ObjectClaims)
         self._writers: dict[bool, PackWriter] = {}
         self._sealed: PackListing = {}
         self.bytes_sealed = 0
@@ -95,12 +107,20 @@ class Repository(Closing):
     # -- writing -------------------------------------------------------------
 
     def has(self, oid: str) -> bool:
-        return oid in self._pending or self.index.has(oid)
+        return oid in self._pending or oid in self._foreign or self.index.has(oid)
 
     def missing(self, oids: Sequence[str]) -> list[str]:
         """Those of ``oids`` the store lacks, in order: one index query per few hundred ids, not one each."""
         present = self.index.present([o for o in oids if o not in self._pending])
-        return [o for o in oids if o not in present and o not in self._pending]
+        return [o for o in oids if o not in present and o not in self._pending and o not in self._foreign]
+
+    def _mine(self, oids: list[str]) -> set[str]:
+        """Which of the new objects ``oids`` this writer stores: all, unless other writers claim some."""
+        if self.claims is None:
+            return set(oids)
+        mine = self.claims.claim(oids)
+        self._foreign.update(oid for oid in oids if oid not in mine)
+        return mine
 
     def put_stored(self, oid: str, obj_type: ObjectType, codec: int, stored: bytes, raw_len: int) -> None:
         """Store an object already in stored form (verified by the caller), e.g. one just downloaded."""
@@ -114,7 +134,7 @@ class Repository(Closing):
     def put(self, obj_type: ObjectType, raw: bytes, oid: str | None = None) -> str:
         """Store ``raw`` unless present; return its id. Durable only after ``flush``."""
         oid = oid or object_id(raw)
-        if oid in self._pending or self.index.has(oid):
+        if self.has(oid) or not self._mine([oid]):
             return oid
         self._pending.add(oid)
         fut = self._pool.submit(compression.compress_many, [raw], self.config.compression_level)
@@ -139,14 +159,17 @@ class Repository(Closing):
     def put_many(self, obj_type: ObjectType, objects: Sequence[tuple[str, bytes]]) -> None:
         """Store every (id, raw bytes) not yet present, ids already computed: one index query and one compression task for all."""
         present = self.index.present([oid for oid, _ in objects if oid not in self._pending])
-        new: list[tuple[str, bytes]] = []
+        new: dict[str, bytes] = {}
         for oid, raw in objects:
-            if oid not in self._pending and oid not in present:
-                self._pending.add(oid)
-                new.append((oid, raw))
+            if oid not in self._pending and oid not in self._foreign and oid not in present:
+                new[oid] = raw
+        if new and self.claims is not None:
+            mine = self._mine(list(new))
+            new = {oid: raw for oid, raw in new.items() if oid in mine}
+        self._pending.update(new)
         if new:
-            fut = self._pool.submit(compression.compress_many, [raw for _, raw in new], self.config.compression_level)
-            self._queue(_Queued(obj_type, [(oid, len(raw)) for oid, raw in new], fut))
+            fut = self._pool.submit(compression.compress_many, list(new.values()), self.config.compression_level)
+            self._queue(_Queued(obj_type, [(oid, len(raw)) for oid, raw in new.items()], fut))
 
     def _queue(self, item: "_Queued") -> None:
         self._inflight.append(item)
@@ -222,8 +245,9 @@ class Repository(Closing):
             self._sealed = {}
 
     def durable(self, oid: str) -> bool:
-        """Whether an object put is in a pack already settled (or flushed); one never put counts as durable."""
-        return oid not in self._pending
+        """Whether an object put is in a pack already settled (or flushed); one never put counts as durable, one
+        another writer claimed does not (``ObjectClaims``: it is that writer's to make durable)."""
+        return oid not in self._pending and oid not in self._foreign
 
     def abort(self) -> None:
         """Drop unsealed work (the objects simply never become visible)."""
@@ -240,6 +264,7 @@ class Repository(Closing):
             w.abort()
         self._writers.clear()
         self._pending.clear()
+        self._foreign.clear()
 
     def close(self) -> None:
         self.abort()

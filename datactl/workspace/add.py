@@ -10,7 +10,7 @@ import os
 import stat as statmod
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 from datactl.core.closing import Closing
 from datactl.core.errors import UsageError
@@ -30,6 +30,9 @@ from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info, same_c
 # later commit had to merge again.
 ROW_BATCH = 20_000
 ROW_LIMIT = 60_000
+# Past this many files stored here, the rest go to other processes (``Offload``): each file costs tens of
+# microseconds of Python, which threads of one process cannot share between cores.
+OFFLOAD_AFTER = 2_000
 
 
 @dataclass
@@ -39,19 +42,46 @@ class AddResult:
     removed: int = 0
     unchanged: int = 0
     bytes_read: int = 0
+    workers: int = 0  # processes besides this one that added files (``datactl.workspace.addworkers``)
     problems: list[ScanProblem] = field(default_factory=list)
+
+
+class Offload(Protocol):
+    """Files handed to other processes to store and stage (``datactl.workspace.addworkers``)."""
+
+    def add(self, d: DiskEntry, row: StageRow | None) -> None:
+        """Hand over the file ``d`` (``row``: its stage row, if any)."""
+        ...
+
+    def ready(self) -> bool:
+        """Wait until every process is up; False if one could not start (the caller then stores the files itself)."""
+        ...
+
+    def finish(self, result: AddResult) -> None:
+        """Wait until every file handed over is stored and staged; count them into ``result``."""
+        ...
+
+    def close(self) -> None:
+        """Stop the other processes (what they staged stays: it names durable objects only)."""
+        ...
 
 
 class AddBatch(Closing):
     """Stages files, writing rows only once the objects they name are durable.
 
     File contents go through a ``FileIngest``, which reads small files in
-    parallel batches; their rows are made when the ingest reports them.
+    parallel batches; their rows are made when the ingest reports them. Given
+    ``offload``, the files after the first ``OFFLOAD_AFTER`` go to the
+    ``Offload`` it starts instead. Rows naming objects another writer claimed
+    (``ObjectClaims``) are not durable when this batch flushes: they go to
+    ``spill``, for the caller to write once that writer has flushed too.
     """
 
     def __init__(
         self, repo: Repository, stage: Stage, chunker: Chunker, disk: DiskState, result: AddResult, progress: ProgressReporter,
         row_batch: int = ROW_BATCH, row_limit: int = ROW_LIMIT,
+        offload: Callable[[], Offload | None] | None = None,
+        spill: Callable[[list[StageRow]], None] | None = None,
     ) -> None:
         self.repo = repo
         self.row_batch, self.row_limit = row_batch, row_limit
@@ -63,6 +93,10 @@ class AddBatch(Closing):
         self.deletes: list[str] = []
         self._rows_waited = 0  # rows still waiting after the last batch was written
         self._bytes_since_flush = 0
+        self._start_offload = offload
+        self._offload: Offload | None = None
+        self._stored_here = 0
+        self._spill = spill
         self.ingest: FileIngest[tuple[DiskEntry, StageRow | None]] = FileIngest(repo, chunker, self._stored, progress.advance)
 
     @staticmethod
@@ -83,12 +117,31 @@ class AddBatch(Closing):
             read_at = time.time_ns()
             entry = symlink_entry(d.path.rsplit("/", 1)[-1], read_link(abs_path, d.path))
             self._staged(d, row, entry, os.lstat(abs_path), read_at)
+        elif self._offloaded(d, row):
+            return
         else:
+            self._stored_here += 1
             self.ingest.add(abs_path, d.st.st_size, (d, row))
         if len(self.rows) - self._rows_waited >= self.row_batch or self._bytes_since_flush >= self.repo.config.pack_size:
             self.write_durable_rows()
             if len(self.rows) >= self.row_limit:
                 self.flush()
+
+    def _offloaded(self, d: DiskEntry, row: StageRow | None) -> bool:
+        """Hand ``d`` to the offload (started once enough files were stored here); False to store it here."""
+        if self._offload is None and self._start_offload is not None and self._stored_here >= OFFLOAD_AFTER:
+            start, self._start_offload = self._start_offload, None
+            offload = start()  # its processes start up while this one flushes
+            if offload is not None:
+                self.flush()  # what is stored here is indexed before any other process looks for it
+                if offload.ready():
+                    self._offload = offload
+                else:
+                    offload.close()
+        if self._offload is None:
+            return False
+        self._offload.add(d, row)
+        return True
 
     def _stored(self, token: tuple[DiskEntry, StageRow | None], stored: StoredFile) -> None:
         d, row = token
@@ -124,13 +177,27 @@ class AddBatch(Closing):
             self.rows.append(StageRow(row.path, None, None, row.head))
 
     def flush(self) -> None:
-        """Make every object durable and write every waiting row."""
+        """Make every object stored here durable and write every row (those waiting for another writer's objects
+        to ``spill``)."""
         self.ingest.drain()
         self.repo.flush()
-        self.stage.write(self.rows, self.deletes)
+        ready: list[StageRow] = []
+        waiting: list[StageRow] = []
+        for row in self.rows:
+            (ready if self._durable(row) else waiting).append(row)
+        self.stage.write(ready, self.deletes)
+        if waiting:
+            assert self._spill is not None, "objects claimed by another writer, and nowhere to keep the rows naming them"
+            self._spill(waiting)
         self.rows, self.deletes = [], []
         self._rows_waited = 0
         self._bytes_since_flush = 0
+
+    def finish(self) -> None:
+        """``flush``, and wait for the files handed to the offload."""
+        self.flush()
+        if self._offload is not None:
+            self._offload.finish(self.result)
 
     def write_durable_rows(self) -> None:
         """Write the rows whose objects are in finished packs; the others wait for the pack that holds theirs."""
@@ -153,6 +220,8 @@ class AddBatch(Closing):
 
     def close(self) -> None:
         self.ingest.close()
+        if self._offload is not None:
+            self._offload.close()
 
     def bytes_to_read(self, rels: list[str], rules: IgnoreRules) -> int:
         """The bytes ``add_path`` will read for ``rels`` (files the stat cache does not vouch for): a scan that reads no file."""

@@ -14,7 +14,7 @@ from datactl.core.settings import read_settings, settings_path
 from datactl.format.layout import KINDS, WorkspaceLayout, check_name
 from datactl.store.backend import local_store_backend
 from datactl.store.index import ObjectIndex
-from datactl.store.repository import Repository, read_store_config
+from datactl.store.repository import ObjectClaims, Repository, read_store_config
 
 _log = logging.getLogger("datactl.workspace")
 
@@ -72,12 +72,12 @@ def database_present(path: str) -> bool:
     return False
 
 
-def open_store(layout: WorkspaceLayout, announce: bool = True) -> Repository:
+def open_store(layout: WorkspaceLayout, announce: bool = True, claims: ObjectClaims | None = None) -> Repository:
     """A workspace's local store; its object index (index.db, derived from the packs) is rebuilt when missing
-    (and, with ``announce``, a warning says so)."""
+    (and, with ``announce``, a warning says so). ``claims``: see ``ObjectClaims``."""
     backend = local_store_backend(layout.store_dir)
     missing = not database_present(layout.index_db)
-    repo = Repository(backend, ObjectIndex(layout.index_db), read_store_config(backend), tmp_dir=layout.tmp_dir)
+    repo = Repository(backend, ObjectIndex(layout.index_db), read_store_config(backend), tmp_dir=layout.tmp_dir, claims=claims)
     if missing:
         try:
             rebuilt = repo.rebuild_index()

@@ -9,9 +9,8 @@ caller reads the ranges one after another, so what it sees is the one ordered
 stream a scan of the whole would give, and a worker it has not reached yet
 waits on a full pipe rather than piling up results in memory.
 
-A worker is ``python -m datactl.workspace.statscan``, told its range on stdin:
-never a fork of a process that may hold threads, and never a re-run of the
-caller's ``__main__``. A worker that cannot start is replaced by a scan of its
+A worker is ``python -m datactl.workspace.statscan`` (``datactl.core.workerproc``),
+told its range on stdin. A worker that cannot start is replaced by a scan of its
 range here.
 """
 
@@ -24,6 +23,7 @@ import sys
 from typing import IO, Callable, Iterator
 
 from datactl.core.errors import DatactlError
+from datactl.core.workerproc import portable_error, read_frames, spawn_module, stop, usable_cpus
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.scan import DiskEntry, ScanProblem, walk
 from datactl.workspace.stage import Stage, read_stats
@@ -74,13 +74,6 @@ def scan_range(
     vouched(count)
 
 
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def scan_stats(
     root: str,
     stage: Stage,
@@ -123,21 +116,15 @@ class RangeWorker:
 
     @classmethod
     def start(cls, root: str, stage_path: str, start: str, lo: str | None, hi: str | None) -> "RangeWorker":
-        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", __name__],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,  # a worker reports through its stream; nothing of it reaches the terminal
-                env=env,
-            )
-            assert proc.stdin is not None
-            pickle.dump((root, stage_path, start, lo, hi), proc.stdin)
-            proc.stdin.close()
-        except (OSError, ValueError):  # no interpreter to run (an embedded Python), or it died at once
-            return cls(None)
+        proc = spawn_module(__name__)
+        if proc is not None:
+            try:
+                assert proc.stdin is not None
+                pickle.dump((root, stage_path, start, lo, hi), proc.stdin)
+                proc.stdin.close()
+            except (OSError, ValueError):  # it died at once
+                stop(proc)
+                proc = None
         return cls(proc)
 
     def results(
@@ -149,7 +136,7 @@ class RangeWorker:
         """The worker's findings in path order; its range scanned here instead if it died before it sent any."""
         assert self._proc is not None and self._proc.stdout is not None
         finished = received = False
-        for frame in _frames(self._proc.stdout):
+        for frame in read_frames(self._proc.stdout):
             received = True
             for record in frame:
                 tag = record[0]
@@ -172,23 +159,7 @@ class RangeWorker:
         raise DatactlError(f"a worker scanning the workspace stopped before it finished (exit code {code})", "run the command again")
 
     def stop(self) -> None:
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        assert self._proc.stdout is not None
-        self._proc.stdout.close()
-
-
-def _frames(stream: IO[bytes]) -> Iterator[list[tuple]]:
-    while True:
-        try:
-            yield pickle.load(stream)  # from the worker this process started: trusted as its own memory is
-        except EOFError:
-            return
-        except pickle.UnpicklingError:  # cut short by the worker's death
-            return
+        stop(self._proc)
 
 
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
@@ -206,11 +177,7 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         for found in scan_range(root, stage_path, IgnoreRules(root), start, lo, hi, lambda p: send(("problem", p)), lambda n: send(("vouched", n))):
             send(("found", found))
     except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller, which raises it
-        try:
-            pickle.dumps(exc)
-        except Exception:  # noqa: BLE001
-            exc = DatactlError(f"scanning the workspace failed: {exc}")
-        send(("error", exc))
+        send(("error", portable_error(exc, "scanning the workspace")))
     pickle.dump(frame, stdout, protocol=pickle.HIGHEST_PROTOCOL)
     stdout.flush()
 

@@ -39,6 +39,7 @@ from datactl.store.sourcerecord import source_targets
 from datactl.store.trees import build_tree, patch_tree
 from datactl.store.walk import walk_files
 from datactl.workspace.add import AddBatch, AddResult
+from datactl.workspace.addworkers import IngestWorkers
 from datactl.workspace.checkout import (
     CheckoutResult,
     FileListing,
@@ -159,7 +160,6 @@ class Workspace(Closing):
         self.repo.close()
         self.stage.close()
 
-
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the workspace lock (one changing command at a time)."""
@@ -270,13 +270,13 @@ class Workspace(Closing):
                 raise UsageError(f"{p} is ignored by .datactlignore", "use --force to add it anyway")
             targets.append(rel)
         with self.locked():
-            with AddBatch(self.repo, self.stage, self.chunker, self.disk, result, progress) as batch:
+            offload = functools.partial(IngestWorkers.start, self.root, self.stage, progress)  # for many files
+            with AddBatch(self.repo, self.stage, self.chunker, self.disk, result, progress, offload=offload) as batch:
                 progress.start("adding", batch.bytes_to_read(targets, rules) if draws(progress) else None)
-                in_scope = scope_test(self.sparse)
                 try:
                     for rel in targets:
-                        batch.add_path(rel, rules, in_scope)
-                    batch.flush()
+                        batch.add_path(rel, rules, scope_test(self.sparse))
+                    batch.finish()
                 except BaseException:
                     self.repo.abort()
                     raise
