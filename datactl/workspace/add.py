@@ -30,9 +30,10 @@ from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info, same_c
 # later commit had to merge again.
 ROW_BATCH = 20_000
 ROW_LIMIT = 60_000
-# Past this many files stored here, the rest go to other processes (``Offload``): each file costs tens of
-# microseconds of Python, which threads of one process cannot share between cores.
-OFFLOAD_AFTER = 2_000
+# Past this many files stored here, other processes are started (``Offload``), and the files after they are up
+# go to them: each file costs tens of microseconds of Python, which threads of one process cannot share between
+# cores. Until they are up (about 0.1 s), files are stored here.
+OFFLOAD_AFTER = 1_000
 
 
 @dataclass
@@ -53,8 +54,9 @@ class Offload(Protocol):
         """Hand over the file ``d`` (``row``: its stage row, if any)."""
         ...
 
-    def ready(self) -> bool:
-        """Wait until every process is up; False if one could not start (the caller then stores the files itself)."""
+    def ready(self) -> bool | None:
+        """Whether every process is up (None: not yet; False: one could not start, and the caller stores the files
+        itself)."""
         ...
 
     def finish(self, result: AddResult) -> None:
@@ -72,7 +74,7 @@ class AddBatch(Closing):
     File contents go through a ``FileIngest``, which reads small files in
     parallel batches; their rows are made when the ingest reports them. Given
     ``offload``, the files after the first ``OFFLOAD_AFTER`` go to the
-    ``Offload`` it starts instead. Rows naming objects another writer claimed
+    ``Offload`` it starts instead, once it is up. Rows naming objects another writer claimed
     (``ObjectClaims``) are not durable when this batch flushes: they go to
     ``spill``, for the caller to write once that writer has flushed too.
     """
@@ -94,6 +96,7 @@ class AddBatch(Closing):
         self._rows_waited = 0  # rows still waiting after the last batch was written
         self._bytes_since_flush = 0
         self._start_offload = offload
+        self._starting: Offload | None = None
         self._offload: Offload | None = None
         self._stored_here = 0
         self._spill = spill
@@ -131,13 +134,16 @@ class AddBatch(Closing):
         """Hand ``d`` to the offload (started once enough files were stored here); False to store it here."""
         if self._offload is None and self._start_offload is not None and self._stored_here >= OFFLOAD_AFTER:
             start, self._start_offload = self._start_offload, None
-            offload = start()  # its processes start up while this one flushes
-            if offload is not None:
+            self._starting = start()
+        if self._starting is not None:  # files are stored here until it is up
+            up = self._starting.ready()
+            if up:
                 self.flush()  # what is stored here is indexed before any other process looks for it
-                if offload.ready():
-                    self._offload = offload
-                else:
-                    offload.close()
+                self._offload = self._starting
+            elif up is False:
+                self._starting.close()
+            if up is not None:
+                self._starting = None
         if self._offload is None:
             return False
         self._offload.add(d, row)
@@ -220,8 +226,9 @@ class AddBatch(Closing):
 
     def close(self) -> None:
         self.ingest.close()
-        if self._offload is not None:
-            self._offload.close()
+        for offload in (self._starting, self._offload):
+            if offload is not None:
+                offload.close()
 
     def bytes_to_read(self, rels: list[str], rules: IgnoreRules) -> int:
         """The bytes ``add_path`` will read for ``rels`` (files the stat cache does not vouch for): a scan that reads no file."""

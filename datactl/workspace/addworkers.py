@@ -42,9 +42,9 @@ from datactl.workspace.opening import database_present, open_store
 from datactl.workspace.scan import DiskEntry
 from datactl.workspace.stage import Stage, StageRow
 
-BATCH_FILES = 1_000
-BATCH_BYTES = 16 << 20
-OUTSTANDING = 3  # batches a worker holds at once: one being added, the next ones waiting in its pipe
+BATCH_FILES = 250
+BATCH_BYTES = 4 << 20
+OUTSTANDING = 4  # batches a worker holds at once: one being added, the next ones waiting in its pipe
 MAX_WORKERS = 8
 PROGRESS_BYTES = 4 << 20  # a worker reports bytes read once it has this many to report (and after each batch)
 SIDE_ROWS = 20_000  # side rows moved to the stage per transaction
@@ -167,9 +167,12 @@ class IngestWorkers(Closing):
             except (OSError, ValueError):  # it died: its reader hears the end of its stream
                 return
 
-    def ready(self) -> bool:
+    def ready(self) -> bool | None:
         while len(self._ready) < len(self._procs):
-            k, message = self._messages.get()
+            try:
+                k, message = self._messages.get(block=False)
+            except queue.Empty:
+                return None
             if message[0] == "eof" and k not in self._ready:
                 return False
             self._handle(k, message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,13 @@ from datactl.core.progress import NullProgress
 from datactl.core.workerproc import usable_cpus
 from datactl.format.pack import ObjectType
 from datactl.store.packread import read_footer
-from datactl.workspace.add import OFFLOAD_AFTER, AddResult
+from datactl.workspace.add import OFFLOAD_AFTER, AddBatch, AddResult
 from datactl.workspace.addworkers import ClaimTable, IngestWorkers
+from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.scan import FILE, DiskEntry
 from datactl.workspace.workspace import Workspace
 
 FILES = OFFLOAD_AFTER + 3_000
-needs_two_cores = pytest.mark.skipif(usable_cpus() < 2, reason="workers are started only with two cores or more")
 
 
 def many_files(root: Path, seed: int) -> None:
@@ -31,6 +32,27 @@ def many_files(root: Path, seed: int) -> None:
     for i in range(FILES):
         data = shared[i % 50] if i % 4 == 0 else rng.randbytes(rng.randint(1, 3_000))
         write(root / f"d{i % 37:02d}" / f"f{i:05d}.bin", data)
+
+
+def add_with_workers(ws: Workspace, wait: bool = True) -> AddResult:
+    """``add`` of the whole workspace as ``Workspace.add`` does it, with two workers started after OFFLOAD_AFTER files
+    and (with ``wait``) waited for there, so the files after those surely go to them."""
+
+    def start() -> IngestWorkers | None:
+        workers = IngestWorkers.start(ws.root, ws.stage, NullProgress(), workers=2)
+        while wait and workers is not None and workers.ready() is None:
+            time.sleep(0.01)
+        return workers
+
+    result = AddResult()
+    with ws.locked(), AddBatch(ws.repo, ws.stage, ws.chunker, ws.disk, result, NullProgress(), offload=start) as batch:
+        try:
+            batch.add_path("", IgnoreRules(ws.root), lambda _path: True)
+            batch.finish()
+        except BaseException:
+            ws.repo.abort()
+            raise
+    return result
 
 
 def stored_copies(ws: Workspace) -> dict[str, int]:
@@ -43,14 +65,13 @@ def stored_copies(ws: Workspace) -> dict[str, int]:
     return copies
 
 
-@needs_two_cores
 def test_many_files_added_by_workers_store_each_chunk_once_and_come_back_whole(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     many_files(root, seed=1)
     picture = snapshot(root)
     with Workspace.init(str(root), name="ds") as ws:
-        result = ws.add([str(root)])
-        assert result.workers >= 2 and result.added == FILES and result.bytes_read == sum(f.stat().st_size for f in root.rglob("*.bin"))
+        result = add_with_workers(ws)
+        assert result.workers == 2 and result.added == FILES and result.bytes_read == sum(f.stat().st_size for f in root.rglob("*.bin"))
         assert not list(Path(ws.layout.tmp_dir).glob("add-*")), "the claims and side files go with the add"
         copies = stored_copies(ws)
         assert copies and max(copies.values()) == 1, "a chunk two workers met is stored once"
@@ -64,37 +85,49 @@ def test_many_files_added_by_workers_store_each_chunk_once_and_come_back_whole(t
     assert snapshot(clone) == picture
 
 
-@needs_two_cores
-def test_a_worker_killed_midway_fails_the_add_and_the_next_add_finishes_it(tmp_path: Path) -> None:
+def test_a_worker_killed_midway_fails_the_add_and_the_next_add_finishes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "ws"
     many_files(root, seed=2)
-    assert run_datactl(["init", "--name", "ds"], root).returncode == 0
-    killed = run_datactl(["add", "."], root, env={"DATACTL_TEST_CRASH_AT": "add-worker-batch#2"})
-    assert killed.returncode != 0
-    message = killed.stderr.strip()
-    assert "a process adding files stopped before it finished (exit code 137)" in message and "Traceback" not in message, message
-    with Workspace(str(root)) as ws:  # what was staged names durable objects only
-        for row in ws.stage.iter_rows():
-            assert row.entry is not None and all(ws.repo.index.has(oid) for oid in row.entry.chunks), row.path
-    again = run_datactl(["add", "."], root)
-    assert again.returncode == 0, again.stderr
-    assert run_datactl(["commit", "-m", "v1"], root).returncode == 0
-    assert run_datactl(["verify", "--deep"], root).returncode == 0
-    assert "nothing to commit" in run_datactl(["status"], root).stdout
-
-
-@needs_two_cores
-def test_workers_that_cannot_start_leave_the_add_to_the_calling_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = tmp_path / "ws"
-    many_files(root, seed=3)
     picture = snapshot(root)
-    monkeypatch.setenv("DATACTL_TEST_CRASH_AT", "add-worker-start")  # read by the workers this process starts
     with Workspace.init(str(root), name="ds") as ws:
-        result = ws.add([str(root)])
-        assert result.workers == 0 and result.added == FILES
+        monkeypatch.setenv("DATACTL_TEST_CRASH_AT", "add-worker-batch")  # read by the workers this process starts
+        with pytest.raises(DatactlError, match=r"a process adding files stopped before it finished \(exit code 137\)"):
+            add_with_workers(ws)
+        monkeypatch.delenv("DATACTL_TEST_CRASH_AT")
+        staged = list(ws.stage.iter_rows())
+        assert OFFLOAD_AFTER <= len(staged) < FILES, "the files stored before the workers took over stay staged"
+        for row in staged:  # and name durable objects only
+            assert row.entry is not None and all(ws.repo.index.has(oid) for oid in row.entry.chunks), row.path
+        assert not list(Path(ws.layout.tmp_dir).glob("add-*"))
+        assert add_with_workers(ws).added == FILES - len(staged)
         ws.commit("v1")
     assert run_datactl(["verify", "--deep"], root).returncode == 0
     assert snapshot(root) == picture
+
+
+def test_workers_that_cannot_start_leave_the_add_to_the_calling_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "ws"
+    many_files(root, seed=3)
+    monkeypatch.setenv("DATACTL_TEST_CRASH_AT", "add-worker-start")
+    with Workspace.init(str(root), name="ds") as ws:
+        result = add_with_workers(ws, wait=False)
+        assert result.workers == 0 and result.added == FILES
+        ws.commit("v1")
+    assert run_datactl(["verify", "--deep"], root).returncode == 0
+
+
+@pytest.mark.skipif(usable_cpus() < 2, reason="an add starts workers only with two cores or more")
+def test_datactl_add_of_many_files_gives_what_one_process_gives(tmp_path: Path) -> None:
+    trees = {}
+    for name, env in (("workers", {}), ("alone", {"DATACTL_TEST_CRASH_AT": "add-worker-start"})):
+        root = tmp_path / name
+        many_files(root, seed=4)
+        assert run_datactl(["init", "--name", "ds"], root).returncode == 0
+        r = run_datactl(["add", "."], root, env=env)
+        assert r.returncode == 0 and f"staged {FILES} added" in r.stdout, r.stderr
+        assert run_datactl(["commit", "-m", "v1"], root).returncode == 0
+        trees[name] = run_datactl(["ls", "-r", "--json"], root).stdout
+    assert trees["workers"] == trees["alone"]
 
 
 def test_a_file_a_worker_cannot_read_fails_the_add_naming_it(tmp_path: Path) -> None:
