@@ -377,10 +377,12 @@ def bench_tool(tool: Tool, src: Path, n: int, work: Path, args: argparse.Namespa
             tool.checkout_latest(ws)
 
     say("clone")
-    dest, cache = runs / "clone", runs / "clone-cache"
+    cache = runs / "clone-cache"
 
+    # Each sample clones into a folder of its own, deleted after the last: ext4 does part of an `rm -rf` of many
+    # files later, inside whoever creates files next, which would charge one sample's deletion to the next.
     def clone(k: int) -> Sample:
-        clear_dir(dest)
+        dest = runs / f"clone-{k}"
         clear_dir(cache)
         tool.prepare_clone(ws, remote, dest, cache)
         sample = measure(lambda: tool.clone(ws, remote, dest, cache), tool.peak)
@@ -389,7 +391,8 @@ def bench_tool(tool: Tool, src: Path, n: int, work: Path, args: argparse.Namespa
         return sample
 
     rec["clone"] = sample_while(repeat, budget, clone)
-    clear_dir(dest)
+    for dest in runs.glob("clone-[0-9]*"):
+        clear_dir(dest)
 
     if isinstance(tool, DatactlScale):
         say("files_cold")
