@@ -128,14 +128,20 @@ _NCOLS = 19
 _STAT_COLS = "path, kind, st_size, st_mtime_ns, st_ctime_ns, st_ino, st_mode, st_trusted"
 
 
+# The columns of an entry (``_entry_from_sql``), alone: what a commit reads of each row.
+_ENTRY_COLS = "path, kind, mode, size, digest, chunks, chunklist, target, source"
+
+
+def _entry_from_sql(path: str, r: tuple, source_col: int) -> TreeEntry:
+    """The entry of a row whose columns kind .. target are ``r[1:8]`` and whose source is ``r[source_col]``."""
+    chunks = tuple(r[5][i : i + 32] for i in range(0, len(r[5] or ""), 32))
+    source, sizes = _source_from_sql(r[source_col])
+    return TreeEntry(path.rsplit("/", 1)[-1], r[1], r[2], r[3], r[4], chunks, r[6], r[7], source, sizes)
+
+
 def _row_from_sql(r: tuple) -> StageRow:
     path = r[0]
-    name = path.rsplit("/", 1)[-1]
-    entry = None
-    if r[1] is not None:
-        chunks = tuple(r[5][i : i + 32] for i in range(0, len(r[5] or ""), 32))
-        source, sizes = _source_from_sql(r[18])
-        entry = TreeEntry(name, r[1], r[2], r[3], r[4], chunks, r[6], r[7], source, sizes)
+    entry = None if r[1] is None else _entry_from_sql(path, r, 18)
     stat = None if r[8] is None else StatInfo(r[8], r[9], r[10], r[11], r[12], bool(r[13]))
     head = None if r[14] is None else HeadInfo(r[14], r[15], r[16], r[17])
     return StageRow(path, entry, stat, head)
@@ -308,9 +314,11 @@ class Stage(Database):
         return cuts
 
     def iter_staged(self) -> Iterator[tuple[str, TreeEntry]]:
-        for row in self.iter_rows():
-            if row.entry is not None:
-                yield row.path, row.entry
+        """(path, entry) of every staged file, in byte order of path: the entry columns alone, no stat or head."""
+        with self.translated():
+            for r in _snapshot_rows(self.path, _ENTRY_COLS, "", None):
+                if r[1] is not None:
+                    yield r[0], _entry_from_sql(r[0], r, 8)
 
     def write(self, rows: Iterable[StageRow], deletes: Iterable[str] = ()) -> None:
         with self._db:
