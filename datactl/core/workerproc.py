@@ -14,7 +14,7 @@ import os
 import pickle
 import subprocess
 import sys
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from datactl.core.errors import DatactlError
 
@@ -36,6 +36,15 @@ def spawn_module(module: str) -> subprocess.Popen | None:
         return subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     except OSError:
         return None
+
+
+def run_as_worker(serve: Callable[[IO[bytes], IO[bytes]], None]) -> None:
+    """A worker module's ``__main__``: ``serve`` its stdin and stdout; interrupted, or abandoned by its caller, it
+    exits at once."""
+    try:
+        serve(sys.stdin.buffer, sys.stdout.buffer)
+    except (KeyboardInterrupt, BrokenPipeError):
+        os._exit(1)
 
 
 def send_frame(stream: IO[bytes], frame: Any) -> None:

@@ -23,7 +23,6 @@ import os
 import queue
 import sqlite3
 import subprocess
-import sys
 import threading
 from contextlib import contextmanager
 from typing import IO, Iterator
@@ -33,7 +32,7 @@ from datactl.core.crashpoints import crash_point
 from datactl.core.errors import DatactlError
 from datactl.core.progress import ProgressReporter
 from datactl.core.sqlite import database_error
-from datactl.core.workerproc import portable_error, read_frames, send_frame, spawn_module, stop, usable_cpus
+from datactl.core.workerproc import portable_error, read_frames, run_as_worker, send_frame, spawn_module, stop, usable_cpus
 from datactl.format.layout import WorkspaceLayout
 from datactl.store.chunker import Chunker
 from datactl.workspace.add import AddBatch, AddResult
@@ -334,7 +333,4 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        _serve(sys.stdin.buffer, sys.stdout.buffer)
-    except (KeyboardInterrupt, BrokenPipeError):  # the caller was interrupted or stopped reading
-        os._exit(1)
+    run_as_worker(_serve)

@@ -16,14 +16,12 @@ range here.
 
 from __future__ import annotations
 
-import os
 import pickle
 import subprocess
-import sys
 from typing import IO, Callable, Iterator
 
 from datactl.core.errors import DatactlError
-from datactl.core.workerproc import portable_error, read_frames, spawn_module, stop, usable_cpus
+from datactl.core.workerproc import portable_error, read_frames, run_as_worker, spawn_module, stop, usable_cpus
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.scan import DiskEntry, ScanProblem, walk
 from datactl.workspace.stage import Stage, read_stats
@@ -183,7 +181,4 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        _serve(sys.stdin.buffer, sys.stdout.buffer)
-    except (KeyboardInterrupt, BrokenPipeError):  # the caller was interrupted or stopped reading
-        os._exit(1)
+    run_as_worker(_serve)
