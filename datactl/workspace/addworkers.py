@@ -2,9 +2,10 @@
 
 Staging a file costs tens of microseconds of Python (its row, its entry, the
 books of its chunks) whatever its size, and threads of one process take turns
-at that. Once an add has stored ``OFFLOAD_AFTER`` files itself, its walk hands
-the rest, in batches, to workers (``python -m datactl.workspace.addworkers``),
-each adding them as ``datactl add`` would: its own packs in the workspace's
+at that. Once an add has stored ``OFFLOAD_AFTER`` files itself, it starts
+workers (``python -m datactl.workspace.addworkers``) and, once they are up, its
+walk hands them the rest in batches, to the least busy first. Each adds its
+files as ``datactl add`` would: its own packs in the workspace's
 store, its own transactions on the index and the stage, a stage row written
 only once the objects it names are durable.
 
