@@ -89,7 +89,7 @@ class ClaimTable(Closing):
         mine: set[str] = set()
         with self._turns():
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR IGNORE INTO claims(id, owner) VALUES (?, ?)", ((oid, self.owner) for oid in oids))
+            self._db.executemany("INSERT OR IGNORE INTO claims(id, owner) VALUES (?, ?)", ((oid, self.owner) for oid in sorted(oids)))
             for i in range(0, len(oids), _IN_BATCH):
                 part = oids[i : i + _IN_BATCH]
                 query = f"SELECT id FROM claims WHERE owner = ? AND id IN ({','.join('?' * len(part))})"
