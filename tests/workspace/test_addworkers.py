@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import run_datactl, snapshot, write
 from datactl.core.errors import DatactlError
@@ -147,7 +150,30 @@ def test_a_file_a_worker_cannot_read_fails_the_add_naming_it(tmp_path: Path) -> 
 
 def test_claims_give_each_object_to_the_first_writer_that_asks(tmp_path: Path) -> None:
     path = str(tmp_path / "claims.db")
+    a, b, c, d = (f"{k:x}" * 32 for k in range(4))
     with ClaimTable(path, 0) as first, ClaimTable(path, 1) as second:
-        assert first.claim(["a", "b"]) == {"a", "b"}
-        assert second.claim(["b", "c"]) == {"c"}
-        assert first.claim(["a", "c", "d"]) == {"a", "d"}, "a claim is kept: asking again answers the same"
+        assert first.claim([a, b]) == {a, b}
+        assert second.claim([b, c]) == {c}
+        assert first.claim([a, c, d]) == {a, d}, "a claim is kept: asking again answers the same"
+
+
+_IDS = st.builds(lambda head, tail: head * 15 + tail * 17, st.sampled_from("01"), st.sampled_from("0af"))  # six ids: writers ask for the same ones
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.lists(_IDS, max_size=6)), max_size=8))
+def test_every_claimed_object_is_held_by_exactly_one_writer(asks: list[tuple[int, list[str]]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:  # hypothesis runs examples in one test: a folder of each one's own
+        path = os.path.join(tmp, "claims.db")
+        with ClaimTable(path, 0) as w0, ClaimTable(path, 1) as w1:
+            writers = (w0, w1)
+            held: dict[str, set[int]] = {}
+            for who, oids in asks:
+                for oid in writers[who].claim(oids):
+                    held.setdefault(oid, set()).add(who)
+            for who, oids in asks:  # asked again, each writer answers as before, and nothing is lost
+                for oid in oids:
+                    assert (oid in writers[who].claim([oid])) == (who in held.get(oid, set()))
+                    assert held.get(oid), f"{oid} is stored by nobody"
+            for oid, holders in held.items():
+                assert len(holders) == 1, f"{oid} is stored by both writers"
