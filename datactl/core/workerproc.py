@@ -48,6 +48,7 @@ def run_as_worker(serve: Callable[[IO[bytes], IO[bytes]], None]) -> None:
 
 
 def send_frame(stream: IO[bytes], frame: Any) -> None:
+    """Write one frame and flush it, so the other end sees it now."""
     pickle.dump(frame, stream, protocol=pickle.HIGHEST_PROTOCOL)
     stream.flush()
 
@@ -62,7 +63,7 @@ def read_frames(stream: IO[bytes]) -> Iterator[Any]:
 
 
 def portable_error(exc: BaseException, doing: str) -> BaseException:
-    """``exc`` if it survives pickling whole, else a DatactlError saying what failed ``doing`` what."""
+    """``exc`` if it survives pickling whole; else a DatactlError saying that ``doing`` failed, and why."""
     try:
         pickle.loads(pickle.dumps(exc))
         return exc
