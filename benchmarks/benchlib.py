@@ -4,9 +4,11 @@ Standard library only, so a script's subprocess workers import it cheaply.
 
 Peak memory: each command runs as a child process reaped with ``os.wait4``, whose
 ``ru_maxrss`` is the largest resident set of that process and of the processes it
-waited for itself (Linux reports the maximum of the two), so it covers a tool that
-forks helpers (DVC runs git). A step made of several commands reports the largest
-of theirs. Python code timed in this process (``Dataset.get`` in bench_scale) is
+waited for itself (Linux reports the maximum of the two). A tool whose processes
+run side by side (datactl's add workers, DVC and git) holds their sum at once, so
+the resident sets of the whole process tree are also summed from /proc every
+20 ms while it runs, and the larger of the two figures is reported. A step made
+of several commands reports the largest of theirs. Python code timed in this process (``Dataset.get`` in bench_scale) is
 run in a child process for the same reason.
 """
 
@@ -21,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +49,46 @@ class PeakRss:
 
     def add(self, rss: int) -> None:
         self.bytes = max(self.bytes, rss)
+
+
+class TreeRss:
+    """The largest sum of the resident sets of a process and all its descendants, sampled every 20 ms from /proc
+    (0 where /proc cannot tell a process's children)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak = max(self.peak, sum(_rss(p) for p in _tree(self.pid)))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _tree(pid: int) -> list[int]:
+    found = [pid]
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                for child in f.read().split():
+                    found += _tree(int(child))
+    except OSError:  # gone meanwhile, or no /proc
+        pass
+    return found
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 class Finished(subprocess.CompletedProcess[str]):
@@ -84,17 +127,20 @@ def run(cmd: Sequence[str], cwd: Path, extra_env: dict[str, str] | None = None, 
         # Output goes to files, not pipes, so the child can be reaped with wait4 (which reports its rusage)
         # without a reader thread.
         proc = subprocess.Popen(list(cmd), cwd=cwd, env=tool_env(cwd) | (extra_env or {}), stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        tree = TreeRss(proc.pid)
         try:
             _pid, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
             proc.kill()
             proc.wait()
             raise
+        finally:
+            tree.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         done = Finished(list(cmd), proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"))
-    done.peak_rss = usage.ru_maxrss * 1024  # KiB on Linux
+    done.peak_rss = max(usage.ru_maxrss * 1024, tree.peak)  # ru_maxrss is in KiB on Linux
     if peak is not None:
         peak.add(done.peak_rss)
     if done.returncode != 0:
