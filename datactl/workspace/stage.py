@@ -225,8 +225,9 @@ def _snapshot_rows(
 
 
 def read_stats(db_path: str, prefix: str = "", lo: str | None = None, hi: str | None = None) -> Iterator[tuple]:
-    """``Stage.iter_stats`` of the stage at ``db_path``, for a reader that does not open the stage (a scan running
-    in another process)."""
+    """(path, kind, st_size, st_mtime_ns, st_ctime_ns, st_ino, st_mode, st_trusted) of every row of the stage at
+    ``db_path`` under ``prefix`` with a path in [``lo``, ``hi``), in byte order of path: what a scan compares with the
+    disk before it needs a whole row (``statscan.scan_range``, in this process or another)."""
     try:
         yield from _snapshot_rows(db_path, _STAT_COLS, prefix, None, lo, hi)
     except sqlite3.DatabaseError as exc:
@@ -292,12 +293,6 @@ class Stage(Database):
         """The rows of external files (a source recorded), in path order."""
         for r in self._db.execute(f"SELECT {_COLS} FROM entries WHERE source IS NOT NULL ORDER BY path").fetchall():
             yield _row_from_sql(r)
-
-    def iter_stats(self, prefix: str = "", lo: str | None = None, hi: str | None = None) -> Iterator[tuple]:
-        """(path, kind, st_size, st_mtime_ns, st_ctime_ns, st_ino, st_mode, st_trusted) of every row under
-        ``prefix`` with a path in [``lo``, ``hi``), in byte order of path: what a scan compares with the disk before
-        it needs a whole row (``statscan.scan_range``)."""
-        return read_stats(self.path, prefix, lo, hi)
 
     def split_points(self, prefix: str, rows_per_part: int, max_parts: int) -> list[str]:
         """Paths that cut the rows under ``prefix`` into at most ``max_parts`` ranges of about equal size, each of at
