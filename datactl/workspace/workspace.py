@@ -39,7 +39,6 @@ from datactl.store.sourcerecord import source_targets
 from datactl.store.trees import build_tree, patch_tree
 from datactl.store.walk import walk_files
 from datactl.workspace.add import AddBatch, AddResult
-from datactl.workspace.addworkers import IngestWorkers
 from datactl.workspace.checkout import (
     CheckoutResult,
     FileListing,
@@ -270,6 +269,7 @@ class Workspace(Closing):
                 raise UsageError(f"{p} is ignored by .datactlignore", "use --force to add it anyway")
             targets.append(rel)
         with self.locked():
+            from datactl.workspace.addworkers import IngestWorkers  # only an add needs it: not at every command's start
             offload = functools.partial(IngestWorkers.start, self.root, self.stage, progress)  # for many files
             with AddBatch(self.repo, self.stage, self.chunker, self.disk, result, progress, offload=offload) as batch:
                 progress.start("adding", batch.bytes_to_read(targets, rules) if draws(progress) else None)

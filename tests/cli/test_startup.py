@@ -1,6 +1,7 @@
 """Start-up: a command imports what it needs. A status, log, diff or listing read by a script loads no terminal
 rendering (rich), no chunker (pyfastcdc), no TOML editor (tomlkit), no validation rules or table engines and, with
-no ``.datactlignore`` patterns, no gitignore matcher (pathspec): together 60-130 ms of such a command before."""
+no ``.datactlignore`` patterns, no gitignore matcher (pathspec), no add workers: together 60-130 ms of such a command
+before."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from conftest import Cli, write
 
-NOT_AT_START_UP = ("rich", "pyfastcdc", "tomlkit", "pathspec", "datactl.validation", "datactl.tables")
+NOT_AT_START_UP = ("rich", "pyfastcdc", "tomlkit", "pathspec", "datactl.validation", "datactl.tables", "datactl.workspace.addworkers")
 PROBE = (
     "import sys; from datactl.cli.app import main; code = main(sys.argv[1:]); "
     f"print(sorted({{p for p in {NOT_AT_START_UP!r} for m in sys.modules if m == p or m.startswith(p + '.')}})); sys.exit(code)"
@@ -33,7 +34,7 @@ def test_read_commands_import_only_what_they_need(cli: Cli, ws_dir: Path) -> Non
     write(ws_dir / "a.csv", b"x\n2\n")
     for args in (["status"], ["log"], ["diff"], ["ls", "-r"], ["status", "--json"]):
         assert _imported(args, ws_dir) == "[]", args
-    assert _imported(["add", "a.csv"], ws_dir) == "['pyfastcdc']"  # storing a file cuts it
+    assert _imported(["add", "a.csv"], ws_dir) == "['datactl.workspace.addworkers', 'pyfastcdc']"  # storing a file cuts it
     assert _imported(["commit", "-m", "two"], ws_dir) == "[]"  # no [validate] on_commit: no rules to load
     write(ws_dir / ".datactlignore", b"# comments alone match nothing\n")
     assert _imported(["status"], ws_dir) == "[]"
