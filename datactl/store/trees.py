@@ -25,9 +25,12 @@ def write_tree(repo: Repository, entries: list[TreeEntry]) -> TreeEntry:
     for a, b in zip(entries, entries[1:]):
         if a.name == b.name:
             raise UsageError(f"{a.name!r} is both a file and a folder (or listed twice) in the same folder", "rename one of them")
-    tree = Tree(tuple(entries))
-    tree_id = repo.put(ObjectType.TREE, tree.encode())
-    return TreeEntry(name="", kind=DIR, size=sum(e.size for e in entries), digest=tree_id)
+    return _stored_tree(repo, Tree(tuple(entries)).encode(), sum(e.size for e in entries))
+
+
+def _stored_tree(repo: Repository, data: bytes, size: int) -> TreeEntry:
+    """Store a tree's bytes; the entry that names it (name left empty), ``size`` the sum of its entries' sizes."""
+    return TreeEntry(name="", kind=DIR, size=size, digest=repo.put(ObjectType.TREE, data))
 
 
 def build_tree(repo: Repository, files: Iterable[tuple[str, TreeEntry]]) -> str:
@@ -75,8 +78,7 @@ def _stored_entries(repo: Repository, tree_id: str | None) -> dict[str, dict]:
 def _write_stored(repo: Repository, entries: dict[str, dict]) -> TreeEntry:
     """``write_tree`` of entries as stored (name -> entry dict)."""
     ordered = [entries[name] for name in sorted(entries)]  # code-point order: byte order of UTF-8 names
-    tree_id = repo.put(ObjectType.TREE, encode_tree_dicts(ordered))
-    return TreeEntry(name="", kind=DIR, size=sum(d["size"] for d in ordered), digest=tree_id)
+    return _stored_tree(repo, encode_tree_dicts(ordered), sum(d["size"] for d in ordered))
 
 
 def patch_tree(repo: Repository, base_tree: str, changes: Iterable[tuple[str, TreeEntry | None]]) -> str:
