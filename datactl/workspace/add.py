@@ -187,17 +187,12 @@ class AddBatch(Closing):
         to ``spill``)."""
         self.ingest.drain()
         self.repo.flush()
-        ready: list[StageRow] = []
-        waiting: list[StageRow] = []
-        for row in self.rows:
-            (ready if self._durable(row) else waiting).append(row)
-        self.stage.write(ready, self.deletes)
+        waiting = self._write_durable()
         if waiting:
             assert self._spill is not None, "objects claimed by another writer, and nowhere to keep the rows naming them"
             self._spill(waiting)
-        self.rows, self.deletes = [], []
+        self.rows = []
         self._rows_waited = 0
-        self._bytes_since_flush = 0
 
     def finish(self) -> None:
         """``flush``, and wait for the files handed to the offload."""
@@ -209,14 +204,19 @@ class AddBatch(Closing):
         """Write the rows whose objects are in finished packs; the others wait for the pack that holds theirs."""
         self.ingest.drain()
         self.repo.settle()
+        self.rows = self._write_durable()
+        self._rows_waited = len(self.rows)  # the next batch counts from here, or each file would look at them all again
+
+    def _write_durable(self) -> list[StageRow]:
+        """Write the removals and the rows whose objects are durable; return the other rows."""
         ready: list[StageRow] = []
         waiting: list[StageRow] = []
         for row in self.rows:
             (ready if self._durable(row) else waiting).append(row)
         self.stage.write(ready, self.deletes)
-        self.rows, self.deletes = waiting, []
-        self._rows_waited = len(waiting)  # the next batch counts from here, or each file would look at them all again
+        self.deletes = []
         self._bytes_since_flush = 0
+        return waiting
 
     def _durable(self, row: StageRow) -> bool:
         entry = row.entry
