@@ -503,8 +503,9 @@ def checkout(
         old = ws.head
         result = sync.checkout(ws, ref, force=force, progress=RichProgress())
     moved = f"HEAD {old[:12]} -> {result.commit[:12]}" if old and old != result.commit else f"HEAD is now {result.commit[:12]}"
+    reused = f", {human_bytes(result.bytes_reused)} of it reused from the files replaced" if result.bytes_reused else ""
     out.print(
-        f"{moved}: {result.written} written ({human_bytes(result.bytes_written)}), "
+        f"{moved}: {result.written} written ({human_bytes(result.bytes_written)}{reused}), "
         f"{result.deleted} deleted, {result.kept} unchanged"
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
 import xxhash
 
@@ -16,7 +17,13 @@ def object_id(data: bytes | memoryview) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 
-def new_hasher() -> "xxhash.xxh3_128":
+class Hasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+def new_hasher() -> Hasher:
     """A streaming hasher whose ``hexdigest()`` equals ``object_id`` of all fed bytes."""
     return xxhash.xxh3_128()
 

@@ -180,30 +180,35 @@ def start_write_back(fd: int) -> None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def write_new_file(
-    repo: Repository, entry: TreeEntry, path: str, where: str, progress: ProgressFn | None = None, chunks: Mapping[str, bytes] | None = None
-) -> None:
-    """Write ``entry``'s verified bytes, with its mode, to a new file at ``path``; on failure nothing is left there.
+def create_new_file(path: str) -> int:
+    """A descriptor of a new, empty file at ``path``, open for writing, readable by its owner alone until its mode is set.
 
     A file or link already at ``path`` (a temp name left by a killed run) is
     replaced; O_EXCL|O_NOFOLLOW means a link planted there is never written through.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     try:
-        try:
-            fd = os.open(path, flags, 0o600)
-        except FileExistsError:  # rare: asked first, it would cost every file a system call
-            os.unlink(path)
-            fd = os.open(path, flags, 0o600)
-        with open(fd, "wb") as f:
+        return os.open(path, flags, 0o600)
+    except FileExistsError:  # rare: asked first, it would cost every file a system call
+        os.unlink(path)
+        return os.open(path, flags, 0o600)
+
+
+def write_new_file(
+    repo: Repository, entry: TreeEntry, path: str, where: str, progress: ProgressFn | None = None, chunks: Mapping[str, bytes] | None = None
+) -> None:
+    """Write ``entry``'s verified bytes, with its mode, to a new file at ``path`` (``create_new_file``); on failure
+    nothing is left there."""
+    try:
+        with open(create_new_file(path), "wb") as f:
             for data in iter_file_bytes(repo, entry, where, chunks):
                 f.write(data)
                 if progress:
                     progress(len(data))
             if entry.size >= WRITE_BACK_FROM:
                 f.flush()
-                start_write_back(fd)
-            os.fchmod(fd, entry.mode & 0o7777)
+                start_write_back(f.fileno())
+            os.fchmod(f.fileno(), entry.mode & 0o7777)
     except BaseException:
         if os.path.lexists(path):
             os.unlink(path)

@@ -302,6 +302,10 @@ class Repository(Closing):
         """Verified bytes of every id, read together."""
         return self.objects.read_batch(oids, max_gap)
 
+    def raw_sizes(self, oids: Sequence[str]) -> list[int]:
+        """The uncompressed size of each id (a file's chunk layout), looked up together."""
+        return self.objects.raw_sizes(oids)
+
     def read_many(self, oids: Iterable[str]) -> Iterator[bytes]:
         """Verified bytes of each id, in order, read ahead in parallel."""
         return self.objects.read_many(oids)

@@ -28,11 +28,14 @@ from typing import Callable, Iterable, Iterator, Mapping
 from datactl.core.crashpoints import crash_point
 from datactl.core.dirs import make_dirs, walk_folder
 from datactl.core.errors import LocalChanges, PathNotFound, UnsafePath
+from datactl.core.parallel import parallel_map
 from datactl.core.progress import ProgressReporter
 from datactl.core.safepath import check_rel_path, temp_name
 from datactl.core.settings import check_not_workspace_file
 from datactl.core.sortedmerge import merge_by_path
+from datactl.core.workerproc import usable_cpus
 from datactl.format.objects import DIR, FILE, SYMLINK, TreeEntry
+from datactl.store.basis import Basis, can_serve, write_from_basis
 from datactl.store.filedata import read_ahead, write_new_file
 from datactl.store.repository import Repository
 from datactl.store.trees import lookup_path
@@ -44,6 +47,8 @@ from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info, same_c
 
 # Stage rows of written files are saved in batches of this many.
 ROW_BATCH = 1_000
+# At most this many files are built on their bases at once.
+BASIS_WRITERS = 4
 
 
 @dataclass
@@ -53,6 +58,7 @@ class CheckoutResult:
     deleted: int = 0
     kept: int = 0
     bytes_written: int = 0
+    bytes_reused: int = 0  # of bytes_written, copied from the files they replaced (``datactl.store.basis``)
 
 
 # Files of a version (path, entry), as a function a caller may call more than once to walk them again.
@@ -65,6 +71,7 @@ class CheckoutPlan:
     deletes: list[StageRow] = field(default_factory=list)
     head_updates: list[StageRow] = field(default_factory=list)
     stale_rows: list[str] = field(default_factory=list)
+    bases: dict[str, TreeEntry] = field(default_factory=dict)  # path -> the entry its file on disk holds, to build on
     kept: int = 0
     bytes: int = 0
 
@@ -126,6 +133,8 @@ def plan_checkout(
                 if row.head != head_info(entry):  # type: ignore[union-attr]  # unchanged between versions: nothing to record
                     plan.head_updates.append(StageRow(path, row.entry, row.stat, head_info(entry)))  # type: ignore[union-attr]
                 continue
+            if on_disk and can_serve(staged, entry) and disk.matches(row, DiskEntry(path, staged.kind, os.lstat(abs_path))):
+                plan.bases[path] = staged
         elif os.path.isdir(abs_path) and not os.path.islink(abs_path):
             dir_collisions.append(path)
         elif os.path.lexists(abs_path) and not force and not _holds(disk, path, entry):
@@ -209,6 +218,8 @@ def plan_switch(
         plan.writes.append((path, new))
         plan.bytes += new.size if new.kind == FILE else 0
         replaced += row is not None and row.entry is not None
+        if tracked_here and d is not None and can_serve(row.entry, new):  # type: ignore[union-attr]
+            plan.bases[path] = row.entry  # type: ignore[union-attr]
     disk.save_refreshed()
     plan.kept = max(0, stage.count() - len(plan.deletes) - replaced)  # every other tracked file stays as it is
     if changed:
@@ -227,6 +238,7 @@ class Prepared:
     path: str
     entry: TreeEntry
     tmp: str
+    reused: int = 0  # bytes copied from the file it replaces
 
 
 def _temp_folder(root: str, path: str, leaving: set[str], folders: set[str] | None = None) -> tuple[str, str]:
@@ -262,9 +274,24 @@ def _temp_folder(root: str, path: str, leaving: set[str], folders: set[str] | No
 
 def prepare_entry(
     repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter, leaving: set[str], taken: set[str],
-    chunks: Mapping[str, bytes] | None = None, folders: set[str] | None = None,
+    chunks: Mapping[str, bytes] | None = None, folders: set[str] | None = None, basis: TreeEntry | None = None,
 ) -> Prepared:
-    """Write one file or symlink of a version, verified, under a temporary name; nothing is created at ``path`` yet."""
+    """Write one file or symlink of a version, verified, under a temporary name; nothing is created at ``path`` yet.
+    ``basis``: the entry the file now at ``path`` holds, whose chunks the new one may copy from it."""
+    tmp = _temp_path(root, path, leaving, taken, folders)
+    if entry.kind == SYMLINK:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(entry.target or "", tmp)
+        return Prepared(path, entry, tmp)
+    if basis is not None:
+        return _build_on_basis(repo, root, Prepared(path, entry, tmp), basis, progress)
+    write_new_file(repo, entry, tmp, path, progress.advance, chunks)
+    return Prepared(path, entry, tmp)
+
+
+def _temp_path(root: str, path: str, leaving: set[str], taken: set[str], folders: set[str] | None = None) -> str:
+    """The temporary name ``path`` is written under, one not ``taken`` by another path of this checkout."""
     folder, rest = _temp_folder(root, path, leaving, folders)
     tmp = os.path.join(folder, temp_name(rest.replace("/", "%")))
     n = 1
@@ -272,13 +299,17 @@ def prepare_entry(
         tmp = os.path.join(folder, temp_name(rest.replace("/", "%"), f"-{n}"))
         n += 1
     taken.add(tmp)
-    if entry.kind == SYMLINK:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(entry.target or "", tmp)
-    else:
-        write_new_file(repo, entry, tmp, path, progress.advance, chunks)
-    return Prepared(path, entry, tmp)
+    return tmp
+
+
+def _build_on_basis(repo: Repository, root: str, p: Prepared, basis: TreeEntry, progress: ProgressReporter) -> Prepared:
+    """Write ``p``'s file from the file at its path (holding ``basis``) and the store; from the store alone when that
+    does not serve."""
+    reused = write_from_basis(repo, p.entry, Basis(os.path.join(root, *p.path.split("/")), basis), p.tmp, progress.advance)
+    if reused is None:
+        write_new_file(repo, p.entry, p.tmp, p.path, progress.advance)
+        return p
+    return Prepared(p.path, p.entry, p.tmp, reused)
 
 
 def place_entry(root: str, p: Prepared, folders: set[str] | None = None) -> StatInfo:
@@ -316,15 +347,25 @@ def discard(prepared: Iterable[Prepared]) -> None:
             pass
 
 
-def prepare_all(repo: Repository, root: str, writes: list[tuple[str, TreeEntry]], progress: ProgressReporter, leaving: set[str]) -> list[Prepared]:
-    """Phase one: every entry of ``writes`` written and verified under a temporary name; on failure none is left."""
+def prepare_all(
+    repo: Repository, root: str, writes: list[tuple[str, TreeEntry]], progress: ProgressReporter, leaving: set[str],
+    bases: Mapping[str, TreeEntry] | None = None,
+) -> list[Prepared]:
+    """Phase one: every entry of ``writes`` written and verified under a temporary name; on failure none is left.
+    ``bases``: paths whose file on disk holds a known entry, to build the new one on (``CheckoutPlan.bases``)."""
     prepared: list[Prepared] = []
     taken: set[str] = set()
+    bases = bases or {}
+    built: list[Prepared] = []  # files to build on their bases, named here and written by a few threads at once
     try:
-        for (path, entry), chunks in read_ahead(repo, writes, lambda item: item[1]):
+        for (path, entry), chunks in read_ahead(repo, [w for w in writes if w[0] not in bases], lambda item: item[1]):
             prepared.append(prepare_entry(repo, root, path, entry, progress, leaving, taken, chunks))
+        built = [Prepared(path, entry, _temp_path(root, path, leaving, taken)) for path, entry in writes if path in bases]
+        # Copies in the kernel and read-backs release the GIL: one file per core goes as fast as the page cache takes them.
+        jobs = min(BASIS_WRITERS, usable_cpus())
+        prepared.extend(parallel_map(lambda p: _build_on_basis(repo, root, p, bases[p.path], progress), built, jobs, "datactl-write"))
     except BaseException:
-        discard(prepared)
+        discard(prepared + built)  # parallel_map has waited for its threads: nothing is written after this
         raise
     return prepared
 
@@ -347,7 +388,7 @@ def write_entry(
 def apply_checkout(repo: Repository, stage: Stage, disk: DiskState, plan: CheckoutPlan, commit_id: str, progress: ProgressReporter, scope: list[str] | None = None) -> CheckoutResult:
     """Write, delete and record what ``plan`` says; HEAD becomes ``commit_id`` (and the sparse paths ``scope``, when given)."""
     result = CheckoutResult(commit_id, kept=plan.kept)
-    prepared = prepare_all(repo, disk.root, plan.writes, progress, {row.path for row in plan.deletes})
+    prepared = prepare_all(repo, disk.root, plan.writes, progress, {row.path for row in plan.deletes}, plan.bases)
     # Phase two: renames and deletions only. Until it ends, the stage says which version is being checked out.
     stage.set_meta("checkout", commit_id)
     try:
@@ -365,6 +406,7 @@ def apply_checkout(repo: Repository, stage: Stage, disk: DiskState, plan: Checko
             rows.append(StageRow(p.path, p.entry, st, head_info(p.entry)))
             result.written += 1
             result.bytes_written += p.entry.size
+            result.bytes_reused += p.reused
             if len(rows) >= ROW_BATCH:
                 stage.write(judged_now(rows))
                 rows = []
