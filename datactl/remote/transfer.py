@@ -85,8 +85,9 @@ class Downloader:
         return loc
 
     def _store(self, obj: ReadObject) -> None:
+        """Store an object the local store was found to lack (both callers ask it first, in batches)."""
         e = obj.entry
-        self.local.put_stored(e.id, e.type, e.codec, obj.stored, e.raw_len)
+        self.local.put_stored(e.id, e.type, e.codec, obj.stored, e.raw_len, found_missing=True)
         self.objects += 1
         self.bytes_downloaded += len(obj.stored)
         self.progress.advance(len(obj.stored))
