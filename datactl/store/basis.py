@@ -14,6 +14,7 @@ disk never depends on the basis being what its stat said.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -21,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
+from datactl.core.errors import ObjectMissing
 from datactl.core.ids import Hasher, new_hasher
 from datactl.format.objects import FILE, TreeEntry
 from datactl.store.filedata import WRITE_BACK_FROM, ProgressFn, chunk_ids_of, create_new_file, start_write_back
@@ -94,13 +96,17 @@ def write_from_basis(repo: Repository, entry: TreeEntry, basis: Basis, path: str
     """Write ``entry``'s bytes, with its mode, to a new file at ``path`` from ``basis`` and the store, verified; return
     the bytes copied from the basis. None when the basis shares too little or does not serve: nothing is then at ``path``.
 
-    Errors of the store (a missing or corrupt chunk) are raised as they are; an OSError from either file gives
-    None, and the caller's write from the store meets the same error, if it is the destination's, and reports it.
+    A layout the store cannot tell (the old entry's chunks dropped from a cache) gives None too. Errors of the store
+    while reading the new chunks (missing, corrupt) are raised as they are; an OSError while writing gives None, and
+    the caller's write from the store meets the same error, if it is the destination's, and reports it.
     """
-    new_ids = list(chunk_ids_of(repo, entry))
-    old_ids = list(chunk_ids_of(repo, basis.entry))
-    every = list(dict.fromkeys(new_ids + old_ids))  # the two share most chunks: each size looked up once
-    size_of = dict(zip(every, repo.raw_sizes(every)))
+    try:
+        new_ids = list(chunk_ids_of(repo, entry))
+        old_ids = list(chunk_ids_of(repo, basis.entry))
+        every = list(dict.fromkeys(new_ids + old_ids))  # the two share most chunks: each size looked up once
+        size_of = dict(zip(every, repo.raw_sizes(every)))
+    except ObjectMissing:
+        return None
     pieces = plan_pieces(new_ids, [size_of[i] for i in new_ids], old_ids, [size_of[i] for i in old_ids])
     shared = sum(p.length for p in pieces if p.source_offset is not None)
     if shared < MIN_SHARED * entry.size:
@@ -121,7 +127,8 @@ def write_from_basis(repo: Repository, entry: TreeEntry, basis: Basis, path: str
             os.fchmod(dst, entry.mode & 0o7777)
         except BaseException as exc:
             os.close(dst)
-            os.unlink(path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
             if isinstance(exc, (OSError, BasisUnusable)):
                 return None
             raise

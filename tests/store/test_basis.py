@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,17 @@ def test_a_basis_that_is_not_what_its_entry_says_leaves_nothing(cli: Cli, ws_dir
     with Workspace.open(str(ws_dir)) as ws:
         v1, v2 = _entry(ws, "v1", "big.bin"), _entry(ws, "v2", "big.bin")
         assert write_from_basis(ws.repo, v1, Basis(str(basis), v2), str(target)) is None
+    assert not target.exists()
+
+
+def test_a_basis_whose_chunks_the_store_does_not_know_leaves_nothing(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
+    """The old entry's layout comes from the store; without it there is nothing to build on (and no error)."""
+    _versions(cli, ws_dir)
+    target = tmp_path / "out.bin"
+    with Workspace.open(str(ws_dir)) as ws:
+        v1, v2 = _entry(ws, "v1", "big.bin"), _entry(ws, "v2", "big.bin")
+        unknown = replace(v2, chunks=("0" * 32,), chunklist=None)
+        assert write_from_basis(ws.repo, v1, Basis(str(ws_dir / "big.bin"), unknown), str(target)) is None
     assert not target.exists()
 
 
