@@ -16,6 +16,9 @@ def run() -> None:
 
         sys.stdout.write(f"datactl {__version__}\n")
         sys.exit(0)
+    from datactl.core.allocator import limit_arenas
+
+    limit_arenas()  # before any thread: this process is datactl's own
     from datactl.cli.app import main
 
     sys.exit(main())

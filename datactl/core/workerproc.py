@@ -16,6 +16,7 @@ import subprocess
 import sys
 from typing import IO, Any, Callable, Iterator
 
+from datactl.core.allocator import limit_arenas
 from datactl.core.errors import DatactlError
 
 
@@ -41,6 +42,7 @@ def spawn_module(module: str) -> subprocess.Popen | None:
 def run_as_worker(serve: Callable[[IO[bytes], IO[bytes]], None]) -> None:
     """A worker module's ``__main__``: ``serve`` its stdin and stdout; interrupted, or abandoned by its caller, it
     exits at once."""
+    limit_arenas()
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer)
     except (KeyboardInterrupt, BrokenPipeError):
