@@ -181,7 +181,8 @@ def start_write_back(fd: int) -> None:
 
 
 def create_new_file(path: str) -> int:
-    """A descriptor of a new, empty file at ``path``, open for writing, readable by its owner alone until its mode is set.
+    """A descriptor of a new, empty file at ``path``, open for reading and writing (a caller may read back what it
+    wrote, as ``datactl.store.basis`` does), readable by its owner alone until its mode is set.
 
     A file or link already at ``path`` (a temp name left by a killed run) is
     replaced; O_EXCL|O_NOFOLLOW means a link planted there is never written through.
