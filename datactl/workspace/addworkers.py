@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-import queue
 import sqlite3
-import subprocess
 import threading
 from contextlib import contextmanager
 from typing import IO, Iterator
@@ -33,7 +31,8 @@ from datactl.core.crashpoints import crash_point
 from datactl.core.errors import DatactlError
 from datactl.core.progress import ProgressReporter
 from datactl.core.sqlite import database_error
-from datactl.core.workerproc import portable_error, read_frames, run_as_worker, send_frame, spawn_module, stop, usable_cpus
+from datactl.core.workerpool import MAX_WORKERS, ForwardedProgress, WorkerPool, serve_batches
+from datactl.core.workerproc import run_as_worker
 from datactl.format.layout import WorkspaceLayout
 from datactl.store.chunker import Chunker
 from datactl.workspace.add import AddBatch, AddResult
@@ -44,9 +43,6 @@ from datactl.workspace.stage import Stage, StageRow
 
 BATCH_FILES = 250
 BATCH_BYTES = 4 << 20
-OUTSTANDING = 4  # batches a worker holds at once: one being added, the next ones waiting in its pipe
-MAX_WORKERS = 8
-PROGRESS_BYTES = 4 << 20  # a worker reports bytes read once it has this many to report (and after each batch)
 SIDE_ROWS = 20_000  # side rows moved to the stage per transaction
 
 _CLAIMS_SCHEMA = "CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, owner INTEGER NOT NULL) WITHOUT ROWID;"
@@ -107,76 +103,33 @@ def _remove_database(path: str) -> None:
 
 
 class IngestWorkers(Closing):
-    """The caller's side: files handed out in batches to the least busy worker, and what the workers report."""
+    """The caller's side: files handed out in batches to the least busy worker (``WorkerPool``), and what the
+    workers report."""
 
-    def __init__(self, procs: list[subprocess.Popen], stage: Stage, progress: ProgressReporter, claims_path: str, side_paths: list[str]) -> None:
-        self._procs = procs
+    def __init__(self, pool: WorkerPool, stage: Stage, claims_path: str, side_paths: list[str]) -> None:
+        self._pool = pool
         self._stage = stage
-        self._progress = progress
         self._claims_path = claims_path
         self._side_paths = side_paths
-        self._messages: queue.SimpleQueue[tuple[int, tuple]] = queue.SimpleQueue()
-        self._outstanding = [0] * len(procs)
-        self._ready: set[int] = set()
-        self._done: dict[int, tuple[int, int, int, int]] = {}
         self._batch: list[tuple[DiskEntry, StageRow | None]] = []
         self._batch_bytes = 0
-        # A thread per pipe and direction: a batch is bigger than a pipe holds, and a write waiting for one busy
-        # worker to read must not keep the next batch from an idle one.
-        self._outboxes: list[queue.SimpleQueue[tuple | None]] = [queue.SimpleQueue() for _ in procs]
-        self._threads = [threading.Thread(target=self._read, args=(k, p.stdout), daemon=True, name="datactl-add-reader") for k, p in enumerate(procs)]
-        self._threads += [threading.Thread(target=self._write, args=(k, p.stdin), daemon=True, name="datactl-add-writer") for k, p in enumerate(procs)]
-        for thread in self._threads:
-            thread.start()
 
     @classmethod
     def start(cls, root: str, stage: Stage, progress: ProgressReporter, workers: int | None = None) -> "IngestWorkers | None":
         """Workers for the workspace at ``root`` (one per usable core, unless ``workers``); None when there is
         one core, or no worker could be started (the caller then adds every file itself)."""
-        count = min(workers or usable_cpus(), MAX_WORKERS)
-        if count < 2 and workers is None:
-            return None
         tmp_dir = WorkspaceLayout(root).tmp_dir
         os.makedirs(tmp_dir, exist_ok=True)
         tag = f"{os.getpid()}-{threading.get_ident()}"
         claims_path = os.path.join(tmp_dir, f"add-claims-{tag}.db")
-        side_paths = [os.path.join(tmp_dir, f"add-side-{tag}-{k}.db") for k in range(count)]
-        procs: list[subprocess.Popen] = []
-        for k in range(count):
-            proc = spawn_module(__name__)
-            try:
-                if proc is None or proc.stdin is None:
-                    raise OSError("no interpreter to run a worker")
-                send_frame(proc.stdin, (root, claims_path, side_paths[k], k))
-            except (OSError, ValueError):  # it could not start, or died at once
-                for started in [*procs, proc]:
-                    stop(started)
-                return None
-            procs.append(proc)
-        return cls(procs, stage, progress, claims_path, side_paths)
-
-    def _read(self, k: int, stream: IO[bytes]) -> None:
-        for message in read_frames(stream):
-            self._messages.put((k, message))
-        self._messages.put((k, ("eof",)))
-
-    def _write(self, k: int, stream: IO[bytes]) -> None:
-        while (message := self._outboxes[k].get()) is not None:
-            try:
-                send_frame(stream, message)
-            except (OSError, ValueError):  # it died: its reader hears the end of its stream
-                return
+        side_paths = [os.path.join(tmp_dir, f"add-side-{tag}-{k}.db") for k in range(MAX_WORKERS)]
+        pool = WorkerPool.start(__name__, lambda k: (root, claims_path, side_paths[k], k), progress, lambda _ack: None, _lost, workers)
+        if pool is None:
+            return None
+        return cls(pool, stage, claims_path, side_paths[: pool.size])
 
     def ready(self) -> bool | None:
-        while len(self._ready) < len(self._procs):
-            try:
-                k, message = self._messages.get(block=False)
-            except queue.Empty:
-                return None
-            if message[0] == "eof" and k not in self._ready:
-                return False
-            self._handle(k, message)
-        return True
+        return self._pool.ready()
 
     def add(self, d: DiskEntry, row: StageRow | None) -> None:
         self._batch.append((d, row))
@@ -185,56 +138,15 @@ class IngestWorkers(Closing):
             self._send_batch()
 
     def _send_batch(self) -> None:
-        if not self._batch:
-            return
-        while True:
-            self._take_waiting_messages()
-            k = min(range(len(self._procs)), key=self._outstanding.__getitem__)
-            if self._outstanding[k] < OUTSTANDING:
-                break
-            self._handle(*self._messages.get())
-        self._send(k, ("files", self._batch))
-        self._outstanding[k] += 1
-        self._batch, self._batch_bytes = [], 0
-
-    def _send(self, k: int, message: tuple) -> None:
-        self._outboxes[k].put(message)
-
-    def _take_waiting_messages(self) -> None:
-        while True:
-            try:
-                message = self._messages.get(block=False)
-            except queue.Empty:
-                return
-            self._handle(*message)
-
-    def _handle(self, k: int, message: tuple) -> None:
-        kind = message[0]
-        if kind == "ready":
-            self._ready.add(k)
-        elif kind == "ack":
-            self._outstanding[k] -= 1
-        elif kind == "progress":
-            self._progress.advance(message[1])
-        elif kind == "done":
-            self._done[k] = message[1]
-        elif kind == "error":
-            raise message[1]
-        elif k not in self._done:  # "eof" before "done"
-            code = self._procs[k].wait()
-            raise DatactlError(
-                f"a process adding files stopped before it finished (exit code {code})",
-                "run `datactl add` again: what was staged stays staged, and the rest is added then",
-            )
+        if self._batch:
+            self._pool.send(self._batch)
+            self._batch, self._batch_bytes = [], 0
 
     def finish(self, result: AddResult) -> None:
         self._send_batch()
-        for k in range(len(self._procs)):
-            self._send(k, ("finish",))
-        while len(self._done) < len(self._procs):
-            self._handle(*self._messages.get())
-        result.workers = len(self._procs)
-        for added, modified, unchanged, bytes_read in self._done.values():
+        done = self._pool.finish()
+        result.workers = len(done)
+        for added, modified, unchanged, bytes_read in done:
             result.added += added
             result.modified += modified
             result.unchanged += unchanged
@@ -252,46 +164,38 @@ class IngestWorkers(Closing):
                     self._stage.write(rows)
 
     def close(self) -> None:
-        for proc, outbox in zip(self._procs, self._outboxes):  # the threads see the ends of the pipes, then they are closed
-            outbox.put(None)
-            if proc.poll() is None:
-                proc.kill()
-        for thread in self._threads:
-            thread.join()
-        for proc in self._procs:
-            stop(proc)
+        self._pool.close()
         for path in [self._claims_path, *self._side_paths]:
             _remove_database(path)
 
 
-class _ForwardedProgress:
-    """A worker's progress, sent to the caller in sums of at least PROGRESS_BYTES."""
-
-    enabled = True
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-        self._unsent = 0
-
-    def start(self, description: str, total: int | None) -> None:
-        pass
-
-    def advance(self, amount: int) -> None:
-        self._unsent += amount
-        if self._unsent >= PROGRESS_BYTES:
-            self.send()
-
-    def send(self) -> None:
-        if self._unsent:
-            send_frame(self._stream, ("progress", self._unsent))
-            self._unsent = 0
-
-    def stop(self) -> None:
-        pass
+def _lost(exit_code: int) -> DatactlError:
+    return DatactlError(
+        f"a process adding files stopped before it finished (exit code {exit_code})",
+        "run `datactl add` again: what was staged stays staged, and the rest is added then",
+    )
 
 
-def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
-    """A worker's whole job: add the files of each batch read from ``stdin`` until told to finish; flush."""
+class _AddJob:
+    """A worker's part of an add (``BatchJob``): the files of each batch considered as ``datactl add`` would."""
+
+    def __init__(self, batch: AddBatch) -> None:
+        self._batch = batch
+
+    def do(self, files: list[tuple[DiskEntry, StageRow | None]]) -> None:
+        for d, row in files:
+            self._batch.consider(d, row)
+        crash_point("add-worker-batch")
+
+    def finish(self) -> tuple[int, int, int, int]:
+        self._batch.flush()
+        result = self._batch.result
+        return result.added, result.modified, result.unchanged, result.bytes_read
+
+
+@contextmanager
+def _open_job(greeting: tuple[str, str, str, int], progress: ForwardedProgress) -> Iterator[_AddJob]:
+    root, claims_path, side_path, owner = greeting
     side: Stage | None = None
 
     def spill(rows: list[StageRow]) -> None:
@@ -300,37 +204,24 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             side = Stage(side_path)
         side.write(rows)
 
+    layout = WorkspaceLayout(root)
     try:
-        root, claims_path, side_path, owner = next(read_frames(stdin))
-        progress = _ForwardedProgress(stdout)
-        result = AddResult()
-        layout = WorkspaceLayout(root)
         with ClaimTable(claims_path, owner) as claims, open_store(layout, announce=False, claims=claims) as repo, Stage(layout.stage_db) as stage:
-            with AddBatch(repo, stage, Chunker(repo.config.chunker), DiskState(root, stage), result, progress, spill=spill) as batch:
+            with AddBatch(repo, stage, Chunker(repo.config.chunker), DiskState(root, stage), AddResult(), progress, spill=spill) as batch:
                 crash_point("add-worker-start")
-                send_frame(stdout, ("ready",))
                 try:
-                    for message in read_frames(stdin):
-                        if message[0] == "finish":
-                            break
-                        for d, row in message[1]:
-                            batch.consider(d, row)
-                        crash_point("add-worker-batch")
-                        progress.send()
-                        send_frame(stdout, ("ack",))
-                    else:
-                        return  # the caller is gone: stop, keeping what is staged
-                    batch.flush()
-                    progress.send()
+                    yield _AddJob(batch)
                 except BaseException:
                     repo.abort()
                     raise
-        send_frame(stdout, ("done", (result.added, result.modified, result.unchanged, result.bytes_read)))
-    except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller, which raises it
-        send_frame(stdout, ("error", portable_error(exc, "adding files")))
     finally:
         if side is not None:
             side.close()
+
+
+def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    """A worker's whole job: add the files of each batch read from ``stdin`` until told to finish; flush."""
+    serve_batches(stdin, stdout, _open_job, "adding files")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import os
 import stat
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Mapping
 
 from datactl.core.crashpoints import crash_point
 from datactl.core.dirs import make_dirs, walk_folder
@@ -41,7 +41,6 @@ from datactl.store.repository import Repository
 from datactl.store.trees import lookup_path
 from datactl.store.walk import walk_changes, walk_files
 from datactl.workspace.disk import DiskState
-from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.scan import DiskEntry
 from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info, same_content
 
@@ -59,6 +58,7 @@ class CheckoutResult:
     kept: int = 0
     bytes_written: int = 0
     bytes_reused: int = 0  # of bytes_written, copied from the files they replaced (``datactl.store.basis``)
+    workers: int = 0  # other processes that wrote files of a fresh checkout (``datactl.workspace.checkoutworkers``)
 
 
 # Files of a version (path, entry), as a function a caller may call more than once to walk them again.
@@ -76,7 +76,7 @@ class CheckoutPlan:
     bytes: int = 0
 
 
-def _holds(disk: DiskState, path: str, entry: TreeEntry) -> bool:
+def holds(disk: DiskState, path: str, entry: TreeEntry) -> bool:
     """Whether the untracked file or link at ``path`` already holds ``entry``'s content (so writing it loses nothing)."""
     d = disk.lstat_entry(path)
     if d is None or d.kind != entry.kind or (entry.kind == FILE and d.st.st_size != entry.size):
@@ -93,7 +93,7 @@ def already_there(repo: Repository, disk: DiskState, tree_id: str, paths: Iterab
     done = set()
     for path in paths:
         entry = lookup_path(repo, tree_id, path)
-        if (entry is None and not os.path.lexists(disk.abs_path(path))) or (entry is not None and entry.kind != DIR and _holds(disk, path, entry)):
+        if (entry is None and not os.path.lexists(disk.abs_path(path))) or (entry is not None and entry.kind != DIR and holds(disk, path, entry)):
             done.add(path)
     return done
 
@@ -137,7 +137,7 @@ def plan_checkout(
                 plan.bases[path] = staged
         elif os.path.isdir(abs_path) and not os.path.islink(abs_path):
             dir_collisions.append(path)
-        elif os.path.lexists(abs_path) and not force and not _holds(disk, path, entry):
+        elif os.path.lexists(abs_path) and not force and not holds(disk, path, entry):
             conflicts.append(path)
             continue
         plan.writes.append((path, entry))
@@ -212,7 +212,7 @@ def plan_switch(
         if not tracked_here:
             if os.path.isdir(abs_path) and not os.path.islink(abs_path):
                 dir_collisions.append(path)
-            elif os.path.lexists(abs_path) and not _holds(disk, path, new):
+            elif os.path.lexists(abs_path) and not holds(disk, path, new):
                 conflicts.append(path)
                 continue
         plan.writes.append((path, new))
@@ -274,11 +274,12 @@ def _temp_folder(root: str, path: str, leaving: set[str], folders: set[str] | No
 
 def prepare_entry(
     repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter, leaving: set[str], taken: set[str],
-    chunks: Mapping[str, bytes] | None = None, folders: set[str] | None = None, basis: TreeEntry | None = None,
+    chunks: Mapping[str, bytes] | None = None, folders: set[str] | None = None, basis: TreeEntry | None = None, tag: str = "",
 ) -> Prepared:
     """Write one file or symlink of a version, verified, under a temporary name; nothing is created at ``path`` yet.
-    ``basis``: the entry the file now at ``path`` holds, whose chunks the new one may copy from it."""
-    tmp = _temp_path(root, path, leaving, taken, folders)
+    ``basis``: the entry the file now at ``path`` holds, whose chunks the new one may copy from it. ``tag``: see
+    ``temp_name``."""
+    tmp = _temp_path(root, path, leaving, taken, folders, tag)
     if entry.kind == SYMLINK:
         if os.path.lexists(tmp):
             os.unlink(tmp)
@@ -290,13 +291,13 @@ def prepare_entry(
     return Prepared(path, entry, tmp)
 
 
-def _temp_path(root: str, path: str, leaving: set[str], taken: set[str], folders: set[str] | None = None) -> str:
+def _temp_path(root: str, path: str, leaving: set[str], taken: set[str], folders: set[str] | None = None, tag: str = "") -> str:
     """The temporary name ``path`` is written under, one not ``taken`` by another path of this checkout."""
     folder, rest = _temp_folder(root, path, leaving, folders)
-    tmp = os.path.join(folder, temp_name(rest.replace("/", "%")))
+    tmp = os.path.join(folder, temp_name(rest.replace("/", "%"), tag))
     n = 1
     while tmp in taken:  # two paths of one version map to one temporary name (names with '%', or cut long ones)
-        tmp = os.path.join(folder, temp_name(rest.replace("/", "%"), f"-{n}"))
+        tmp = os.path.join(folder, temp_name(rest.replace("/", "%"), f"{tag}-{n}"))
         n += 1
     taken.add(tmp)
     return tmp
@@ -372,12 +373,13 @@ def prepare_all(
 
 def write_entry(
     repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter, chunks: Mapping[str, bytes] | None = None,
-    folders: set[str] | None = None,
+    folders: set[str] | None = None, tag: str = "",
 ) -> StatInfo:
     """Write one file or symlink of a version at ``path`` (verified, through a temp name); return its stat. A caller
-    writing many files passes one ``folders`` set to all: each folder is then checked or made once, not per file."""
+    writing many files passes one ``folders`` set to all: each folder is then checked or made once, not per file.
+    Writers working side by side give each a ``tag``, so that their temporary names never meet."""
     check_rel_path(path)
-    p = prepare_entry(repo, root, path, entry, progress, set(), set(), chunks, folders)
+    p = prepare_entry(repo, root, path, entry, progress, set(), set(), chunks, folders, tag=tag)
     try:
         return place_entry(root, p, folders)
     except BaseException:
@@ -414,93 +416,6 @@ def apply_checkout(repo: Repository, stage: Stage, disk: DiskState, plan: Checko
         discard(prepared[result.written :])
         raise
     stage.finish_checkout(judged_now(rows) + plan.head_updates, commit_id, scope)
-    return result
-
-
-# -- a workspace that tracks nothing yet (a clone) ------------------------------------------------------
-
-
-def _holds_only_own_files(root: str) -> bool:
-    """Whether the workspace folder holds nothing but datactl's own files (``.datactl``, datactl.toml, ...)."""
-    with os.scandir(root) as entries:
-        return all(IgnoreRules.internal(e.name, e.is_dir(follow_symlinks=False)) for e in entries)
-
-
-def _in_the_way(disk: DiskState, path: str, entry: TreeEntry, force: bool) -> str | None:
-    """What on disk a checkout writing ``path`` would overwrite: a folder holding files, or (without ``force``) an
-    untracked file that is not already the version's."""
-    abs_path = disk.abs_path(path)
-    if os.path.isdir(abs_path) and not os.path.islink(abs_path):
-        return path + "/" if any(True for _ in walk_folder_files(abs_path)) else None
-    if os.path.lexists(abs_path) and not force and not _holds(disk, path, entry):
-        return path
-    return None
-
-
-def plan_fresh(repo: Repository, disk: DiskState, tree_id: str, force: bool, in_scope: Callable[[str], bool], label: str) -> int:
-    """Check what checking out ``tree_id`` into a workspace that tracks nothing would write; return its bytes.
-
-    The version's names are checked and untracked files in the way refused
-    (LocalChanges) as ``plan_checkout`` does, in one streaming pass that keeps
-    nothing per file, so a version of any number of files needs constant memory.
-    """
-    conflicts: list[str] = []
-    total = 0
-    look = not _holds_only_own_files(disk.root)  # a new clone: nothing can be in the way, no file is looked for
-    for path, entry in walk_files(repo, tree_id):
-        check_not_workspace_file(path, label)
-        if not in_scope(path):
-            continue
-        check_rel_path(path)
-        conflict = _in_the_way(disk, path, entry, force) if look else None
-        if conflict is not None:
-            conflicts.append(conflict)
-        if len(conflicts) >= 10:
-            break
-        total += entry.size if entry.kind == FILE else 0
-    if conflicts:
-        raise LocalChanges(
-            f"checkout would overwrite untracked files: {', '.join(conflicts[:10])}",
-            "move them away, or use --force to overwrite them",
-        )
-    return total
-
-
-def walk_folder_files(folder: str) -> Iterator[str]:
-    for _dirpath, _dirs, files in walk_folder(folder):
-        yield from files
-
-
-def apply_fresh(
-    repo: Repository, stage: Stage, disk: DiskState, tree_id: str, commit_id: str, in_scope: Callable[[str], bool], progress: ProgressReporter, scope: list[str] | None
-) -> CheckoutResult:
-    """Write ``tree_id``'s files into a workspace that tracks nothing, as the tree is walked; HEAD becomes ``commit_id``.
-
-    There is nothing to lose, so each file is placed as soon as it is written
-    and verified, and its stage row saved with the next batch; until the end
-    the stage says which version is being checked out, and checking it out
-    again finishes the job. Small files are written from chunks read ahead in
-    batches; large ones stream. All in this thread: writer threads made a clone
-    of 100,000 tiny files 1.6x slower on two cores (16 s against 10 s), each
-    system call a hand-over of the GIL between them and the reads.
-    """
-    result = CheckoutResult(commit_id)
-    stage.set_meta("checkout", commit_id)
-    rows: list[StageRow] = []
-    folders: set[str] = set()  # folders made or checked once, not per file
-    wanted = ((path, entry) for path, entry in walk_files(repo, tree_id))
-    for (path, entry), chunks in read_ahead(repo, wanted, lambda item: item[1] if in_scope(item[0]) else None):
-        st: StatInfo | None = None
-        if in_scope(path):
-            crash_point("checkout-placing")
-            st = write_entry(repo, disk.root, path, entry, progress, chunks, folders)
-            result.written += 1
-            result.bytes_written += entry.size
-        rows.append(StageRow(path, entry, st, head_info(entry)))
-        if len(rows) >= ROW_BATCH:
-            stage.write(judged_now(rows))
-            rows.clear()
-    stage.finish_checkout(judged_now(rows), commit_id, scope)
     return result
 
 

@@ -44,16 +44,15 @@ from datactl.workspace.checkout import (
     FileListing,
     already_there,
     apply_checkout,
-    apply_fresh,
     apply_restore,
     plan_checkout,
-    plan_fresh,
     plan_restore,
     plan_switch,
     prune_empty_dirs,
 )
 from datactl.workspace.disk import DiskState
 from datactl.workspace.external import ExternalAdd, changed_sources, external_paths
+from datactl.workspace.fresh import apply_fresh, plan_fresh
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.opening import commit_rules_may_be_on, database_present, open_store, read_workspace_config, scope_test, workspace_lock
 from datactl.workspace.scan import DiskEntry, ScanProblem
@@ -550,9 +549,10 @@ class Workspace(Closing):
             if self.head is None and self.stage.count() == 0:
                 total = plan_fresh(self.repo, self.disk, tree_id, force, in_scope, label)
                 fetch(lambda: walk_files(self.repo, tree_id))
-                return self._carry_out(
-                    lambda: apply_fresh(self.repo, self.stage, self.disk, tree_id, commit_id, in_scope, progress, scope), total, commit_id, progress, move_ref
-                )
+                from datactl.workspace.checkoutworkers import CheckoutWorkers  # only a big fresh checkout needs it
+                offload = functools.partial(CheckoutWorkers.start, self.root, progress)
+                fresh = functools.partial(apply_fresh, self.repo, self.stage, self.disk, tree_id, commit_id, in_scope, progress, scope, offload)
+                return self._carry_out(fresh, total, commit_id, progress, move_ref)
             full = plan_checkout(self.repo, self.stage, self.disk, tree_id, force, in_scope, label)
             fetch(lambda: full.writes)
             return self._carry_out(lambda: apply_checkout(self.repo, self.stage, self.disk, full, commit_id, progress, scope), full.bytes, commit_id, progress, move_ref)
