@@ -200,20 +200,39 @@ def write_new_file(
 ) -> None:
     """Write ``entry``'s verified bytes, with its mode, to a new file at ``path`` (``create_new_file``); on failure
     nothing is left there."""
+    fd = create_new_file(path)
     try:
-        with open(create_new_file(path), "wb") as f:
-            for data in iter_file_bytes(repo, entry, where, chunks):
-                f.write(data)
-                if progress:
-                    progress(len(data))
-            if entry.size >= WRITE_BACK_FROM:
-                f.flush()
-                start_write_back(f.fileno())
-            os.fchmod(f.fileno(), entry.mode & 0o7777)
+        write_file_data(fd, repo, entry, where, progress, chunks)
     except BaseException:
-        if os.path.lexists(path):
-            os.unlink(path)
+        os.close(fd)
+        remove_if_there(path)
         raise
+    os.close(fd)
+
+
+def remove_if_there(path: str) -> None:
+    """Remove the file at ``path``, if any (a partial file of a write that failed)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def write_file_data(
+    fd: int, repo: Repository, entry: TreeEntry, where: str, progress: ProgressFn | None = None, chunks: Mapping[str, bytes] | None = None
+) -> os.stat_result:
+    """Write ``entry``'s verified bytes to the new, empty file open as ``fd`` and give it ``entry``'s mode; return
+    its stat once done. Written straight from each chunk, with no buffer between (a chunk is one ``write``)."""
+    for data in iter_file_bytes(repo, entry, where, chunks):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if progress:
+            progress(len(data))
+    if entry.size >= WRITE_BACK_FROM:
+        start_write_back(fd)
+    os.fchmod(fd, entry.mode & 0o7777)
+    return os.fstat(fd)
 
 
 def restore_file(repo: Repository, entry: TreeEntry, dest: str, where: str, progress: ProgressFn | None = None) -> None:

@@ -272,6 +272,16 @@ def _temp_folder(root: str, path: str, leaving: set[str], folders: set[str] | No
     return current, parts[-1]
 
 
+def make_parent(root: str, path: str, folders: set[str]) -> None:
+    """Make ``path``'s folder, once per folder of ``folders``, after checking as ``_temp_folder`` does that no part
+    of it is a symlink or a file."""
+    parent = path.rpartition("/")[0]
+    if parent not in folders:
+        _temp_folder(root, path, set())
+        make_dirs(os.path.join(root, *parent.split("/")))
+        folders.add(parent)
+
+
 def prepare_entry(
     repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter, leaving: set[str], taken: set[str],
     chunks: Mapping[str, bytes] | None = None, folders: set[str] | None = None, basis: TreeEntry | None = None, tag: str = "",
@@ -392,7 +402,7 @@ def apply_checkout(repo: Repository, stage: Stage, disk: DiskState, plan: Checko
     result = CheckoutResult(commit_id, kept=plan.kept)
     prepared = prepare_all(repo, disk.root, plan.writes, progress, {row.path for row in plan.deletes}, plan.bases)
     # Phase two: renames and deletions only. Until it ends, the stage says which version is being checked out.
-    stage.set_meta("checkout", commit_id)
+    stage.begin_checkout(commit_id, fresh=stage.interrupted_fresh_checkout() == commit_id)  # finishing a fresh one: still so
     try:
         for row in plan.deletes:
             abs_path = disk.abs_path(row.path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from contextlib import closing
 from itertools import chain, islice
-from typing import Callable, Iterator, Protocol, TypeVar
+from typing import Callable, Iterator, Mapping, Protocol, TypeVar
 
 from datactl.core.crashpoints import crash_point
 from datactl.core.dirs import walk_folder
@@ -21,10 +21,10 @@ from datactl.core.progress import ProgressReporter
 from datactl.core.safepath import check_rel_path
 from datactl.core.settings import check_not_workspace_file
 from datactl.format.objects import FILE, TreeEntry
-from datactl.store.filedata import read_ahead
+from datactl.store.filedata import read_ahead, remove_if_there, write_file_data
 from datactl.store.repository import Repository
 from datactl.store.walk import walk_files
-from datactl.workspace.checkout import ROW_BATCH, CheckoutResult, holds, judged_now, write_entry
+from datactl.workspace.checkout import ROW_BATCH, CheckoutResult, holds, judged_now, make_parent, write_entry
 from datactl.workspace.disk import DiskState
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info
@@ -117,8 +117,39 @@ def write_files(
         st: StatInfo | None = None
         if in_scope(path):
             crash_point("checkout-placing")
-            st = write_entry(repo, root, path, entry, progress, chunks, folders, tag)
+            st = _write_in_place(repo, root, path, entry, progress, chunks, folders) if entry.kind == FILE else None
+            if st is None:  # a link, or something already at its name
+                st = write_entry(repo, root, path, entry, progress, chunks, folders, tag)
         yield StageRow(path, entry, st, head_info(entry))
+
+
+def _write_in_place(
+    repo: Repository, root: str, path: str, entry: TreeEntry, progress: ProgressReporter, chunks: Mapping[str, bytes] | None, folders: set[str]
+) -> StatInfo | None:
+    """Write a file straight at its name, verified; None when something is there already (``write_entry`` then
+    writes it under a temporary name and renames it over).
+
+    A fresh checkout has nothing to lose, and a temporary name and its rename
+    more than double the kernel's work per file (1.5-2x in a test of 100,000
+    small files). A file cut short by a kill is left at its name without a
+    row; checking the version out again overwrites it
+    (``Stage.interrupted_fresh_checkout``). A failure removes it.
+    """
+    check_rel_path(path)
+    make_parent(root, path, folders)
+    dest = os.path.join(root, *path.split("/"))
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return None
+    try:
+        st = write_file_data(fd, repo, entry, path, progress.advance, chunks)
+    except BaseException:
+        os.close(fd)
+        remove_if_there(dest)
+        raise
+    os.close(fd)
+    return StatInfo.of(st)
 
 
 def _until(stop: Callable[[], bool], items: Iterator[T]) -> Iterator[T]:
@@ -146,7 +177,7 @@ def apply_fresh(
     clone of 100,000 tiny files 1.6x slower on two cores).
     """
     result = CheckoutResult(commit_id)
-    stage.set_meta("checkout", commit_id)
+    stage.begin_checkout(commit_id, fresh=True)
     rows: list[StageRow] = []
 
     def record(row: StageRow) -> None:

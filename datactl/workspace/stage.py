@@ -365,6 +365,20 @@ class Stage(Database):
                     return f"row {path!r} is garbled"
         return None
 
+    def begin_checkout(self, commit_id: str, fresh: bool) -> None:
+        """Mark a checkout of ``commit_id`` in progress (``fresh``: the streaming pass of a workspace that tracked
+        nothing, which places files without temporary names), until ``finish_checkout``."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('checkout', ?)", (commit_id,))
+            self._db.execute("DELETE FROM meta WHERE key = 'checkout_fresh'")
+            if fresh:
+                self._db.execute("INSERT INTO meta(key, value) VALUES ('checkout_fresh', '1')")
+
+    def interrupted_fresh_checkout(self) -> str | None:
+        """The version whose fresh checkout (``begin_checkout(fresh=True)``) was cut short, or None."""
+        return self.get_meta("checkout") if self.get_meta("checkout_fresh") else None
+
     def finish_checkout(self, rows: Iterable[StageRow], commit_id: str, sparse: list[str] | None = None) -> None:
         """After a checkout, in one transaction: the last rows, HEAD, and (unless None) the sparse paths; the
         mark of a checkout in progress is cleared."""
@@ -375,7 +389,7 @@ class Stage(Database):
                 (_row_to_sql(r) for r in rows),
             )
             self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('head', ?)", (commit_id,))
-            self._db.execute("DELETE FROM meta WHERE key = 'checkout'")
+            self._db.execute("DELETE FROM meta WHERE key IN ('checkout', 'checkout_fresh')")
             if sparse is not None:
                 value = self._sparse_value(sparse)
                 self._db.execute("DELETE FROM meta WHERE key = 'sparse'")

@@ -435,16 +435,8 @@ class Workspace(Closing):
 
                     run_commit_rules(self.repo, self.root, tree_id, trust_plugins=trust_plugins, parent=current, cache_dir=self.layout.tables_dir)
                 commit = Commit(
-                    tree=tree_id,
-                    parents=tuple(p for p in (current, merge_head) if p),
-                    kind=self.kind,
-                    name=self.name,
-                    message=message,
-                    author=author or default_author(),
-                    time=now_iso(),
-                    tags=tuple(tags),
-                    metadata=dict(metadata or {}),
-                    inputs=input_ids,
+                    tree=tree_id, parents=tuple(p for p in (current, merge_head) if p), kind=self.kind, name=self.name, message=message,
+                    author=author or default_author(), time=now_iso(), tags=tuple(tags), metadata=dict(metadata or {}), inputs=input_ids,
                 )
                 commit_id = self.repo.put(ObjectType.COMMIT, commit.encode())
                 self.repo.flush()
@@ -545,15 +537,17 @@ class Workspace(Closing):
                     )
             in_scope = scope_test(self.sparse if scope is None else scope)
             label = f"version {commit_id[:12]}"
+            # Finishing a clone's checkout cut short: a file it placed but did not record yet is its own to overwrite.
+            overwrite = force or self.stage.interrupted_fresh_checkout() == commit_id
             # A workspace that tracks nothing yet (a clone) has nothing to lose: its checkout streams, in constant memory.
             if self.head is None and self.stage.count() == 0:
-                total = plan_fresh(self.repo, self.disk, tree_id, force, in_scope, label)
+                total = plan_fresh(self.repo, self.disk, tree_id, overwrite, in_scope, label)
                 fetch(lambda: walk_files(self.repo, tree_id))
                 from datactl.workspace.checkoutworkers import CheckoutWorkers  # only a big fresh checkout needs it
                 offload = functools.partial(CheckoutWorkers.start, self.root, progress)
                 fresh = functools.partial(apply_fresh, self.repo, self.stage, self.disk, tree_id, commit_id, in_scope, progress, scope, offload)
                 return self._carry_out(fresh, total, commit_id, progress, move_ref)
-            full = plan_checkout(self.repo, self.stage, self.disk, tree_id, force, in_scope, label)
+            full = plan_checkout(self.repo, self.stage, self.disk, tree_id, overwrite, in_scope, label)
             fetch(lambda: full.writes)
             return self._carry_out(lambda: apply_checkout(self.repo, self.stage, self.disk, full, commit_id, progress, scope), full.bytes, commit_id, progress, move_ref)
 

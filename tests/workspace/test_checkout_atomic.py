@@ -115,3 +115,27 @@ def test_a_pull_killed_while_placing_files_is_described_by_status_and_finished_b
     assert _heads(clone) == (v2, v2), "HEAD, and then the ref the pull was moving"
     assert "nothing to commit, workspace clean" in cli("status", cwd=clone).out
     assert "already up to date" in cli("pull", cwd=clone).out
+
+
+def test_a_clone_killed_while_writing_a_file_is_finished_by_checkout_over_the_half_written_file(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    for i in range(6):
+        write(ws_dir / f"f{i}.txt", f"version one, file {i}\n")
+    cli("init", "--name", "ds")
+    cli("add", ".")
+    cli("commit", "-m", "v1")
+    cli("push", store)
+    v1 = _heads(ws_dir)[0]
+    clone = tmp_path / "clone"
+    killed = run_datactl(["clone", store, "ds", str(clone)], tmp_path, env={"DATACTL_TEST_CRASH_AT": "checkout-placing#3"})
+    assert killed.returncode == 137, killed.stderr
+    assert sorted(p.name for p in clone.glob("f*.txt")) == ["f0.txt", "f1.txt"]
+    # A clone writes each file at its own name: a kill in the middle of the third leaves part of it there.
+    write(clone / "f2.txt", b"version o")
+    write(clone / "mine.txt", b"not the version's\n")
+    assert f"the checkout of {v1[:12]} was cut short" in cli("status", cwd=clone).out
+
+    cli("checkout", v1[:12], cwd=clone)
+    assert snapshot(clone) == {**snapshot(ws_dir), "mine.txt": snapshot(clone)["mine.txt"]}
+    assert (clone / "mine.txt").read_bytes() == b"not the version's\n", "a file at no path of the version is left alone"
+    assert "mine.txt" in cli("status", cwd=clone).out
