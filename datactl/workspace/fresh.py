@@ -111,8 +111,9 @@ def write_files(
     repo: Repository, root: str, files: Iterator[tuple[str, TreeEntry]], progress: ProgressReporter, folders: set[str],
     in_scope: Callable[[str], bool] = lambda _path: True, tag: str = "",
 ) -> Iterator[StageRow]:
-    """Write ``files`` of a version (``write_entry``), small ones from chunks read ahead in batches; yield each
-    one's row once it is placed. A file out of ``in_scope`` is not written: its row has no stat."""
+    """Write ``files`` of a version, each at its own name (``_write_in_place``; through a temporary name,
+    ``write_entry``, for a link or where something is there already), small ones from chunks read ahead in
+    batches; yield each one's row once it is placed. A file out of ``in_scope`` is not written: its row has no stat."""
     for (path, entry), chunks in read_ahead(repo, files, lambda item: item[1] if in_scope(item[0]) else None):
         st: StatInfo | None = None
         if in_scope(path):

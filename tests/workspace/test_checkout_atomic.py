@@ -19,14 +19,20 @@ def _heads(ws_dir: Path) -> tuple[str | None, str | None]:
         return ws.head, ws.repo.refs.get(ws.head_ref)
 
 
-def test_a_pull_whose_checkout_fails_changes_nothing_and_the_next_pull_finishes(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
-    store = str(tmp_path / "store")
-    for i in range(5):
-        write(ws_dir / f"f{i}.txt", f"v1 {i}\n")
+def _first_version_pushed(cli: Cli, ws_dir: Path, store: str, files: int, text: str) -> None:
+    """A workspace at ``ws_dir`` of ``files`` files (f0.txt, ... holding ``text`` and their number), committed as v1
+    and pushed to ``store``."""
+    for i in range(files):
+        write(ws_dir / f"f{i}.txt", f"{text} {i}\n")
     cli("init", "--name", "ds")
     cli("add", ".")
     cli("commit", "-m", "v1")
     cli("push", store)
+
+
+def test_a_pull_whose_checkout_fails_changes_nothing_and_the_next_pull_finishes(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    _first_version_pushed(cli, ws_dir, store, 5, "v1")
     clone = tmp_path / "clone"
     cli("clone", store, "ds", str(clone), cwd=tmp_path)
     for i in range(5):
@@ -84,12 +90,7 @@ def test_a_checkout_that_meets_damaged_data_changes_nothing(cli: Cli, ws_dir: Pa
 
 def test_a_pull_killed_while_placing_files_is_described_by_status_and_finished_by_checkout(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
     store = str(tmp_path / "store")
-    for i in range(6):
-        write(ws_dir / f"f{i}.txt", f"v1 {i}\n")
-    cli("init", "--name", "ds")
-    cli("add", ".")
-    cli("commit", "-m", "v1")
-    cli("push", store)
+    _first_version_pushed(cli, ws_dir, store, 6, "v1")
     clone = tmp_path / "clone"
     cli("clone", store, "ds", str(clone), cwd=tmp_path)
     for i in range(6):
@@ -119,12 +120,7 @@ def test_a_pull_killed_while_placing_files_is_described_by_status_and_finished_b
 
 def test_a_clone_killed_while_writing_a_file_is_finished_by_checkout_over_the_half_written_file(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
     store = str(tmp_path / "store")
-    for i in range(6):
-        write(ws_dir / f"f{i}.txt", f"version one, file {i}\n")
-    cli("init", "--name", "ds")
-    cli("add", ".")
-    cli("commit", "-m", "v1")
-    cli("push", store)
+    _first_version_pushed(cli, ws_dir, store, 6, "version one, file")
     v1 = _heads(ws_dir)[0]
     clone = tmp_path / "clone"
     killed = run_datactl(["clone", store, "ds", str(clone)], tmp_path, env={"DATACTL_TEST_CRASH_AT": "checkout-placing#3"})
