@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from contextlib import closing
-from itertools import chain, islice
+from itertools import chain
 from typing import Callable, Iterator, Mapping, Protocol, TypeVar
 
 from datactl.core.crashpoints import crash_point
@@ -197,7 +197,7 @@ def apply_fresh(
         for row in write_files(repo, disk.root, items, progress, folders, in_scope):
             record(row)
 
-    write_here(islice(files, OFFLOAD_AFTER))
+    write_here(_until(lambda: result.written >= OFFLOAD_AFTER, files))  # files written, not entries: a sparse scope needs no help
     following = next(files, None)
     if following is not None:
         files = chain([following], files)

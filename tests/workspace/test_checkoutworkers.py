@@ -127,3 +127,13 @@ def test_a_clone_of_many_files_gives_what_one_process_gives(tmp_path: Path) -> N
         assert r.returncode == 0, r.stderr
         assert snapshot(tmp_path / name) == picture
         assert run_datactl(["verify"], tmp_path / name).returncode == 0
+
+
+def test_a_narrow_scope_of_a_big_version_is_written_without_workers(tmp_path: Path) -> None:
+    src, commit_id, picture = versioned(tmp_path, seed=6)
+    with tracking_nothing(src, tmp_path / "dst") as ws:
+        result = checkout_with_workers(ws, commit_id, in_scope=lambda p: p.startswith("d07/"))
+        assert result.workers == 0, "workers start after OFFLOAD_AFTER files written, not entries walked"
+        assert result.written == len([k for k in picture if k.startswith("d07/")])
+        assert ws.stage.count() == FILES + 3
+    assert snapshot(tmp_path / "dst") == {k: v for k, v in picture.items() if k.startswith("d07")}
