@@ -108,6 +108,26 @@ class MappedReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        # GCS's reader seeks (its next ranged request starts there): a read resumed after a dropped connection
+        # then skips what it had, instead of downloading it again.
+        return bool(getattr(self._raw, "seekable", lambda: False)())
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if not self.seekable():
+            raise io.UnsupportedOperation("seek")
+        try:
+            return self._raw.seek(offset, whence)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def tell(self) -> int:
+        if not self.seekable():
+            raise io.UnsupportedOperation("tell")
+        return self._raw.tell()
+
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(buffer).cast("B")
         try:

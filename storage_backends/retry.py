@@ -21,12 +21,13 @@ would have a moment later anyway.
 
 from __future__ import annotations
 
+import io
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
-from storage_backends.base import Backend, ObjectInfo, TransientError, Versioned
+from storage_backends.base import Backend, ObjectInfo, ShortRead, SourceObject, TransientError, Versioned
 
 T = TypeVar("T")
 
@@ -45,8 +46,8 @@ def _retried(name: str) -> Any:
 class RetryingBackend(Backend):
     """Wraps a backend so that every operation survives throttling and dropped connections.
 
-    ``open_read`` retries only opening the stream; a failure while reading it
-    reaches the caller. ``list`` restarts a failed listing after the last key it
+    A stream (``open_read`` and the pinned reads) that fails midway is opened
+    again and read on from the byte it had reached (``ResumingReader``). ``list`` restarts a failed listing after the last key it
     yielded, which relies on the backend listing in key order (S3 and GCS do).
     """
 
@@ -94,11 +95,22 @@ class RetryingBackend(Backend):
 
     get = _retried("get")
     get_range = _retried("get_range")
-    open_read = _retried("open_read")
     stat = _retried("stat")
     get_range_at = _retried("get_range_at")
-    open_read_at = _retried("open_read_at")
-    open_read_current = _retried("open_read_current")
+
+    def open_read(self, key: str) -> BinaryIO:
+        stream, _ = self._call(self.inner.open_read, key)
+        return ResumingReader(stream, lambda: self.inner.open_read(key), self)  # type: ignore[return-value]
+
+    def open_read_at(self, key: str, version: str | None, etag: str | None = None) -> BinaryIO:
+        stream, _ = self._call(self.inner.open_read_at, key, version, etag)
+        return ResumingReader(stream, lambda: self.inner.open_read_at(key, version, etag), self)  # type: ignore[return-value]
+
+    def open_read_current(self, key: str) -> tuple[SourceObject, BinaryIO]:
+        (obj, stream), _ = self._call(self.inner.open_read_current, key)
+        # Carried on from exactly what was recorded, never from a newer object.
+        pin = (obj.version, obj.etag if obj.version is None else None)
+        return obj, ResumingReader(stream, lambda: self.inner.open_read_at(key, *pin), self)  # type: ignore[return-value]
     put_file = _retried("put_file")
     put_bytes = _retried("put_bytes")
     get_versioned = _retried("get_versioned")
@@ -133,3 +145,81 @@ class RetryingBackend(Backend):
                 return
             except TransientError:
                 self._back_off(attempt)
+
+
+class ResumingReader(io.BufferedIOBase):
+    """A streamed read that survives a dropped connection: on a TransientError it opens the object again
+    (through ``reopen``, retried as any call) and carries on from the byte it had reached.
+
+    Bytes a failed read had taken in but not returned are simply read again. A stream that cannot seek
+    (an S3 body) is read up to that byte and the bytes dropped: a rare cost, against failing a long read.
+    """
+
+    _PIECE = 1 << 20
+
+    def __init__(self, stream: BinaryIO, reopen: Callable[[], BinaryIO], retrying: RetryingBackend) -> None:
+        super().__init__()
+        self._stream: BinaryIO | None = stream
+        self._reopen = reopen
+        self._retrying = retrying
+        self._offset = 0  # bytes returned so far
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(self._PIECE), b""))
+        parts: list[bytes] = []
+        want = size
+        attempt = 0
+        while want:
+            try:
+                if self._stream is None:
+                    self._stream = self._resume()
+                data = self._stream.read(want)
+            except TransientError:
+                self._drop()
+                self._retrying._back_off(attempt)
+                attempt += 1
+                continue
+            if not data:
+                break
+            parts.append(data)
+            want -= len(data)
+            self._offset += len(data)
+            attempt = 0
+        return b"".join(parts)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size if size >= 0 else self._PIECE)
+
+    def _resume(self) -> BinaryIO:
+        stream, _ = self._retrying._call(self._reopen)
+        try:
+            if stream.seekable():
+                stream.seek(self._offset)
+                return stream
+            left = self._offset
+            while left:
+                skipped = len(stream.read(min(left, self._PIECE)))
+                if not skipped:
+                    raise ShortRead(f"the object read from {self._retrying.url} came back shorter when read again after a dropped connection")
+                left -= skipped
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+    def _drop(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except Exception:
+                pass  # a broken connection may fail to close; nothing is lost
+            self._stream = None
+
+    def close(self) -> None:
+        if not self.closed:
+            self._drop()
+        super().close()
