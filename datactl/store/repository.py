@@ -328,16 +328,19 @@ class Repository(Closing):
         """Recreate the index from the packs' footers; a pack whose footer cannot be read is left out and named."""
         self.index.clear()
         result = IndexRebuild()
-        for info in self.backend.list(PACKS_PREFIX):
-            pack_id = key_name(info.key)
-            try:
-                entries = self.objects.packs.read_footer(pack_id, info.size)
-            except CorruptObject as exc:
-                result.damaged[pack_id] = exc.message
-                continue
-            self.index.add_pack(pack_id, info.size, entries)
-            result.packs += 1
-            result.objects += len(entries)
+
+        def readable_packs() -> Iterator[tuple[str, int, list[PackEntry]]]:
+            for info in self.backend.list(PACKS_PREFIX):
+                pack_id = key_name(info.key)
+                try:
+                    entries = self.objects.packs.read_footer(pack_id, info.size)
+                except CorruptObject as exc:
+                    result.damaged[pack_id] = exc.message
+                    continue
+                result.objects += len(entries)
+                yield pack_id, info.size, entries
+
+        result.packs = self.index.add_packs(readable_packs())
         return result
 
     def index_disagreements(self) -> int:

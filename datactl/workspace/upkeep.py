@@ -46,8 +46,7 @@ def workspace_target(ws: Workspace) -> StoreTarget:
         index = ws.repo.index
         if change.rebuilt:
             index.clear()
-            for pid, (size, entries) in change.added_packs.items():
-                index.add_pack(pid, size, entries)
+            index.add_packs((pid, size, entries) for pid, (size, entries) in change.added_packs.items())
             return
         index.replace_packs(change.removed_packs, {**change.added_packs, **change.relocated})
 

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from datactl.core.errors import RefConflict, StoreFormatError
 from datactl.format.layout import (
@@ -166,6 +168,54 @@ def test_an_object_in_two_packs_keeps_its_first_home(index: ObjectIndex) -> None
     loc = index.lookup(shared)
     assert loc is not None and loc.pack == P1 and loc.entry.offset == 16
     assert index.packs() == {P1: 100, P2: 100}
+
+
+_PACK_IDS = st.sampled_from(["a" * 32, "b" * 32, "c" * 32, "d" * 32])
+_OBJECT_IDS = st.sampled_from([f"{i:02x}" * 16 for i in range(12)])
+_PACKS = st.lists(st.tuples(_PACK_IDS, st.integers(1, 10**6), st.lists(_OBJECT_IDS, max_size=6)), max_size=5)
+
+
+def _everything(idx: ObjectIndex) -> tuple[dict[str, int], dict[str, ObjectLocation]]:
+    return idx.packs(), idx.lookup_many(sorted(idx.iter_ids()))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=_PACKS, packs=_PACKS)
+def test_add_packs_records_what_add_pack_one_by_one_does(tmp_path_factory: pytest.TempPathFactory, before: list, packs: list) -> None:
+    # Into an empty index add_packs takes another road (a scratch table, one sorted insert): same facts, and an
+    # object in two packs keeps its first home either way.
+    folder = tmp_path_factory.mktemp("idx")
+    one, many = ObjectIndex(str(folder / "one.db")), ObjectIndex(str(folder / "many.db"))
+    try:
+        listing = [(pid, size, entries(*((oid, ObjectType.CHUNK, 3 + k) for k, oid in enumerate(oids)))) for pid, size, oids in packs]
+        for pid, size, oids in before:
+            es = entries(*((oid, ObjectType.TREE, 1) for oid in oids))
+            one.add_pack(pid, size, es)
+            many.add_pack(pid, size, es)
+        for pid, size, es in listing:
+            one.add_pack(pid, size, es)
+        assert many.add_packs(iter(listing)) == len(listing)
+        assert _everything(many) == _everything(one)
+    finally:
+        one.close()
+        many.close()
+
+
+@pytest.mark.parametrize("filled", [False, True])
+def test_add_packs_is_all_or_nothing(index: ObjectIndex, filled: bool) -> None:
+    if filled:
+        index.add_pack(P1, 100, entries(("1" * 32, ObjectType.CHUNK, 5)))
+    was = _everything(index)
+
+    def packs_then_a_failure() -> Iterator[tuple[str, int, list[PackEntry]]]:
+        yield P2, 50, entries(("2" * 32, ObjectType.CHUNK, 5))
+        raise OSError("the listing broke off")
+
+    with pytest.raises(OSError):
+        index.add_packs(packs_then_a_failure())
+    assert _everything(index) == was
+    assert index.add_packs(iter([(P2, 50, entries(("2" * 32, ObjectType.CHUNK, 5)))])) == 1  # and it is usable after
+    assert index.has("2" * 32)
 
 
 def test_ids_with_prefix(index: ObjectIndex) -> None:
