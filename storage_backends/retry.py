@@ -47,8 +47,9 @@ class RetryingBackend(Backend):
     """Wraps a backend so that every operation survives throttling and dropped connections.
 
     A stream (``open_read`` and the pinned reads) that fails midway is opened
-    again and read on from the byte it had reached (``ResumingReader``). ``list`` restarts a failed listing after the last key it
-    yielded, which relies on the backend listing in key order (S3 and GCS do).
+    again and read on from the byte it had reached (``ResumingReader``).
+    ``list`` restarts a failed listing after the last key it yielded, which
+    relies on the backend listing in key order (S3 and GCS do).
     """
 
     def __init__(
@@ -97,6 +98,11 @@ class RetryingBackend(Backend):
     get_range = _retried("get_range")
     stat = _retried("stat")
     get_range_at = _retried("get_range_at")
+    put_file = _retried("put_file")
+    put_bytes = _retried("put_bytes")
+    get_versioned = _retried("get_versioned")
+    delete = _retried("delete")
+    exists = _retried("exists")
 
     def open_read(self, key: str) -> BinaryIO:
         stream, _ = self._call(self.inner.open_read, key)
@@ -111,11 +117,6 @@ class RetryingBackend(Backend):
         # Carried on from exactly what was recorded, never from a newer object.
         pin = (obj.version, obj.etag if obj.version is None else None)
         return obj, ResumingReader(stream, lambda: self.inner.open_read_at(key, *pin), self)  # type: ignore[return-value]
-    put_file = _retried("put_file")
-    put_bytes = _retried("put_bytes")
-    get_versioned = _retried("get_versioned")
-    delete = _retried("delete")
-    exists = _retried("exists")
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         stored, ambiguous = self._call(self.inner.put_if_absent, key, data)
