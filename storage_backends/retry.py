@@ -105,6 +105,8 @@ class RetryingBackend(Backend):
     exists = _retried("exists")
 
     def open_read(self, key: str) -> BinaryIO:
+        # Resumed by opening the key again: for keys whose bytes never change (packs). A read that must not mix
+        # two versions of a key takes open_read_at / open_read_current, which resume on the same version.
         stream, _ = self._call(self.inner.open_read, key)
         return ResumingReader(stream, lambda: self.inner.open_read(key), self)  # type: ignore[return-value]
 
