@@ -55,19 +55,22 @@ class Downloader:
     def close(self) -> None:
         self.packs.close()
 
-    def download(self, oids: Iterable[str], keep: Callable[[PackEntry], bool] = lambda e: False, flush: bool = True) -> dict[str, bytes]:
+    def download(
+        self, oids: Iterable[str], keep: Callable[[PackEntry], bool] = lambda e: False, flush: bool = True, report: bool = True
+    ) -> dict[str, bytes]:
         """Store every id in ``oids`` locally; return raw bytes of those ``keep`` selects.
 
         With ``flush=False`` the objects stay in the local repository's open
         packs (durable at its next flush), which keeps many small reads from
-        each writing a pack.
+        each writing a pack. ``report=False`` leaves the progress bar alone
+        (a download made to learn a bar's total, before the bar starts).
         """
         missing = self.local.missing(list(dict.fromkeys(oids)))
         found = self.remote.index.lookup_many(missing)
         wanted = [found.get(oid) or self._locate(oid) for oid in missing]
         kept: dict[str, bytes] = {}
         for obj in self.packs.read_located(((loc.pack, loc.entry) for loc in wanted), max_gap=META_GAP):
-            self._store(obj)
+            self._store(obj, report)
             if keep(obj.entry):
                 kept[obj.entry.id] = obj.raw
         if flush and wanted:
@@ -84,13 +87,14 @@ class Downloader:
             raise ObjectMissing(f"object {oid} is not on the remote {self.remote.url}", "the remote is incomplete; push it again from a complete copy")
         return loc
 
-    def _store(self, obj: ReadObject) -> None:
+    def _store(self, obj: ReadObject, report: bool = True) -> None:
         """Store an object the local store was found to lack (both callers ask it first, in batches)."""
         e = obj.entry
         self.local.put_stored(e.id, e.type, e.codec, obj.stored, e.raw_len, found_missing=True)
         self.objects += 1
         self.bytes_downloaded += len(obj.stored)
-        self.progress.advance(len(obj.stored))
+        if report:
+            self.progress.advance(len(obj.stored))
 
     def read_commits(self, oids: Sequence[str], read_ahead: bool = True) -> dict[str, bytes]:
         """Commits by id, a ReadBatch for ``walk_commits``; those the local store lacks are stored there (unflushed).

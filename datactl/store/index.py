@@ -71,10 +71,17 @@ class ObjectIndex(Database):
 
     def raw_lens(self, object_ids: Sequence[str]) -> dict[str, int]:
         """The uncompressed size of each of ``object_ids`` that is indexed (a file's chunk layout, without locating each chunk)."""
+        return self._lengths("raw_len", object_ids)
+
+    def stored_lens(self, object_ids: Sequence[str]) -> dict[str, int]:
+        """The stored (compressed) size of each of ``object_ids`` that is indexed (what a download of them fetches)."""
+        return self._lengths("stored_len", object_ids)
+
+    def _lengths(self, column: str, object_ids: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         for i in range(0, len(object_ids), _IN_BATCH):
             part = object_ids[i : i + _IN_BATCH]
-            found.update(self._db.execute(f"SELECT id, raw_len FROM objects WHERE id IN ({','.join('?' * len(part))})", part))
+            found.update(self._db.execute(f"SELECT id, {column} FROM objects WHERE id IN ({','.join('?' * len(part))})", part))
         return found
 
     def present(self, object_ids: Sequence[str]) -> set[str]:

@@ -280,21 +280,40 @@ def restore(ws: Workspace, ref: str, paths: list[str] | tuple[str, ...], *, prog
 
 
 def _download_total(ws: Workspace, rs: RemoteStore, dl: Downloader, files: FileListing, in_scope: Callable[[str], bool]) -> int:
-    """The stored bytes a download of the missing data of ``files`` fetches (their chunk lists are fetched first: they name the chunks)."""
-    lists = [oid for oid, is_list in _missing_file_data(ws, files, in_scope) if is_list]
-    for i in range(0, len(lists), 1000):
-        dl.download(lists[i : i + 1000])
+    """The stored bytes a download of the missing data of ``files`` fetches, for a progress bar's total: one walk of
+    the files, the sizes asked of the remote's index a batch at a time. The chunk lists of big files are fetched
+    here (they name the chunks) and stay local, so the download itself does not fetch them again."""
     rs.sync_index()
     total = 0
     seen: set[str] = set()  # a chunk shared by files is fetched once; bounded, so a repeat far away may count twice
-    for oid, _ in _missing_file_data(ws, files, in_scope):
+    chunks: list[str] = []
+    lists: list[str] = []
+
+    def price() -> None:
+        nonlocal total
+        total += sum(rs.index.stored_lens(chunks).values())
+        chunks.clear()
+
+    def count(oid: str) -> None:
         if oid in seen:
-            continue
+            return
         if len(seen) >= CHUNK_BATCH * 4:
             seen.clear()
         seen.add(oid)
-        loc = rs.index.lookup(oid)
-        total += loc.entry.stored_len if loc is not None else 0
+        chunks.append(oid)
+        if len(chunks) >= MISSING_BATCH:
+            price()
+
+    for oid, is_list in _missing_file_data(ws, files, in_scope):
+        if is_list:
+            lists.append(oid)
+        else:
+            count(oid)
+    for i in range(0, len(lists), 1000):
+        for oid, raw in dl.download(lists[i : i + 1000], keep=lambda e: e.type == ObjectType.CHUNKLIST, report=False).items():
+            for chunk in ws.repo.missing(list(dict.fromkeys(decode_chunklist(oid, raw)))):
+                count(chunk)
+    price()
     return total
 
 

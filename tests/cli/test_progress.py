@@ -110,3 +110,28 @@ def test_the_cli_draws_totals_on_a_terminal_and_nothing_on_a_pipe(env: Path, cli
     write(ws_dir / "more.bin", os.urandom(1000))
     r = cli("add", ".")  # not a terminal: no bar, only the summary
     assert r.err == "" and r.out.startswith("staged 1 added")
+
+
+def test_a_big_files_chunk_list_is_fetched_for_the_total_without_moving_any_bar(env: Path) -> None:
+    # More than 256 chunks: the file's chunks are named by a chunk list, fetched first to learn the total.
+    src = env / "src"
+    big = os.urandom(30 * 1024 * 1024)
+    write(src / "big.bin", big)
+    write(src / "small.txt", b"x" * 5000)
+    ws = Workspace.init(str(src), name="ds")
+    add_remote(ws.root, "origin", str(env / "store"), {})
+    ws.add([str(src)])
+    ws.commit("v1", tags=["v1"])
+    (src / "big.bin").unlink()
+    ws.add([str(src)])
+    ws.commit("v2")
+    sync.push(ws, tags=True)
+    ws.close()
+
+    clone = sync.clone(str(env / "store"), "ds", str(env / "clone"))  # v2: the big file's data stays behind
+    p = Recorder()  # no bar yet: the chunk list's download must not advance one (the Recorder refuses)
+    sync.checkout(clone, "v1", progress=p)
+    download = p.only("download from")
+    assert download.total is not None and download.done == download.total >= len(big) * 0.99
+    assert (env / "clone" / "big.bin").read_bytes() == big
+    clone.close()
