@@ -140,9 +140,9 @@ class RemoteStore(Closing):
             except (CorruptObject, KeyNotFound):
                 continue  # damaged or just deleted: not something to rely on
         if adopted:
-            self.index.mark_index_file(write_index_file(self.backend, adopted))
-            for pack_id, (size, entries) in adopted.items():
-                self.index.add_pack(pack_id, size, entries)
+            index_id = write_index_file(self.backend, adopted)
+            self.index.add_packs((pack_id, size, entries) for pack_id, (size, entries) in adopted.items())
+            self.index.mark_index_file(index_id)  # after its packs, as sync_index marks them
         return len(adopted)
 
     def has(self, oid: str) -> bool:
