@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, TypeVar
@@ -200,39 +201,34 @@ def write_new_file(
 ) -> None:
     """Write ``entry``'s verified bytes, with its mode, to a new file at ``path`` (``create_new_file``); on failure
     nothing is left there."""
-    fd = create_new_file(path)
+    fill_new_file(create_new_file(path), path, repo, entry, where, progress, chunks)
+
+
+def fill_new_file(
+    fd: int, path: str, repo: Repository, entry: TreeEntry, where: str, progress: ProgressFn | None = None,
+    chunks: Mapping[str, bytes] | None = None,
+) -> os.stat_result:
+    """Write ``entry``'s verified bytes to the new, empty file at ``path`` open as ``fd``, give it ``entry``'s mode
+    and close it; return its stat. On failure the file is removed. Written straight from each chunk, with no
+    buffer between (a chunk is one ``write``)."""
     try:
-        write_file_data(fd, repo, entry, where, progress, chunks)
+        for data in iter_file_bytes(repo, entry, where, chunks):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if progress:
+                progress(len(data))
+        if entry.size >= WRITE_BACK_FROM:
+            start_write_back(fd)
+        os.fchmod(fd, entry.mode & 0o7777)
+        st = os.fstat(fd)
     except BaseException:
         os.close(fd)
-        remove_if_there(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
         raise
     os.close(fd)
-
-
-def remove_if_there(path: str) -> None:
-    """Remove the file at ``path``, if any (a partial file of a write that failed)."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def write_file_data(
-    fd: int, repo: Repository, entry: TreeEntry, where: str, progress: ProgressFn | None = None, chunks: Mapping[str, bytes] | None = None
-) -> os.stat_result:
-    """Write ``entry``'s verified bytes to the new, empty file open as ``fd`` and give it ``entry``'s mode; return
-    its stat once done. Written straight from each chunk, with no buffer between (a chunk is one ``write``)."""
-    for data in iter_file_bytes(repo, entry, where, chunks):
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if progress:
-            progress(len(data))
-    if entry.size >= WRITE_BACK_FROM:
-        start_write_back(fd)
-    os.fchmod(fd, entry.mode & 0o7777)
-    return os.fstat(fd)
+    return st
 
 
 def restore_file(repo: Repository, entry: TreeEntry, dest: str, where: str, progress: ProgressFn | None = None) -> None:

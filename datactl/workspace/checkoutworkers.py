@@ -6,9 +6,10 @@ one core. Once ``apply_fresh`` has written ``OFFLOAD_AFTER`` files itself it
 starts workers (``python -m datactl.workspace.checkoutworkers``) and hands
 them the rest of the tree's walk in batches, the least busy first
 (``WorkerPool``). Each writes its files as the checkout would
-(``write_files``: verified, under a temporary name tagged with the worker's
-number, then renamed into place) and answers each batch with the files'
-stats; the caller keeps each batch's entries until then and saves the rows.
+(``write_files``: verified, each at its own name, or under a temporary name
+tagged with the worker's number where something is there already) and
+answers each batch with the files' stats; the caller keeps each batch's
+entries until then and saves the rows.
 
 A worker that fails or dies fails the checkout; what was placed stays, and
 checking the version out again finishes the job.

@@ -21,7 +21,7 @@ from datactl.core.progress import ProgressReporter
 from datactl.core.safepath import check_rel_path
 from datactl.core.settings import check_not_workspace_file
 from datactl.format.objects import FILE, TreeEntry
-from datactl.store.filedata import read_ahead, remove_if_there, write_file_data
+from datactl.store.filedata import fill_new_file, read_ahead
 from datactl.store.repository import Repository
 from datactl.store.walk import walk_files
 from datactl.workspace.checkout import ROW_BATCH, CheckoutResult, holds, judged_now, make_parent, write_entry
@@ -33,7 +33,6 @@ from datactl.workspace.stage import Stage, StageRow, StatInfo, head_info
 OFFLOAD_AFTER = 2_000
 
 T = TypeVar("T")
-
 
 
 def _holds_only_own_files(root: str) -> bool:
@@ -143,14 +142,7 @@ def _write_in_place(
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except FileExistsError:
         return None
-    try:
-        st = write_file_data(fd, repo, entry, path, progress.advance, chunks)
-    except BaseException:
-        os.close(fd)
-        remove_if_there(dest)
-        raise
-    os.close(fd)
-    return StatInfo.of(st)
+    return StatInfo.of(fill_new_file(fd, dest, repo, entry, path, progress.advance, chunks))
 
 
 def _until(stop: Callable[[], bool], items: Iterator[T]) -> Iterator[T]:
