@@ -202,9 +202,13 @@ def test_depth_fetches_exactly_the_versions_within_it_on_any_history(tmp_path_fa
         cut = {c for c, d in dist.items() if n is not None and d == n - 1 and any(dist[p] >= n for p in parents[c])}
         assert shallow_commits(clone.stage) == cut
         assert {c for c, _ in iter_history(clone.repo, ids[-1], cut=cut)} == held
-        # HEAD~k is the k-th first parent when the clone holds it, else older than the shallow history.
+        # HEAD~k is the k-th first parent when the clone holds it and every first parent before it (the walk goes
+        # through them: a commit held by another path, below a missing one, is out of reach), else older than the
+        # shallow history.
+        reachable = True
         for k, commit in enumerate(first_parents):
-            if commit in held:
+            reachable = reachable and commit in held
+            if reachable:
                 assert clone.resolve(f"HEAD~{k}") == commit
             else:
                 with pytest.raises(BelowShallowCut):
