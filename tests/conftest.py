@@ -24,6 +24,23 @@ from datactl.workspace.workspace import Workspace
 pytest_plugins = ["servers"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run modules with a ``heavy`` test first (in collection order), then the others by their number of tests,
+    most first.
+
+    The run spreads whole modules over the workers (``--dist loadscope``); a module that takes minutes and starts
+    last would finish the run alone, one core idle. ``--no-loadscope-reorder`` keeps this order.
+    """
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    def rank(tests: list[pytest.Item]) -> tuple[int, int]:
+        return (0, 0) if any(t.get_closest_marker("heavy") for t in tests) else (1, -len(tests))
+
+    ordered = sorted(modules.values(), key=rank)
+    items[:] = [item for tests in ordered for item in tests]
+
+
 @dataclass
 class CliResult:
     code: int

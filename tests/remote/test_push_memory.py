@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from builtversions import record_tiny_files
 from conftest import run_datactl
 from datactl.workspace.workspace import Workspace
@@ -18,6 +20,7 @@ from peakrss import bounded
 FILES = 1_000_000
 
 
+@pytest.mark.heavy
 def test_push_of_a_million_tiny_files(tmp_path: Path) -> None:
     root, remote = tmp_path / "ws", tmp_path / "remote"
     root.mkdir()

@@ -321,6 +321,7 @@ def _answer(p: subprocess.Popen) -> dict:
     return json.loads(line)
 
 
+@pytest.mark.heavy
 def test_gc_running_alongside_pushes_from_other_processes_never_loses_a_pushed_version(tmp_path: Path, store_url: tuple[str, dict]) -> None:
     url, options = store_url
     writers, min_rounds = 2, 4

@@ -10,9 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import run_datactl, snapshot, write
 
 
+@pytest.mark.heavy
 def test_killed_add_and_commit_lose_nothing(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     rng = random.Random(99)

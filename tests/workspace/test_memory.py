@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from conftest import run_datactl
 from peakrss import LIMIT_BYTES, peak_rss
 
 GiB = 1024**3
 
 
+@pytest.mark.heavy
 def test_4_gib_file_add_and_checkout_in_bounded_memory(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()

@@ -131,6 +131,7 @@ def on_disk(root: Path) -> set[str]:
     return found - {"datactl.toml", ".datactlignore"}
 
 
+@pytest.mark.heavy
 def test_sparse_checkout_switches_versions_at_the_cost_of_the_change(big: Path) -> None:
     # The first checkout of a one-folder scope walks the whole version once (as a partial clone does) ...
     code = "import datactl\nwith datactl.Workspace.open() as ws:\n    print(ws.checkout('v1', scope=[%r]).written)\n" % SPARSE
