@@ -24,8 +24,9 @@ from typing import Callable, Iterator, Sequence
 
 from datactl.core.errors import ObjectMissing
 from datactl.core.ids import Hasher, new_hasher
+from datactl.core.writeback import start_write_back
 from datactl.format.objects import FILE, TreeEntry
-from datactl.store.filedata import WRITE_BACK_FROM, ProgressFn, chunk_ids_of, create_new_file, start_write_back
+from datactl.store.filedata import WRITE_BACK_FROM, ProgressFn, chunk_ids_of, create_new_file
 from datactl.store.repository import Repository
 
 # Files below this size are written from the store: the read-back costs more than it saves.

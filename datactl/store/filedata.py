@@ -10,6 +10,7 @@ from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 from datactl.core.errors import CorruptObject, DatactlError
 from datactl.core.ids import ID_BYTES, new_hasher, object_id
 from datactl.core.safepath import temp_name
+from datactl.core.writeback import start_write_back
 from datactl.format.objects import FILE, TreeEntry, decode_chunklist, encode_chunklist
 from datactl.format.pack import ObjectType
 from datactl.store.chunker import Chunker
@@ -166,19 +167,6 @@ def _with_chunks(repo: Repository, batch: list[T], ids: list[str]) -> Iterator[t
     got = repo.read_batch(ids)  # every object hashed against its id as it is read
     for item in batch:
         yield item, got
-
-
-def start_write_back(fd: int) -> None:
-    """Have the kernel start writing a file's dirty pages to disk now, without waiting for it.
-
-    A rename over an old file does that on ext4; a checkout writes every file
-    before renaming any, and left alone, a GiB of dirty pages (beside the old
-    version's) makes the kernel throttle ``write()``: 8 files of 128 MiB took
-    3-4 s instead of 1.2 s. On a dirty page, POSIX_FADV_DONTNEED only starts
-    its write-back, so the file stays cached.
-    """
-    if hasattr(os, "posix_fadvise"):  # not on macOS or Windows, which need no such help
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def create_new_file(path: str) -> int:
