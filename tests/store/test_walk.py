@@ -6,7 +6,7 @@ import collections
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ from datactl.format.storeconfig import StoreConfig
 from datactl.store.index import ObjectIndex
 from datactl.store.packread import META_GAP
 from datactl.store.repository import Repository, read_store_config, write_store_config
-from datactl.store.trees import build_tree, patch_tree
+from datactl.store.trees import build_tree, lookup_path, patch_tree
 from datactl.store.walk import (
     present,
     walk_changes,
@@ -447,15 +447,51 @@ def test_patching_a_tree_with_the_changes_between_two_listings_builds_the_second
     assert patch_tree(shared_repo, build_tree(shared_repo, a), changes) == build_tree(shared_repo, b)
 
 
+def test_patching_many_folders_reads_and_stores_their_trees_together(repo: Repository) -> None:
+    # A commit of a file changed in each of 50 folders: the 50 trees are read in one batch and stored in one, not
+    # one index query and one read each (on a remote-backed store, one request each).
+    listing = [(f"d{i:02}/f{j:03}", TreeEntry(f"f{j:03}", FILE, 0o644, 1, object_id(f"{i}/{j}".encode()))) for i in range(50) for j in range(20)]
+    base = build_tree(repo, listing)
+    changes = [(f"d{i:02}/f007", TreeEntry("f007", FILE, 0o644, 2, object_id(f"new {i}".encode()))) for i in range(50)]
+    calls: list[str] = []
+    read, read_batch, put, put_many = repo.read, repo.read_batch, repo.put, repo.put_many
+
+    def counted(name: str, method):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(name)
+            return method(*args, **kwargs)
+
+        return call
+
+    repo.read, repo.read_batch = counted("read", read), counted("read_batch", read_batch)  # type: ignore[method-assign]
+    repo.put, repo.put_many = counted("put", put), counted("put_many", put_many)  # type: ignore[method-assign]
+    patched = patch_tree(repo, base, changes)
+    del repo.read, repo.read_batch, repo.put, repo.put_many
+    assert collections.Counter(calls) == {"read_batch": 2, "put_many": 1}  # the root, then its 50 folders; 51 trees stored
+    repo.flush()
+    assert patched == build_tree(repo, sorted([*(kv for kv in listing if not kv[0].endswith("/f007")), *changes]))
+
+
 def test_patching_a_big_tree_reads_only_the_folders_along_the_change(repo: Repository) -> None:
     listing = [(f"d{i:02}/f{j:03}", TreeEntry(f"f{j:03}", FILE, 0o644, 1, object_id(f"{i}/{j}".encode()))) for i in range(50) for j in range(100)]
     base = build_tree(repo, listing)
     changed = TreeEntry("f007", FILE, 0o644, 2, object_id(b"new"))
     reads: list[str] = []
-    read = repo.read
-    repo.read = lambda oid: (reads.append(oid), read(oid))[1]  # type: ignore[method-assign]
+    read, read_batch = repo.read, repo.read_batch
+
+    def counted_read(oid: str) -> bytes:
+        reads.append(oid)
+        return read(oid)
+
+    def counted_read_batch(oids: Iterable[str], max_gap: int = 0) -> dict[str, bytes]:
+        oids = list(oids)
+        reads.extend(oids)
+        return read_batch(oids, max_gap)
+
+    repo.read, repo.read_batch = counted_read, counted_read_batch  # type: ignore[method-assign]
     patched = patch_tree(repo, base, [("d31/f007", changed)])
-    del repo.read
-    assert len(reads) == 2  # the root and d31, not the other 49 folders
+    del repo.read, repo.read_batch
+    d31 = lookup_path(repo, base, "d31")
+    assert d31 is not None and sorted(reads) == sorted([base, d31.digest])  # the root and d31, not the other 49 folders
     assert dict(walk_files(repo, patched))["d31/f007"].digest == changed.digest
     assert patched == build_tree(repo, sorted([*(kv for kv in listing if kv[0] != "d31/f007"), ("d31/f007", changed)]))
