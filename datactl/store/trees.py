@@ -48,15 +48,18 @@ class TreeBatch:
             self._pending, self._bytes = [], 0
 
 
-def write_tree(repo: Repository, entries: list[TreeEntry], trees: TreeBatch | None = None) -> TreeEntry:
-    """Store one directory's tree (through ``trees`` when given: stored at its flush); return the entry that names
-    it (name left empty)."""
+def write_tree(repo: Repository, entries: list[TreeEntry]) -> TreeEntry:
+    """Store one directory's tree; return the entry that names it (name left empty)."""
     entries.sort(key=_name_key)
-    for a, b in zip(entries, entries[1:]):
-        if a.name == b.name:
-            raise UsageError(f"{a.name!r} is both a file and a folder (or listed twice) in the same folder", "rename one of them")
-    data = Tree(tuple(entries)).encode()
-    return _tree_entry(trees.put(data) if trees is not None else repo.put(ObjectType.TREE, data), sum(e.size for e in entries))
+    _check_unique([e.name for e in entries])
+    return _tree_entry(repo.put(ObjectType.TREE, Tree(tuple(entries)).encode()), sum(e.size for e in entries))
+
+
+def _check_unique(names: list[str]) -> None:
+    """Sorted names, each once: a path that is both a file and a folder is the user's to resolve."""
+    for a, b in zip(names, names[1:]):
+        if a == b:
+            raise UsageError(f"{a!r} is both a file and a folder (or listed twice) in the same folder", "rename one of them")
 
 
 def _tree_entry(tree_id: str, size: int) -> TreeEntry:
@@ -71,13 +74,22 @@ def build_tree(repo: Repository, files: Iterable[tuple[str, TreeEntry]]) -> str:
     contents arrive together; only the open folders along the current path
     are held in memory.
     """
-    stack: list[tuple[list[str], list[TreeEntry]]] = [([], [])]
+    return build_tree_from_dicts(repo, ((path, entry.to_dict()) for path, entry in files))
+
+
+def build_tree_from_dicts(repo: Repository, files: Iterable[tuple[str, dict]]) -> str:
+    """``build_tree`` of entries as a tree stores them (``TreeEntry.to_dict``; their names are set from the paths)."""
+    stack: list[tuple[list[str], dict[str, dict]]] = [([], {})]
     trees = TreeBatch(repo)
+
+    def add(entries: dict[str, dict], entry: dict) -> None:
+        if entry["name"] in entries:
+            _check_unique([entry["name"]] * 2)
+        entries[entry["name"]] = entry
 
     def close_top() -> None:
         parts, entries = stack.pop()
-        dir_entry = replace(write_tree(repo, entries, trees), name=parts[-1])
-        stack[-1][1].append(dir_entry)
+        add(stack[-1][1], replace(_write_stored(trees, entries), name=parts[-1]).to_dict())
 
     for path, entry in files:
         parts = path.split("/")
@@ -85,11 +97,12 @@ def build_tree(repo: Repository, files: Iterable[tuple[str, TreeEntry]]) -> str:
         while stack[-1][0] != folder[: len(stack[-1][0])]:
             close_top()
         while len(stack[-1][0]) < len(folder):
-            stack.append((folder[: len(stack[-1][0]) + 1], []))
-        stack[-1][1].append(entry if entry.name == parts[-1] else replace(entry, name=parts[-1]))
+            stack.append((folder[: len(stack[-1][0]) + 1], {}))
+        entry["name"] = parts[-1]
+        add(stack[-1][1], entry)
     while len(stack) > 1:
         close_top()
-    root = write_tree(repo, stack[0][1], trees).digest
+    root = _write_stored(trees, stack[0][1]).digest
     trees.flush()
     return root
 

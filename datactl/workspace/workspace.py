@@ -36,7 +36,7 @@ from datactl.store.chunker import Chunker
 from datactl.store.repository import write_store_config
 from datactl.store.revparse import RefContext, resolve_ref
 from datactl.store.sourcerecord import source_targets
-from datactl.store.trees import build_tree, patch_tree
+from datactl.store.trees import build_tree_from_dicts, patch_tree
 from datactl.store.walk import walk_files
 from datactl.workspace.add import AddBatch, AddResult
 from datactl.workspace.checkout import (
@@ -423,7 +423,7 @@ class Workspace(Closing):
                 )
             try:
                 if self.head is None:
-                    tree_id = build_tree(self.repo, self.stage.iter_staged())
+                    tree_id = build_tree_from_dicts(self.repo, self.stage.iter_staged_dicts())
                 else:  # HEAD's tree with the staged changes: the cost of a commit follows what changed
                     base = self.repo.read_commit(self.head).tree
                     tree_id = patch_tree(self.repo, base, ((row.path, row.entry) for row in self.stage.staged_changes()))

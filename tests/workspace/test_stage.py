@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datactl.core.ids import object_id
+from datactl.format.external import ExternalSource
 from datactl.format.objects import FILE, TreeEntry, symlink_entry
 from datactl.workspace.stage import (
     COARSE_RACY_WINDOW_NS,
@@ -64,7 +65,28 @@ def test_rows_round_trip(stage: Stage) -> None:
         assert stage.get(r.path) == r
     assert stage.get("nope") is None
     assert stage.count() == 3  # a row staged for removal is not counted
-    assert list(stage.iter_staged()) == [(r.path, r.entry) for r in sorted(rows, key=lambda r: r.path.encode()) if r.entry]
+    assert list(stage.iter_staged_dicts()) == [(r.path, r.entry.to_dict()) for r in sorted(rows, key=lambda r: r.path.encode()) if r.entry]
+
+
+_ids = st.binary(min_size=1, max_size=4).map(object_id)
+_staged_entries = st.one_of(
+    st.builds(lambda mode, size, digest, chunks: TreeEntry("", FILE, mode, size, digest, tuple(chunks)),
+              st.sampled_from([0o644, 0o755, 0o600]), st.integers(0, 2**63 - 1), _ids, st.lists(_ids, max_size=4)),
+    st.builds(lambda size, digest, chunklist: TreeEntry("", FILE, 0o644, size, digest, (), chunklist), st.integers(0, 2**40), _ids, _ids),
+    st.builds(symlink_entry, st.just(""), st.text(min_size=1, max_size=20)),
+    st.builds(lambda size, digest, chunks, url: TreeEntry("", FILE, 0o644, size, digest, tuple(chunks), None, None, ExternalSource(url, etag="e"), (size,) * len(chunks)),
+              st.integers(0, 2**40), _ids, st.lists(_ids, max_size=2), st.just("s3://bucket/key")),
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.from_regex(r"[a-z]{1,3}(/[a-z]{1,3}){0,2}", fullmatch=True), _staged_entries, min_size=1, max_size=8))
+def test_staged_entries_read_as_a_tree_stores_them(tmp_path: Path, entries: dict[str, TreeEntry]) -> None:
+    # A first commit builds its trees from these dicts, made straight from the rows: they must be the entries' own.
+    with Stage(str(tmp_path / f"stage-{os.urandom(6).hex()}.db")) as stage:
+        rows = [StageRow(path, replace(entry, name=path.rsplit("/", 1)[-1]), None, None) for path, entry in entries.items()]
+        stage.write(rows)
+        assert list(stage.iter_staged_dicts()) == [(r.path, r.entry.to_dict()) for r in sorted(rows, key=lambda r: r.path.encode()) if r.entry]
 
 
 def test_rows_without_chunks(stage: Stage) -> None:
