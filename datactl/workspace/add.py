@@ -115,16 +115,16 @@ class AddBatch(Closing):
         if self._vouched(d, row):
             self.result.unchanged += 1
             return
-        abs_path = self.disk.abs_path(d.path)
         if d.kind == SYMLINK:
+            abs_path = self.disk.abs_path(d.path)
             read_at = time.time_ns()
             entry = symlink_entry(d.path.rsplit("/", 1)[-1], read_link(abs_path, d.path))
             self._staged(d, row, entry, os.lstat(abs_path), read_at)
-        elif self._offloaded(d, row):
+        elif self._offloaded(d, row):  # a worker finds the file from its path itself
             return
         else:
             self._stored_here += 1
-            self.ingest.add(abs_path, d.st.st_size, (d, row))
+            self.ingest.add(self.disk.abs_path(d.path), d.st.st_size, (d, row))
         if len(self.rows) - self._rows_waited >= self.row_batch or self._bytes_since_flush >= self.repo.config.pack_size:
             self.write_durable_rows()
             if len(self.rows) >= self.row_limit:
