@@ -401,9 +401,11 @@ class Workspace(Closing):
         named there are imported only with ``trust_plugins`` (or
         DATACTL_TRUST_PLUGINS=1; see docs/security.md).
         """
-        from datactl.workspace.inputs import resolve_input  # the lineage layer: only a commit naming inputs needs it
+        input_ids: tuple[str, ...] = ()
+        if inputs:
+            from datactl.workspace.inputs import resolve_input  # the lineage layer: only a commit naming inputs needs it
 
-        input_ids = tuple(dict.fromkeys(resolve_input(self, r) for r in inputs))
+            input_ids = tuple(dict.fromkeys(resolve_input(self, r) for r in inputs))
         tag_refs = [tag_ref(self.name, t) for t in tags]
         merge_head = self.stage.get_meta("merge_head")  # set by `datactl merge` until it is committed
         self._refuse_if_interrupted("a commit")
