@@ -51,15 +51,15 @@ class TreeBatch:
 def write_tree(repo: Repository, entries: list[TreeEntry]) -> TreeEntry:
     """Store one directory's tree; return the entry that names it (name left empty)."""
     entries.sort(key=_name_key)
-    _check_unique([e.name for e in entries])
+    for a, b in zip(entries, entries[1:]):
+        if a.name == b.name:
+            raise _twice(a.name)
     return _tree_entry(repo.put(ObjectType.TREE, Tree(tuple(entries)).encode()), sum(e.size for e in entries))
 
 
-def _check_unique(names: list[str]) -> None:
-    """Sorted names, each once: a path that is both a file and a folder is the user's to resolve."""
-    for a, b in zip(names, names[1:]):
-        if a == b:
-            raise UsageError(f"{a!r} is both a file and a folder (or listed twice) in the same folder", "rename one of them")
+def _twice(name: str) -> UsageError:
+    """A name met twice in one folder: a path that is both a file and a folder is the user's to resolve."""
+    return UsageError(f"{name!r} is both a file and a folder (or listed twice) in the same folder", "rename one of them")
 
 
 def _tree_entry(tree_id: str, size: int) -> TreeEntry:
@@ -84,7 +84,7 @@ def build_tree_from_dicts(repo: Repository, files: Iterable[tuple[str, dict]]) -
 
     def add(entries: dict[str, dict], entry: dict) -> None:
         if entry["name"] in entries:
-            _check_unique([entry["name"]] * 2)
+            raise _twice(entry["name"])
         entries[entry["name"]] = entry
 
     def close_top() -> None:
@@ -185,7 +185,7 @@ def patch_tree(repo: Repository, base_tree: str, changes: Iterable[tuple[str, Tr
         for name, entry in node.files.items():
             if entry is not None:
                 if name in current and current[name]["kind"] == DIR:
-                    raise UsageError(f"{name!r} is both a file and a folder (or listed twice) in the same folder", "rename one of them")
+                    raise _twice(name)
                 current[name] = replace(entry, name=name).to_dict()
         if node is root:
             root_id = _write_stored(trees, current).digest
