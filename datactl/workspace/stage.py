@@ -134,7 +134,7 @@ _ENTRY_COLS = "path, kind, mode, size, digest, chunks, chunklist, target, source
 
 def _entry_from_sql(path: str, r: tuple, source_col: int) -> TreeEntry:
     """The entry of a row whose columns kind .. target are ``r[1:8]`` and whose source is ``r[source_col]``."""
-    chunks = tuple(r[5][i : i + 32] for i in range(0, len(r[5] or ""), 32))
+    chunks = tuple(_chunk_ids(r[5]))
     source, sizes = _source_from_sql(r[source_col])
     return TreeEntry(path.rsplit("/", 1)[-1], r[1], r[2], r[3], r[4], chunks, r[6], r[7], source, sizes)
 
@@ -148,8 +148,13 @@ def _tree_dict_from_sql(path: str, r: tuple) -> dict:
     if r[6] is not None:
         d["chunklist"] = r[6]
     else:
-        d["chunks"] = [r[5][i : i + 32] for i in range(0, len(r[5] or ""), 32)]
+        d["chunks"] = _chunk_ids(r[5])
     return d
+
+
+def _chunk_ids(joined: str | None) -> list[str]:
+    """A row's ``chunks`` column: the file's chunk ids (32 hex digits each) written one after another."""
+    return [joined[i : i + 32] for i in range(0, len(joined), 32)] if joined else []
 
 
 def _row_from_sql(r: tuple) -> StageRow:
