@@ -87,6 +87,14 @@ def content_of(repo: Repository, size: int, digest: str, ids: bytes) -> FileCont
     return FileContent(size, digest, chunk_ids, None)
 
 
+def content_of_hex(repo: Repository, size: int, digest: str, chunk_ids: tuple[str, ...]) -> FileContent:
+    """``content_of`` for chunk ids in hex, as a small file's read gives them: no round trip through binary ids
+    for the short list most files have."""
+    if len(chunk_ids) > INLINE_CHUNKS:
+        return content_of(repo, size, digest, b"".join(bytes.fromhex(oid) for oid in chunk_ids))
+    return FileContent(size, digest, chunk_ids, None)
+
+
 def read_error(path: str, exc: OSError) -> DatactlError:
     """What failing to read a file being stored means to a user."""
     if isinstance(exc, PermissionError):

@@ -28,7 +28,7 @@ from datactl.core.ids import object_id
 from datactl.format.pack import ObjectType
 from datactl.format.storeconfig import ChunkerParams
 from datactl.store.chunker import Chunker, new_fastcdc
-from datactl.store.filedata import FileContent, ProgressFn, StreamChunks, chunk_stream, content_of, read_error, store_file
+from datactl.store.filedata import FileContent, ProgressFn, StreamChunks, chunk_stream, content_of, content_of_hex, read_error, store_file
 from datactl.store.repository import Repository
 
 SMALL_FILE = 1 << 20  # read whole; a bigger file is streamed, so memory stays bounded whatever its size
@@ -53,6 +53,7 @@ class _ReadFile:
     """A small file as a worker read it: its chunks (id, bytes) and whole-file digest."""
 
     chunks: list[tuple[str, bytes]]
+    size: int
     digest: str
     stat: os.stat_result
     read_at: int
@@ -73,8 +74,9 @@ def _read_small(path: str, size: int, params: ChunkerParams) -> _ReadFile | Data
         return None
     if not data:
         chunks = []
-    elif len(data) <= params.min_size:  # FastCDC never cuts below its minimum
-        chunks = [(object_id(data), data)]
+    elif len(data) <= params.min_size:  # FastCDC never cuts below its minimum: one chunk, the file's own id
+        oid = object_id(data)
+        return _ReadFile([(oid, data)], len(data), oid, st, read_at)
     else:
         cdc = new_fastcdc(params)
         view = memoryview(data)
@@ -82,7 +84,7 @@ def _read_small(path: str, size: int, params: ChunkerParams) -> _ReadFile | Data
         for c in cdc.cut_buf(data):
             raw = bytes(view[c.offset : c.offset + c.length])
             chunks.append((object_id(raw), raw))
-    return _ReadFile(chunks, object_id(data), st, read_at)
+    return _ReadFile(chunks, len(data), object_id(data), st, read_at)
 
 
 def _read_batch(files: list[tuple[str, int]], params: ChunkerParams) -> list[_ReadFile | DatactlError | None]:
@@ -300,11 +302,9 @@ class FileIngest(Closing, Generic[Token]):
             if result is None:  # grew while listed: stream it here
                 self._stream(path, token)
                 continue
-            ids = b"".join(bytes.fromhex(oid) for oid, _ in result.chunks)
-            size = sum(len(raw) for _, raw in result.chunks)
-            content = content_of(self.repo, size, result.digest, ids)
+            content = content_of_hex(self.repo, result.size, result.digest, tuple(oid for oid, _ in result.chunks))
             if self.progress:
-                self.progress(size)
+                self.progress(result.size)
             self.done(token, StoredFile(content, result.stat, result.read_at))
 
     def _stream(self, path: str, token: Token) -> None:

@@ -183,12 +183,17 @@ class Repository(Closing):
         item = self._inflight.popleft()
         self._inflight_bytes -= item.raw_bytes
         is_data = item.obj_type in DATA_TYPES
-        for (oid, raw_len), (codec, stored) in zip(item.objects, item.stored.result()):
-            with self._writing_pack():
+        objects = list(zip(item.objects, item.stored.result()))
+        done = 0
+        while done < len(objects):
+            with self._writing_pack():  # once per pack filled, not per object: it cost more than the append
                 writer = self._writers.get(is_data)
                 if writer is None:
                     writer = self._writers[is_data] = PackWriter(self.tmp_dir)
-                writer.add(oid, item.obj_type, codec, stored, raw_len)
+                while done < len(objects) and not writer.full(self.config.pack_size):
+                    (oid, raw_len), (codec, stored) = objects[done]
+                    writer.add(oid, item.obj_type, codec, stored, raw_len)
+                    done += 1
             if writer.full(self.config.pack_size):
                 self._seal(is_data)
 

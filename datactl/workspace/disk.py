@@ -45,10 +45,16 @@ class DiskState:
     def __init__(self, root: str, stage: Stage) -> None:
         self.root = root
         self.stage = stage
+        # Paths are joined by hand where the separator is '/': os.path.join cost ~1.5 us a file, 3% of an add.
+        self._prefix = root.rstrip("/") + "/" if os.sep == "/" else None
         self._refresh: list[tuple[StageRow, os.stat_result, int]] = []
 
     def abs_path(self, rel: str) -> str:
-        return os.path.join(self.root, *rel.split("/")) if rel else self.root
+        if not rel:
+            return self.root
+        if self._prefix is not None:
+            return self._prefix + rel
+        return os.path.join(self.root, *rel.split("/"))
 
     def matches(self, row: StageRow | None, d: DiskEntry) -> bool:
         """Whether the file on disk is exactly the staged entry, hashing only when the stat cache cannot tell."""
