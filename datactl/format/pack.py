@@ -23,6 +23,7 @@ import enum
 import os
 import struct
 from dataclasses import dataclass
+from typing import Sequence
 
 from datactl.core import compression
 from datactl.core.errors import CorruptObject
@@ -124,6 +125,18 @@ class PackWriter:
         self._write(stored)
         self.entries.append(entry)
         return entry
+
+    def fill(self, obj_type: ObjectType, objects: Sequence[tuple[str, int, int, bytes]], start: int, pack_size: int) -> int:
+        """Append ``objects[start:]`` ((id, raw length, codec, stored bytes) each) until the pack is ``full``; return
+        the index of the first one left out. One write for the run: a call per object cost more than a tiny object."""
+        offset, entries, end = self._offset, self.entries, start
+        while end < len(objects) and offset < pack_size and len(entries) < MAX_PACK_OBJECTS:
+            oid, raw_len, codec, stored = objects[end]
+            entries.append(PackEntry(oid, obj_type, codec, offset, len(stored), raw_len))
+            offset += len(stored)
+            end += 1
+        self._write(b"".join(stored for _, _, _, stored in objects[start:end]))
+        return end
 
     def finish(self) -> tuple[str, str, list[PackEntry]]:
         """Write footer and trailer, fsync; return (pack id, temp path, entries)."""

@@ -183,17 +183,14 @@ class Repository(Closing):
         item = self._inflight.popleft()
         self._inflight_bytes -= item.raw_bytes
         is_data = item.obj_type in DATA_TYPES
-        objects = list(zip(item.objects, item.stored.result()))
+        objects = [(oid, raw_len, codec, stored) for (oid, raw_len), (codec, stored) in zip(item.objects, item.stored.result())]
         done = 0
         while done < len(objects):
-            with self._writing_pack():  # once per pack filled, not per object: it cost more than the append
+            with self._writing_pack():
                 writer = self._writers.get(is_data)
                 if writer is None:
                     writer = self._writers[is_data] = PackWriter(self.tmp_dir)
-                while done < len(objects) and not writer.full(self.config.pack_size):
-                    (oid, raw_len), (codec, stored) = objects[done]
-                    writer.add(oid, item.obj_type, codec, stored, raw_len)
-                    done += 1
+                done = writer.fill(item.obj_type, objects, done, self.config.pack_size)
             if writer.full(self.config.pack_size):
                 self._seal(is_data)
 

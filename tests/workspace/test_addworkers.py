@@ -177,3 +177,17 @@ def test_every_claimed_object_is_held_by_exactly_one_writer(asks: list[tuple[int
                     assert held.get(oid), f"{oid} is stored by nobody"
             for oid, holders in held.items():
                 assert len(holders) == 1, f"{oid} is stored by both writers"
+
+
+def test_an_entry_handed_to_a_worker_arrives_with_every_stat_field_an_add_reads(tmp_path: Path) -> None:
+    import pickle
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 1234)
+    os.utime(path, ns=(1_600_000_000_123_456_789, 1_700_000_000_987_654_321))
+    entry = DiskEntry("data/f.bin", FILE, os.lstat(path))
+    arrived = pickle.loads(pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL))
+    assert (arrived.path, arrived.kind) == (entry.path, entry.kind)
+    fields = ("st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size", "st_atime_ns", "st_mtime_ns", "st_ctime_ns", "st_mtime")
+    assert [getattr(arrived.st, f) for f in fields] == [getattr(entry.st, f) for f in fields]
+    assert arrived.st.st_mtime_ns == 1_700_000_000_987_654_321
