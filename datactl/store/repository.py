@@ -248,6 +248,10 @@ class Repository(Closing):
             self.index.mark_index_file(write_index_file(self.backend, self._sealed))
             self._sealed = {}
 
+    def undurable(self) -> list[str]:
+        """The objects put here that no other process can see yet (not in the index)."""
+        return list(self._pending)
+
     def durable(self, oid: str) -> bool:
         """Whether an object put is in a pack already settled (or flushed); one never put counts as durable, one
         another writer claimed does not (``ObjectClaims``: it is that writer's to make durable)."""

@@ -59,6 +59,11 @@ class Offload(Protocol):
         itself)."""
         ...
 
+    def leave_to_caller(self, oids: list[str]) -> None:
+        """The objects the caller has put but not made durable: the other processes leave them to it (a file of
+        theirs naming one is staged once the caller has flushed)."""
+        ...
+
     def finish(self, result: AddResult) -> None:
         """Wait until every file handed over is stored and staged; count them into ``result``."""
         ...
@@ -138,7 +143,10 @@ class AddBatch(Closing):
         if self._starting is not None:  # files are stored here until it is up
             up = self._starting.ready()
             if up:
-                self.flush()  # what is stored here is indexed before any other process looks for it
+                # What is stored here is not in the index yet: the other processes must not store it again. Claimed
+                # for this process rather than flushed, so they start at once instead of waiting for the fsyncs.
+                self.ingest.drain()
+                self._starting.leave_to_caller(self.repo.undurable())
                 self._offload = self._starting
             elif up is False:
                 self._starting.close()

@@ -13,7 +13,9 @@ Two workers may meet the same new chunk. Each claims the new objects it is to
 store in a table they share (``ClaimTable``), so one copy is stored; a row
 naming an object the other worker claimed waits, in the worker's side file,
 until that worker has flushed too, and the caller then writes it
-(``IngestWorkers.finish``). A worker that fails or dies fails the add; what
+(``IngestWorkers.finish``). The caller claims there, before the first batch
+goes out, the objects it stored itself and has not flushed yet, so the workers
+start at once rather than after its fsyncs. A worker that fails or dies fails the add; what
 was staged stays staged, since it names durable objects only.
 """
 
@@ -47,6 +49,7 @@ SIDE_ROWS = 20_000  # side rows moved to the stage per transaction
 
 _CLAIMS_SCHEMA = "CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, owner INTEGER NOT NULL) WITHOUT ROWID;"
 _IN_BATCH = 500
+CALLER = -1  # the calling process's owner number in the claims (the workers are 0, 1, ...)
 
 
 class ClaimTable(Closing):
@@ -130,6 +133,10 @@ class IngestWorkers(Closing):
 
     def ready(self) -> bool | None:
         return self._pool.ready()
+
+    def leave_to_caller(self, oids: list[str]) -> None:
+        with ClaimTable(self._claims_path, CALLER) as claims:
+            claims.claim(oids)  # before any batch went out: every one is the caller's
 
     def add(self, d: DiskEntry, row: StageRow | None) -> None:
         self._batch.append((d, row))

@@ -98,8 +98,8 @@ def test_a_worker_killed_midway_fails_the_add_and_the_next_add_finishes_it(tmp_p
             add_with_workers(ws)
         monkeypatch.delenv("DATACTL_TEST_CRASH_AT")
         staged = list(ws.stage.iter_rows())
-        assert OFFLOAD_AFTER <= len(staged) < FILES, "the files stored before the workers took over stay staged"
-        for row in staged:  # and name durable objects only
+        assert len(staged) < FILES
+        for row in staged:  # what was staged names durable objects only
             assert row.entry is not None and all(ws.repo.index.has(oid) for oid in row.entry.chunks), row.path
         assert not list(Path(ws.layout.tmp_dir).glob("add-*"))
         assert add_with_workers(ws).added == FILES - len(staged)
