@@ -48,6 +48,7 @@ class WorkerPool(Closing):
         self._ready: set[int] = set()
         self._done: dict[int, Any] = {}
         self._outboxes: list[queue.SimpleQueue[tuple | None]] = [queue.SimpleQueue() for _ in procs]
+        self._input_ended = False
         self._threads = [threading.Thread(target=self._read, args=(k, p.stdout), daemon=True, name="datactl-worker-reader") for k, p in enumerate(procs)]
         self._threads += [threading.Thread(target=self._write, args=(k, p.stdin), daemon=True, name="datactl-worker-writer") for k, p in enumerate(procs)]
         for thread in self._threads:
@@ -143,11 +144,17 @@ class WorkerPool(Closing):
         elif k not in self._done:  # "eof" before "done"
             raise self._lost(self._procs[k].wait())
 
+    def end_input(self) -> None:
+        """Tell every worker there is no more: each finishes its work (flushes) once done with its batches."""
+        if not self._input_ended:
+            self._input_ended = True
+            for outbox in self._outboxes:
+                outbox.put(("finish",))
+
     def finish(self) -> list[Any]:
-        """Tell every worker there is no more; wait until each has acknowledged its batches and said it is done;
-        return what each said, in worker order."""
-        for outbox in self._outboxes:
-            outbox.put(("finish",))
+        """``end_input``; wait until each worker has acknowledged its batches and said it is done; return what each
+        said, in worker order."""
+        self.end_input()
         while len(self._done) < len(self._procs):
             self._handle(*self._messages.get())
         return [self._done[k] for k in range(len(self._procs))]

@@ -64,8 +64,13 @@ class Offload(Protocol):
         theirs naming one is staged once the caller has flushed)."""
         ...
 
+    def end_input(self) -> None:
+        """No more files: the other processes finish theirs and flush, while the caller flushes its own."""
+        ...
+
     def finish(self, result: AddResult) -> None:
-        """Wait until every file handed over is stored and staged; count them into ``result``."""
+        """Wait until every file handed over is stored and staged (``end_input`` first, if not yet); count them
+        into ``result``."""
         ...
 
     def close(self) -> None:
@@ -203,7 +208,9 @@ class AddBatch(Closing):
         self._rows_waited = 0
 
     def finish(self) -> None:
-        """``flush``, and wait for the files handed to the offload."""
+        """``flush``, and wait for the files handed to the offload (which flushes its own meanwhile)."""
+        if self._offload is not None:
+            self._offload.end_input()
         self.flush()
         if self._offload is not None:
             self._offload.finish(self.result)

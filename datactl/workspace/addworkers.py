@@ -149,8 +149,12 @@ class IngestWorkers(Closing):
             self._pool.send(self._batch)
             self._batch, self._batch_bytes = [], 0
 
-    def finish(self, result: AddResult) -> None:
+    def end_input(self) -> None:
         self._send_batch()
+        self._pool.end_input()
+
+    def finish(self, result: AddResult) -> None:
+        self.end_input()
         done = self._pool.finish()
         result.workers = len(done)
         for added, modified, unchanged, bytes_read in done:
