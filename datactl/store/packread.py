@@ -67,7 +67,7 @@ def coalesce(locations: Iterable[Location], max_gap: int = 0, max_span: int = MA
         group: list[PackEntry] = []
         end = 0  # where the group's furthest object ends, kept as the group grows (a max over it each time was quadratic)
         for e in sorted(by_pack[pack].values(), key=lambda e: e.offset):
-            if group and (e.offset - end > max_gap or e.offset + e.stored_len - group[0].offset > max_span):
+            if group and (e.offset - end > max_gap or max(end, e.offset + e.stored_len) - group[0].offset > max_span):
                 ranges.append(PackRange(pack, group[0].offset, end, tuple(group)))
                 group = []
             end = max(end, e.offset + e.stored_len) if group else e.offset + e.stored_len

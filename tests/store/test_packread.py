@@ -142,6 +142,12 @@ def test_each_object_is_read_once_in_pack_and_offset_order() -> None:
     assert got == [PackRange(p, 16, 26, (a,)), PackRange(p, 500, 510, (b,)), PackRange(q, 16, 50, (c, d))]
 
 
+def test_a_range_never_spans_more_than_asked_even_past_an_object_inside_another() -> None:
+    pid = "1" * 32
+    long, empty = E("a", 16, 2), E("b", 16, 0)  # an empty object at the same offset: its end is not the range's
+    assert coalesce([(pid, long), (pid, empty)], max_span=1) == [PackRange(pid, 16, 18, (long,)), PackRange(pid, 16, 16, (empty,))]
+
+
 def test_nothing_to_read_is_no_range() -> None:
     assert coalesce([]) == []
 
