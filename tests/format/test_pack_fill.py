@@ -25,13 +25,8 @@ def _packs(obj_type: ObjectType, items: list[tuple[str, int, int, bytes]], pack_
             done = 0
             while done < len(run):
                 done = writer.fill(obj_type, run, done, pack_size)
-                if writer.full(pack_size):
-                    packs.append(_seal(writer))
-                    writer = PackWriter(tmp)
-        if writer.entries:
-            packs.append(_seal(writer))
-        else:
-            writer.abort()
+                writer = _seal_if_full(writer, pack_size, packs, tmp)
+        _seal_last(writer, packs)
     return packs
 
 
@@ -41,14 +36,24 @@ def _packs_one_by_one(obj_type: ObjectType, items: list[tuple[str, int, int, byt
         writer = PackWriter(tmp)
         for oid, raw_len, codec, stored in items:
             writer.add(oid, obj_type, codec, stored, raw_len)
-            if writer.full(pack_size):
-                packs.append(_seal(writer))
-                writer = PackWriter(tmp)
-        if writer.entries:
-            packs.append(_seal(writer))
-        else:
-            writer.abort()
+            writer = _seal_if_full(writer, pack_size, packs, tmp)
+        _seal_last(writer, packs)
     return packs
+
+
+def _seal_if_full(writer: PackWriter, pack_size: int, packs: list[tuple[bytes, list[PackEntry]]], tmp: str) -> PackWriter:
+    """The writer to go on with: a new one once ``writer`` is full (sealed into ``packs``)."""
+    if not writer.full(pack_size):
+        return writer
+    packs.append(_seal(writer))
+    return PackWriter(tmp)
+
+
+def _seal_last(writer: PackWriter, packs: list[tuple[bytes, list[PackEntry]]]) -> None:
+    if writer.entries:
+        packs.append(_seal(writer))
+    else:
+        writer.abort()
 
 
 def _seal(writer: PackWriter) -> tuple[bytes, list[PackEntry]]:
