@@ -6,7 +6,11 @@ start-up; a version query needs none of it.
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import threading
+from typing import NoReturn
 
 
 def run() -> None:
@@ -21,4 +25,24 @@ def run() -> None:
     limit_arenas()  # before any thread: this process is datactl's own
     from datactl.cli.app import main
 
-    sys.exit(main())
+    exit_at_once(main())
+
+
+def exit_at_once(code: int) -> NoReturn:
+    """End the process with ``code``, skipping the interpreter's teardown when nothing else runs in it.
+
+    A command is done when ``main`` returns: every file, database and worker it opened is closed. The teardown
+    would free its modules and objects one by one (20-50 ms after an `add` of 20,000 files), which the operating
+    system does at once. The exit handlers still run (caches' and temporary folders' finalizers) and the output is
+    flushed. With another thread alive, or output that cannot be flushed (a closed pipe), the interpreter exits the
+    usual way: it waits for the thread, and reports the pipe as it always has.
+    """
+    if threading.active_count() == 1:
+        atexit._run_exitfuncs()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):  # ValueError: a stream the command closed
+            sys.exit(code)
+        os._exit(code)
+    sys.exit(code)
