@@ -34,10 +34,11 @@ def exit_at_once(code: int) -> NoReturn:
     A command is done when ``main`` returns: every file, database and worker it opened is closed. The teardown
     would free its modules and objects one by one (20-50 ms after an `add` of 20,000 files), which the operating
     system does at once. The exit handlers still run (caches' and temporary folders' finalizers) and the output is
-    flushed. With another thread alive, or output that cannot be flushed (a closed pipe), the interpreter exits the
-    usual way: it waits for the thread, and reports the pipe as it always has.
+    flushed. With another thread alive, output that cannot be flushed (a closed pipe), or a profiler or tracer
+    watching (cProfile, coverage, a debugger: they write what they recorded after the program ends), the
+    interpreter exits the usual way.
     """
-    if threading.active_count() == 1:
+    if threading.active_count() == 1 and sys.getprofile() is None and sys.gettrace() is None:
         atexit._run_exitfuncs()
         try:
             sys.stdout.flush()

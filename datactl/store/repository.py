@@ -1,7 +1,8 @@
 """A repository: objects in packs on a backend, found through the index.
 
 Writes are content-addressed and deduplicated: ``put`` of an object the store
-already has costs a lookup. New objects are compressed in a thread pool and
+already has costs a lookup. New objects are compressed in a thread pool (or, in
+a process that is one of several sharing the cores, in the calling thread) and
 appended, in order, to one of two open packs (file data, or metadata: trees,
 commits, chunk lists, kept apart so history can be read without data packs).
 ``flush`` seals the open packs, stores them durably, records them in the index
@@ -83,8 +84,12 @@ class Repository(Closing):
         tmp_dir: str,
         workers: int | None = None,
         claims: ObjectClaims | None = None,
+        compress_here: bool = False,
     ) -> None:
+        """``compress_here``: compress in the calling thread, for a process that is one of several, one per core (an
+        add's workers): a pool's threads would only take turns with the caller for the GIL, at every tiny object."""
         self.backend = backend
+        self._compress_here = compress_here
         self.claims = claims
         self.index = index
         self.config = config
@@ -139,9 +144,16 @@ class Repository(Closing):
         if self.has(oid) or not self._mine([oid]):
             return oid
         self._pending.add(oid)
-        fut = self._pool.submit(compression.compress_many, [raw], self.config.compression_level)
-        self._queue(_Queued(obj_type, [(oid, len(raw))], fut))
+        self._queue(_Queued(obj_type, [(oid, len(raw))], self._compress([raw])))
         return oid
+
+    def _compress(self, raws: list[bytes]) -> Future:
+        """``raws`` compressed (-> [(codec, stored bytes)]): in the pool, or at once with ``compress_here``."""
+        if not self._compress_here:
+            return self._pool.submit(compression.compress_many, raws, self.config.compression_level)
+        done: Future = Future()
+        done.set_result(compression.compress_many(raws, self.config.compression_level))
+        return done
 
     @contextmanager
     def _writing_pack(self) -> Iterator[None]:
@@ -170,8 +182,7 @@ class Repository(Closing):
             new = {oid: raw for oid, raw in new.items() if oid in mine}
         self._pending.update(new)
         if new:
-            fut = self._pool.submit(compression.compress_many, list(new.values()), self.config.compression_level)
-            self._queue(_Queued(obj_type, [(oid, len(raw)) for oid, raw in new.items()], fut))
+            self._queue(_Queued(obj_type, [(oid, len(raw)) for oid, raw in new.items()], self._compress(list(new.values()))))
 
     def _queue(self, item: "_Queued") -> None:
         self._inflight.append(item)

@@ -87,6 +87,7 @@ class AddBatch(Closing):
     ``Offload`` it starts instead, once it is up. Rows naming objects another writer claimed
     (``ObjectClaims``) are not durable when this batch flushes: they go to
     ``spill``, for the caller to write once that writer has flushed too.
+    ``read_small_here``: see ``FileIngest``.
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class AddBatch(Closing):
         row_batch: int = ROW_BATCH, row_limit: int = ROW_LIMIT,
         offload: Callable[[], Offload | None] | None = None,
         spill: Callable[[list[StageRow]], None] | None = None,
+        read_small_here: bool = False,
     ) -> None:
         self.repo = repo
         self.row_batch, self.row_limit = row_batch, row_limit
@@ -110,7 +112,7 @@ class AddBatch(Closing):
         self._offload: Offload | None = None
         self._stored_here = 0
         self._spill = spill
-        self.ingest: FileIngest[tuple[DiskEntry, StageRow | None]] = FileIngest(repo, chunker, self._stored, progress.advance)
+        self.ingest: FileIngest[tuple[DiskEntry, StageRow | None]] = FileIngest(repo, chunker, self._stored, progress.advance, read_small_here=read_small_here)
 
     @staticmethod
     def _vouched(d: DiskEntry, row: StageRow | None) -> bool:

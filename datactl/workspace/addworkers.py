@@ -217,8 +217,10 @@ def _open_job(greeting: tuple[str, str, str, int], progress: ForwardedProgress) 
 
     layout = WorkspaceLayout(root)
     try:
-        with ClaimTable(claims_path, owner) as claims, open_store(layout, announce=False, claims=claims) as repo, Stage(layout.stage_db) as stage:
-            with AddBatch(repo, stage, Chunker(repo.config.chunker), DiskState(root, stage), AddResult(), progress, spill=spill) as batch:
+        # One worker per core: its threads would only take turns with it for the GIL (see ``FileIngest``).
+        with ClaimTable(claims_path, owner) as claims, open_store(layout, announce=False, claims=claims, compress_here=True) as repo, Stage(layout.stage_db) as stage:
+            disk = DiskState(root, stage)
+            with AddBatch(repo, stage, Chunker(repo.config.chunker), disk, AddResult(), progress, spill=spill, read_small_here=True) as batch:
                 crash_point("add-worker-start")
                 try:
                     yield _AddJob(batch)

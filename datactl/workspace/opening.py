@@ -72,12 +72,14 @@ def database_present(path: str) -> bool:
     return False
 
 
-def open_store(layout: WorkspaceLayout, announce: bool = True, claims: ObjectClaims | None = None) -> Repository:
+def open_store(layout: WorkspaceLayout, announce: bool = True, claims: ObjectClaims | None = None, compress_here: bool = False) -> Repository:
     """A workspace's local store; its object index (index.db, derived from the packs) is rebuilt when missing
-    (and, with ``announce``, a warning says so). ``claims``: see ``ObjectClaims``."""
+    (and, with ``announce``, a warning says so). ``claims``, ``compress_here``: see ``Repository``."""
     backend = local_store_backend(layout.store_dir)
     missing = not database_present(layout.index_db)
-    repo = Repository(backend, ObjectIndex(layout.index_db), read_store_config(backend), tmp_dir=layout.tmp_dir, claims=claims)
+    repo = Repository(
+        backend, ObjectIndex(layout.index_db), read_store_config(backend), tmp_dir=layout.tmp_dir, claims=claims, compress_here=compress_here
+    )
     if missing:
         try:
             rebuilt = repo.rebuild_index()

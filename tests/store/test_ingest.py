@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from datactl.core.errors import DatactlError
 from datactl.format.objects import FILE, TreeEntry
 from datactl.format.storeconfig import ChunkerParams, StoreConfig
+from datactl.store import ingest as ingest_module
 from datactl.store.chunker import Chunker
 from datactl.store.filedata import iter_file_bytes, read_ahead, store_file
 from datactl.store.index import ObjectIndex
@@ -26,10 +27,16 @@ from storage_backends import LocalBackend
 TINY = ChunkerParams(avg_size=256, min_size=64, max_size=1024)
 
 
-def open_repo(root: str, params: ChunkerParams) -> Repository:
+# The two ways of working: small files read and objects compressed by threads, or in the caller's thread (a
+# process that is one of several, one per core, as an add's workers are).
+WAYS = {"threads": False, "one-thread": True}
+
+
+def open_repo(root: str, params: ChunkerParams, one_thread: bool = False) -> Repository:
     backend = LocalBackend(os.path.join(root, "store"))
     write_store_config(backend, StoreConfig(chunker=params))
-    return Repository(backend, ObjectIndex(os.path.join(root, "index.db")), read_store_config(backend), os.path.join(root, "tmp"), workers=2)
+    index = ObjectIndex(os.path.join(root, "index.db"))
+    return Repository(backend, index, read_store_config(backend), os.path.join(root, "tmp"), workers=2, compress_here=one_thread)
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +46,16 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repository]:
     repo.close()
 
 
-def ingest_all(repo: Repository, paths: list[str]) -> list[tuple[str, StoredFile]]:
+@pytest.fixture(scope="module", params=list(WAYS), ids=list(WAYS))
+def tiny_repo_either_way(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Repository, bool]]:
+    repo = open_repo(str(tmp_path_factory.mktemp("ingest")), TINY, one_thread=WAYS[request.param])
+    yield repo, WAYS[request.param]
+    repo.close()
+
+
+def ingest_all(repo: Repository, paths: list[str], one_thread: bool = False) -> list[tuple[str, StoredFile]]:
     got: list[tuple[str, StoredFile]] = []
-    with FileIngest(repo, Chunker(repo.config.chunker), lambda token, stored: got.append((token, stored))) as ingest:
+    with FileIngest(repo, Chunker(repo.config.chunker), lambda token, stored: got.append((token, stored)), read_small_here=one_thread) as ingest:
         for p in paths:
             ingest.add(p, os.path.getsize(p), p)
         ingest.drain()
@@ -57,7 +71,10 @@ def restored(repo: Repository, stored: StoredFile) -> bytes:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.one_of(st.integers(0, 70), st.integers(60, 1100), st.integers(1100, 90_000)), min_size=1, max_size=12), seed=st.integers(0, 2**32))
-def test_batched_files_are_cut_and_stored_as_the_streamed_path_does(tiny_repo: Repository, tmp_path_factory: pytest.TempPathFactory, sizes: list[int], seed: int) -> None:
+def test_batched_files_are_cut_and_stored_as_the_streamed_path_does(
+    tiny_repo_either_way: tuple[Repository, bool], tmp_path_factory: pytest.TempPathFactory, sizes: list[int], seed: int
+) -> None:
+    tiny_repo, one_thread = tiny_repo_either_way
     folder = tmp_path_factory.mktemp("files")
     rng = random.Random(seed)
     paths = []
@@ -65,7 +82,7 @@ def test_batched_files_are_cut_and_stored_as_the_streamed_path_does(tiny_repo: R
         p = folder / f"f{i}"
         p.write_bytes(rng.randbytes(size))
         paths.append(str(p))
-    got = ingest_all(tiny_repo, paths)
+    got = ingest_all(tiny_repo, paths, one_thread)
     assert [token for token, _ in got] == paths  # reported in the order given
     for path, stored in got:
         streamed = store_file(tiny_repo, Chunker(TINY), path)
@@ -73,17 +90,20 @@ def test_batched_files_are_cut_and_stored_as_the_streamed_path_does(tiny_repo: R
         assert restored(tiny_repo, stored) == Path(path).read_bytes()
 
 
-def test_big_and_small_files_are_reported_in_the_order_given(tmp_path: Path) -> None:
-    repo = open_repo(str(tmp_path), ChunkerParams())
+@pytest.mark.parametrize("way", list(WAYS))
+def test_big_and_small_files_are_reported_in_the_order_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str) -> None:
+    # Small files read in the caller's thread are stored at once, while big files' pieces come from workers.
+    monkeypatch.setattr(ingest_module, "WAITING_BYTES", ingest_module.PIECE_BYTES)  # big files' pieces wait for room
+    repo = open_repo(str(tmp_path), ChunkerParams(), one_thread=WAYS[way])
     rng = random.Random(7)
-    sizes = [10, SMALL_FILE + 1, 20_000, 0, SMALL_FILE, 3 * SMALL_FILE]
+    sizes = [10, SMALL_FILE + 1, 20_000, 0, SMALL_FILE, 3 * SMALL_FILE, 9 * SMALL_FILE, 7, 9 * SMALL_FILE, 1000, 5]
     paths = []
     for i, size in enumerate(sizes):
         p = tmp_path / f"f{i}"
         p.write_bytes(rng.randbytes(size))
         paths.append(str(p))
     try:
-        got = ingest_all(repo, paths)
+        got = ingest_all(repo, paths, WAYS[way])
         assert [token for token, _ in got] == paths
         for path, stored in got:
             assert stored.content.size == os.path.getsize(path)
