@@ -5,12 +5,16 @@ before."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from conftest import Cli, write
+from datactl.cli.app import command
 
 NOT_AT_START_UP = ("rich", "pyfastcdc", "tomlkit", "pathspec", "datactl.validation", "datactl.tables", "datactl.workspace.addworkers")
 PROBE = (
@@ -40,3 +44,25 @@ def test_read_commands_import_only_what_they_need(cli: Cli, ws_dir: Path) -> Non
     assert _imported(["status"], ws_dir) == "[]"
     write(ws_dir / ".datactlignore", b"*.tmp\n")
     assert _imported(["status"], ws_dir) == "['pathspec']"  # patterns to match: now it is needed
+
+
+def _printed(tree: Any, args: list[str]) -> str:
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        try:
+            tree(args=args, prog_name="datactl")
+        except SystemExit:
+            pass
+    return printed.getvalue()
+
+
+def test_a_command_built_alone_helps_as_it_does_in_the_whole_tree() -> None:
+    # A command line builds only the command it names; its help, usage and parameters must be those of the whole tree.
+    whole = command()
+    names = list(whole.commands)
+    assert len(names) > 30 and "add" in names and "remote" in names
+    for name in names:
+        alone = command(only=name)
+        assert list(alone.commands) == ([name] if name != "help" else names)
+        assert _printed(alone, [name, "--help"]) == _printed(whole, [name, "--help"]), name
+    assert _printed(command(only="remote"), ["remote", "add", "--help"]) == _printed(whole, ["remote", "add", "--help"])
+    assert list(command(only="no-such-command").commands) == names  # click's own error, with the whole list to suggest from
