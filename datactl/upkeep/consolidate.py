@@ -38,22 +38,16 @@ from datactl.core.crashpoints import crash_point
 from datactl.core.errors import StoreLocked
 from datactl.format.indexfile import PackListing
 from datactl.format.layout import pack_key
-from datactl.format.pack import MAX_PACK_OBJECTS, ObjectType, PackEntry
-from datactl.store.index import ObjectIndex
+from datactl.format.pack import ObjectType, PackEntry
 from datactl.store.indexfiles import delete_index_file, split_listing, write_index_file
 from datactl.store.lock import StoreLock
 from datactl.store.records import CondemnRecord, new_run_id, read_condemned, write_condemned
 from datactl.upkeep.gcplan import INDEX_FILE_OBJECTS
 from datactl.upkeep.packcopy import copy_to_packs
+from datactl.upkeep.smallpacks import MAX_SMALL_PACKS, is_small
 from datactl.upkeep.storeview import StoreView
 from datactl.upkeep.targets import IndexChange, StoreTarget
 
-# A pack under this share of the target size, and of the most objects a pack holds, is small.
-SMALL_SHARE = 0.5
-SMALL_OBJECTS = int(MAX_PACK_OBJECTS * SMALL_SHARE)
-# More small packs than this are merged; so a store holds at most this many small packs (plus what one
-# merge leaves), and packs and index files grow with the data, not with the number of versions.
-MAX_SMALL_PACKS = 32
 # At most this many objects are merged in one run (each is held in memory while its pack is written and indexed,
 # about 500 bytes); the packs left small are merged by the next runs. A store of a million tiny files stays bounded.
 MAX_MERGE_OBJECTS = 200_000
@@ -73,12 +67,6 @@ class ConsolidateReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def is_small(size: int, objects: int, pack_size: int) -> bool:
-    """A pack of ``size`` bytes holding ``objects`` objects: small unless near the target size or full by count
-    (a pack of tiny files is sealed at ``MAX_PACK_OBJECTS`` far below the target size, and merging it gains nothing)."""
-    return size < pack_size * SMALL_SHARE and objects < SMALL_OBJECTS
 
 
 def packs_to_merge(sizes: dict[str, int], factor: int = 2) -> set[str]:
@@ -114,20 +102,6 @@ def _within_object_budget(chosen: set[str], sizes: dict[str, int], counts: dict[
             break
         kept.add(pid)
     return kept if len(kept) > 1 else set()
-
-
-def needs_consolidation(index: ObjectIndex, pack_size: int, max_small: int = MAX_SMALL_PACKS) -> bool:
-    """Whether the packs ``index`` lists (a local index's view of a store) hold more than ``max_small`` small ones.
-
-    Cheap enough for every commit and push: objects are counted only in packs small by size, and only up to
-    the count that makes a pack not small."""
-    small = 0
-    for pid, size in index.packs().items():
-        if size < pack_size * SMALL_SHARE and is_small(size, index.count_objects(pid, SMALL_OBJECTS), pack_size):
-            small += 1
-            if small > max_small:
-                return True
-    return False
 
 
 def consolidate_packs(

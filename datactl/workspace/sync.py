@@ -31,7 +31,8 @@ from datactl.store.refs import RefStore
 from datactl.store.repository import read_store_config
 from datactl.store.trees import lookup_path
 from datactl.store.walk import walk_files
-from datactl.upkeep.consolidate import consolidate_packs, needs_consolidation
+from datactl.upkeep.consolidate import consolidate_packs
+from datactl.upkeep.smallpacks import needs_consolidation
 from datactl.upkeep.targets import remote_target
 from datactl.workspace.checkout import CheckoutResult, FileListing
 from datactl.workspace.opening import scope_test

@@ -462,13 +462,15 @@ class Workspace(Closing):
         Runs after every commit and fetch; it never fails them (the version is committed whatever happens
         here, and the next one tries again). Returns None when there was nothing to do or it failed.
         """
-        # Imported here: merging packs pulls in gc's planning, which no other command of a workspace needs at start-up.
-        from datactl.upkeep.consolidate import MAX_SMALL_PACKS, consolidate_packs, needs_consolidation
-        from datactl.upkeep.targets import StoreTarget
+        from datactl.upkeep.smallpacks import MAX_SMALL_PACKS, needs_consolidation
 
         max_small = MAX_SMALL_PACKS if max_small is None else max_small
         if not needs_consolidation(self.repo.index, self.repo.config.pack_size, max_small):
             return None
+        # Imported only now: merging packs pulls in gc's planning (10-20 ms), which almost no commit needs.
+        from datactl.upkeep.consolidate import consolidate_packs
+        from datactl.upkeep.targets import StoreTarget
+
         index = self.repo.index
         target = StoreTarget(
             self.repo.backend, f"the store of {self.root}", self.layout.tmp_dir, self.repo.config.pack_size,

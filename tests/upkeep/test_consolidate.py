@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from conftest import Cli, run_datactl, write
 from datactl.core.crashpoints import CRASH_ENV
-from datactl.upkeep.consolidate import MAX_SMALL_PACKS, consolidate_packs, is_small, packs_to_merge
+from datactl.upkeep.consolidate import consolidate_packs, packs_to_merge
+from datactl.upkeep.smallpacks import MAX_SMALL_PACKS, is_small
 from datactl.upkeep.targets import StoreTarget
 from datactl.workspace import sync
 from datactl.workspace.workspace import Workspace

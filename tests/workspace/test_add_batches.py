@@ -14,7 +14,7 @@ from pathlib import Path
 from conftest import run_datactl, snapshot, write
 from datactl.core.progress import NullProgress
 from datactl.format.storeconfig import StoreConfig
-from datactl.upkeep.consolidate import is_small
+from datactl.upkeep.smallpacks import is_small
 from datactl.workspace.add import AddBatch, AddResult
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.workspace import Workspace
