@@ -1,11 +1,14 @@
 """A pool of worker processes fed batches of one command's work, the least busy first.
 
 The caller starts one worker per core (``datactl.core.workerproc``), greets
-each with what it needs to know, then hands out batches. A worker says once
-that it is ready, acknowledges each batch when it is done with it (with what
+each with what it needs to know, then hands out batches, from the moment the
+first is up, to the workers that are up (an interpreter and its imports take a
+tenth of a second, and the second worker may come up much later than the
+first on a busy machine). A worker says once that it is ready, acknowledges each batch when it is done with it (with what
 the caller needs back), forwards its progress, and at the end says what it
 did. A worker that fails sends its error, which the caller raises; one that
-dies midway is an error too, never a short answer.
+dies midway is an error too, never a short answer. One that dies before it is
+up was given nothing: the others do the work.
 
 Both ends are written here: ``WorkerPool`` for the caller, ``serve_batches``
 for the worker's ``__main__``, so every kind of worker speaks one protocol.
@@ -46,6 +49,7 @@ class WorkerPool(Closing):
         self._messages: queue.SimpleQueue[tuple[int, tuple]] = queue.SimpleQueue()
         self._outstanding = [0] * len(procs)
         self._ready: set[int] = set()
+        self._gone: set[int] = set()  # died before they were up: given nothing, owing nothing
         self._done: dict[int, Any] = {}
         self._outboxes: list[queue.SimpleQueue[tuple | None]] = [queue.SimpleQueue() for _ in procs]
         self._input_ended = False
@@ -96,23 +100,22 @@ class WorkerPool(Closing):
                 return
 
     def ready(self) -> bool | None:
-        """True once every worker is up; None while one is still starting; False if one died first."""
-        while len(self._ready) < len(self._procs):
-            try:
-                k, message = self._messages.get(block=False)
-            except queue.Empty:
-                return None
-            if message[0] == "eof" and k not in self._ready:
-                return False
-            self._handle(k, message)
-        return True
+        """True once a worker is up (batches may go out); None while none is; False if every one died first."""
+        self.take_waiting()
+        if self._ready:
+            return True
+        return False if len(self._gone) == len(self._procs) else None
 
     def send(self, batch: Any) -> None:
-        """Hand ``batch`` to the worker with the fewest outstanding, waiting (and handling what comes back) while
-        every one has ``OUTSTANDING``."""
+        """Hand ``batch`` to the worker that is up with the fewest outstanding, waiting (and handling what comes
+        back) while none is up, or every one has ``OUTSTANDING``."""
+        while not self._ready:
+            if len(self._gone) == len(self._procs):
+                raise self._lost(self._procs[0].wait())
+            self._handle(*self._messages.get())
         while True:
             self.take_waiting()
-            k = min(range(len(self._procs)), key=self._outstanding.__getitem__)
+            k = min(self._ready, key=self._outstanding.__getitem__)
             if self._outstanding[k] < OUTSTANDING:
                 break
             self._handle(*self._messages.get())
@@ -141,6 +144,8 @@ class WorkerPool(Closing):
             self._done[k] = message[1]
         elif kind == "error":
             raise message[1]
+        elif k not in self._ready:  # "eof" before it was up: it was given nothing
+            self._gone.add(k)
         elif k not in self._done:  # "eof" before "done"
             raise self._lost(self._procs[k].wait())
 
@@ -152,12 +157,12 @@ class WorkerPool(Closing):
                 outbox.put(("finish",))
 
     def finish(self) -> list[Any]:
-        """``end_input``; wait until each worker has acknowledged its batches and said it is done; return what each
-        said, in worker order."""
+        """``end_input``; wait until each worker has acknowledged its batches and said it is done (one still coming
+        up says so at once); return what each said, in worker order, without those that died before they were up."""
         self.end_input()
-        while len(self._done) < len(self._procs):
+        while len(self._done) + len(self._gone) < len(self._procs):
             self._handle(*self._messages.get())
-        return [self._done[k] for k in range(len(self._procs))]
+        return [self._done[k] for k in sorted(self._done)]
 
     def close(self) -> None:
         for proc, outbox in zip(self._procs, self._outboxes):  # the threads see the ends of the pipes, then they are closed

@@ -55,8 +55,8 @@ class Offload(Protocol):
         ...
 
     def ready(self) -> bool | None:
-        """Whether every process is up (None: not yet; False: one could not start, and the caller stores the files
-        itself)."""
+        """Whether a process is up to take files (None: not yet; False: none could start, and the caller stores the
+        files itself)."""
         ...
 
     def leave_to_caller(self, oids: list[str]) -> None:

@@ -222,6 +222,7 @@ def _open_job(greeting: tuple[str, str, str, int], progress: ForwardedProgress) 
             disk = DiskState(root, stage)
             with AddBatch(repo, stage, Chunker(repo.config.chunker), disk, AddResult(), progress, spill=spill, read_small_here=True) as batch:
                 crash_point("add-worker-start")
+                crash_point(f"add-worker-start-{owner}")  # one worker only (``owner``: 0, 1, ...)
                 try:
                     yield _AddJob(batch)
                 except BaseException:

@@ -91,7 +91,7 @@ class FileWriters(Protocol):
     and verified as ``write_entry`` does; its row comes back through the ``record`` they were started with."""
 
     def ready(self) -> bool | None:
-        """True once they are up; None while they are starting; False if they could not start."""
+        """True once one is up to take files; None while they are starting; False if none could start."""
         ...
 
     def write(self, path: str, entry: TreeEntry) -> None: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -117,6 +118,23 @@ def test_workers_that_cannot_start_leave_the_add_to_the_calling_process(tmp_path
         assert result.workers == 0 and result.added == FILES
         ws.commit("v1")
     assert run_datactl(["verify", "--deep"], root).returncode == 0
+
+
+def test_a_worker_that_dies_before_it_is_up_leaves_the_files_to_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Batches go out as soon as one worker is up; one that never comes up was given nothing and owes nothing.
+    root = tmp_path / "ws"
+    many_files(root, seed=5)
+    picture = snapshot(root)
+    monkeypatch.setenv("DATACTL_TEST_CRASH_AT", "add-worker-start-1")
+    with Workspace.init(str(root), name="ds") as ws:
+        result = add_with_workers(ws)
+        assert result.workers == 1 and result.added == FILES
+        ws.commit("v1")
+    assert run_datactl(["verify", "--deep"], root).returncode == 0
+    for folder in root.glob("d[0-9][0-9]"):
+        shutil.rmtree(folder)
+    assert run_datactl(["checkout", "--force", "HEAD"], root).returncode == 0
+    assert snapshot(root) == picture
 
 
 @pytest.mark.skipif(usable_cpus() < 2, reason="an add starts workers only with two cores or more")
