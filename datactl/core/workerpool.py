@@ -3,10 +3,10 @@
 The caller starts one worker per core (``datactl.core.workerproc``), greets
 each with what it needs to know, then hands out batches, from the moment the
 first is up, to the workers that are up (an interpreter and its imports take a
-tenth of a second, and the second worker may come up much later than the
-first on a busy machine). A worker says once that it is ready, acknowledges each batch when it is done with it (with what
-the caller needs back), forwards its progress, and at the end says what it
-did. A worker that fails sends its error, which the caller raises; one that
+tenth of a second, and on a busy machine the second may come up much later
+than the first). A worker says once that it is ready, acknowledges each batch
+when it is done with it (with what the caller needs back), forwards its
+progress, and at the end says what it did. A worker that fails sends its error, which the caller raises; one that
 dies midway is an error too, never a short answer. One that dies before it is
 up was given nothing: the others do the work.
 
