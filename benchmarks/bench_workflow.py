@@ -384,6 +384,7 @@ def bench_round(tool: Tool, wl: Workload, ws: Path, res: ToolResult, short_repea
         res.readd.append(measure(lambda: tool.readd(ws), tool.peak))
     before_v2 = dir_bytes(tool.store_path(ws))
     step_apply_edits(wl, ws)
+    os.sync()  # untimed, as above: the edits are on disk first
     res.add_commit_v2.append(measure(lambda: tool.add_commit(ws, "v2"), tool.peak))
     res.stored_v2_extra.append(dir_bytes(tool.store_path(ws)) - before_v2)
     if first:
@@ -392,7 +393,7 @@ def bench_round(tool: Tool, wl: Workload, ws: Path, res: ToolResult, short_repea
         except BenchError as e:
             res.problems.append(f"check failed: {e}")
     tool.prepare_restore(ws)
-    os.sync()  # untimed, as above: the edits and the second version written just before are on disk first
+    os.sync()  # untimed, as above: the second version written just before is on disk first
     res.restore.append(measure(lambda: tool.restore_v1(ws), tool.peak))
     res.problems += [f"after the restore of v1: {p}" for p in compare_trees(ws / DATA_DIR, wl.v1)]
 
