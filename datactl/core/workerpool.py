@@ -6,9 +6,10 @@ first is up, to the workers that are up (an interpreter and its imports take a
 tenth of a second, and on a busy machine the second may come up much later
 than the first). A worker says once that it is ready, acknowledges each batch
 when it is done with it (with what the caller needs back), forwards its
-progress, and at the end says what it did. A worker that fails sends its error, which the caller raises; one that
-dies midway is an error too, never a short answer. One that dies before it is
-up was given nothing: the others do the work.
+progress, and at the end says what it did. A worker that fails sends its
+error, which the caller raises; one that dies midway is an error too, never a
+short answer. One that dies before it is up was given nothing: the others do
+the work.
 
 Both ends are written here: ``WorkerPool`` for the caller, ``serve_batches``
 for the worker's ``__main__``, so every kind of worker speaks one protocol.
@@ -104,13 +105,16 @@ class WorkerPool(Closing):
         self.take_waiting()
         if self._ready:
             return True
-        return False if len(self._gone) == len(self._procs) else None
+        return False if self._all_gone() else None
+
+    def _all_gone(self) -> bool:
+        return len(self._gone) == len(self._procs)
 
     def send(self, batch: Any) -> None:
         """Hand ``batch`` to the worker that is up with the fewest outstanding, waiting (and handling what comes
         back) while none is up, or every one has ``OUTSTANDING``."""
         while not self._ready:
-            if len(self._gone) == len(self._procs):
+            if self._all_gone():
                 raise self._lost(self._procs[0].wait())
             self._handle(*self._messages.get())
         while True:
