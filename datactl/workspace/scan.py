@@ -7,6 +7,7 @@ the three can be merged in one pass with constant memory.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ from datactl.workspace.ignore import IgnoreRules
 
 FILE = "file"
 SYMLINK = "symlink"
+
+_LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_CHANGED_SINCE_LISTED = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # a folder gone, a file or a link now
+_FORMAT, _FOLDER = stat.S_IFMT(0o177777), stat.S_IFDIR  # st_mode & _FORMAT == _FOLDER: S_ISDIR without a call
 
 
 @dataclass(frozen=True)
@@ -60,23 +65,34 @@ def display_name(name: str) -> str:
 
 def _list_folder(root: str, rel_dir: str, report: Callable[[str, str], None]) -> list[tuple[str, str, bool, os.stat_result]]:
     """(sort key, name, is a folder, stat) of each entry of the folder ``rel_dir`` ('' or ending in '/'), in path order."""
-    abs_dir = os.path.join(root, *rel_dir.split("/")) if rel_dir else root
+    abs_dir = os.path.join(root, *rel_dir[:-1].split("/")) if rel_dir else root  # no trailing '/': it follows links
     items = []
     try:
-        with os.scandir(abs_dir) as it:
+        # Listed through an open descriptor, each entry's stat is an fstatat of its bare name: the kernel looks up
+        # one component, not the whole absolute path (at a million files, a third of the stats' system time).
+        # NOFOLLOW below the root: a folder swapped for a link since its parent was listed is not walked into.
+        fd = os.open(abs_dir, _LIST_FLAGS | (os.O_NOFOLLOW if rel_dir else 0))
+    except PermissionError:
+        report(rel_dir or ".", "cannot list folder: permission denied")
+        return []
+    except OSError as exc:
+        if exc.errno not in _CHANGED_SINCE_LISTED:
+            raise
+        return []
+    try:
+        with os.scandir(fd) as it:
             for de in it:
                 try:
                     st = de.stat(follow_symlinks=False)
                 except OSError as exc:
                     report(f"{rel_dir}{de.name}", f"cannot stat: {exc.strerror}")
                     continue
-                is_dir = stat.S_ISDIR(st.st_mode)
-                items.append((de.name + "/" if is_dir else de.name, de.name, is_dir, st))
-    except PermissionError:
-        report(rel_dir or ".", "cannot list folder: permission denied")
-        return []
-    except FileNotFoundError:
-        return []
+                if st.st_mode & _FORMAT == _FOLDER:
+                    items.append((de.name + "/", de.name, True, st))
+                else:
+                    items.append((de.name, de.name, False, st))
+    finally:
+        os.close(fd)
     # Code-point order is UTF-8 byte order for every name that can be tracked; a name that is not UTF-8 (it holds
     # surrogate escapes) may sort elsewhere, but it is reported and skipped, so no order depends on it.
     items.sort()
