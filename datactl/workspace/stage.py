@@ -257,14 +257,19 @@ class Stage(Database):
 
     def __init__(self, path: str) -> None:
         super().__init__(path, _SCHEMA, STAGE_HINT)
-        self._add_source_column()
+        self._upgrade()
 
-    def _add_source_column(self) -> None:
-        """A stage written before external files has no ``source`` column: add it (NULL: every row a stored file)."""
+    def _upgrade(self) -> None:
+        """What a stage written by an earlier version lacks. The ``source`` column (external files): NULL, every row
+        a stored file. The index of external rows: without it every status read the whole table to find them
+        (0.1 s at a million rows); only rows with a source enter it, so writing the others costs nothing more."""
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(entries)")}
         if "source" not in columns:
             with self._db:
                 self._db.execute("ALTER TABLE entries ADD COLUMN source TEXT")
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name='external_paths'").fetchone() is None:
+            with self._db:
+                self._db.execute("CREATE INDEX IF NOT EXISTS external_paths ON entries(path) WHERE source IS NOT NULL")
 
     # -- meta ----------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -329,3 +330,33 @@ def test_a_written_file_is_judged_against_the_save_of_its_row(tmp_path: Path) ->
     assert not written.trusted
     assert not written.judged_at(mtime + RACY_WINDOW_NS).trusted
     assert written.judged_at(mtime + RACY_WINDOW_NS + 1) == replace(written, trusted=True)
+
+
+def test_a_stage_from_before_external_files_is_upgraded_and_finds_them(tmp_path: Path) -> None:
+    path = str(tmp_path / "stage.db")
+    old = sqlite3.connect(path)  # the schema of a stage written before external files: no source column, no index
+    old.executescript(
+        "CREATE TABLE entries (path TEXT PRIMARY KEY, kind TEXT, mode INTEGER, size INTEGER, digest TEXT, chunks TEXT,"
+        " chunklist TEXT, target TEXT, st_size INTEGER, st_mtime_ns INTEGER, st_ctime_ns INTEGER, st_ino INTEGER,"
+        " st_mode INTEGER, st_trusted INTEGER NOT NULL DEFAULT 0, head_kind TEXT, head_mode INTEGER, head_size INTEGER,"
+        " head_digest TEXT) WITHOUT ROWID;"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
+    )
+    digest = object_id(b"hello")
+    old.execute("INSERT INTO entries(path, kind, mode, size, digest, chunks) VALUES ('a', 'file', 420, 5, ?, ?)", (digest, digest))
+    old.commit()
+    old.close()
+    stage = Stage(path)
+    try:
+        assert paths(stage.iter_rows()) == ["a"] and list(stage.external_rows()) == []
+        chunk = object_id(b"remote")
+        external = TreeEntry("b", FILE, 0o644, 6, chunk, (chunk,), None, None, ExternalSource("s3://bucket/b", etag="e"), (6,))
+        stage.write([StageRow("b", external, None, None), row("c", "stored")])
+        assert [(r.path, r.entry.source) for r in stage.external_rows()] == [("b", ExternalSource("s3://bucket/b", etag="e"))]
+    finally:
+        stage.close()
+    again = Stage(path)  # opened again: nothing left to upgrade
+    try:
+        assert paths(again.external_rows()) == ["b"] and paths(again.iter_rows()) == ["a", "b", "c"]
+    finally:
+        again.close()
