@@ -72,7 +72,9 @@ def _read_small(path: str, size: int, params: ChunkerParams) -> _ReadFile | Data
             data = f.read(size + 1)  # exactly the listed size (a bigger buffer, shrunk, fragments the heap)
             if len(data) > size:  # it grew since it was listed
                 data += f.read(SMALL_FILE + 1 - len(data))
-        st = os.lstat(path)
+            # The stat of the file read, not of whatever the path names by now (a copy put in its place with the
+            # same size and mtime would be vouched for with these bytes); and no second lookup of the path.
+            st = os.fstat(f.fileno())
     except OSError as exc:
         return read_error(path, exc)
     if len(data) > SMALL_FILE:
@@ -261,7 +263,8 @@ class FileIngest(Closing, Generic[Token]):
             try:
                 with open(path, "rb", buffering=0) as f:
                     read = chunk_stream(Chunker(params), f, keep)
-                return _Piece(unit, piece, end=read, stat=os.lstat(path))
+                    st = os.fstat(f.fileno())  # the file read (see _read_small)
+                return _Piece(unit, piece, end=read, stat=st)
             except OSError as exc:
                 return _Piece(unit, error=read_error(path, exc))
 
