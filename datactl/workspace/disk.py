@@ -115,6 +115,7 @@ class DiskState:
         on_problem: Callable[[ScanProblem], None] | None = None,
         vouched: Callable[[int], None] | None = None,
         in_scope: Callable[[str], bool] | None = None,
+        meanwhile: Callable[[], None] = lambda: None,
     ) -> Iterator[tuple[str, DiskEntry | None, StageRow | None]]:
         """(path, file on disk or None, stage row or None) for every path under ``start``, in path order.
 
@@ -125,9 +126,11 @@ class DiskState:
         for a large stage): a scan where little changed reads a whole row only
         for what did. Given ``in_scope`` (a sparse workspace's paths), a
         tracked path outside it that is not on disk, as it should not be, is
-        skipped without a look at its row or the disk.
+        skipped without a look at its row or the disk. ``meanwhile`` is run before the scan begins, once the
+        processes that share it are started (``scan_stats``).
         """
         if vouched is None:
+            meanwhile()
             disk = (DiskEntry(path, kind, st) for path, kind, st in walk(self.root, rules, start=start, on_problem=on_problem))
             rows = self.stage.iter_rows(start, with_chunks=False)
             for path, d, row in merge_by_path(disk, rows, lambda x: x.path, lambda r: r.path):
@@ -135,7 +138,7 @@ class DiskState:
                     d = self.lstat_entry(path)
                 yield path, d, row
             return
-        for path, d, tracked in scan_stats(self.root, self.stage, rules, start, on_problem, vouched):
+        for path, d, tracked in scan_stats(self.root, self.stage, rules, start, on_problem, vouched, meanwhile=meanwhile):
             if d is None and in_scope is not None and not in_scope(path):
                 continue
             row = self.stage.get(path) if tracked else None

@@ -81,13 +81,17 @@ def scan_stats(
     vouched: Callable[[int], None] = lambda _n: None,
     rows_per_range: int = ROWS_PER_RANGE,
     max_ranges: int | None = None,
+    meanwhile: Callable[[], None] = lambda: None,
 ) -> Iterator[Found]:
     """``scan_range`` of the whole of ``start``, its ranges after the first scanned by worker processes when the
-    stage is large. ``rules`` must be the workspace's own (``IgnoreRules(root)``): a worker reads them again."""
+    stage is large. ``rules`` must be the workspace's own (``IgnoreRules(root)``): a worker reads them again.
+    ``meanwhile`` is run once the workers are started, before this process scans: the caller's own work that
+    would otherwise keep them from starting (a worker takes about 0.1 s to be up)."""
     cuts = stage.split_points(start, rows_per_range, max_ranges or min(usable_cpus(), MAX_RANGES))
     bounds = list(zip([None, *cuts], [*cuts, None]))
     workers = [RangeWorker.start(root, stage.path, start, lo, hi) for lo, hi in bounds[1:]]
     try:
+        meanwhile()
         for (lo, hi), worker in zip(bounds, [None, *workers]):
             if worker is not None and worker.started:
                 yield from worker.results(on_problem, vouched, lambda lo=lo, hi=hi: scan_range(root, stage.path, rules, start, lo, hi, on_problem, vouched))

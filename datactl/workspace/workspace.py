@@ -221,15 +221,20 @@ class Workspace(Closing):
         latest = self.repo.refs.get(self.head_ref)
         result = Status(head=self.head, latest=latest if latest != self.head else None, interrupted=self.interrupted_checkout)
         in_scope = scope_test(self.sparse)
-        for row in self.stage.staged_changes():
-            if row.entry is None:
-                result.staged.append(PathChange(row.path, "deleted", row.head.size if row.head else 0))
-            else:
-                result.staged.append(PathChange(row.path, "added" if row.head is None else "modified", row.entry.size))
+        external: list[tuple[str, TreeEntry]] = []
+
+        def read_stage() -> None:  # the staged changes (a read of the whole stage), while the scan's workers start
+            for row in self.stage.staged_changes():
+                if row.entry is None:
+                    result.staged.append(PathChange(row.path, "deleted", row.head.size if row.head else 0))
+                else:
+                    result.staged.append(PathChange(row.path, "added" if row.head is None else "modified", row.entry.size))
+            # External files are checked against their sources whether or not their stat vouches for the local copy.
+            external.extend((row.path, row.entry) for row in self.stage.external_rows() if row.entry is not None)
+
         self.disk.forget_refreshed()
-        # External files are checked against their sources whether or not their stat vouches for the local copy.
-        external = [(row.path, row.entry) for row in self.stage.external_rows() if row.entry is not None]
-        for path, d, row in self.disk.scan(IgnoreRules(self.root), on_problem=result.problems.append, vouched=lambda _d: None, in_scope=in_scope):
+        scan = self.disk.scan(IgnoreRules(self.root), on_problem=result.problems.append, vouched=lambda _d: None, in_scope=in_scope, meanwhile=read_stage)
+        for path, d, row in scan:
             tracked = row is not None and row.entry is not None
             if d is None:
                 if tracked and in_scope(path):

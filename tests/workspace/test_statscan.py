@@ -140,6 +140,21 @@ def test_the_scan_counts_unchanged_files_and_yields_the_rest(tmp_path: Path, wor
     assert [p.path for p in problems] == ["fifo"]
 
 
+def test_what_the_caller_does_meanwhile_runs_once_while_the_workers_are_up(tmp_path: Path, workspace: Workspace) -> None:
+    expected = scanned(whole(tmp_path, workspace))
+    children = Path(f"/proc/self/task/{os.getpid()}/children")
+    before = set(children.read_text().split())
+    started: list[set[str]] = []
+
+    def meanwhile() -> None:  # the worker processes of the ranges after the first are started by now
+        started.append(set(children.read_text().split()) - before)
+
+    rules = IgnoreRules(str(tmp_path))
+    found = scanned(lambda on_problem, vouched: scan_stats(str(tmp_path), workspace.stage, rules, "", on_problem, vouched, rows_per_range=1, max_ranges=3, meanwhile=meanwhile))
+    assert found == expected
+    assert len(started) == 1 and len(started[0]) == 2  # once; two workers for three ranges
+
+
 def test_a_worker_that_cannot_start_leaves_its_range_to_this_process(tmp_path: Path, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     expected = scanned(whole(tmp_path, workspace))
     for interpreter in ("/nonexistent/python3", "/bin/false"):  # not there; there, but exits at once
