@@ -7,7 +7,9 @@ the three can be merged in one pass with constant memory.
 
 from __future__ import annotations
 
+import bisect
 import errno
+import itertools
 import os
 import stat
 from dataclasses import dataclass
@@ -21,7 +23,8 @@ SYMLINK = "symlink"
 
 _LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _CHANGED_SINCE_LISTED = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # a folder gone, a file or a link now
-_FORMAT, _FOLDER = stat.S_IFMT(0o177777), stat.S_IFDIR  # st_mode & _FORMAT == _FOLDER: S_ISDIR without a call
+# st_mode & _FORMAT == _FOLDER is S_ISDIR without a call (and _REGULAR S_ISREG, _LINK S_ISLNK).
+_FORMAT, _FOLDER, _REGULAR, _LINK = stat.S_IFMT(0o177777), stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK
 
 
 @dataclass(frozen=True)
@@ -123,33 +126,41 @@ def walk(
     def listing(rel_dir: str) -> list[tuple[str, str, bool, os.stat_result]]:
         return _list_folder(root, rel_dir, lambda path, reason: report(path, path, reason))
 
+    def entries_in_range(rel_dir: str) -> Iterator[tuple[str, str, bool, os.stat_result]]:
+        """The entries of the folder ``rel_dir`` that are, or hold, paths of the range: cut by bisection, so the
+        loop below compares no entry with the bounds."""
+        items = listing(rel_dir)
+        first, end = 0, len(items)
+        if lo is not None:  # skip what ends at or before lo: a file, or a folder's paths, in [rel, rel + "0")
+            first = bisect.bisect_right(items, lo, key=lambda it: rel_dir + (it[1] + "0" if it[2] else it[1] + "\0"))
+        if hi is not None:  # stop at what starts at or past hi
+            end = bisect.bisect_left(items, hi, first, end, key=lambda it: rel_dir + it[0])
+        return itertools.islice(items, first, end)
+
     start = start.strip("/")
-    first = start + "/" if start else ""
-    # One frame per open folder: its path ('' or ending in '/'), its entries, and the next one to look at.
-    stack: list[tuple[str, list, list[int]]] = [(first, listing(first), [0])]
+    top = start + "/" if start else ""
+    # One frame per open folder: its path ('' or ending in '/') and the rest of its entries. An entry's bounds
+    # come sorted by its sort key (sibling ranges do not overlap), so both cuts are bisections.
+    stack = [(top, entries_in_range(top))]
     while stack:
-        rel_dir, items, pos = stack[-1]
-        if pos[0] >= len(items):
-            stack.pop()
-            continue
-        key, name, is_dir, st = items[pos[0]]
-        pos[0] += 1
-        rel = f"{rel_dir}{name}"
-        if hi is not None and rel_dir + key >= hi:  # this and all that follows in path order is past the range
-            return
-        if lo is not None and (rel + "0" <= lo if is_dir else rel < lo):  # '0' follows '/': the folder ends before lo
-            continue
-        if not name.isascii() and not _utf8_ok(name):  # most names are ASCII: no encoding needed to know
-            report(rel, display_name(rel), "name is not valid UTF-8; rename it to track it")
-            continue
-        if rules.ignored_in_walk(rel, name, is_dir):
-            continue
-        if is_dir:
-            check_depth(rel + "/", rel.count("/") + 1)
-            stack.append((rel + "/", listing(rel + "/"), [0]))
-        elif stat.S_ISREG(st.st_mode):
-            yield rel, FILE, st
-        elif stat.S_ISLNK(st.st_mode):
-            yield rel, SYMLINK, st
+        rel_dir, entries = stack[-1]
+        for _key, name, is_dir, st in entries:
+            rel = rel_dir + name
+            if not name.isascii() and not _utf8_ok(name):  # most names are ASCII: no encoding needed to know
+                report(rel, display_name(rel), "name is not valid UTF-8; rename it to track it")
+                continue
+            if rules.ignored_in_walk(rel, name, is_dir):
+                continue
+            if is_dir:
+                check_depth(rel + "/", rel.count("/") + 1)
+                stack.append((rel + "/", entries_in_range(rel + "/")))
+                break  # into it; this folder's iterator resumes after it
+            kind = st.st_mode & _FORMAT
+            if kind == _REGULAR:
+                yield rel, FILE, st
+            elif kind == _LINK:
+                yield rel, SYMLINK, st
+            else:
+                report(rel, rel, "not a regular file, folder or symlink; skipped")
         else:
-            report(rel, rel, "not a regular file, folder or symlink; skipped")
+            stack.pop()

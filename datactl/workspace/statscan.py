@@ -54,12 +54,13 @@ def scan_range(
     row = next(rows, None)
     count = 0
     for path, kind, st in walk(root, rules, start, on_problem, lo, hi):
-        while row is not None and row[0] < path:
-            yield row[0], None, True
-            row = next(rows, None)
-        if row is None or row[0] != path:
-            yield path, DiskEntry(path, kind, st), False
-            continue
+        if row is None or row[0] != path:  # not the common case: a path on one side only
+            while row is not None and row[0] < path:
+                yield row[0], None, True
+                row = next(rows, None)
+            if row is None or row[0] != path:
+                yield path, DiskEntry(path, kind, st), False
+                continue
         # The row's stat columns (StatInfo.matches on them), with st_trusted = 1.
         if row == (path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, 1):
             count += 1
