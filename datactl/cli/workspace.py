@@ -16,7 +16,8 @@ from datactl.core.units import human_bytes, parse_fraction
 if TYPE_CHECKING:
     from datactl.format.objects import TreeEntry
     from datactl.store.diff import DiffResult
-    from datactl.workspace.workspace import Status, Workspace
+    from datactl.workspace.status import Status
+    from datactl.workspace.workspace import Workspace
 
 # -- init / add / rm / commit ----------------------------------------------------
 

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from datactl.core.author import default_author
@@ -58,6 +58,7 @@ from datactl.workspace.opening import commit_rules_may_be_on, database_present, 
 from datactl.workspace.scan import DiskEntry, ScanProblem
 from datactl.workspace.shallow import history_cut
 from datactl.workspace.stage import STAGE_HINT, Stage, StageRow
+from datactl.workspace.status import PathChange, Status
 from storage_backends import BackendError
 
 if TYPE_CHECKING:
@@ -72,31 +73,6 @@ class RefMove:
 
     to: str
     expected: str | None
-
-
-@dataclass(frozen=True)
-class PathChange:
-    """One path that differs between two states."""
-
-    path: str
-    change: str  # "added", "modified", "deleted", "source changed" (an external file's source moved on)
-    size: int = 0
-
-
-@dataclass
-class Status:
-    head: str | None
-    latest: str | None = None  # the dataset's latest version, when HEAD is an older one
-    staged: list[PathChange] = field(default_factory=list)
-    unstaged: list[PathChange] = field(default_factory=list)
-    untracked: list[str] = field(default_factory=list)
-    problems: list[ScanProblem] = field(default_factory=list)
-    interrupted: str | None = None  # a checkout of this version was cut short; checking it out again finishes it
-
-    @property
-    def clean(self) -> bool:
-        """No staged and no unstaged change (untracked files do not count)."""
-        return not self.staged and not self.unstaged
 
 
 CONFIG_TEMPLATE = """\
@@ -224,11 +200,7 @@ class Workspace(Closing):
         external: list[tuple[str, TreeEntry]] = []
 
         def read_stage() -> None:  # the staged changes (a read of the whole stage), while the scan's workers start
-            for row in self.stage.staged_changes():
-                if row.entry is None:
-                    result.staged.append(PathChange(row.path, "deleted", row.head.size if row.head else 0))
-                else:
-                    result.staged.append(PathChange(row.path, "added" if row.head is None else "modified", row.entry.size))
+            result.staged.extend(PathChange.of_staged_row(row) for row in self.stage.staged_changes())
             # External files are checked against their sources whether or not their stat vouches for the local copy.
             external.extend((row.path, row.entry) for row in self.stage.external_rows() if row.entry is not None)
 
