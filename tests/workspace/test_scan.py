@@ -29,8 +29,8 @@ def test_a_folder_swapped_for_a_link_while_walking_is_not_walked_into(tmp_path: 
 
 
 def test_a_folder_swapped_for_a_file_or_removed_while_walking_is_skipped(tmp_path: Path) -> None:
-    for replace in (lambda p: p.write_bytes(b"now a file"), lambda p: None):
-        root, _ = _tree(tmp_path / str(id(replace)))
+    for k, replace in enumerate((lambda p: p.write_bytes(b"now a file"), lambda p: None)):
+        root, _ = _tree(tmp_path / f"case{k}")
         files = walk(str(root), IgnoreRules(str(root)))
         assert next(files)[0] == "a.txt"
         os.rename(root / "b", root.parent / "b-moved")
