@@ -29,12 +29,16 @@ def usable_cpus() -> int:
 
 
 def spawn_module(module: str) -> subprocess.Popen | None:
-    """``python -m module`` with pipes to its stdin and stdout; None if no interpreter can be started (an
-    embedded Python), for the caller to do the work itself."""
+    """``python -P -m module`` with pipes to its stdin and stdout; None if no interpreter can be started (an
+    embedded Python), for the caller to do the work itself.
+
+    ``-P``: without it, Python puts the current folder (the workspace) first on the import path, and a file such
+    as ``logging.py`` among the user's data, or one a checkout from a store wrote there, would run as code.
+    """
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
     try:
-        return subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        return subprocess.Popen([sys.executable, "-P", "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     except OSError:
         return None
 

@@ -89,6 +89,26 @@ def test_many_files_added_by_workers_store_each_chunk_once_and_come_back_whole(t
     assert snapshot(clone) == picture
 
 
+# Modules a worker imports, each planted at the workspace's root as a file that leaves a mark when imported.
+_PLANTED = ("logging", "json", "random", "dataclasses", "tempfile", "sqlite3", "zstandard", "xxhash", "typing")
+
+
+def test_python_files_among_the_data_never_run_in_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A workspace's files are data: a `logging.py` there, perhaps written by a checkout from a hostile store, must
+    # not be imported by the processes an add starts there (Python puts the current folder first on the path).
+    root = tmp_path / "ws"
+    many_files(root, seed=6)
+    mark = tmp_path / "ran"
+    for name in _PLANTED:
+        write(root / f"{name}.py", f"open({str(mark / name)!r}, 'w').close()\n".encode())
+    mark.mkdir()
+    monkeypatch.chdir(root)
+    with Workspace.init(str(root), name="ds") as ws:
+        result = add_with_workers(ws)
+        assert result.workers == 2 and result.added == FILES + len(_PLANTED)
+    assert not list(mark.iterdir()), "a planted module ran"
+
+
 def test_a_worker_killed_midway_fails_the_add_and_the_next_add_finishes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "ws"
     many_files(root, seed=2)
