@@ -116,6 +116,7 @@ class DiskState:
         vouched: Callable[[int], None] | None = None,
         in_scope: Callable[[str], bool] | None = None,
         meanwhile: Callable[[], None] = lambda: None,
+        stat_new_folders: bool = True,
     ) -> Iterator[tuple[str, DiskEntry | None, StageRow | None]]:
         """(path, file on disk or None, stage row or None) for every path under ``start``, in path order.
 
@@ -127,7 +128,9 @@ class DiskState:
         for what did. Given ``in_scope`` (a sparse workspace's paths), a
         tracked path outside it that is not on disk, as it should not be, is
         skipped without a look at its row or the disk. ``meanwhile`` is run before the scan begins, once the
-        processes that share it are started (``scan_stats``).
+        processes that share it are started (``scan_stats``). Without ``stat_new_folders`` (with ``vouched``
+        only), the regular files of folders the stage has no row under come without their stat
+        (``scan_range``).
         """
         if vouched is None:
             meanwhile()
@@ -138,7 +141,7 @@ class DiskState:
                     d = self.lstat_entry(path)
                 yield path, d, row
             return
-        for path, d, tracked in scan_stats(self.root, self.stage, rules, start, on_problem, vouched, meanwhile=meanwhile):
+        for path, d, tracked in scan_stats(self.root, self.stage, rules, start, on_problem, vouched, meanwhile=meanwhile, stat_new_folders=stat_new_folders):
             if d is None and in_scope is not None and not in_scope(path):
                 continue
             row = self.stage.get(path) if tracked else None

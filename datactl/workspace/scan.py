@@ -31,7 +31,9 @@ _FORMAT, _FOLDER, _REGULAR, _LINK = stat.S_IFMT(0o177777), stat.S_IFDIR, stat.S_
 class DiskEntry:
     path: str  # workspace-relative, '/'-separated
     kind: str  # "file" or "symlink"
-    st: os.stat_result
+    # None: a regular file listed without its stat (``walk``'s ``stat_files``), for the process that reads it to
+    # take it from the file it opens.
+    st: os.stat_result | None
 
     def __reduce__(self) -> tuple:
         # An add hands workers entries by the thousand, pickled: a stat_result pickles with a dict of its fields
@@ -39,6 +41,8 @@ class DiskEntry:
         # st_blksize, st_blocks and st_rdev do not travel (None on the other side): no one who gets an entry
         # from a pickle reads them.
         st = self.st
+        if st is None:
+            return DiskEntry, (self.path, self.kind, None)
         flat = (*st[:10], st.st_atime, st.st_mtime, st.st_ctime, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns)
         return _unpickle_disk_entry, (self.path, self.kind, flat)
 
@@ -66,8 +70,10 @@ def display_name(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _list_folder(root: str, rel_dir: str, report: Callable[[str, str], None]) -> list[tuple[str, str, bool, os.stat_result]]:
-    """(sort key, name, is a folder, stat) of each entry of the folder ``rel_dir`` ('' or ending in '/'), in path order."""
+def _list_folder(root: str, rel_dir: str, report: Callable[[str, str], None], stat_files: bool = True) -> list[tuple[str, str, bool, os.stat_result | None]]:
+    """(sort key, name, is a folder, stat) of each entry of the folder ``rel_dir`` ('' or ending in '/'), in path
+    order. Without ``stat_files``, folders and regular files are told apart by the listing's file types and get no
+    stat (None): only links and the odd kinds are looked at."""
     abs_dir = os.path.join(root, *rel_dir[:-1].split("/")) if rel_dir else root  # no trailing '/': it follows links
     items = []
     try:
@@ -85,6 +91,13 @@ def _list_folder(root: str, rel_dir: str, report: Callable[[str, str], None]) ->
     try:
         with os.scandir(fd) as it:
             for de in it:
+                if not stat_files:  # d_type, no system call (one lstat where the file system gives no type)
+                    if de.is_dir(follow_symlinks=False):
+                        items.append((de.name + "/", de.name, True, None))
+                        continue
+                    if de.is_file(follow_symlinks=False):
+                        items.append((de.name, de.name, False, None))
+                        continue
                 try:
                     st = de.stat(follow_symlinks=False)
                 except OSError as exc:
@@ -109,9 +122,11 @@ def walk(
     on_problem: Callable[[ScanProblem], None] | None = None,
     lo: str | None = None,
     hi: str | None = None,
-) -> Iterator[tuple[str, str, os.stat_result]]:
+    stat_files: Callable[[str], bool] | None = None,
+) -> Iterator[tuple[str, str, os.stat_result | None]]:
     """(path, kind, stat) of the files and symlinks under ``start`` (a relative folder, '' for all) whose paths
-    are in [``lo``, ``hi``) (None: unbounded), skipping ignored ones.
+    are in [``lo``, ``hi``) (None: unbounded), skipping ignored ones. Given ``stat_files``, asked for each folder
+    ('' or ending in '/') as it is listed, the regular files of a folder it says False for come with no stat (None).
 
     A folder is entered only when paths of the range can lie under it, and a problem is reported by the range
     holding the path it is about, so ranges walked apart see each file and problem once. Iterative (a stack of
@@ -123,10 +138,10 @@ def walk(
         if on_problem is not None and (lo is None or key >= lo) and (hi is None or key < hi):
             on_problem(ScanProblem(path, reason))
 
-    def listing(rel_dir: str) -> list[tuple[str, str, bool, os.stat_result]]:
-        return _list_folder(root, rel_dir, lambda path, reason: report(path, path, reason))
+    def listing(rel_dir: str) -> list[tuple[str, str, bool, os.stat_result | None]]:
+        return _list_folder(root, rel_dir, lambda path, reason: report(path, path, reason), stat_files is None or stat_files(rel_dir))
 
-    def entries_in_range(rel_dir: str) -> Iterator[tuple[str, str, bool, os.stat_result]]:
+    def entries_in_range(rel_dir: str) -> Iterator[tuple[str, str, bool, os.stat_result | None]]:
         """The entries of the folder ``rel_dir`` that are, or hold, paths of the range: cut by bisection, so the
         loop below compares no entry with the bounds."""
         items = listing(rel_dir)
@@ -155,6 +170,9 @@ def walk(
                 check_depth(rel + "/", rel.count("/") + 1)
                 stack.append((rel + "/", entries_in_range(rel + "/")))
                 break  # into it; this folder's iterator resumes after it
+            if st is None:  # listed as a regular file, without its stat
+                yield rel, FILE, None
+                continue
             kind = st.st_mode & _FORMAT
             if kind == _REGULAR:
                 yield rel, FILE, st

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
+from datactl.core.closing import Closing
 from datactl.core.ids import is_hex, is_object_id
 from datactl.core.sqlite import Database, database_error
 from datactl.format.external import ExternalSource
@@ -250,6 +251,29 @@ def read_stats(db_path: str, prefix: str = "", lo: str | None = None, hi: str | 
         yield from _snapshot_rows(db_path, _STAT_COLS, prefix, None, lo, hi)
     except sqlite3.DatabaseError as exc:
         raise database_error(exc, db_path, STAGE_HINT) from exc
+
+
+class FolderRows(Closing):
+    """Whether the stage at ``db_path`` has rows under a folder: one lookup on the path index each, over a
+    connection of its own (a scan asks as it lists each folder)."""
+
+    def __init__(self, db_path: str) -> None:
+        self.path = db_path
+        try:
+            self._db = sqlite3.connect(db_path, timeout=60)
+        except sqlite3.DatabaseError as exc:
+            raise database_error(exc, db_path, STAGE_HINT) from exc
+
+    def any_under(self, rel_dir: str) -> bool:
+        """Whether a row's path is under ``rel_dir`` ('' for the whole workspace, else a folder ending in '/')."""
+        query, args = ("SELECT 1 FROM entries LIMIT 1", ()) if not rel_dir else ("SELECT 1 FROM entries WHERE path >= ? AND path < ? LIMIT 1", _prefix_range(rel_dir))
+        try:
+            return self._db.execute(query, args).fetchone() is not None
+        except sqlite3.DatabaseError as exc:
+            raise database_error(exc, self.path, STAGE_HINT) from exc
+
+    def close(self) -> None:
+        self._db.close()
 
 
 class Stage(Database):

@@ -24,7 +24,7 @@ from datactl.core.errors import DatactlError
 from datactl.core.workerproc import portable_error, read_frames, run_as_worker, spawn_module, stop, usable_cpus
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.scan import DiskEntry, ScanProblem, walk
-from datactl.workspace.stage import Stage, read_stats
+from datactl.workspace.stage import FolderRows, Stage, read_stats
 
 # Below this many rows a range is not worth a process (about 0.2 s of scanning against about 0.1 s to start one).
 ROWS_PER_RANGE = 100_000
@@ -43,9 +43,12 @@ def scan_range(
     hi: str | None,
     on_problem: Callable[[ScanProblem], None] | None,
     vouched: Callable[[int], None],
+    stat_new_folders: bool = True,
 ) -> Iterator[Found]:
     """What the stat cache does not vouch for under ``start`` in [``lo``, ``hi``), in path order: changed, new and
-    missing files; ``vouched`` is told how many files it vouched for.
+    missing files; ``vouched`` is told how many files it vouched for. Without ``stat_new_folders``, the regular
+    files of a folder the stage has no row under come without their stat (``DiskEntry.st`` None): every one is
+    new, and an add takes its stat from the file it reads rather than from a look here first.
 
     The walk and the rows are merged here rather than by ``merge_by_path``: this loop runs once per file of the
     workspace, and a vouched file costs one tuple compared in C, with no object made for it.
@@ -53,20 +56,29 @@ def scan_range(
     rows = read_stats(stage_path, start, lo, hi)
     row = next(rows, None)
     count = 0
-    for path, kind, st in walk(root, rules, start, on_problem, lo, hi):
-        if row is None or row[0] != path:  # not the common case: a path on one side only
-            while row is not None and row[0] < path:
-                yield row[0], None, True
-                row = next(rows, None)
-            if row is None or row[0] != path:
-                yield path, DiskEntry(path, kind, st), False
-                continue
-        # The row's stat columns (StatInfo.matches on them), with st_trusted = 1.
-        if row == (path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, 1):
-            count += 1
-        else:
-            yield path, DiskEntry(path, kind, st), True
-        row = next(rows, None)
+    folder_rows = None if stat_new_folders else FolderRows(stage_path)
+    try:
+        for path, kind, st in walk(root, rules, start, on_problem, lo, hi, folder_rows.any_under if folder_rows is not None else None):
+            if row is None or row[0] != path:  # not the common case: a path on one side only
+                while row is not None and row[0] < path:
+                    yield row[0], None, True
+                    row = next(rows, None)
+                if row is None or row[0] != path:
+                    yield path, DiskEntry(path, kind, st), False
+                    continue
+            # The row's stat columns (StatInfo.matches on them), with st_trusted = 1.
+            try:
+                same = row == (path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, 1)  # type: ignore[union-attr]
+            except AttributeError:  # listed without its stat, though a row came since: looked at as changed
+                same = False
+            if same:
+                count += 1
+            else:
+                yield path, DiskEntry(path, kind, st), True
+            row = next(rows, None)
+    finally:
+        if folder_rows is not None:
+            folder_rows.close()
     while row is not None:
         yield row[0], None, True
         row = next(rows, None)
@@ -83,6 +95,7 @@ def scan_stats(
     rows_per_range: int = ROWS_PER_RANGE,
     max_ranges: int | None = None,
     meanwhile: Callable[[], None] = lambda: None,
+    stat_new_folders: bool = True,
 ) -> Iterator[Found]:
     """``scan_range`` of the whole of ``start``, its ranges after the first scanned by worker processes when the
     stage is large. ``rules`` must be the workspace's own (``IgnoreRules(root)``): a worker reads them again.
@@ -90,14 +103,17 @@ def scan_stats(
     would otherwise keep them from starting (a worker takes about 0.1 s to be up)."""
     cuts = stage.split_points(start, rows_per_range, max_ranges or min(usable_cpus(), MAX_RANGES))
     bounds = list(zip([None, *cuts], [*cuts, None]))
-    workers = [RangeWorker.start(root, stage.path, start, lo, hi) for lo, hi in bounds[1:]]
+    workers = [RangeWorker.start(root, stage.path, start, lo, hi, stat_new_folders) for lo, hi in bounds[1:]]
     try:
         meanwhile()
         for (lo, hi), worker in zip(bounds, [None, *workers]):
+            def scan_here(lo: str | None = lo, hi: str | None = hi) -> Iterator[Found]:
+                return scan_range(root, stage.path, rules, start, lo, hi, on_problem, vouched, stat_new_folders)
+
             if worker is not None and worker.started:
-                yield from worker.results(on_problem, vouched, lambda lo=lo, hi=hi: scan_range(root, stage.path, rules, start, lo, hi, on_problem, vouched))
+                yield from worker.results(on_problem, vouched, scan_here)
             else:
-                yield from scan_range(root, stage.path, rules, start, lo, hi, on_problem, vouched)
+                yield from scan_here()
     finally:
         for worker in workers:
             worker.stop()
@@ -118,12 +134,12 @@ class RangeWorker:
         return None if self._proc is None else self._proc.pid
 
     @classmethod
-    def start(cls, root: str, stage_path: str, start: str, lo: str | None, hi: str | None) -> "RangeWorker":
+    def start(cls, root: str, stage_path: str, start: str, lo: str | None, hi: str | None, stat_new_folders: bool = True) -> "RangeWorker":
         proc = spawn_module(__name__)
         if proc is not None:
             try:
                 assert proc.stdin is not None
-                pickle.dump((root, stage_path, start, lo, hi), proc.stdin)
+                pickle.dump((root, stage_path, start, lo, hi, stat_new_folders), proc.stdin)
                 proc.stdin.close()
             except (OSError, ValueError):  # it died at once
                 stop(proc)
@@ -176,8 +192,8 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             frame.clear()
 
     try:
-        root, stage_path, start, lo, hi = pickle.load(stdin)
-        for found in scan_range(root, stage_path, IgnoreRules(root), start, lo, hi, lambda p: send(("problem", p)), lambda n: send(("vouched", n))):
+        root, stage_path, start, lo, hi, stat_new_folders = pickle.load(stdin)
+        for found in scan_range(root, stage_path, IgnoreRules(root), start, lo, hi, lambda p: send(("problem", p)), lambda n: send(("vouched", n)), stat_new_folders):
             send(("found", found))
     except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller, which raises it
         send(("error", portable_error(exc, "scanning the workspace")))

@@ -44,3 +44,27 @@ def test_a_link_to_a_folder_is_a_link_and_the_root_may_be_a_link(tmp_path: Path)
     via = tmp_path / "via"
     os.symlink(root, via)
     assert [(p, k) for p, k, _ in walk(str(via), IgnoreRules(str(via)))] == [("a.txt", FILE), ("b/inner.txt", FILE), ("c", SYMLINK)]
+
+
+def test_files_of_folders_said_new_come_without_a_stat_and_everything_else_as_before(tmp_path: Path) -> None:
+    root, outside = _tree(tmp_path)
+    (root / "b" / "deep").mkdir()
+    (root / "b" / "deep" / "d.txt").write_bytes(b"d")
+    os.symlink(outside, root / "b" / "link")
+    os.mkfifo(root / "b" / "pipe")
+    problems: list = []
+    with_stats = list(walk(str(root), IgnoreRules(str(root))))
+    asked: list[str] = []
+
+    def stat_files(rel_dir: str) -> bool:
+        asked.append(rel_dir)
+        return rel_dir != "b/"
+
+    lazy = list(walk(str(root), IgnoreRules(str(root)), on_problem=problems.append, stat_files=stat_files))
+    assert asked == ["", "b/", "b/deep/"], "asked once for each folder, as it is listed"
+    assert [(p, k) for p, k, _ in lazy] == [(p, k) for p, k, _ in with_stats] == [
+        ("a.txt", FILE), ("b/deep/d.txt", FILE), ("b/inner.txt", FILE), ("b/link", SYMLINK)]
+    stats = {p: st for p, _, st in lazy}
+    assert stats["b/inner.txt"] is None, "a regular file of a folder said new: no stat"
+    assert stats["b/link"] is not None and stats["a.txt"] is not None and stats["b/deep/d.txt"] is not None
+    assert [p.path for p in problems] == ["b/pipe"], "the odd kinds are still looked at, and reported"
