@@ -51,6 +51,7 @@ class StoredFile:
     content: FileContent
     stat: os.stat_result  # lstat of the path after it was read: a caller compares it with the one before
     read_at: int  # time.time_ns() just before the read
+    opened: os.stat_result | None = None  # a file given without its size: its stat when opened, before the read
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,28 @@ class _ReadFile:
     digest: str
     stat: os.stat_result
     read_at: int
+    opened: os.stat_result | None = None
 
 
-def _read_small(path: str, size: int, params: ChunkerParams) -> _ReadFile | DatactlError | None:
-    """Read, cut and hash one small file listed as ``size`` bytes; None if it grew past SMALL_FILE since."""
+@dataclass(frozen=True)
+class _Big:
+    """A file given without its size that turned out bigger than SMALL_FILE: it is streamed instead."""
+
+    opened: os.stat_result
+
+
+def _read_small(path: str, size: int | None, params: ChunkerParams) -> _ReadFile | _Big | DatactlError | None:
+    """Read, cut and hash one small file listed as ``size`` bytes; None if it grew past SMALL_FILE since. Given no
+    size, the file's own stat tells it as it is opened (``_Big`` if it is not small)."""
     read_at = time.time_ns()
+    opened = None
     try:
         with open(path, "rb", buffering=0) as f:
+            if size is None:
+                opened = os.fstat(f.fileno())
+                if opened.st_size > SMALL_FILE:
+                    return _Big(opened)
+                size = opened.st_size
             data = f.read(size + 1)  # exactly the listed size (a bigger buffer, shrunk, fragments the heap)
             if len(data) > size:  # it grew since it was listed
                 data += f.read(SMALL_FILE + 1 - len(data))
@@ -83,7 +99,7 @@ def _read_small(path: str, size: int, params: ChunkerParams) -> _ReadFile | Data
         chunks = []
     elif len(data) <= params.min_size:  # FastCDC never cuts below its minimum: one chunk, the file's own id
         oid = object_id(data)
-        return _ReadFile([(oid, data)], len(data), oid, st, read_at)
+        return _ReadFile([(oid, data)], len(data), oid, st, read_at, opened)
     else:
         cdc = new_fastcdc(params)
         view = memoryview(data)
@@ -91,10 +107,10 @@ def _read_small(path: str, size: int, params: ChunkerParams) -> _ReadFile | Data
         for c in cdc.cut_buf(data):
             raw = bytes(view[c.offset : c.offset + c.length])
             chunks.append((object_id(raw), raw))
-    return _ReadFile(chunks, len(data), object_id(data), st, read_at)
+    return _ReadFile(chunks, len(data), object_id(data), st, read_at, opened)
 
 
-def _read_batch(files: list[tuple[str, int]], params: ChunkerParams) -> list[_ReadFile | DatactlError | None]:
+def _read_batch(files: list[tuple[str, int]], params: ChunkerParams) -> list[_ReadFile | _Big | DatactlError | None]:
     return [_read_small(path, size, params) for path, size in files]
 
 
@@ -107,7 +123,7 @@ class _Piece:
     chunks: list[tuple[str, bytes]] = field(default_factory=list)
     end: StreamChunks | None = None
     stat: os.stat_result | None = None
-    small: list[_ReadFile | DatactlError | None] | None = None
+    small: list[_ReadFile | _Big | DatactlError | None] | None = None
     error: BaseException | None = None
 
     @property
@@ -119,9 +135,10 @@ class _Piece:
 class _Unit(Generic[Token]):
     """A small-file batch or one big file, in the order given; complete once its last piece is stored."""
 
-    files: list[tuple[str, int, Token]]
+    files: list[tuple[str, int | None, Token]]
     read_at: int = 0
     piece: _Piece | None = None  # the last one (a big file's end, a batch's results, or an error)
+    opened: os.stat_result | None = None  # a big file given without its size: its stat when first opened
 
 
 class _Cancelled(Exception):
@@ -201,17 +218,23 @@ class FileIngest(Closing, Generic[Token]):
         self._next_unit = 0
         self._first_unit = 0
 
-    def add(self, path: str, size: int, token: Token) -> None:
-        """Store the file at ``path`` (``size`` as listed decides how it is read)."""
-        if size > SMALL_FILE:
+    def add(self, path: str, size: int | None, token: Token) -> None:
+        """Store the file at ``path`` (``size`` as listed decides how it is read). ``size`` None (with
+        ``read_small_here`` only): the file was listed without it, and the stat of the file opened decides; the
+        ``StoredFile`` then carries that stat (``opened``)."""
+        if size is not None and size > SMALL_FILE:
             self._submit()  # the batch so far comes first
-            unit = self._start(_Unit([(path, size, token)], read_at=time.time_ns()))
-            self._pool.submit(self._stream_worker, unit, path, self.chunker.params)
+            self._stream_unit(path, size, token)
             return
+        assert size is not None or self._read_small_here, "a file's size is needed to hand it to a reading thread"
         self._batch.append((path, size, token))
-        self._batch_bytes += size
+        self._batch_bytes += size or 0
         if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
             self._submit()
+
+    def _stream_unit(self, path: str, size: int | None, token: Token, opened: os.stat_result | None = None) -> None:
+        unit = self._start(_Unit([(path, size, token)], read_at=time.time_ns(), opened=opened))
+        self._pool.submit(self._stream_worker, unit, path, self.chunker.params)
 
     def drain(self) -> None:
         """Wait until every file given so far is stored and reported."""
@@ -235,13 +258,36 @@ class FileIngest(Closing, Generic[Token]):
     def _submit(self) -> None:
         if not self._batch:
             return
-        files = [(path, size) for path, size, _ in self._batch]
-        number = self._start(_Unit(self._batch))
-        self._batch, self._batch_bytes = [], 0
-        if self._read_small_here:
-            self._store_piece(_Piece(number, small=_read_batch(files, self.chunker.params)))
-        else:
-            self._pool.submit(self._batch_worker, number, files, self.chunker.params)
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if not self._read_small_here:
+            number = self._start(_Unit(batch))
+            self._pool.submit(self._batch_worker, number, [(path, size) for path, size, _ in batch], self.chunker.params)
+            return
+        # Read here, one by one. A file given without its size may turn out big: the files read before it make a
+        # unit, it gets one of its own (cut by a thread, as any big file), and the rest another; and what is read
+        # is stored every BATCH_BYTES, the sizes not being known when the batch was made.
+        files: list[tuple[str, int | None, Token]] = []
+        results: list[_ReadFile | _Big | DatactlError | None] = []
+        held = 0
+        for path, size, token in batch:
+            result = _read_small(path, size, self.chunker.params)
+            if isinstance(result, _Big):
+                self._store_read(files, results)
+                files, results, held = [], [], 0
+                self._stream_unit(path, None, token, result.opened)
+                continue
+            files.append((path, size, token))
+            results.append(result)
+            held += result.size if isinstance(result, _ReadFile) else 0
+            if held >= BATCH_BYTES:
+                self._store_read(files, results)
+                files, results, held = [], [], 0
+        self._store_read(files, results)
+
+    def _store_read(self, files: list[tuple[str, int | None, Token]], results: list[_ReadFile | _Big | DatactlError | None]) -> None:
+        """Store small files read in this thread, as one unit."""
+        if files:
+            self._store_piece(_Piece(self._start(_Unit(files)), small=results))
 
     def _batch_worker(self, unit: int, files: list[tuple[str, int]], params: ChunkerParams) -> None:
         self._hand_over(unit, lambda: _Piece(unit, small=_read_batch(files, params)))
@@ -321,18 +367,19 @@ class FileIngest(Closing, Generic[Token]):
         if piece.end is not None:
             assert piece.stat is not None
             (_path, _size, token), read = unit.files[0], piece.end
-            self.done(token, StoredFile(content_of(self.repo, read.size, read.digest, read.ids), piece.stat, unit.read_at))
+            self.done(token, StoredFile(content_of(self.repo, read.size, read.digest, read.ids), piece.stat, unit.read_at, unit.opened))
             return
         for (path, _, token), result in zip(unit.files, piece.small or []):
             if isinstance(result, DatactlError):
                 raise result
+            assert not isinstance(result, _Big), "a big file is given a unit of its own (_submit)"
             if result is None:  # grew while listed: stream it here
                 self._stream(path, token)
                 continue
             content = content_of_hex(self.repo, result.size, result.digest, tuple(oid for oid, _ in result.chunks))
             if self.progress:
                 self.progress(result.size)
-            self.done(token, StoredFile(content, result.stat, result.read_at))
+            self.done(token, StoredFile(content, result.stat, result.read_at, result.opened))
 
     def _stream(self, path: str, token: Token) -> None:
         read_at = time.time_ns()

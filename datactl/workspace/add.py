@@ -17,6 +17,7 @@ from datactl.core.errors import UsageError
 from datactl.core.progress import ProgressReporter
 from datactl.format.objects import FILE, SYMLINK, TreeEntry, symlink_entry
 from datactl.store.chunker import Chunker
+from datactl.store.filedata import read_error
 from datactl.store.ingest import FileIngest, StoredFile
 from datactl.store.repository import Repository
 from datactl.workspace.disk import DiskState, permissions, read_link
@@ -112,12 +113,13 @@ class AddBatch(Closing):
         self._offload: Offload | None = None
         self._stored_here = 0
         self._spill = spill
+        self._read_small_here = read_small_here
         self.ingest: FileIngest[tuple[DiskEntry, StageRow | None]] = FileIngest(repo, chunker, self._stored, progress.advance, read_small_here=read_small_here)
 
     @staticmethod
     def _vouched(d: DiskEntry, row: StageRow | None) -> bool:
         """Whether the stat cache proves ``d`` unchanged since it was staged (so it is not read)."""
-        return row is not None and row.entry is not None and row.entry.kind == d.kind and row.stat is not None and row.stat.matches(d.st)
+        return row is not None and row.entry is not None and row.entry.kind == d.kind and row.stat is not None and d.st is not None and row.stat.matches(d.st)
 
     def _unchanged(self, files: int) -> None:
         self.result.unchanged += files
@@ -131,12 +133,19 @@ class AddBatch(Closing):
             abs_path = self.disk.abs_path(d.path)
             read_at = time.time_ns()
             entry = symlink_entry(d.path.rsplit("/", 1)[-1], read_link(abs_path, d.path))
-            self._staged(d, row, entry, os.lstat(abs_path), read_at)
+            assert d.st is not None, "a link is always listed with its stat"
+            self._staged(d, row, entry, d.st, os.lstat(abs_path), read_at)
         elif self._offloaded(d, row):  # a worker finds the file from its path itself
             return
         else:
             self._stored_here += 1
-            self.ingest.add(self.disk.abs_path(d.path), d.st.st_size, (d, row))
+            abs_path = self.disk.abs_path(d.path)
+            if d.st is None and not self._read_small_here:  # listed without its stat: threads read it by its size
+                try:
+                    d = DiskEntry(d.path, d.kind, os.lstat(abs_path))
+                except OSError as exc:
+                    raise read_error(abs_path, exc) from None
+            self.ingest.add(abs_path, d.st.st_size if d.st is not None else None, (d, row))
         if len(self.rows) - self._rows_waited >= self.row_batch or self._bytes_since_flush >= self.repo.config.pack_size:
             self.write_durable_rows()
             if len(self.rows) >= self.row_limit:
@@ -166,17 +175,20 @@ class AddBatch(Closing):
 
     def _stored(self, token: tuple[DiskEntry, StageRow | None], stored: StoredFile) -> None:
         d, row = token
+        listed = d.st if d.st is not None else stored.opened
+        assert listed is not None, "a file given without its stat comes back with the one it was opened with"
         content = stored.content
-        entry = TreeEntry(d.path.rsplit("/", 1)[-1], FILE, permissions(d.st), content.size, content.digest, content.chunks, content.chunklist)
+        entry = TreeEntry(d.path.rsplit("/", 1)[-1], FILE, permissions(listed), content.size, content.digest, content.chunks, content.chunklist)
         if row is not None and row.entry is not None and row.entry.is_external and same_content(entry, head_info(row.entry)):
             entry = row.entry  # a touched copy of an external file: still the source's bytes, still external
         self.result.bytes_read += content.size
         self._bytes_since_flush += content.size
-        self._staged(d, row, entry, stored.stat, stored.read_at)
+        self._staged(d, row, entry, listed, stored.stat, stored.read_at)
 
-    def _staged(self, d: DiskEntry, row: StageRow | None, entry: TreeEntry, after: os.stat_result, read_at: int) -> None:
+    def _staged(self, d: DiskEntry, row: StageRow | None, entry: TreeEntry, listed: os.stat_result, after: os.stat_result, read_at: int) -> None:
+        """Stage ``entry`` for ``d``, with the stat read ``after`` it; ``listed``: the one from before the read."""
         st = StatInfo.of(after, read_at)
-        if after.st_size != d.st.st_size or after.st_mtime_ns != d.st.st_mtime_ns:
+        if after.st_size != listed.st_size or after.st_mtime_ns != listed.st_mtime_ns:
             st = StatInfo(st.size, st.mtime_ns, st.ctime_ns, st.ino, st.mode, trusted=False)  # changed while read
         head = row.head if row is not None else None
         if row is None or row.entry is None:
@@ -286,7 +298,9 @@ class AddBatch(Closing):
                     self.remove(parent_row)
             self.consider(DiskEntry(rel, kind, st), self.stage.get(rel))
             return
-        for path, d, row in self.disk.scan(rules, start=rel, on_problem=self.result.problems.append, vouched=self._unchanged):
+        # Files of folders the stage has nothing under are new: they are listed without a stat, and the process
+        # that reads one takes it from the file it opens (a lookup of each path fewer, and less to hand over).
+        for path, d, row in self.disk.scan(rules, start=rel, on_problem=self.result.problems.append, vouched=self._unchanged, stat_new_folders=False):
             if d is None:
                 if row is not None and in_scope(path):
                     self.remove(row)

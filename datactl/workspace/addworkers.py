@@ -140,7 +140,7 @@ class IngestWorkers(Closing):
 
     def add(self, d: DiskEntry, row: StageRow | None) -> None:
         self._batch.append((d, row))
-        self._batch_bytes += d.st.st_size
+        self._batch_bytes += d.st.st_size if d.st is not None else 0  # listed without its stat: counted as files only
         if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
             self._send_batch()
 

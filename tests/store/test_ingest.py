@@ -53,11 +53,19 @@ def tiny_repo_either_way(request: pytest.FixtureRequest, tmp_path_factory: pytes
     repo.close()
 
 
-def ingest_all(repo: Repository, paths: list[str], one_thread: bool = False) -> list[tuple[str, StoredFile]]:
+@pytest.fixture(scope="module")
+def tiny_repo_one_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repository]:
+    repo = open_repo(str(tmp_path_factory.mktemp("ingest")), TINY, one_thread=True)
+    yield repo
+    repo.close()
+
+
+def ingest_all(repo: Repository, paths: list[str], one_thread: bool = False, sized: bool = True) -> list[tuple[str, StoredFile]]:
+    """Store ``paths``, each given with its size (or, not ``sized``, without: the file's own stat decides)."""
     got: list[tuple[str, StoredFile]] = []
     with FileIngest(repo, Chunker(repo.config.chunker), lambda token, stored: got.append((token, stored)), read_small_here=one_thread) as ingest:
         for p in paths:
-            ingest.add(p, os.path.getsize(p), p)
+            ingest.add(p, os.path.getsize(p) if sized else None, p)
         ingest.drain()
     repo.flush()
     return got
@@ -229,3 +237,29 @@ def test_closing_an_ingest_with_big_files_in_flight_stops_its_workers(tmp_path: 
         assert not worker.is_alive(), "closing the ingest waited for ever"
     finally:
         repo.close()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.one_of(st.integers(0, 70), st.integers(60, 1100), st.integers(1100, 9_000)), min_size=1, max_size=12), seed=st.integers(0, 2**32))
+def test_files_given_without_their_size_are_stored_and_reported_as_listed_ones(
+    tiny_repo_one_thread: Repository, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, sizes: list[int], seed: int
+) -> None:
+    # An add's worker gets new files without a stat: each one's own, as opened, decides how it is read. Small
+    # limits, so these files cross them: over 4 KiB a file is big (streamed, a unit of its own between the small
+    # ones), and what is read is stored every 8 KiB.
+    monkeypatch.setattr(ingest_module, "SMALL_FILE", 4096)
+    monkeypatch.setattr(ingest_module, "BATCH_BYTES", 8192)
+    folder = tmp_path_factory.mktemp("files")
+    rng = random.Random(seed)
+    paths = []
+    for i, size in enumerate(sizes):
+        p = folder / f"f{i}"
+        p.write_bytes(rng.randbytes(size))
+        paths.append(str(p))
+    listed = ingest_all(tiny_repo_one_thread, paths, one_thread=True)
+    unlisted = ingest_all(tiny_repo_one_thread, paths, one_thread=True, sized=False)
+    assert [token for token, _ in unlisted] == paths  # reported in the order given
+    for (path, sized), (_, found) in zip(listed, unlisted):
+        assert found.content == sized.content
+        assert sized.opened is None and found.opened is not None and found.opened.st_size == os.path.getsize(path)
+        assert restored(tiny_repo_one_thread, found) == Path(path).read_bytes()

@@ -14,11 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import run_datactl, snapshot, write
+from conftest import age_files, run_datactl, snapshot, write
 from datactl.core.errors import DatactlError
 from datactl.core.progress import NullProgress
 from datactl.core.workerproc import usable_cpus
 from datactl.format.pack import ObjectType
+from datactl.store.ingest import SMALL_FILE
 from datactl.store.packread import read_footer
 from datactl.workspace.add import OFFLOAD_AFTER, AddBatch, AddResult
 from datactl.workspace.addworkers import ClaimTable, IngestWorkers
@@ -87,6 +88,31 @@ def test_many_files_added_by_workers_store_each_chunk_once_and_come_back_whole(t
     assert run_datactl(["push", str(store)], root).returncode == 0
     assert run_datactl(["clone", str(store), "ds", str(clone)], tmp_path).returncode == 0
     assert snapshot(clone) == picture
+
+
+def test_new_folders_beside_tracked_ones_are_staged_with_the_stats_of_the_files_read(tmp_path: Path) -> None:
+    # Files of folders the stage has no row under are handed out without a stat: what is recorded is the stat of
+    # the file a worker opened, so the next add and status read nothing again; a big one among them is streamed.
+    root = tmp_path / "ws"
+    write(root / "old" / "kept.txt", b"kept")
+    write(root / "old" / "edited.txt", b"v1")
+    with Workspace.init(str(root), name="ds") as ws:
+        ws.add([str(root)])
+        ws.commit("v1")
+    many_files(root / "new", seed=7)
+    write(root / "new" / "zz" / "big.bin", random.Random(7).randbytes(3 * SMALL_FILE + 5))  # after the small ones: a worker's
+    write(root / "old" / "edited.txt", b"v2, longer")
+    age_files(root)  # written long enough ago for their stats to be trusted
+    picture = snapshot(root)
+    with Workspace.open(str(root)) as ws:
+        result = add_with_workers(ws)
+        assert result.workers == 2 and (result.added, result.modified) == (FILES + 1, 1)
+        again = add_with_workers(ws)
+        assert (again.added, again.modified, again.bytes_read) == (0, 0, 0), "the stats recorded vouch for every file"
+        ws.commit("v2")
+    shutil.rmtree(root / "new")
+    assert run_datactl(["checkout", "--force", "HEAD"], root).returncode == 0
+    assert snapshot(root) == picture
 
 
 # Modules a worker imports, each planted at the workspace's root as a file that leaves a mark when imported.
