@@ -71,6 +71,17 @@ def ingest_all(repo: Repository, paths: list[str], one_thread: bool = False, siz
     return got
 
 
+def random_files(folder: Path, sizes: list[int], seed: int) -> list[str]:
+    """Files f0, f1, ... of random bytes, of ``sizes``; their paths."""
+    rng = random.Random(seed)
+    paths = []
+    for i, size in enumerate(sizes):
+        p = folder / f"f{i}"
+        p.write_bytes(rng.randbytes(size))
+        paths.append(str(p))
+    return paths
+
+
 def restored(repo: Repository, stored: StoredFile) -> bytes:
     c = stored.content
     entry = TreeEntry("f", FILE, 0o644, c.size, c.digest, c.chunks, c.chunklist)
@@ -83,13 +94,7 @@ def test_batched_files_are_cut_and_stored_as_the_streamed_path_does(
     tiny_repo_either_way: tuple[Repository, bool], tmp_path_factory: pytest.TempPathFactory, sizes: list[int], seed: int
 ) -> None:
     tiny_repo, one_thread = tiny_repo_either_way
-    folder = tmp_path_factory.mktemp("files")
-    rng = random.Random(seed)
-    paths = []
-    for i, size in enumerate(sizes):
-        p = folder / f"f{i}"
-        p.write_bytes(rng.randbytes(size))
-        paths.append(str(p))
+    paths = random_files(tmp_path_factory.mktemp("files"), sizes, seed)
     got = ingest_all(tiny_repo, paths, one_thread)
     assert [token for token, _ in got] == paths  # reported in the order given
     for path, stored in got:
@@ -249,13 +254,7 @@ def test_files_given_without_their_size_are_stored_and_reported_as_listed_ones(
     # ones), and what is read is stored every 8 KiB.
     monkeypatch.setattr(ingest_module, "SMALL_FILE", 4096)
     monkeypatch.setattr(ingest_module, "BATCH_BYTES", 8192)
-    folder = tmp_path_factory.mktemp("files")
-    rng = random.Random(seed)
-    paths = []
-    for i, size in enumerate(sizes):
-        p = folder / f"f{i}"
-        p.write_bytes(rng.randbytes(size))
-        paths.append(str(p))
+    paths = random_files(tmp_path_factory.mktemp("files"), sizes, seed)
     listed = ingest_all(tiny_repo_one_thread, paths, one_thread=True)
     unlisted = ingest_all(tiny_repo_one_thread, paths, one_thread=True, sized=False)
     assert [token for token, _ in unlisted] == paths  # reported in the order given
