@@ -226,11 +226,17 @@ class FileIngest(Closing, Generic[Token]):
             self._submit()  # the batch so far comes first
             self._stream_unit(path, size, token)
             return
-        assert size is not None or self._read_small_here, "a file's size is needed to hand it to a reading thread"
+        assert size is not None or self.takes_unsized, "a file's size is needed to hand it to a reading thread"
         self._batch.append((path, size, token))
         self._batch_bytes += size or 0
         if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
             self._submit()
+
+    @property
+    def takes_unsized(self) -> bool:
+        """Whether ``add`` takes a file without its size (it reads small files in the calling thread, where the
+        stat of the file opened can decide)."""
+        return self._read_small_here
 
     def _stream_unit(self, path: str, size: int | None, token: Token, opened: os.stat_result | None = None) -> None:
         unit = self._start(_Unit([(path, size, token)], read_at=time.time_ns(), opened=opened))

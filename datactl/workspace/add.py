@@ -113,7 +113,6 @@ class AddBatch(Closing):
         self._offload: Offload | None = None
         self._stored_here = 0
         self._spill = spill
-        self._read_small_here = read_small_here
         self.ingest: FileIngest[tuple[DiskEntry, StageRow | None]] = FileIngest(repo, chunker, self._stored, progress.advance, read_small_here=read_small_here)
 
     @staticmethod
@@ -140,7 +139,7 @@ class AddBatch(Closing):
         else:
             self._stored_here += 1
             abs_path = self.disk.abs_path(d.path)
-            if d.st is None and not self._read_small_here:  # listed without its stat: threads read it by its size
+            if d.st is None and not self.ingest.takes_unsized:  # listed without its stat: threads read it by its size
                 try:
                     d = DiskEntry(d.path, d.kind, os.lstat(abs_path))
                 except OSError as exc:
