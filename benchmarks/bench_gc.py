@@ -95,11 +95,11 @@ def build(work: str, url: str, datasets: int, versions: int, seed: int) -> dict[
 def reach(ws: Workspace, heads: list[str], history: bool) -> set[str]:
     """Objects of ``heads`` (with their history, or each version's own files only)."""
     if history:
-        return set(local_objects_to_push(ws.repo, heads, set(), lambda o: False))
+        return {o for batch in local_objects_to_push(ws.repo, heads, set(), lambda ids: ids) for o in batch}
     out: set[str] = set()
     for h in heads:
         parents = set(ws.repo.read_commit(h).parents)
-        out |= set(local_objects_to_push(ws.repo, [h], parents, lambda o: False))
+        out |= {o for batch in local_objects_to_push(ws.repo, [h], parents, lambda ids: ids) for o in batch}
     return out
 
 

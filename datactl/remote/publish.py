@@ -44,14 +44,12 @@ def _bytes_to_push(repo: Repository, roots: list[str], complete: set[str], rs: R
     It remembers the ids it counted, 16 bytes each: a terminal's bar costs memory that a push itself does not."""
     counted: set[bytes] = set()
 
-    def known(oid: str) -> bool:
-        key = bytes.fromhex(oid)
-        if key in counted:
-            return True
-        counted.add(key)
-        return rs.has(oid)
+    def lacking(oids: list[str]) -> list[str]:
+        new = [oid for oid in oids if bytes.fromhex(oid) not in counted]
+        counted.update(bytes.fromhex(oid) for oid in new)
+        return rs.lacking(new)
 
-    return sum(repo.locate(oid).entry.stored_len for oid in local_objects_to_push(repo, roots, complete, known))
+    return sum(sum(repo.index.stored_lens(batch).values()) for batch in local_objects_to_push(repo, roots, complete, lacking))
 
 
 def publish(
@@ -89,8 +87,12 @@ def publish(
     try:
         uploader = Uploader(rs, repo, tmp_dir, jobs, progress)
         try:
-            for oid in local_objects_to_push(repo, roots, complete, lambda oid: uploader.queued(oid) or rs.has(oid)):
-                uploader.add(oid)
+
+            def lacking(oids: list[str]) -> list[str]:
+                return [oid for oid in rs.lacking(oids) if not uploader.queued(oid)]
+
+            for batch in local_objects_to_push(repo, roots, complete, lacking):
+                uploader.add_many(batch)
         except BaseException:
             uploader.close()
             raise

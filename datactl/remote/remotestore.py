@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from datactl.core.closing import Closing
 from datactl.core.errors import CorruptObject, StoreFormatError, StoreNotFound, StoreNotListable
@@ -151,6 +151,14 @@ class RemoteStore(Closing):
             return self.index.has(oid)
         loc = self.index.lookup(oid)
         return loc is not None and loc.pack not in self.condemned
+
+    def lacking(self, oids: Sequence[str]) -> list[str]:
+        """Those of ``oids`` a push may not count on the remote holding (``has``), in order, asked together."""
+        if not self.condemned:
+            present = self.index.present(oids)
+            return [oid for oid in oids if oid not in present]
+        found = self.index.lookup_many(oids)
+        return [oid for oid in oids if oid not in found or found[oid].pack in self.condemned]
 
     @property
     def lineage_cache_dir(self) -> str:

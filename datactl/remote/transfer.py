@@ -156,21 +156,21 @@ class Uploader:
         """Whether ``oid`` is in a pack this upload has not finished sending."""
         return any(oid in ids for ids in self._open_ids.values()) or any(oid in ids for _, ids in self._inflight)
 
-    def add(self, oid: str) -> None:
-        if self.queued(oid) or self.remote.has(oid):
-            return
-        obj = self.local.read_stored(oid)
-        entry, stored = obj.entry, obj.stored
-        is_data = entry.type == ObjectType.CHUNK
-        writer = self._writers.get(is_data)
-        if writer is None:
-            writer = self._writers[is_data] = PackWriter(self.tmp_dir)
-            self._open_ids[is_data] = set()
-        writer.add(oid, entry.type, entry.codec, stored, entry.raw_len)
-        self._open_ids[is_data].add(oid)
-        self.objects += 1
-        if writer.full(self.pack_size):
-            self._seal(is_data)
+    def add_many(self, oids: Sequence[str]) -> None:
+        """Put ``oids`` in the packs to send: ids the remote lacks and none queued already (the caller asked, as
+        ``local_objects_to_push`` does), read from the local store together, a pack's neighbours in one read."""
+        for obj in self.local.read_stored_many(oids):
+            entry = obj.entry
+            is_data = entry.type == ObjectType.CHUNK
+            writer = self._writers.get(is_data)
+            if writer is None:
+                writer = self._writers[is_data] = PackWriter(self.tmp_dir)
+                self._open_ids[is_data] = set()
+            writer.add(entry.id, entry.type, entry.codec, obj.stored, entry.raw_len)
+            self._open_ids[is_data].add(entry.id)
+            self.objects += 1
+            if writer.full(self.pack_size):
+                self._seal(is_data)
 
     def _upload(self, pack_id: str, path: str, size: int, entries: list[PackEntry]) -> tuple[str, int, list[PackEntry], str]:
         try:
@@ -220,16 +220,17 @@ def commit_closure(repo: Repository, start: Iterable[str]) -> set[str]:
     return {cid for cid, _ in walk_commits(present(repo), start)}
 
 
-def local_objects_to_push(repo: Repository, roots: Iterable[str], complete: set[str], has: Callable[[str], bool]) -> Iterator[str]:
-    """Ids reachable from ``roots`` that ``has`` says the remote lacks: file data, then trees, then commits.
+def local_objects_to_push(repo: Repository, roots: Iterable[str], complete: set[str], lacking: Callable[[list[str]], list[str]]) -> Iterator[list[str]]:
+    """Ids reachable from ``roots`` that the remote lacks, in batches: file data, then trees, then commits.
 
     Commits in ``complete`` are known to be whole on the remote (a ref there
     reaches them) and are not walked. Trees are always walked, since an
     interrupted push can leave a tree on the remote without all it names.
-    Every commit and tree must be local (ObjectMissing otherwise). ``has``
-    must also say yes to an id once it was yielded (an ``Uploader`` knows what
-    it queued): nothing here remembers the ids of the whole push, so a chunk
-    named by a thousand files is asked about a thousand times, in constant memory.
+    Every commit and tree must be local (ObjectMissing otherwise).
+    ``lacking`` is asked about a few thousand ids at a time (each once) and answers those of them the remote
+    lacks; it must leave out the ids of the batches yielded before (an ``Uploader`` knows what it queued, and
+    each batch is queued before the next is asked about): nothing here remembers the ids of the whole push, so
+    a chunk named by a thousand files is asked about a thousand times, in constant memory.
     """
     read: ReadBatch = repo.read_batch
     commits: list[str] = []
@@ -238,6 +239,12 @@ def local_objects_to_push(repo: Repository, roots: Iterable[str], complete: set[
         commits.append(cid)
         roots_of_trees.append((commit.tree, cid))
     lists: list[str] = []
+    asked: list[str] = []
+
+    def ask() -> list[str]:
+        wanted = lacking(list(dict.fromkeys(asked)))
+        asked.clear()
+        return wanted
 
     def leaves_of_lists() -> Iterator[str]:
         for oid, raw in repo.read_batch(lists).items():
@@ -251,20 +258,20 @@ def local_objects_to_push(repo: Repository, roots: Iterable[str], complete: set[
             if e.kind != FILE or e.is_external:  # its bytes stay at its source
                 continue
             if e.chunklist is not None:
-                if not has(e.chunklist):
-                    yield e.chunklist
+                asked.append(e.chunklist)
                 lists.append(e.chunklist)
-            for leaf in e.chunks:
-                if not has(leaf):
-                    yield leaf
+            asked.extend(e.chunks)
+            if len(asked) >= BATCH and (batch := ask()):
+                yield batch
         if len(lists) >= BATCH:
-            yield from (leaf for leaf in leaves_of_lists() if not has(leaf))
-        if not has(visit.id):
-            yield visit.id
-    yield from (leaf for leaf in leaves_of_lists() if not has(leaf))
-    for cid in commits:
-        if not has(cid):
-            yield cid
+            asked.extend(leaves_of_lists())
+        asked.append(visit.id)
+        if len(asked) >= BATCH and (batch := ask()):
+            yield batch
+    asked.extend(leaves_of_lists())
+    asked.extend(commits)
+    if batch := ask():
+        yield batch
 
 
 @dataclass

@@ -138,6 +138,21 @@ class ObjectReader:
                 raise
             return self._read_at(self.locate(oid))
 
+    def read_objects(self, oids: Sequence[str]) -> Iterator[ReadObject]:
+        """Each of ``oids`` once with its stored bytes (a push copies those as they are), verified, in pack order:
+        looked up together, neighbours in a pack read in one request, requests in parallel."""
+        wanted = list(dict.fromkeys(oids))
+        locations = self._locations(wanted)
+        done: set[str] = set()
+        try:
+            for obj in self.packs.read_located(locations, META_GAP):
+                done.add(obj.entry.id)
+                yield obj
+        except ObjectMissing:
+            if not self._moved(locations):
+                raise
+            yield from self.packs.read_located(self._locations([oid for oid in wanted if oid not in done]), META_GAP)
+
     def _read_at(self, loc: ObjectLocation) -> ReadObject:
         e = loc.entry
         return self.packs.read_range(PackRange(loc.pack, e.offset, e.offset + e.stored_len, (e,)))[0]

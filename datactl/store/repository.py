@@ -317,6 +317,10 @@ class Repository(Closing):
         """One object with its stored (compressed) bytes, verified."""
         return self.objects.read_object(oid)
 
+    def read_stored_many(self, oids: Sequence[str]) -> Iterator[ReadObject]:
+        """``read_stored`` of each id (once), read together, in the order of the packs."""
+        return self.objects.read_objects(oids)
+
     def read_batch(self, oids: Iterable[str], max_gap: int = 0) -> dict[str, bytes]:
         """Verified bytes of every id, read together."""
         return self.objects.read_batch(oids, max_gap)

@@ -81,6 +81,24 @@ def test_push_clone_pull_round_trip(cli: Cli, ws_dir: Path, tmp_path: Path, stor
     assert [(d["name"], d["kind"]) for d in listing] == [("ds", "dataset")]
 
 
+def test_a_push_sends_each_object_once_whatever_batch_names_it(cli: Cli, ws_dir: Path, tmp_path: Path) -> None:
+    """A push asks the remote about a few thousand ids at a time and reads them together: a chunk named again in
+    a later batch, while the pack holding it is still being filled or sent, is not sent twice."""
+    for i in range(5_000):  # three contents shared across every batch, and a few files of their own
+        write(ws_dir / f"d{i % 3}" / f"f{i:05d}.txt", f"content {i % 3}\n" if i >= 10 else f"unique {i}\n")
+    cli("init", "--name", "ds")
+    cli("add", ".")
+    cli("commit", "-m", "v1")
+    remote = tmp_path / "remote"
+    pushed = json.loads(cli("push", str(remote), "--json").out)
+    assert pushed["objects"] == 3 + 10 + 4 + 1  # chunks (one per content), trees (root and three folders), the commit
+    again = json.loads(cli("push", str(remote), "--json").out)
+    assert again["up_to_date"] and again["bytes_uploaded"] == 0
+    cli("clone", str(remote), "ds", str(tmp_path / "clone"), cwd=tmp_path)
+    assert snapshot(tmp_path / "clone") == snapshot(ws_dir)
+    cli("verify", "--deep", cwd=tmp_path / "clone")
+
+
 def test_second_push_after_editing_one_percent_uploads_about_one_percent(tmp_path: Path, store_url: tuple[str, dict]) -> None:
     url, options = store_url
     root = tmp_path / "w"

@@ -84,13 +84,13 @@ def push(ws: Workspace, url: str, options: dict, tags: bool = False) -> PushResu
 
 def objects_of(ws: Workspace, heads: list[str] | None = None) -> set[str]:
     """Every object a version's history reaches, computed from the workspace's own copy."""
-    return set(local_objects_to_push(ws.repo, heads or [ws.head], set(), lambda oid: False))
+    return {o for batch in local_objects_to_push(ws.repo, heads or [ws.head], set(), lambda ids: ids) for o in batch}
 
 
 def files_of(ws: Workspace, commit: str) -> set[str]:
     """The chunks of one version's files (not its history)."""
     c = ws.repo.read_commit(commit)
-    return {o for o in local_objects_to_push(ws.repo, [commit], set(c.parents), lambda oid: False) if ws.repo.object_type(o) == ObjectType.CHUNK}
+    return {o for batch in local_objects_to_push(ws.repo, [commit], set(c.parents), lambda ids: ids) for o in batch if ws.repo.object_type(o) == ObjectType.CHUNK}
 
 
 def store_objects(url: str, options: dict) -> dict[str, list[int]]:
