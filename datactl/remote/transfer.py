@@ -24,7 +24,7 @@ from datactl.format.pack import ObjectType, PackEntry, PackWriter
 from datactl.remote.remotestore import RemoteStore
 from datactl.store.index import ObjectLocation
 from datactl.store.indexfiles import write_index_file
-from datactl.store.packread import DEFAULT_JOBS, META_GAP, PackReader, ReadObject
+from datactl.store.packread import DEFAULT_JOBS, META_GAP, PackReader, ReadObject, coalesce
 from datactl.store.repository import Repository
 from datactl.store.walk import BATCH, ReadBatch, present, walk_commits, walk_trees
 
@@ -69,10 +69,14 @@ class Downloader:
         found = self.remote.index.lookup_many(missing)
         wanted = [found.get(oid) or self._locate(oid) for oid in missing]
         kept: dict[str, bytes] = {}
-        for obj in self.packs.read_located(((loc.pack, loc.entry) for loc in wanted), max_gap=META_GAP):
-            self._store(obj, report)
-            if keep(obj.entry):
-                kept[obj.entry.id] = obj.raw
+        for objects in self.packs.read_ranges(coalesce(((loc.pack, loc.entry) for loc in wanted), META_GAP)):
+            self.local.put_stored_many(objects)  # asked (``missing``) above
+            self.objects += len(objects)
+            stored = sum(len(obj.stored) for obj in objects)
+            self.bytes_downloaded += stored
+            if report:
+                self.progress.advance(stored)
+            kept.update((obj.entry.id, obj.raw) for obj in objects if keep(obj.entry))
         if flush and wanted:
             self.local.flush()
         return kept

@@ -133,10 +133,29 @@ class Repository(Closing):
         (a query each was 1.6 s of a 12 s clone of 100,000 files)."""
         if oid in self._pending or (not found_missing and self.index.has(oid)):
             return
-        self._pending.add(oid)
+        self._queue_stored(obj_type, [(oid, raw_len, codec, stored)])
+
+    def put_stored_many(self, objects: Sequence[ReadObject]) -> None:
+        """``put_stored`` of objects the caller found missing (``missing``), e.g. those of one ranged read of a
+        download: queued together, since a Future and a queue entry each were a third of a clone's download."""
+        by_type: dict[ObjectType, list[tuple[str, int, int, bytes]]] = {}
+        for obj in objects:
+            e = obj.entry
+            if e.id not in self._pending:
+                by_type.setdefault(e.type, []).append((e.id, e.raw_len, e.codec, obj.stored))
+        for obj_type, stored in by_type.items():
+            self._queue_stored(obj_type, stored)
+
+    def _queue_stored(self, obj_type: ObjectType, objects: list[tuple[str, int, int, bytes]]) -> None:
+        """Queue objects in stored form, (id, raw length, codec, stored bytes) each, for the open pack of their kind."""
+        self._pending.update(oid for oid, _, _, _ in objects)
         fut: Future = Future()
-        fut.set_result([(codec, stored)])
-        self._queue(_Queued(obj_type, [(oid, raw_len)], fut))
+        fut.set_result([(codec, stored) for _, _, codec, stored in objects])
+        self._queue(_Queued(obj_type, [(oid, raw_len) for oid, raw_len, _, _ in objects], fut))
+        # Nothing to wait for: appended to the open pack now (after what was queued before), so what a download
+        # brings is on disk, where a cache's size counts it, and never held in memory by the batch.
+        while self._inflight:
+            self._write_next()
 
     def put(self, obj_type: ObjectType, raw: bytes, oid: str | None = None) -> str:
         """Store ``raw`` unless present; return its id. Durable only after ``flush``."""
