@@ -332,12 +332,8 @@ class Repository(Closing):
         """The verified bytes of one object."""
         return self.objects.read(oid)
 
-    def read_stored(self, oid: str) -> ReadObject:
-        """One object with its stored (compressed) bytes, verified."""
-        return self.objects.read_object(oid)
-
     def read_stored_many(self, oids: Sequence[str]) -> Iterator[ReadObject]:
-        """``read_stored`` of each id (once), read together, in the order of the packs."""
+        """Each id (once) with its stored (compressed) bytes, verified: read together, in the order of the packs."""
         return self.objects.read_objects(oids)
 
     def read_batch(self, oids: Iterable[str], max_gap: int = 0) -> dict[str, bytes]:
