@@ -66,12 +66,9 @@ def scan_range(
                 if row is None or row[0] != path:
                     yield path, DiskEntry(path, kind, st), False
                     continue
-            # The row's stat columns (StatInfo.matches on them), with st_trusted = 1.
-            try:
-                same = row == (path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, 1)  # type: ignore[union-attr]
-            except AttributeError:  # listed without its stat, though a row came since: looked at as changed
-                same = False
-            if same:
+            # The row's stat columns (StatInfo.matches on them), with st_trusted = 1. A file listed without its
+            # stat (its folder had no rows when listed, one came since) is looked at as changed.
+            if st is not None and row == (path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, 1):
                 count += 1
             else:
                 yield path, DiskEntry(path, kind, st), True
