@@ -2,7 +2,8 @@
 
 Staging a file costs tens of microseconds of Python (its row, its entry, the
 books of its chunks) whatever its size, and threads of one process take turns
-at that. Once an add has stored ``OFFLOAD_AFTER`` files itself, it starts
+at that. Once an add has stored ``OFFLOAD_AFTER`` files itself (a first add of
+many files: before its walk, ``many_new_files``), it starts
 workers (``python -m datactl.workspace.addworkers``) and, once they are up, its
 walk hands them the rest in batches, to the least busy first. Each adds its
 files as ``datactl add`` would: its own packs in the workspace's

@@ -21,7 +21,7 @@ from datactl.core.workerproc import usable_cpus
 from datactl.format.pack import ObjectType
 from datactl.store.ingest import SMALL_FILE
 from datactl.store.packread import read_footer
-from datactl.workspace.add import OFFLOAD_AFTER, AddBatch, AddResult
+from datactl.workspace.add import OFFLOAD_AFTER, OFFLOAD_AT_ONCE, AddBatch, AddResult, many_new_files
 from datactl.workspace.addworkers import ClaimTable, IngestWorkers
 from datactl.workspace.ignore import IgnoreRules
 from datactl.workspace.scan import FILE, DiskEntry
@@ -113,6 +113,26 @@ def test_new_folders_beside_tracked_ones_are_staged_with_the_stats_of_the_files_
     shutil.rmtree(root / "new")
     assert run_datactl(["checkout", "--force", "HEAD"], root).returncode == 0
     assert snapshot(root) == picture
+
+
+def test_only_a_first_add_of_many_files_starts_its_workers_before_its_walk(tmp_path: Path) -> None:
+    # Workers cost more than they give back for fewer files, and the files of a tracked folder are mostly vouched
+    # for by their stats, not read: neither starts them before the walk (they start after OFFLOAD_AFTER files).
+    root = tmp_path / "ws"
+    for i in range(OFFLOAD_AT_ONCE - 1):
+        write(root / "data" / f"d{i % 7}" / f"f{i:05d}.bin", b"x")
+    write(root / "data" / "d3" / "notes.tmp", b"ignored")
+    write(root / ".datactlignore", b"*.tmp\n")
+    write(root / "readme.txt", b"x")
+    with Workspace.init(str(root), name="ds") as ws:
+        rules = IgnoreRules(ws.root)
+        assert not many_new_files(ws.root, ws.stage, "data", rules), "one file short: the ignored one does not count"
+        assert many_new_files(ws.root, ws.stage, "", rules), "the file beside the folder makes up the count"
+        write(root / "data" / "d6" / "one-more.bin", b"x")
+        assert many_new_files(ws.root, ws.stage, "data", rules)
+        ws.add([str(root / "data" / "d0")])
+        assert not many_new_files(ws.root, ws.stage, "data", rules), "a folder with tracked files under it"
+        assert not many_new_files(ws.root, ws.stage, "data/d1", rules), "a new folder of a few files"
 
 
 # Modules a worker imports, each planted at the workspace's root as a file that leaves a mark when imported.
