@@ -91,14 +91,18 @@ def build_tree_from_dicts(repo: Repository, files: Iterable[tuple[str, dict]]) -
         parts, entries = stack.pop()
         _add_entry(stack[-1][1], replace(_write_stored(trees, entries), name=parts[-1]).to_dict())
 
+    open_folder = ""  # the folder of the last entry, the one on top of the stack: most entries share it
     for path, entry in files:
-        parts = path.split("/")
-        folder = parts[:-1]
-        while stack[-1][0] != folder[: len(stack[-1][0])]:
-            close_top()
-        while len(stack[-1][0]) < len(folder):
-            stack.append((folder[: len(stack[-1][0]) + 1], {}))
-        entry["name"] = parts[-1]
+        cut = path.rfind("/")
+        folder_path = path[:cut] if cut >= 0 else ""
+        if folder_path != open_folder:
+            folder = folder_path.split("/") if folder_path else []
+            while stack[-1][0] != folder[: len(stack[-1][0])]:
+                close_top()
+            while len(stack[-1][0]) < len(folder):
+                stack.append((folder[: len(stack[-1][0]) + 1], {}))
+            open_folder = folder_path
+        entry["name"] = path[cut + 1 :]
         _add_entry(stack[-1][1], entry)
     while len(stack) > 1:
         close_top()

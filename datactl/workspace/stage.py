@@ -155,7 +155,11 @@ def _tree_dict_from_sql(path: str, r: tuple) -> dict:
 
 def _chunk_ids(joined: str | None) -> list[str]:
     """A row's ``chunks`` column: the file's chunk ids (32 hex digits each) written one after another."""
-    return [joined[i : i + 32] for i in range(0, len(joined), 32)] if joined else []
+    if not joined:
+        return []
+    if len(joined) == 32:  # most files are one chunk
+        return [joined]
+    return [joined[i : i + 32] for i in range(0, len(joined), 32)]
 
 
 def _row_from_sql(r: tuple) -> StageRow:
