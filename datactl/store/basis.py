@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Sequence
 
 from datactl.core.errors import ObjectMissing
 from datactl.core.ids import Hasher, new_hasher
-from datactl.core.writeback import start_write_back
+from datactl.core.writeback import drop_cached, start_write_back
 from datactl.format.objects import FILE, TreeEntry
 from datactl.store.filedata import WRITE_BACK_FROM, ProgressFn, chunk_ids_of, create_new_file
 from datactl.store.repository import Repository
@@ -45,7 +45,8 @@ class BasisUnusable(Exception):
 
 @dataclass(frozen=True)
 class Basis:
-    """A file on disk (``path``) known, by its stat, to hold ``entry``: a source of the chunks it shares with a new entry."""
+    """A file on disk (``path``) known, by its stat, to hold ``entry``: a source of the chunks it shares with the new
+    entry that replaces it."""
 
     path: str
     entry: TreeEntry
@@ -123,6 +124,10 @@ def write_from_basis(repo: Repository, entry: TreeEntry, basis: Basis, path: str
         dst = create_new_file(path)
         try:
             _write_verified(repo, entry, pieces, src, dst, progress)
+            # The basis is the file the new one replaces: its pages serve no more. Freed here, by the threads that
+            # write, rather than one file after another when the renames replace it (W2's restore, in the
+            # benchmark: 1.30-1.41 -> 0.90-1.02 s).
+            drop_cached(src)
             if entry.size >= WRITE_BACK_FROM:
                 start_write_back(dst)
             os.fchmod(dst, entry.mode & 0o7777)
