@@ -70,12 +70,7 @@ class Downloader:
         wanted = [found.get(oid) or self._locate(oid) for oid in missing]
         kept: dict[str, bytes] = {}
         for objects in self.packs.read_ranges(coalesce(((loc.pack, loc.entry) for loc in wanted), META_GAP)):
-            self.local.put_stored_many(objects)  # asked (``missing``) above
-            self.objects += len(objects)
-            stored = sum(len(obj.stored) for obj in objects)
-            self.bytes_downloaded += stored
-            if report:
-                self.progress.advance(stored)
+            self._store(objects, report)
             kept.update((obj.entry.id, obj.raw) for obj in objects if keep(obj.entry))
         if flush and wanted:
             self.local.flush()
@@ -91,14 +86,14 @@ class Downloader:
             raise ObjectMissing(f"object {oid} is not on the remote {self.remote.url}", "the remote is incomplete; push it again from a complete copy")
         return loc
 
-    def _store(self, obj: ReadObject, report: bool = True) -> None:
-        """Store an object the local store was found to lack (both callers ask it first, in batches)."""
-        e = obj.entry
-        self.local.put_stored(e.id, e.type, e.codec, obj.stored, e.raw_len, found_missing=True)
-        self.objects += 1
-        self.bytes_downloaded += len(obj.stored)
+    def _store(self, objects: Sequence[ReadObject], report: bool = True) -> None:
+        """Store objects the local store was found to lack (both callers ask it first, in batches), together."""
+        self.local.put_stored_many(objects)
+        self.objects += len(objects)
+        stored = sum(len(obj.stored) for obj in objects)
+        self.bytes_downloaded += stored
         if report:
-            self.progress.advance(len(obj.stored))
+            self.progress.advance(stored)
 
     def read_commits(self, oids: Sequence[str], read_ahead: bool = True) -> dict[str, bytes]:
         """Commits by id, a ReadBatch for ``walk_commits``; those the local store lacks are stored there (unflushed).
@@ -122,11 +117,9 @@ class Downloader:
             self._packs_seen.add(loc.pack)
         for obj in self.packs.read_located(wanted, max_gap=META_GAP):
             self._ahead[obj.entry.id] = obj
-        for oid in oids:
-            obj = self._ahead.pop(oid, None)
-            if obj is not None:
-                self._store(obj)
-                got[oid] = obj.raw
+        reached = [obj for obj in (self._ahead.pop(oid, None) for oid in oids) if obj is not None]
+        self._store(reached)
+        got.update((obj.entry.id, obj.raw) for obj in reached)
         return got
 
     def read_batch(self, oids: Sequence[str]) -> dict[str, bytes]:

@@ -138,20 +138,21 @@ class ObjectReader:
                 raise
             return self._read_at(self.locate(oid))
 
-    def read_objects(self, oids: Sequence[str]) -> Iterator[ReadObject]:
+    def read_objects(self, oids: Iterable[str], max_gap: int = META_GAP) -> Iterator[ReadObject]:
         """Each of ``oids`` once with its stored bytes (a push copies those as they are), verified, in pack order:
-        looked up together, neighbours in a pack read in one request, requests in parallel."""
+        looked up together, neighbours in a pack (at most ``max_gap`` apart) read in one request, requests in
+        parallel. Those a compaction moved meanwhile are looked up again and read from their new pack."""
         wanted = list(dict.fromkeys(oids))
         locations = self._locations(wanted)
         done: set[str] = set()
         try:
-            for obj in self.packs.read_located(locations, META_GAP):
+            for obj in self.packs.read_located(locations, max_gap):
                 done.add(obj.entry.id)
                 yield obj
         except ObjectMissing:
             if not self._moved(locations):
                 raise
-            yield from self.packs.read_located(self._locations([oid for oid in wanted if oid not in done]), META_GAP)
+            yield from self.packs.read_located(self._locations([oid for oid in wanted if oid not in done]), max_gap)
 
     def _read_at(self, loc: ObjectLocation) -> ReadObject:
         e = loc.entry
@@ -177,20 +178,11 @@ class ObjectReader:
                 out[oid] = raw
             else:
                 wanted.append(oid)
-        locations = self._locations(wanted)
-        try:
-            self._read_into(out, locations, max_gap, remember)
-        except ObjectMissing:
-            if not self._moved(locations):
-                raise
-            self._read_into(out, self._locations([oid for oid in wanted if oid not in out]), max_gap, remember)
-        return out
-
-    def _read_into(self, out: dict[str, bytes], locations: list[Location], max_gap: int, remember: bool) -> None:
-        for obj in self.packs.read_located(locations, max_gap):
+        for obj in self.read_objects(wanted, max_gap):
             out[obj.entry.id] = obj.raw
             if remember and self._cache_limit:
                 self._remember(obj.entry.id, obj.raw)
+        return out
 
     def read_many(self, oids: Iterable[str]) -> Iterator[bytes]:
         """Raw bytes of each id in the order given (repeats included), read ahead in parallel."""

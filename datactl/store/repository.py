@@ -127,17 +127,10 @@ class Repository(Closing):
         self._foreign.update(oid for oid in oids if oid not in mine)
         return mine
 
-    def put_stored(self, oid: str, obj_type: ObjectType, codec: int, stored: bytes, raw_len: int, *, found_missing: bool = False) -> None:
-        """Store an object already in stored form (verified by the caller), e.g. one just downloaded.
-        ``found_missing``: the caller asked the index (``missing``) already, so it is not asked again per object
-        (a query each was 1.6 s of a 12 s clone of 100,000 files)."""
-        if oid in self._pending or (not found_missing and self.index.has(oid)):
-            return
-        self._queue_stored(obj_type, [(oid, raw_len, codec, stored)])
-
     def put_stored_many(self, objects: Sequence[ReadObject]) -> None:
-        """``put_stored`` of objects the caller found missing (``missing``), e.g. those of one ranged read of a
-        download: queued together, since a Future and a queue entry each were a third of a clone's download."""
+        """Store objects already in stored form (verified by the caller) that the caller found missing (``missing``:
+        not asked again, a query each was 1.6 s of a 12 s clone of 100,000 files), e.g. those of one ranged read
+        of a download: queued together, since a Future and a queue entry each were a third of a clone's download."""
         by_type: dict[ObjectType, list[tuple[str, int, int, bytes]]] = {}
         for obj in objects:
             e = obj.entry
