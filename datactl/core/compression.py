@@ -31,16 +31,16 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return d
 
 
-def compress(raw: bytes, level: int) -> tuple[int, bytes]:
+def compress(raw: bytes | memoryview, level: int) -> tuple[int, bytes | memoryview]:
     """Return (codec, stored bytes); zstandard releases the GIL, so threads scale."""
     return _smaller(raw, _compressor(level).compress(raw))
 
 
-def _smaller(raw: bytes, packed: bytes) -> tuple[int, bytes]:
+def _smaller(raw: bytes | memoryview, packed: bytes) -> tuple[int, bytes | memoryview]:
     return (ZSTD, packed) if len(packed) < len(raw) else (RAW, raw)
 
 
-def compress_many(raws: list[bytes], level: int) -> list[tuple[int, bytes]]:
+def compress_many(raws: list[bytes | memoryview], level: int) -> list[tuple[int, bytes | memoryview]]:
     """``compress`` of each, in one task: a thread pool pays its hand-off once for a batch of small objects."""
     compressor = _compressor(level)  # once for the batch: the lookup cost as much as compressing a tiny object
     return [_smaller(raw, compressor.compress(raw)) for raw in raws]

@@ -126,7 +126,7 @@ class PackWriter:
         self.entries.append(entry)
         return entry
 
-    def fill(self, obj_type: ObjectType, objects: Sequence[tuple[str, int, int, bytes]], start: int, pack_size: int) -> int:
+    def fill(self, obj_type: ObjectType, objects: Sequence[tuple[str, int, int, bytes | memoryview]], start: int, pack_size: int) -> int:
         """Append ``objects[start:]`` ((id, raw length, codec, stored bytes) each) until the pack is ``full``; return
         the index of the first one left out. One write for the run: a call per object cost more than a tiny object."""
         offset, entries, end = self._offset, self.entries, start

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from datactl.format.storeconfig import ChunkerParams
 
+READ_BLOCK = 4 << 20  # bytes read at a time: chunks are views of these blocks
+
 if TYPE_CHECKING:
     from pyfastcdc import FastCDC
 
@@ -32,12 +34,37 @@ class Chunker:
         self.params = params
         self._cdc = new_fastcdc(params)
 
-    def chunks(self, stream: BinaryIO) -> Iterator[memoryview]:
-        """Yield the chunks of ``stream``.
+    def chunks(self, stream: BinaryIO, read_block: int = READ_BLOCK) -> Iterator[memoryview]:
+        """Yield the chunks of ``stream``: the same cuts as of its whole content at once.
 
-        Each memoryview is valid only until the next one is produced; reading
-        through a bounded buffer (never mmap) keeps memory constant for any
-        file size.
+        Each chunk is a view of bytes nothing changes, which the caller may keep: the stream is read in blocks
+        of ``read_block`` bytes, each a new bytes object, and cut where it lies. Only what spans two blocks is
+        copied (the start of a chunk a block ends in, and the next block's first ``max_size`` bytes), so memory
+        stays bounded for any file size and the bytes go from the read to the hash and the compressor uncopied
+        (a chunker with a buffer of its own moved or copied each of them twice, holding the GIL).
         """
-        for chunk in self._cdc.cut_stream(stream):
-            yield chunk.data
+        max_size = self.params.max_size
+        carry = b""  # the start of a chunk the last block ended in: it may go on in this one
+        while block := stream.read(read_block):
+            view = memoryview(block)
+            while carry:
+                # FastCDC looks at most max_size bytes from a chunk's start: these decide where the carried one ends.
+                seam = carry + view[:max_size]
+                first = next(iter(self._cdc.cut_buf(memoryview(seam))))
+                if first.length == len(seam) and first.length < max_size:  # it goes on past this block too
+                    carry, view = seam, view[:0]
+                    break
+                yield first.data
+                if first.length < len(carry):  # a cut is decided with the byte after it, which the carried bytes lacked
+                    carry = carry[first.length :]
+                else:
+                    carry, view = b"", view[first.length - len(carry) :]
+            last = None
+            for chunk in self._cdc.cut_buf(view):
+                if last is not None:
+                    yield last
+                last = chunk.data
+            if last is not None:
+                carry = bytes(last)  # it may go on in the next block
+        if carry:
+            yield memoryview(carry)  # the stream's end ends it

@@ -55,21 +55,21 @@ class StreamChunks:
         return tuple(self.ids[i : i + ID_BYTES].hex() for i in range(0, len(self.ids), ID_BYTES))
 
 
-def chunk_stream(chunker: Chunker, stream, keep: Callable[[str, bytes], None] | None = None, progress: ProgressFn | None = None) -> StreamChunks:
-    """Cut ``stream`` once, hashing each chunk and the whole; ``keep(id, bytes)`` sees every chunk (to store or copy it)."""
+def chunk_stream(chunker: Chunker, stream, keep: Callable[[str, memoryview], None] | None = None, progress: ProgressFn | None = None) -> StreamChunks:
+    """Cut ``stream`` once, hashing each chunk and the whole; ``keep(id, view)`` sees every chunk (to store or copy
+    it), a view of bytes that stay as they are."""
     whole = new_hasher()
     ids = bytearray()
     sizes: list[int] = []
-    for data in chunker.chunks(stream):
-        whole.update(data)
-        raw = bytes(data)  # the chunker reuses its buffer
-        oid = object_id(raw)
+    for chunk in chunker.chunks(stream):
+        whole.update(chunk)
+        oid = object_id(chunk)
         if keep is not None:
-            keep(oid, raw)
+            keep(oid, chunk)
         ids += bytes.fromhex(oid)
-        sizes.append(len(raw))
+        sizes.append(len(chunk))
         if progress:
-            progress(len(raw))
+            progress(len(chunk))
     return StreamChunks(sum(sizes), whole.hexdigest(), bytes(ids), tuple(sizes))
 
 

@@ -120,7 +120,7 @@ class _Piece:
     results of a small-file batch, or a read error."""
 
     unit: int
-    chunks: list[tuple[str, bytes]] = field(default_factory=list)
+    chunks: list[tuple[str, bytes | memoryview]] = field(default_factory=list)
     end: StreamChunks | None = None
     stat: os.stat_result | None = None
     small: list[_ReadFile | _Big | DatactlError | None] | None = None
@@ -300,10 +300,10 @@ class FileIngest(Closing, Generic[Token]):
 
     def _stream_worker(self, unit: int, path: str, params: ChunkerParams) -> None:
         """Cut, hash and hand over a big file in pieces (its own chunker: a chunker is not thread-safe)."""
-        piece: list[tuple[str, bytes]] = []
+        piece: list[tuple[str, bytes | memoryview]] = []
         held = 0
 
-        def keep(oid: str, raw: bytes) -> None:
+        def keep(oid: str, raw: memoryview) -> None:
             nonlocal piece, held
             piece.append((oid, raw))
             held += len(raw)

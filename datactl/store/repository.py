@@ -150,7 +150,7 @@ class Repository(Closing):
         while self._inflight:
             self._write_next()
 
-    def put(self, obj_type: ObjectType, raw: bytes, oid: str | None = None) -> str:
+    def put(self, obj_type: ObjectType, raw: bytes | memoryview, oid: str | None = None) -> str:
         """Store ``raw`` unless present; return its id. Durable only after ``flush``."""
         oid = oid or object_id(raw)
         if self.has(oid) or not self._mine([oid]):
@@ -159,7 +159,7 @@ class Repository(Closing):
         self._queue(_Queued(obj_type, [(oid, len(raw))], self._compress([raw])))
         return oid
 
-    def _compress(self, raws: list[bytes]) -> Future:
+    def _compress(self, raws: list[bytes | memoryview]) -> Future:
         """``raws`` compressed (-> [(codec, stored bytes)]): in the pool, or at once with ``compress_here``."""
         if not self._compress_here:
             return self._pool.submit(compression.compress_many, raws, self.config.compression_level)
@@ -182,10 +182,10 @@ class Repository(Closing):
                 "and nothing names the one cut short",
             ) from exc
 
-    def put_many(self, obj_type: ObjectType, objects: Sequence[tuple[str, bytes]]) -> None:
+    def put_many(self, obj_type: ObjectType, objects: Sequence[tuple[str, bytes | memoryview]]) -> None:
         """Store every (id, raw bytes) not yet present, ids already computed: one index query and one compression task for all."""
         present = self.index.present([oid for oid, _ in objects if oid not in self._pending])
-        new: dict[str, bytes] = {}
+        new: dict[str, bytes | memoryview] = {}
         for oid, raw in objects:
             if oid not in self._pending and oid not in self._foreign and oid not in present:
                 new[oid] = raw
