@@ -20,9 +20,9 @@ def run() -> None:
 
         sys.stdout.write(f"datactl {__version__}\n")
         sys.exit(0)
-    from datactl.core.allocator import limit_arenas
+    from datactl.core.allocator import set_up_own_process
 
-    limit_arenas()  # before any thread: this process is datactl's own
+    set_up_own_process()  # before any thread: this process is datactl's own
     from datactl.cli.app import main
 
     exit_at_once(main())

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from typing import IO, Any, Callable, Iterator
 
-from datactl.core.allocator import limit_arenas
+from datactl.core.allocator import set_up_own_process
 from datactl.core.errors import DatactlError
 
 
@@ -46,7 +46,7 @@ def spawn_module(module: str) -> subprocess.Popen | None:
 def run_as_worker(serve: Callable[[IO[bytes], IO[bytes]], None]) -> None:
     """A worker module's ``__main__``: ``serve`` its stdin and stdout; interrupted, or abandoned by its caller, it
     exits at once."""
-    limit_arenas()
+    set_up_own_process()
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer)
     except (KeyboardInterrupt, BrokenPipeError):
