@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID
 
 STAGE_HINT = "run `datactl fsck --repair` to rebuild it from HEAD and the files on disk"
 
+# The rows that differ from HEAD: what a commit records and a status lists as staged. Written once, here: the
+# ``staged_paths`` index holds only these rows, and SQLite uses it for a query whose WHERE is this very text.
+_STAGED = "kind IS NOT head_kind OR mode IS NOT head_mode OR size IS NOT head_size OR digest IS NOT head_digest"
+
 # A file whose mtime is this close to the moment we read it may be changed
 # again within the same timestamp tick without its stat changing ("racy
 # mtime"): such a stat is not trusted, and the file is re-hashed next time.
@@ -290,14 +294,20 @@ class Stage(Database):
     def _upgrade(self) -> None:
         """What a stage written by an earlier version lacks. The ``source`` column (external files): NULL, every row
         a stored file. The index of external rows: without it every status read the whole table to find them
-        (0.1 s at a million rows); only rows with a source enter it, so writing the others costs nothing more."""
+        (0.1 s at a million rows); only rows with a source enter it, so writing the others costs nothing more. The
+        index of staged rows (``_STAGED``): without it a commit read the whole table twice and a status once
+        (0.2 s each at a million rows), however little was staged; a row is in it from its add to its commit."""
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(entries)")}
         if "source" not in columns:
             with self._db:
                 self._db.execute("ALTER TABLE entries ADD COLUMN source TEXT")
-        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name='external_paths'").fetchone() is None:
+        indexes = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        if "external_paths" not in indexes:
             with self._db:
                 self._db.execute("CREATE INDEX IF NOT EXISTS external_paths ON entries(path) WHERE source IS NOT NULL")
+        if "staged_paths" not in indexes:
+            with self._db:
+                self._db.execute(f"CREATE INDEX IF NOT EXISTS staged_paths ON entries(path) WHERE {_STAGED}")
 
     # -- meta ----------------------------------------------------------------
 
@@ -391,10 +401,7 @@ class Stage(Database):
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM entries WHERE kind IS NULL")
             # Only the rows that changed are written: a small commit to a big dataset costs what changed.
-            self._db.execute(
-                "UPDATE entries SET head_kind=kind, head_mode=mode, head_size=size, head_digest=digest "
-                "WHERE kind IS NOT head_kind OR mode IS NOT head_mode OR size IS NOT head_size OR digest IS NOT head_digest"
-            )
+            self._db.execute(f"UPDATE entries SET head_kind=kind, head_mode=mode, head_size=size, head_digest=digest WHERE {_STAGED}")
             self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('head', ?)", (commit_id,))
             # A commit also ends a merge in progress (its second parent was merge_head).
             self._db.execute("DELETE FROM meta WHERE key IN ('pending_commit', 'merge', 'merge_head')")
@@ -449,10 +456,7 @@ class Stage(Database):
                     self._db.execute("INSERT INTO meta(key, value) VALUES ('sparse', ?)", (value,))
 
     def staged_changes(self) -> Iterator[StageRow]:
-        cur = self._db.execute(
-            f"SELECT {_COLS} FROM entries WHERE kind IS NOT head_kind OR mode IS NOT head_mode "
-            "OR digest IS NOT head_digest ORDER BY path"
-        )
+        cur = self._db.execute(f"SELECT {_COLS} FROM entries WHERE {_STAGED} ORDER BY path")
         for r in cur.fetchall():
             yield _row_from_sql(r)
 

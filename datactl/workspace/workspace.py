@@ -390,7 +390,7 @@ class Workspace(Closing):
             for ref in tag_refs:
                 if self.repo.refs.get(ref) is not None:
                     raise UsageError(f"tag {ref.rsplit('/', 1)[-1]} already exists", "pick another tag name")
-            if self.stage.count() == 0 and self.head is None and not allow_empty:
+            if self.head is None and not allow_empty and self.stage.count() == 0:  # counted only then: a scan of every row
                 raise NothingToCommit("nothing to commit: no files are staged", "add files with `datactl add PATH`")
             current = self.repo.refs.get(self.head_ref)
             if current is not None and self.head is not None and current != self.head and merge_head is None and not from_old:

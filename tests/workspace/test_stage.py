@@ -360,3 +360,23 @@ def test_a_stage_from_before_external_files_is_upgraded_and_finds_them(tmp_path:
         assert paths(again.external_rows()) == ["b"] and paths(again.iter_rows()) == ["a", "b", "c"]
     finally:
         again.close()
+
+
+def test_a_stage_from_before_the_staged_index_still_finds_what_was_staged(tmp_path: Path) -> None:
+    path = str(tmp_path / "stage.db")
+    stage = Stage(path)
+    stage.write([row("same", "x", head="x"), row("added", "new"), row("modified", "v2", head="v1"), row("removed", None, head="old")])
+    stage.close()
+    old = sqlite3.connect(path)  # as a stage written before the index of staged rows
+    old.execute("DROP INDEX staged_paths")
+    old.commit()
+    old.close()
+    stage = Stage(path)  # the index is made from the rows already there
+    try:
+        assert paths(stage.staged_changes()) == ["added", "modified", "removed"]
+        stage.finish_commit("c" * 32)
+        assert list(stage.staged_changes()) == []
+        stage.write([row("same", "y", head="x")])
+        assert paths(stage.staged_changes()) == ["same"]
+    finally:
+        stage.close()
