@@ -218,13 +218,14 @@ def _prefix_range(prefix: str) -> tuple[str, str]:
 
 
 def _range_clause(prefix: str, lo: str | None, hi: str | None) -> tuple[str, tuple[str, ...]]:
-    """The WHERE clause (with its arguments) of the rows under folder ``prefix`` ('' for all; a row at ``prefix``
-    itself included) whose paths are in [``lo``, ``hi``)."""
+    """The WHERE clause (with its arguments) of the rows under folder ``prefix`` ('' for all) whose paths are in
+    [``lo``, ``hi``): one range of the primary key, which SQLite reads in order (with the row at ``prefix`` itself
+    OR-ed in, it sorted every row under the folder before giving the first: 0.9 s at a million)."""
     terms, args = [], []
     if prefix:
         first, end = _prefix_range(prefix)
-        terms.append("((path >= ? AND path < ?) OR path = ?)")
-        args += [first, end, prefix.strip("/")]
+        terms.append("path >= ? AND path < ?")
+        args += [first, end]
     if lo is not None:
         terms.append("path >= ?")
         args.append(lo)
@@ -234,19 +235,34 @@ def _range_clause(prefix: str, lo: str | None, hi: str | None) -> tuple[str, tup
     return (" WHERE " + " AND ".join(terms) if terms else ""), tuple(args)
 
 
+def _row_at(prefix: str, lo: str | None, hi: str | None) -> str | None:
+    """The path of a row at folder ``prefix`` itself (a file where a folder is named) in [``lo``, ``hi``), if one
+    can be asked for: it sorts before every path under the folder."""
+    at = prefix.strip("/")
+    return at if at and (lo is None or at >= lo) and (hi is None or at < hi) else None
+
+
 def _snapshot_rows(
     db_path: str, cols: str, prefix: str, make: Callable[[tuple], Any] | None, lo: str | None = None, hi: str | None = None
 ) -> Iterator[Any]:
-    """Rows read in path order over a connection of their own: a snapshot, so writes through another may interleave."""
+    """The rows under folder ``prefix`` (the row at ``prefix`` itself first) in [``lo``, ``hi``), in path order,
+    read over a connection of their own: a snapshot, so writes through another may interleave."""
     reader = sqlite3.connect(db_path, timeout=60)
     try:
+        reader.execute("BEGIN")  # the two reads below see one snapshot
+        queries = []
+        at = _row_at(prefix, lo, hi)
+        if at is not None:
+            queries.append((f"SELECT {cols} FROM entries WHERE path = ?", (at,)))
         where, args = _range_clause(prefix, lo, hi)
-        cur = reader.execute(f"SELECT {cols} FROM entries{where} ORDER BY path", args)
-        if make is None:
-            yield from cur
-        else:
-            for r in cur:
-                yield make(r)
+        queries.append((f"SELECT {cols} FROM entries{where} ORDER BY path", args))
+        for sql, sql_args in queries:
+            cur = reader.execute(sql, sql_args)
+            if make is None:
+                yield from cur
+            else:
+                for r in cur:
+                    yield make(r)
     finally:
         reader.close()
 
@@ -359,7 +375,7 @@ class Stage(Database):
         """Paths that cut the rows under ``prefix`` into at most ``max_parts`` ranges of about equal size, each of at
         least ``rows_per_part`` rows: range k holds the paths from cut k-1 (inclusive) to cut k. No cuts when the
         rows make one range."""
-        where, args = _range_clause(prefix, None, None)
+        where, args = _range_clause(prefix, None, None)  # a row at ``prefix`` itself is left out of the count: one row
         rows = self._db.execute(f"SELECT count(*) FROM entries{where}", args).fetchone()[0]
         parts = min(max_parts, rows // max(rows_per_part, 1))
         cuts: list[str] = []

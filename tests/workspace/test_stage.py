@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -24,6 +25,7 @@ from datactl.workspace.stage import (
     StageRow,
     StatInfo,
     head_info,
+    read_stats,
 )
 
 
@@ -147,6 +149,26 @@ def test_iter_rows_prefix_property(tmp_path: Path, all_paths: list[str], prefix:
     finally:
         s.close()
 
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.sampled_from(["", "a", "a/b", "a/b/", "é", "nothing"]),
+    st.lists(st.sampled_from(sorted(NAMES) + ["a/b/c0", "a/a", "a/c"]), max_size=4),
+)
+def test_stat_rows_under_a_folder_read_in_ranges_add_up_to_the_folder(prefix: str, cuts: list[str]) -> None:
+    # A scan cut into ranges reads each range apart: together they are the folder's rows, the row at the folder's
+    # own path (a file named as the folder) first, each once, in path order.
+    with tempfile.TemporaryDirectory() as tmp:
+        s = Stage(os.path.join(tmp, "stage.db"))
+        try:
+            s.write([row(p, p) for p in NAMES])
+            folder = prefix.strip("/")
+            under = sorted((p for p in NAMES if not folder or p == folder or p.startswith(folder + "/")), key=str.encode)
+            bounds = sorted(set(cuts), key=str.encode)
+            ranges = list(zip([None, *bounds], [*bounds, None]))
+            assert [r[0] for lo, hi in ranges for r in read_stats(s.path, prefix, lo, hi)] == under
+        finally:
+            s.close()
 
 def test_iter_rows_reads_a_snapshot_while_rows_are_written(stage: Stage) -> None:
     stage.write([row(f"f{i:03}", str(i)) for i in range(50)])
