@@ -15,6 +15,7 @@ heap again and again (17% of a checkout of a million files, 20% of a diff).
 Every 10,000 it costs next to nothing, and what it is there for (garbage in
 cycles) is still freed.
 """
+
 from __future__ import annotations
 
 import gc
