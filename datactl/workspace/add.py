@@ -56,7 +56,7 @@ class AddResult:
 def many_new_files(root: str, stage: Stage, rel: str, rules: IgnoreRules, at_least: int = OFFLOAD_AT_ONCE) -> bool:
     """Whether the folder ``rel`` of the workspace at ``root`` holds ``at_least`` files (not ignored) and ``stage``
     nothing under it, so that an add reads them all: a listing of its first folders, no file statted."""
-    if any(True for _ in stage.iter_rows(rel, with_chunks=False)):
+    if stage.has_rows_under(rel):
         return False  # tracked files: most are likely vouched for by their stats, not read
     listed = walk(root, rules, start=rel, stat_files=lambda _folder: False)
     return sum(1 for _ in itertools.islice(listed, at_least)) >= at_least

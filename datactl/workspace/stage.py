@@ -366,6 +366,15 @@ class Stage(Database):
         with self.translated():
             yield from _snapshot_rows(self.path, cols, prefix, _row_from_sql)
 
+    def has_rows_under(self, prefix: str) -> bool:
+        """Whether a row is at ``prefix`` or under it, as a folder ('' for the whole workspace): looks at the key
+        only, no row read."""
+        at = _row_at(prefix, None, None)
+        if at is not None and self._db.execute("SELECT 1 FROM entries WHERE path = ?", (at,)).fetchone() is not None:
+            return True
+        where, args = _range_clause(prefix, None, None)
+        return self._db.execute(f"SELECT 1 FROM entries{where} LIMIT 1", args).fetchone() is not None
+
     def external_rows(self) -> Iterator[StageRow]:
         """The rows of external files (a source recorded), in path order."""
         for r in self._db.execute(f"SELECT {_COLS} FROM entries WHERE source IS NOT NULL ORDER BY path").fetchall():

@@ -239,7 +239,7 @@ class Workspace(Closing):
             if rel and rules.internal(rel, os.path.isdir(abs_path)):
                 raise UsageError(f"{p} is datactl's own file and cannot be tracked")
             exists = os.path.lexists(abs_path)
-            if not exists and self.stage.get(rel) is None and not any(True for _ in self.stage.iter_rows(rel)):
+            if not exists and not self.stage.has_rows_under(rel):
                 raise UsageError(f"{p} did not match any file", "check the path; `datactl status` lists what is tracked")
             if exists and rel and not force and rules.ignored(rel, os.path.isdir(abs_path)):
                 raise UsageError(f"{p} is ignored by .datactlignore", "use --force to add it anyway")

@@ -170,6 +170,11 @@ def test_stat_rows_under_a_folder_read_in_ranges_add_up_to_the_folder(prefix: st
         finally:
             s.close()
 
+@pytest.mark.parametrize("prefix", ["a", "a/b", "a/b/", "z", "a/b/c", "a/bc", "nothing", "a/b/c/d", "zz", ""])
+def test_has_rows_under_answers_as_iter_rows_does(stage: Stage, prefix: str) -> None:
+    stage.write([row(p, p) for p in NAMES])
+    assert stage.has_rows_under(prefix) == bool(paths(stage.iter_rows(prefix)))
+
 def test_iter_rows_reads_a_snapshot_while_rows_are_written(stage: Stage) -> None:
     stage.write([row(f"f{i:03}", str(i)) for i in range(50)])
     seen = []
